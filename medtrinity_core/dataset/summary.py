@@ -1,0 +1,34 @@
+"""Per-source counts across all shards: what `medtrinity run` prints at the end."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from medtrinity_core.quarantine import read_quarantine
+from medtrinity_core.sources.schema import SourceConfig
+from medtrinity_core.storage import Workdir, read_parquet
+
+
+def _count(workdir: Workdir, source: str, stage: str) -> int:
+    folder = workdir.manifests / source / stage
+    return sum(read_parquet(p).height for p in folder.glob("*.parquet")) if folder.exists() else 0
+
+
+def summarize(workdir: Workdir, sources: list[SourceConfig]) -> pl.DataFrame:
+    rows = []
+    for src in sources:
+        q = read_quarantine(workdir, src.name)
+        raw_quarantined = q.filter(pl.col("stage") == "raw").height
+        rows.append(
+            {
+                "source": src.name,
+                "modality": src.modality,
+                "items": _count(workdir, src.name, "raw") + raw_quarantined,
+                "images_2d": _count(workdir, src.name, "normalized"),
+                "rois": _count(workdir, src.name, "rois"),
+                "triplets": _count(workdir, src.name, "triplets"),
+                "quarantined": q["item_id"].n_unique(),
+                "triplets_path": str(workdir.manifests / src.name / "triplets"),
+            }
+        )
+    return pl.DataFrame(rows)

@@ -1,0 +1,100 @@
+"""The triplets stage: image + ROIs + description joined into one row per image, with full provenance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import polars as pl
+
+from medtrinity_core import __version__
+from medtrinity_core.ids import salted_hash, stable_id
+from medtrinity_core.records import LINEAGE, TRIPLETS, frame
+from medtrinity_core.sources.schema import SourceConfig
+
+
+def _roi_brief(roi: dict) -> dict:
+    return {
+        "roi_id": roi["roi_id"],
+        "label": roi["label"],
+        "method": roi["method"],
+        "bbox": [roi["x0"], roi["y0"], roi["x1"], roi["y1"]],
+        "area_ratio": roi["area_ratio"],
+        "location": roi["location"],
+        "rle_counts": roi["rle_counts"],
+    }
+
+
+def build_triplets(
+    source: SourceConfig,
+    shard: str,
+    images: Iterable[dict],
+    rois: pl.DataFrame,
+    context: pl.DataFrame,
+    descriptions: pl.DataFrame,
+    salt: str,
+    excluded_items: set[str] = frozenset(),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(triplets, lineage index rows). Images of items quarantined downstream of normalization are left out."""
+    rois_by_image: dict[str, list[dict]] = {}
+    for roi in rois.sort(["image_id", "area_px", "roi_id"], descending=[False, True, False]).iter_rows(named=True):
+        rois_by_image.setdefault(roi["image_id"], []).append(roi)
+    ctx = {c["image_id"]: c for c in context.iter_rows(named=True)}
+    desc = {d["image_id"]: d for d in descriptions.iter_rows(named=True)}
+    rows, lineage = [], []
+    for img in images:
+        if img["item_id"] in excluded_items or img["image_id"] not in desc:
+            continue
+        d, c = desc[img["image_id"]], ctx.get(img["image_id"], {})
+        image_rois = rois_by_image.get(img["image_id"], [])
+        triplet_id = stable_id("trp", img["image_id"], d["template_version"], d["generator"])
+        relpath = salted_hash(img["relpath"], salt) if source.paths_identify_patients else img["relpath"]
+        rows.append(
+            {
+                "triplet_id": triplet_id,
+                "image_id": img["image_id"],
+                "source": source.name,
+                "modality": source.modality,
+                "image_uri": img["image_uri"],
+                "image_sha256": img["image_sha256"],
+                "width": img["width"],
+                "height": img["height"],
+                "rois": [_roi_brief(r) for r in image_rois],
+                "coarse_caption": c.get("coarse_caption"),
+                "description": d["text"],
+                "facets": d["facets"],
+                "license": source.license,
+                "provenance": {
+                    "source": source.name,
+                    "license": source.license,
+                    "citation": source.citation,
+                    "source_relpath": relpath,
+                    "source_path_hashed": source.paths_identify_patients,
+                    "source_sha256": img["source_sha256"],
+                    "item_id": img["item_id"],
+                    "slice_axis": img["slice_axis"],
+                    "slice_index": img["slice_index"],
+                    "normalization": img["normalization"],
+                    "roi_methods": sorted({r["method"] for r in image_rois}),
+                    "roi_model": None,
+                    "kb_version": c.get("kb_version"),
+                    "passage_ids": d["cited_passages"],
+                    "template_version": d["template_version"],
+                    "generator": d["generator"],
+                    "generator_model": d["generator_model"],
+                    "generator_params": d["generator_params"],
+                    "package_version": __version__,
+                },
+            }
+        )
+        lineage.append(
+            {
+                "triplet_id": triplet_id,
+                "image_id": img["image_id"],
+                "item_id": img["item_id"],
+                "source": source.name,
+                "shard": shard,
+                "source_root": str(source.root),
+                "source_relpath": img["relpath"],
+            }
+        )
+    return frame(rows, TRIPLETS), frame(lineage, LINEAGE)

@@ -1,0 +1,158 @@
+"""The `grounded` generator: deterministic, CPU-only, composes the five facets from measured ROI facts
+and retrieved passages. It states nothing its inputs do not hold, and cites the passages it quotes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+import polars as pl
+
+from medtrinity_core.knowledge.retrieve import image_labels
+from medtrinity_core.modalities import display_name
+from medtrinity_core.records import DESCRIPTIONS, frame
+from medtrinity_core.sources.schema import SourceConfig
+
+GENERATOR = "grounded"
+TEMPLATE_VERSION = "grounded-v1"
+PASSAGES_QUOTED = 2
+RELATIONS_STATED = 4
+VERBS = {"contains": "contains", "inside": "lies within", "overlaps": "overlaps", "touches": "touches"}
+PARAMS = json.dumps({"passages_quoted": PASSAGES_QUOTED, "relations_stated": RELATIONS_STATED}, sort_keys=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _by_label(rois: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Labels ordered by their largest region, each with its regions largest first."""
+    groups: dict[str, list[dict]] = {}
+    for roi in sorted(rois, key=lambda r: (-r["area_px"], r["roi_id"])):
+        groups.setdefault(roi["label"], []).append(roi)
+    return list(groups.items())
+
+
+def modality_facet(source: SourceConfig, image: dict) -> str:
+    text = f"Modality: {display_name(source.modality)}"
+    if image.get("slice_axis"):
+        text += f", {image['slice_axis']} slice {image['slice_index']} of a volume"
+    return text + "."
+
+
+def organ_facet(source: SourceConfig, image: dict) -> str:
+    labels = image_labels(image)
+    region = f"the {source.body_region}" if source.body_region else "region not stated by the source"
+    structures = f"; annotated: {', '.join(labels)}" if image["masks"] and labels else ""
+    return f"Organ and tissue: {region}{structures}."
+
+
+def location_facet(image: dict, groups: list[tuple[str, list[dict]]]) -> str:
+    if not groups:
+        if image["masks"]:
+            return "ROI location: no annotated region reaches the minimum size on this image."
+        labels = image_labels(image)
+        if labels:
+            return f"ROI location: no region is annotated; the source labels the whole image {', '.join(labels)}."
+        return "ROI location: no region of interest is annotated."
+    parts = []
+    for label, regions in groups:
+        top = regions[0]
+        size = f"{100 * top['area_ratio']:.1f}% of the image, {top['size_class']}"
+        if top.get("area_mm2"):
+            size += f", about {top['area_mm2']:.0f} mm²"
+        lead = f"{label} ({_plural(len(regions), 'region')})" if len(regions) > 1 else label
+        where = "the largest lies in the" if len(regions) > 1 else "in the"
+        parts.append(f"{lead}: {where} {top['location']}, covering {size}")
+    return "ROI location: " + "; ".join(parts) + "."
+
+
+def appearance_facet(groups: list[tuple[str, list[dict]]]) -> str:
+    if not groups:
+        return "Colour and texture: no region is measured."
+    parts = []
+    for label, regions in groups:
+        top = regions[0]
+        colour = f", {top['colour']} in colour" if top.get("colour") else ""
+        parts.append(f"{label}: {top['contrast']} relative to the surrounding tissue{colour}, {top['texture']} texture")
+    return "Colour and texture: " + "; ".join(parts) + "."
+
+
+def relations_facet(rois: list[dict]) -> str:
+    if len(rois) < 2:
+        return "Region relationships: " + ("only one region is annotated." if rois else "none, as no region is annotated.")
+    statements, seen = [], set()
+    by_id = {r["roi_id"]: r for r in rois}
+    for roi in sorted(rois, key=lambda r: (-r["area_px"], r["roi_id"])):
+        for rel in roi["relations"] or []:
+            pair = frozenset((roi["roi_id"], rel["other_roi_id"]))
+            if pair in seen or rel["other_roi_id"] not in by_id:
+                continue
+            seen.add(pair)
+            other = f"another {rel['other_label']} region" if rel["other_label"] == roi["label"] else f"the {rel['other_label']}"
+            subject = f"one {roi['label']} region" if rel["other_label"] == roi["label"] else f"the {roi['label']}"
+            verb = VERBS.get(rel["relation"], f"lies {rel['relation']}")
+            statements.append(f"{subject} {verb} {other} ({rel['distance_pct']:.0f}% of the image diagonal between centres)")
+            if len(statements) == RELATIONS_STATED:
+                break
+        if len(statements) == RELATIONS_STATED:
+            break
+    return "Region relationships: " + "; ".join(statements) + "." if statements else "Region relationships: none measured."
+
+
+def supporting_sentence(text: str, terms: list[str]) -> str:
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    words = [w for t in terms for w in re.findall(r"[a-z]{4,}", t.lower())]
+    for sentence in sentences:
+        if any(w in sentence.lower() for w in words):
+            return sentence
+    return sentences[0] if sentences else ""
+
+
+def knowledge_facet(context: dict, passages: dict[str, dict], terms: list[str]) -> tuple[str, list[str]]:
+    cited, parts = [], []
+    for pid in (context or {}).get("passage_ids", [])[:PASSAGES_QUOTED]:
+        passage = passages.get(pid)
+        if not passage:
+            continue
+        cited.append(pid)
+        parts.append(f"[{pid}] ({passage['focus']}) {supporting_sentence(passage['text'], terms)}")
+    if not parts:
+        return "Related knowledge: no passage was retrieved.", []
+    return "Related knowledge: " + " ".join(parts), cited
+
+
+def describe_image(source: SourceConfig, image: dict, rois: list[dict], context: dict | None, passages: dict[str, dict]) -> dict:
+    groups = _by_label(rois)
+    terms = image_labels(image) + ([source.body_region] if source.body_region else [])
+    knowledge, cited = knowledge_facet(context, passages, terms)
+    facets = {
+        "modality": modality_facet(source, image),
+        "organ_tissue": organ_facet(source, image),
+        "roi_location": location_facet(image, groups),
+        "colour_texture": appearance_facet(groups),
+        "relationships": relations_facet(rois),
+        "knowledge": knowledge,
+    }
+    return {
+        "image_id": image["image_id"],
+        "source": source.name,
+        "text": " ".join(facets.values()),
+        "facets": facets,
+        "cited_passages": cited,
+        "generator": GENERATOR,
+        "generator_model": None,
+        "generator_params": PARAMS,
+        "template_version": TEMPLATE_VERSION,
+    }
+
+
+def describe(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, context: pl.DataFrame, passages: dict[str, dict]) -> pl.DataFrame:
+    """`passages` maps passage id to {"text", "focus"} for (at least) every id in `context`."""
+    rois_by_image: dict[str, list[dict]] = {}
+    for roi in rois.iter_rows(named=True):
+        rois_by_image.setdefault(roi["image_id"], []).append(roi)
+    context_by_image = {c["image_id"]: c for c in context.iter_rows(named=True)}
+    rows = [describe_image(source, img, rois_by_image.get(img["image_id"], []), context_by_image.get(img["image_id"]), passages) for img in images]
+    return frame(rows, DESCRIPTIONS)

@@ -1,0 +1,24 @@
+"""Errors a user can act on: each renders as one clear line."""
+
+from __future__ import annotations
+
+
+class MedtrinityError(Exception):
+    """Base class: the message is complete and shown to the user as is."""
+
+
+class SourcesFileError(MedtrinityError):
+    """A sources file that cannot be used; names the file, line and key."""
+
+    def __init__(self, file: str, line: int | None, key: str, message: str):
+        self.file, self.line, self.key, self.message = file, line, key, message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {message}")
+
+
+class ItemError(MedtrinityError):
+    """One input item cannot be processed; it goes to quarantine with this reason."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
+        super().__init__(f"{reason}: {detail}")

@@ -1,0 +1,158 @@
+"""The normalized stage: every raw item becomes 2D 8-bit PNG images (and binary mask PNGs), content-addressed.
+
+Rasters are decoded as they are; volumes are oriented to LPS and sliced axially to the slices holding
+foreground plus a few negatives; DICOM files go through their Modality LUT. CT is windowed from a
+preset, other modalities scaled between percentiles.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import SimpleITK as sitk
+
+from medtrinity_core.errors import ItemError
+from medtrinity_core.ids import stable_id
+from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
+from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_mask, read_raster, read_volume, side_letters
+from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
+from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
+from medtrinity_core.sources.schema import SourceConfig
+from medtrinity_core.storage import Workdir
+
+STAGE = "normalized"
+AXIAL = "axial"
+
+
+def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster, masks: list[tuple[str, np.ndarray, str]],
+               axis: str | None = None, index: int | None = None, labels: list[str] | None = None) -> dict:
+    h, w = raster.pixels.shape[:2]
+    size = target_size(w, h, source.max_side, raster.spacing)
+    pixels = resize_image(raster.pixels, size)
+    uri, digest = workdir.put_png(pixels)
+    mask_rows = []
+    for label, mask, annotation in masks:
+        m_uri, m_digest = workdir.put_png(resize_mask(mask, size).astype(np.uint8) * 255)
+        mask_rows.append({"label": label, "uri": m_uri, "sha256": m_digest, "annotation": annotation})
+    spacing = (raster.spacing[0] * w / size[0], raster.spacing[1] * h / size[1]) if raster.spacing else (None, None)
+    norm = {"intensity": raster.intensity, "size": [w, h], "resized": list(size)}
+    return {
+        "image_id": stable_id("img", source.name, raw["relpath"], axis or "", "" if index is None else index),
+        "item_id": raw["item_id"],
+        "source": source.name,
+        "relpath": raw["relpath"],
+        "source_sha256": raw["sha256"],
+        "slice_axis": axis,
+        "slice_index": index,
+        "image_uri": uri,
+        "image_sha256": digest,
+        "width": size[0],
+        "height": size[1],
+        "channels": 1 if pixels.ndim == 2 else pixels.shape[2],
+        "orig_width": w,
+        "orig_height": h,
+        "spacing_x": None if spacing[0] is None else round(spacing[0], 6),
+        "spacing_y": None if spacing[1] is None else round(spacing[1], 6),
+        "image_left": raster.image_left,
+        "image_top": raster.image_top,
+        "normalization": json.dumps(norm, sort_keys=True),
+        "masks": mask_rows,
+        "labels": list(raw["labels"] or []) if labels is None else labels,
+    }
+
+
+def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
+    raster = read_raster(source.root / raw["relpath"])
+    h, w = raster.pixels.shape[:2]
+    masks = []
+    for ann in raw["annotations"]:
+        mask = read_mask(source.root / ann["relpath"], ann["threshold"])
+        if mask.shape != (h, w):
+            raise ItemError("mask_shape_mismatch", f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
+        masks.append((ann["label"], mask, ann["relpath"]))
+    return [_image_row(source, raw, workdir, raster, masks)]
+
+
+def _volume_intensity(source: SourceConfig, values: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
+    if source.modality == "ct":
+        preset = source.window or DEFAULT_CT_WINDOW
+        return lambda plane: window_ct(plane, preset)
+    lo, hi = percentile_range(values, nonzero_only=True)  # one range per volume: slices stay comparable
+    return lambda plane: scale_percentile(plane, lo, hi)
+
+
+def pick_slices(foreground: np.ndarray, negatives: int) -> list[int]:
+    """Every slice with foreground, plus `negatives` evenly spaced slices without."""
+    fg = [int(i) for i in np.flatnonzero(foreground)]
+    empty = [int(i) for i in np.flatnonzero(~foreground)]
+    if negatives and empty:
+        picks = np.linspace(0, len(empty) - 1, num=min(negatives, len(empty)) + 2)[1:-1] if len(empty) > negatives else range(len(empty))
+        fg += sorted({empty[int(round(p))] for p in picks})
+    return sorted(fg)
+
+
+def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
+    image = read_volume(source.root / raw["relpath"])
+    values = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ItemError("non_finite_voxels", f"{raw['relpath']} holds NaN or infinite voxels")
+    labels = np.zeros(values.shape, dtype=np.int64)
+    label_file = ""
+    for ann in raw["annotations"]:
+        labels = align_labels(read_volume(source.root / ann["relpath"]), image, ann["relpath"])
+        label_file = ann["relpath"]
+    intensity = _volume_intensity(source, values)
+    sx, sy, _ = image.GetSpacing()
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    left, top = side_letters(direction[:, 0], direction[:, 1])
+    rows = []
+    for z in pick_slices(labels.reshape(labels.shape[0], -1).any(axis=1), source.negatives_per_volume):
+        pixels, params = intensity(values[z])
+        params = {**params, "orientation": "LPS"}
+        masks = [(source.label_name(v), labels[z] == v, label_file) for v in np.unique(labels[z]) if v != 0]
+        raster = Raster(pixels, params, spacing=(sx, sy), image_left=left, image_top=top)
+        # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
+        rows.append(_image_row(source, raw, workdir, raster, masks, AXIAL, z, labels=sorted({m[0] for m in masks})))
+    return rows
+
+
+def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
+    values, ds = read_dicom(source.root / raw["relpath"])
+    if values.ndim == 3:  # colour
+        raster = Raster(collapse_grey(values.astype(np.uint8)), {"method": "none", "source_mode": "RGB"})
+    else:
+        if not np.isfinite(values).all():
+            raise ItemError("non_finite_pixels", f"{raw['relpath']} holds NaN or infinite values")
+        if source.modality == "ct":
+            pixels, params = window_ct(values, source.window or DEFAULT_CT_WINDOW)
+        else:
+            pixels, params = scale_percentile(values, *percentile_range(values, nonzero_only=False))
+        if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+            pixels, params = 255 - pixels, {**params, "inverted": True}
+        raster = Raster(pixels, params)
+    if "PixelSpacing" in ds:
+        row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+        raster.spacing = (col_mm, row_mm)
+    if "ImageOrientationPatient" in ds:
+        iop = [float(v) for v in ds.ImageOrientationPatient]
+        raster.image_left, raster.image_top = side_letters(iop[:3], iop[3:])
+    return [_image_row(source, raw, workdir, raster, [])]
+
+
+READERS = {"image2d": _normalize_raster, "volume": _normalize_volume, "dicom": _normalize_dicom}
+
+
+def normalize(source: SourceConfig, raw_rows: Iterable[dict], workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows, quarantined = [], []
+    for raw in raw_rows:
+        try:
+            rows.extend(READERS[raw["kind"]](source, raw, workdir))
+        except ItemError as exc:
+            quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, exc.reason, exc.detail))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the shard
+            quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, "decode_error", f"{type(exc).__name__}: {exc}"[:300]))
+    return frame(rows, NORMALIZED), frame(quarantined, QUARANTINE)

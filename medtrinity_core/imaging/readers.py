@@ -1,0 +1,160 @@
+"""Decoders: 2D rasters and masks (Pillow), volumes (SimpleITK), DICOM files (pydicom).
+
+Every failure becomes an `ItemError` with a specific reason, so the caller can quarantine the item.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from PIL import Image, UnidentifiedImageError
+from pydicom.pixels import apply_modality_lut, convert_color_space
+
+from medtrinity_core.errors import ItemError
+from medtrinity_core.imaging.intensity import percentile_range, scale_percentile
+
+MAX_PIXELS = 100_000_000  # decompression-bomb limit for one 2D image
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+PATIENT_AXES = ("L", "P", "S")  # LPS: +x, +y, +z
+OPPOSITE = {"L": "R", "R": "L", "P": "A", "A": "P", "S": "I", "I": "S"}
+
+
+@dataclass
+class Raster:
+    """A decoded 2D image: uint8 (H, W) or (H, W, 3), with what was done to get there."""
+
+    pixels: np.ndarray
+    intensity: dict
+    spacing: tuple[float, float] | None = None  # (x, y) in mm
+    image_left: str | None = None  # patient direction at the image's left edge
+    image_top: str | None = None
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.load()
+        return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ItemError("decompression_bomb", f"{path.name}: {exc}") from None
+    except UnidentifiedImageError:
+        raise ItemError("not_an_image", f"{path.name} is not a readable image file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ItemError("unreadable", f"{path.name}: {exc}") from None
+
+
+def collapse_grey(pixels: np.ndarray) -> np.ndarray:
+    """RGB whose channels are equal is grey: keep one channel."""
+    if pixels.ndim == 3 and np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]):
+        return np.ascontiguousarray(pixels[..., 0])
+    return pixels
+
+
+def read_raster(path: Path) -> Raster:
+    img = _open(path)
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(img).astype(np.float32)
+        if not np.isfinite(values).all():
+            raise ItemError("non_finite_pixels", f"{path.name} holds NaN or infinite values")
+        lo, hi = percentile_range(values, nonzero_only=False)
+        pixels, intensity = scale_percentile(values, lo, hi)
+        intensity["source_mode"] = mode
+        return Raster(pixels, intensity)
+    if mode in ("1", "L"):
+        pixels = np.asarray(img.convert("L"))
+    else:  # RGB, RGBA (alpha dropped), LA, P (palette expanded), CMYK, YCbCr
+        pixels = collapse_grey(np.asarray(img.convert("RGB")))
+    return Raster(np.ascontiguousarray(pixels), {"method": "none", "source_mode": mode})
+
+
+def read_mask(path: Path, threshold: int | None) -> np.ndarray:
+    """Boolean foreground: any colour channel above the threshold (alpha ignored); non-zero when None."""
+    img = _open(path)
+    if img.mode == "P":
+        values = np.asarray(img)  # palette index: 0 is background in label PNGs
+        return values > (threshold or 0)
+    if img.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
+        values = np.asarray(img.convert("RGB")).max(axis=2)
+    else:
+        values = np.asarray(img)
+    return values > (threshold if threshold is not None else 0)
+
+
+def side_letters(row_vec, col_vec) -> tuple[str, str]:
+    """(patient side at the image's left edge, at its top edge) from direction cosines in LPS."""
+
+    def toward(vec) -> str:
+        axis = int(np.argmax(np.abs(vec)))
+        letter = PATIENT_AXES[axis]
+        return letter if vec[axis] > 0 else OPPOSITE[letter]
+
+    return OPPOSITE[toward(row_vec)], OPPOSITE[toward(col_vec)]
+
+
+def read_volume(path: Path) -> sitk.Image:
+    """A volume in the LPS patient frame: array axes (z, y, x) run toward Superior, Posterior, Left,
+    so an axial slice shows the patient's right on the image's left (radiological convention)."""
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise ItemError("unreadable", f"{path.name}: {first[:200]}") from None
+    if image.GetDimension() != 3:
+        raise ItemError("unsupported_dimension", f"{path.name} has {image.GetDimension()} dimensions, expected 3")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ItemError("unsupported_pixel_type", f"{path.name} has {image.GetNumberOfComponentsPerPixel()} components per voxel")
+    return sitk.DICOMOrient(image, "LPS")
+
+
+def align_labels(labels: sitk.Image, image: sitk.Image, name: str) -> np.ndarray:
+    """The label volume on the image's voxel grid; resampled (nearest) when the geometry differs."""
+    same = (
+        labels.GetSize() == image.GetSize()
+        and np.allclose(labels.GetSpacing(), image.GetSpacing(), rtol=1e-3)
+        and np.allclose(labels.GetOrigin(), image.GetOrigin(), atol=1e-2)
+        and np.allclose(labels.GetDirection(), image.GetDirection(), atol=1e-3)
+    )
+    before = int(np.count_nonzero(sitk.GetArrayViewFromImage(labels)))
+    if not same:
+        labels = sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
+    array = sitk.GetArrayFromImage(labels).astype(np.int64)
+    if before and not np.count_nonzero(array):
+        raise ItemError("mask_geometry_mismatch", f"{name} does not overlap its image in patient space")
+    return array
+
+
+def read_dicom(path: Path) -> tuple[np.ndarray, pydicom.Dataset]:
+    """Stored values through the Modality LUT (RescaleSlope/Intercept); colour converted to RGB."""
+    try:
+        ds = pydicom.dcmread(path)
+    except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
+        raise ItemError("unreadable", f"{path.name}: not a readable DICOM file ({exc})") from None
+    if "PixelData" not in ds:
+        raise ItemError("no_pixel_data", f"{path.name} is a {ds.get('Modality', 'DICOM')} object without pixel data")
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        raise ItemError("burned_in_annotation", f"{path.name} declares burned-in annotation (text in the pixels)")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # decoder plugins raise many types
+        raise ItemError("unsupported_transfer_syntax", f"{path.name}: {str(exc).splitlines()[0][:200]}") from None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if frames > 1:
+        raise ItemError("multi_frame_unsupported", f"{path.name} has {frames} frames; multi-frame DICOM is not read yet")
+    if photometric.startswith("YBR"):
+        pixels = convert_color_space(pixels, photometric, "RGB")
+    if photometric in ("RGB",) or photometric.startswith("YBR") or photometric == "PALETTE COLOR":
+        if photometric == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            pixels = apply_color_lut(pixels, ds)
+        return np.asarray(pixels), ds
+    return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32), ds

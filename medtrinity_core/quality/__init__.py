@@ -1,0 +1,1 @@
+"""Quality: checks over manifests, each returning (passed, metadata) so any orchestrator can report them."""

@@ -1,0 +1,20 @@
+"""The quarantine table: every item a stage could not use, with a reason; never a silent drop."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from medtrinity_core.records import QUARANTINE
+from medtrinity_core.storage import Workdir, read_parquet, write_parquet
+
+
+def write_quarantine(workdir: Workdir, source: str, stage: str, shard: str, rows: pl.DataFrame) -> None:
+    """Written even when empty, so a re-run that fixed an item clears its old row."""
+    write_parquet(rows.select(list(QUARANTINE)), workdir.quarantine_path(source, stage, shard))
+
+
+def read_quarantine(workdir: Workdir, source: str | None = None, shard: str | None = None) -> pl.DataFrame:
+    base = workdir.quarantine / source if source else workdir.quarantine
+    pattern = f"**/{shard}.parquet" if shard else "**/*.parquet"
+    frames = [read_parquet(p) for p in sorted(base.glob(pattern), key=str)] if base.exists() else []
+    return pl.concat(frames) if frames else pl.DataFrame(schema=QUARANTINE)

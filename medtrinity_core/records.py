@@ -1,0 +1,192 @@
+"""Manifest schemas: one explicit polars schema per stage, so empty shards keep their columns."""
+
+from __future__ import annotations
+
+import polars as pl
+
+ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "sha256": pl.String})
+MASK = pl.Struct({"label": pl.String, "uri": pl.String, "sha256": pl.String, "annotation": pl.String})
+
+QUARANTINE = {
+    "item_id": pl.String,
+    "source": pl.String,
+    "relpath": pl.String,
+    "stage": pl.String,
+    "reason": pl.String,
+    "detail": pl.String,
+}
+
+RAW = {
+    "item_id": pl.String,
+    "source": pl.String,
+    "relpath": pl.String,
+    "kind": pl.String,
+    "format": pl.String,
+    "size_bytes": pl.Int64,
+    "sha256": pl.String,
+    "annotations": pl.List(ANNOTATION),
+    "labels": pl.List(pl.String),
+    "license": pl.String,
+}
+
+NORMALIZED = {
+    "image_id": pl.String,
+    "item_id": pl.String,
+    "source": pl.String,
+    "relpath": pl.String,
+    "source_sha256": pl.String,
+    "slice_axis": pl.String,
+    "slice_index": pl.Int64,
+    "image_uri": pl.String,
+    "image_sha256": pl.String,
+    "width": pl.Int64,
+    "height": pl.Int64,
+    "channels": pl.Int64,
+    "orig_width": pl.Int64,
+    "orig_height": pl.Int64,
+    "spacing_x": pl.Float64,
+    "spacing_y": pl.Float64,
+    "image_left": pl.String,
+    "image_top": pl.String,
+    "normalization": pl.String,
+    "masks": pl.List(MASK),
+    "labels": pl.List(pl.String),
+}
+
+RELATION = pl.Struct({"other_roi_id": pl.String, "other_label": pl.String, "relation": pl.String, "distance_pct": pl.Float64})
+
+ROIS = {
+    "roi_id": pl.String,
+    "image_id": pl.String,
+    "source": pl.String,
+    "label": pl.String,
+    "method": pl.String,
+    "mask_sha256": pl.String,
+    "component": pl.Int64,
+    "x0": pl.Int64,
+    "y0": pl.Int64,
+    "x1": pl.Int64,
+    "y1": pl.Int64,
+    "img_w": pl.Int64,
+    "img_h": pl.Int64,
+    "area_px": pl.Int64,
+    "area_ratio": pl.Float64,
+    "area_mm2": pl.Float64,
+    "size_class": pl.String,
+    "centroid_x": pl.Float64,
+    "centroid_y": pl.Float64,
+    "location": pl.String,
+    "roi_mean": pl.Float64,
+    "ring_mean": pl.Float64,
+    "roi_cv": pl.Float64,
+    "contrast": pl.String,
+    "texture": pl.String,
+    "colour": pl.String,
+    "relations": pl.List(RELATION),
+    "rle_counts": pl.List(pl.Int64),
+}
+
+CONTEXT = {
+    "image_id": pl.String,
+    "source": pl.String,
+    "coarse_caption": pl.String,
+    "query": pl.String,
+    "passage_ids": pl.List(pl.String),
+    "scores": pl.List(pl.Float64),
+    "kb_version": pl.String,
+}
+
+FACETS = pl.Struct(
+    {
+        "modality": pl.String,
+        "organ_tissue": pl.String,
+        "roi_location": pl.String,
+        "colour_texture": pl.String,
+        "relationships": pl.String,
+        "knowledge": pl.String,
+    }
+)
+
+DESCRIPTIONS = {
+    "image_id": pl.String,
+    "source": pl.String,
+    "text": pl.String,
+    "facets": FACETS,
+    "cited_passages": pl.List(pl.String),
+    "generator": pl.String,
+    "generator_model": pl.String,
+    "generator_params": pl.String,
+    "template_version": pl.String,
+}
+
+ROI_BRIEF = pl.Struct(
+    {
+        "roi_id": pl.String,
+        "label": pl.String,
+        "method": pl.String,
+        "bbox": pl.List(pl.Int64),
+        "area_ratio": pl.Float64,
+        "location": pl.String,
+        "rle_counts": pl.List(pl.Int64),
+    }
+)
+
+PROVENANCE = pl.Struct(
+    {
+        "source": pl.String,
+        "license": pl.String,
+        "citation": pl.String,
+        "source_relpath": pl.String,
+        "source_path_hashed": pl.Boolean,
+        "source_sha256": pl.String,
+        "item_id": pl.String,
+        "slice_axis": pl.String,
+        "slice_index": pl.Int64,
+        "normalization": pl.String,
+        "roi_methods": pl.List(pl.String),
+        "roi_model": pl.String,
+        "kb_version": pl.String,
+        "passage_ids": pl.List(pl.String),
+        "template_version": pl.String,
+        "generator": pl.String,
+        "generator_model": pl.String,
+        "generator_params": pl.String,
+        "package_version": pl.String,
+    }
+)
+
+TRIPLETS = {
+    "triplet_id": pl.String,
+    "image_id": pl.String,
+    "source": pl.String,
+    "modality": pl.String,
+    "image_uri": pl.String,
+    "image_sha256": pl.String,
+    "width": pl.Int64,
+    "height": pl.Int64,
+    "rois": pl.List(ROI_BRIEF),
+    "coarse_caption": pl.String,
+    "description": pl.String,
+    "facets": FACETS,
+    "license": pl.String,
+    "provenance": PROVENANCE,
+}
+
+LINEAGE = {
+    "triplet_id": pl.String,
+    "image_id": pl.String,
+    "item_id": pl.String,
+    "source": pl.String,
+    "shard": pl.String,
+    "source_root": pl.String,
+    "source_relpath": pl.String,
+}
+
+
+def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
+    """Rows to a frame in schema order; extra keys are an error, missing keys are null."""
+    return pl.DataFrame([{k: row.get(k) for k in schema} for row in rows], schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+
+
+def quarantine_row(item_id: str, source: str, relpath: str, stage: str, reason: str, detail: str) -> dict:
+    return {"item_id": item_id, "source": source, "relpath": relpath, "stage": stage, "reason": reason, "detail": detail}

@@ -1,0 +1,158 @@
+"""Find a source's items (an image with its masks, a volume with its labels, a DICOM file) under its root."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from medtrinity_core.ids import stable_id
+from medtrinity_core.sources.schema import MaskSpec, SourceConfig
+
+RASTER_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
+VOLUME_EXT = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage", ".mhd": "metaimage"}
+
+
+@dataclass(frozen=True)
+class Annotation:
+    relpath: str
+    label: str | None  # None for label volumes: names come from the label map
+    kind: str  # "mask" | "label_volume"
+    threshold: int | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    source: str
+    relpath: str
+    kind: str  # "image2d" | "volume" | "dicom"
+    format: str
+    annotations: tuple[Annotation, ...] = ()
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejected:
+    relpath: str
+    reason: str
+    detail: str
+
+
+def file_format(relpath: str, layout: str) -> tuple[str, str] | None:
+    """(kind, format) from the name; DICOM files often have no extension, so the layout decides."""
+    lower = relpath.lower()
+    if layout == "dicom":
+        return "dicom", "dicom"
+    for ext, fmt in VOLUME_EXT.items():
+        if lower.endswith(ext):
+            return "volume", fmt
+    ext = os.path.splitext(lower)[1]
+    if ext in RASTER_EXT:
+        return "image2d", RASTER_EXT[ext]
+    if ext == ".dcm":
+        return "dicom", "dicom"
+    return None
+
+
+def list_files(root: Path) -> tuple[list[str], list[Rejected]]:
+    """Relative posix paths under root, sorted; anything resolving outside root is rejected, not followed."""
+    root = root.resolve()
+    files, rejected = [], []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in list(dirnames):
+            full = Path(dirpath) / d
+            if full.is_symlink():
+                dirnames.remove(d)
+                rel = full.relative_to(root).as_posix()
+                rejected.append(Rejected(rel, "outside_root", f"{rel} is a symlinked folder; only files inside the source root are read"))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if not full.resolve().is_relative_to(root):
+                rejected.append(Rejected(rel, "outside_root", f"{rel} resolves to {full.resolve()}, outside the source root {root}"))
+                continue
+            files.append(rel)
+    return sorted(files), rejected
+
+
+def fill_template(pattern: str, fields: dict[str, str]) -> str:
+    """`{field}` from the image's match, regex-escaped; `{{`/`}}` are literal braces."""
+    return pattern.format(**{k: re.escape(v) for k, v in fields.items() if v is not None})
+
+
+def _label_words(label: str, spec: MaskSpec) -> str:
+    for old, new in spec.label_words:
+        label = label.replace(old, new)
+    return label.strip()
+
+
+def _masks_for(spec: MaskSpec, fields: dict, files: list[str], image_rel: str) -> list[Annotation]:
+    regex = re.compile(fill_template(spec.pattern, fields))
+    out = []
+    for rel in files:
+        if rel == image_rel:
+            continue
+        m = regex.fullmatch(rel)
+        if not m:
+            continue
+        label = spec.label or _label_words(m.group("label"), spec)
+        threshold = spec.threshold
+        if threshold is None and rel.lower().endswith((".jpg", ".jpeg")):
+            threshold = 128  # lossy masks: ringing around edges
+        out.append(Annotation(rel, label, "mask", threshold))
+    return out
+
+
+def _csv_labels(source: SourceConfig) -> dict[str, str]:
+    lc = source.labels_csv
+    table = pl.read_csv(source.root / lc.file, infer_schema_length=0)
+    return dict(zip(table[lc.image_column].to_list(), table[lc.label_column].to_list()))
+
+
+def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
+    files, rejected = list_files(source.root)
+    image_re = re.compile(source.images)
+    csv_labels = _csv_labels(source) if source.labels_csv else {}
+    items = []
+    for rel in files:
+        m = image_re.fullmatch(rel)
+        if not m:
+            continue
+        kind_fmt = file_format(rel, source.layout)
+        if kind_fmt is None:
+            rejected.append(Rejected(rel, "unsupported_format", f"{rel}: extension not recognised as an image, volume or DICOM"))
+            continue
+        kind, fmt = kind_fmt
+        fields = {k: v for k, v in m.groupdict().items() if v is not None}
+        annotations: list[Annotation] = []
+        labels: list[str] = []
+        if source.layout == "image_masks":
+            for spec in source.masks:
+                annotations.extend(_masks_for(spec, fields, files, rel))
+            labels = sorted({a.label for a in annotations})
+        elif source.layout == "volume_labels":
+            regex = re.compile(fill_template(source.labels, fields))
+            annotations = [Annotation(f, None, "label_volume") for f in files if f != rel and regex.fullmatch(f)]
+            labels = [name for _, name in source.label_map]
+        elif source.layout == "labeled_images":
+            label = fields.get("label") or source.label or csv_labels.get(rel) or csv_labels.get(Path(rel).name)
+            labels = [label] if label else []
+        items.append(
+            Item(
+                item_id=stable_id("item", source.name, rel),
+                source=source.name,
+                relpath=rel,
+                kind=kind,
+                format=fmt,
+                annotations=tuple(sorted(annotations, key=lambda a: a.relpath)),
+                labels=tuple(labels),
+            )
+        )
+    return items, rejected

@@ -1,0 +1,328 @@
+"""The sources file: typed configuration, validated with errors that name the file, line and key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from medtrinity_core.errors import SourcesFileError
+from medtrinity_core.imaging.intensity import CT_WINDOWS
+from medtrinity_core.modalities import MODALITIES
+from medtrinity_core.sources.yaml_lines import LineDict, load_with_lines
+
+LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+LICENSE_RE = re.compile(r"^(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9][A-Za-z0-9.\-+]*)$")
+
+DEFAULTS = {
+    "shard_size": 1000,  # items per shard; an item is never split across shards
+    "max_side": 1024,  # longest side of a normalized 2D image, in pixels
+    "negatives_per_volume": 2,  # slices without foreground kept per volume
+    "min_roi_pixels": 16,  # smallest connected component kept as an ROI
+    "min_roi_fraction": 0.0001,  # ...and its smallest share of the image
+    "top_k": 3,  # passages retrieved per image
+    "max_quarantine_share": 0.25,  # above this share of quarantined items, `run` exits 1
+}
+SOURCE_KEYS = {
+    "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
+    "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
+    "paths_identify_patients", *DEFAULTS,
+}
+MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances"}
+KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
+REQUIRED = ("name", "modality", "license", "root", "layout", "images")
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    pattern: str
+    label: str | None = None
+    label_words: tuple[tuple[str, str], ...] = ()
+    threshold: int | None = None  # None: any non-zero pixel (lossless masks); JPEG masks default to 128
+    instances: str | None = None  # "per_file": each mask file is one instance
+
+
+@dataclass(frozen=True)
+class LabelsCsv:
+    file: str
+    image_column: str
+    label_column: str
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    modality: str
+    license: str
+    root: Path
+    layout: str
+    images: str
+    body_region: str | None = None
+    license_note: str | None = None
+    citation: str | None = None
+    masks: tuple[MaskSpec, ...] = ()
+    labels: str | None = None
+    label_map: tuple[tuple[int, str], ...] = ()
+    label: str | None = None
+    labels_csv: LabelsCsv | None = None
+    window: str | None = None
+    paths_identify_patients: bool = False
+    shard_size: int = DEFAULTS["shard_size"]
+    max_side: int = DEFAULTS["max_side"]
+    negatives_per_volume: int = DEFAULTS["negatives_per_volume"]
+    min_roi_pixels: int = DEFAULTS["min_roi_pixels"]
+    min_roi_fraction: float = DEFAULTS["min_roi_fraction"]
+    top_k: int = DEFAULTS["top_k"]
+    max_quarantine_share: float = DEFAULTS["max_quarantine_share"]
+
+    @property
+    def slug(self) -> str:
+        """Dagster names (groups, partition sets) allow only [A-Za-z0-9_]."""
+        return self.name.replace("-", "_")
+
+    def label_name(self, value: int) -> str:
+        return dict(self.label_map).get(int(value), f"label {int(value)}")
+
+    def fingerprint(self) -> str:
+        """Changes whenever the source's configuration does: the assets' code version."""
+        data = asdict(self)
+        data["root"] = str(self.root)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    name: str
+    format: str
+    root: Path
+    license: str
+    citation: str | None = None
+    include: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourcesFile:
+    path: Path
+    sources: tuple[SourceConfig, ...]
+    knowledge: KnowledgeConfig | None = None
+    defaults: dict = field(default_factory=dict)
+
+    def source(self, name: str) -> SourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise KeyError(name)
+
+
+class _Checker:
+    """Collects the context (file, key path) so every error reads `file:line: key: what is wrong`."""
+
+    def __init__(self, file: Path):
+        self.file = str(file)
+
+    def fail(self, node: LineDict | None, key: str, path: str, message: str) -> None:
+        line = node.line_of(key) if isinstance(node, LineDict) else None
+        raise SourcesFileError(self.file, line, path, message)
+
+    def mapping(self, value, parent, key, path) -> LineDict:
+        if not isinstance(value, LineDict):
+            self.fail(parent, key, path, "must be a mapping")
+        return value
+
+    def unknown_keys(self, node: LineDict, allowed: set, path: str) -> None:
+        for key in node:
+            if key not in allowed:
+                self.fail(node, key, f"{path}.{key}" if path else str(key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def string(self, node: LineDict, key: str, path: str, required: bool = False) -> str | None:
+        if key not in node or node[key] is None:
+            if required:
+                self.fail(node, key, path, "is required")
+            return None
+        value = node[key]
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.fail(node, key, path, "must be a string")
+        return str(value)
+
+    def integer(self, node: LineDict, key: str, path: str, default, minimum: float = 0, kind=int):
+        if key not in node:
+            return default
+        value = node[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            self.fail(node, key, path, f"must be a {'whole ' if kind is int else ''}number")
+        if value < minimum:
+            self.fail(node, key, path, f"must be at least {minimum}")
+        return kind(value)
+
+    def regex(self, node: LineDict, key: str, path: str, required: bool = False) -> str | None:
+        value = self.string(node, key, path, required)
+        if value is not None:
+            try:
+                re.compile(value.replace("{{", "{").replace("}}", "}") if "{" in value else value)
+            except re.error as exc:
+                self.fail(node, key, path, f"is not a valid regular expression ({exc})")
+        return value
+
+
+def _resolve_root(chk: _Checker, node: LineDict, key: str, path: str, base: Path) -> Path:
+    raw = chk.string(node, key, path, required=True)
+    root = (base / raw).resolve()
+    if not root.is_dir():
+        chk.fail(node, key, path, f"folder {root} does not exist")
+    return root
+
+
+def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ...]:
+    masks = node.get("masks")
+    if not isinstance(masks, list) or not masks:
+        chk.fail(node, "masks", f"{path}.masks", "must be a non-empty list for layout image_masks")
+    specs = []
+    for i, entry in enumerate(masks):
+        mpath = f"{path}.masks[{i}]"
+        entry = chk.mapping(entry, node, "masks", mpath)
+        chk.unknown_keys(entry, MASK_KEYS, mpath)
+        pattern = chk.regex(entry, "pattern", f"{mpath}.pattern", required=True)
+        label = chk.string(entry, "label", f"{mpath}.label")
+        if label is None and "(?P<label>" not in pattern:
+            chk.fail(entry, "pattern", f"{mpath}.pattern", "needs a named group `label` or a fixed `label` key")
+        words = entry.get("label_words") or {}
+        if not isinstance(words, dict):
+            chk.fail(entry, "label_words", f"{mpath}.label_words", "must map characters to replacements")
+        threshold = entry.get("threshold")
+        if threshold is not None and (not isinstance(threshold, int) or not 0 <= threshold < 256):
+            chk.fail(entry, "threshold", f"{mpath}.threshold", "must be a whole number from 0 to 255")
+        instances = chk.string(entry, "instances", f"{mpath}.instances")
+        if instances not in (None, "per_file"):
+            chk.fail(entry, "instances", f"{mpath}.instances", "must be per_file")
+        specs.append(MaskSpec(pattern, label, tuple((str(k), str(v)) for k, v in words.items()), threshold, instances))
+    return tuple(specs)
+
+
+def _parse_label_map(chk: _Checker, node: LineDict, path: str) -> tuple[tuple[int, str], ...]:
+    value = node.get("label_map") or {}
+    if not isinstance(value, dict):
+        chk.fail(node, "label_map", f"{path}.label_map", "must map label values to names")
+    out = []
+    for k, v in value.items():
+        try:
+            out.append((int(k), str(v)))
+        except (TypeError, ValueError):
+            chk.fail(value, k, f"{path}.label_map.{k}", "label values must be whole numbers")
+    return tuple(sorted(out))
+
+
+def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict) -> SourceConfig:
+    chk.unknown_keys(node, SOURCE_KEYS, path)
+    for key in REQUIRED:
+        chk.string(node, key, f"{path}.{key}", required=True)
+    name = str(node["name"])
+    if not NAME_RE.match(name):
+        chk.fail(node, "name", f"{path}.name", "must be lower-case letters, digits and '-' (2-63 characters)")
+    modality = str(node["modality"])
+    if modality not in MODALITIES:
+        chk.fail(node, "modality", f"{path}.modality", f"'{modality}' is not one of {', '.join(MODALITIES)}")
+    license_id = str(node["license"])
+    if not LICENSE_RE.match(license_id):
+        chk.fail(node, "license", f"{path}.license", "must be an SPDX identifier or LicenseRef-<name>")
+    layout = str(node["layout"])
+    if layout not in LAYOUTS:
+        chk.fail(node, "layout", f"{path}.layout", f"'{layout}' is not one of {', '.join(LAYOUTS)}")
+    images = chk.regex(node, "images", f"{path}.images", required=True)
+    window = chk.string(node, "window", f"{path}.window")
+    if window is not None and window not in CT_WINDOWS:
+        chk.fail(node, "window", f"{path}.window", f"'{window}' is not one of {', '.join(CT_WINDOWS)}")
+    labels_csv = None
+    if "labels_csv" in node:
+        lc = chk.mapping(node["labels_csv"], node, "labels_csv", f"{path}.labels_csv")
+        chk.unknown_keys(lc, {"file", "image_column", "label_column"}, f"{path}.labels_csv")
+        labels_csv = LabelsCsv(*(chk.string(lc, k, f"{path}.labels_csv.{k}", required=True) for k in ("file", "image_column", "label_column")))
+    if layout == "volume_labels":
+        chk.regex(node, "labels", f"{path}.labels", required=True)
+    if layout == "labeled_images" and not ("label" in node or labels_csv or "(?P<label>" in images):
+        chk.fail(node, "images", f"{path}.images", "labeled_images needs a `label` group, a `label` key or `labels_csv`")
+    merged = {k: node.get(k, defaults[k]) for k in DEFAULTS}
+    numbers = {
+        k: chk.integer(node, k, f"{path}.{k}", merged[k], minimum=0 if k in ("negatives_per_volume",) else 0, kind=type(DEFAULTS[k]))
+        for k in DEFAULTS
+    }
+    return SourceConfig(
+        name=name,
+        modality=modality,
+        license=license_id,
+        root=_resolve_root(chk, node, "root", f"{path}.root", base),
+        layout=layout,
+        images=images,
+        body_region=chk.string(node, "body_region", f"{path}.body_region"),
+        license_note=chk.string(node, "license_note", f"{path}.license_note"),
+        citation=chk.string(node, "citation", f"{path}.citation"),
+        masks=_parse_masks(chk, node, path) if layout == "image_masks" else (),
+        labels=chk.string(node, "labels", f"{path}.labels"),
+        label_map=_parse_label_map(chk, node, path),
+        label=chk.string(node, "label", f"{path}.label"),
+        labels_csv=labels_csv,
+        window=window,
+        paths_identify_patients=bool(node.get("paths_identify_patients", False)),
+        **numbers,
+    )
+
+
+def _parse_knowledge(chk: _Checker, node: LineDict, base: Path) -> KnowledgeConfig:
+    chk.unknown_keys(node, KNOWLEDGE_KEYS, "knowledge")
+    fmt = chk.string(node, "format", "knowledge.format", required=True)
+    if fmt != "medquad":
+        chk.fail(node, "format", "knowledge.format", f"'{fmt}' is not a supported format (medquad)")
+    include = node.get("include") or []
+    if not isinstance(include, list):
+        chk.fail(node, "include", "knowledge.include", "must be a list of glob patterns")
+    return KnowledgeConfig(
+        name=chk.string(node, "name", "knowledge.name", required=True),
+        format=fmt,
+        root=_resolve_root(chk, node, "root", "knowledge.root", base),
+        license=chk.string(node, "license", "knowledge.license", required=True),
+        citation=chk.string(node, "citation", "knowledge.citation"),
+        include=tuple(str(p) for p in include),
+    )
+
+
+def load_sources(path: str | Path) -> SourcesFile:
+    """Read and validate a sources file; raises `SourcesFileError` on the first problem."""
+    path = Path(path)
+    chk = _Checker(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourcesFileError(str(path), None, "file", f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        doc = load_with_lines(text)
+    except Exception as exc:  # yaml errors carry their own mark
+        mark = getattr(exc, "problem_mark", None)
+        raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", exc))) from None
+    if not isinstance(doc, LineDict):
+        raise SourcesFileError(str(path), None, "file", "must be a mapping with `version` and `sources`")
+    chk.unknown_keys(doc, {"version", "defaults", "sources", "knowledge"}, "")
+    if doc.get("version") != 1:
+        chk.fail(doc, "version", "version", "must be 1")
+    defaults = dict(DEFAULTS)
+    if "defaults" in doc:
+        dnode = chk.mapping(doc["defaults"], doc, "defaults", "defaults")
+        chk.unknown_keys(dnode, set(DEFAULTS), "defaults")
+        defaults.update({k: chk.integer(dnode, k, f"defaults.{k}", defaults[k], kind=type(DEFAULTS[k])) for k in DEFAULTS})
+    entries = doc.get("sources")
+    if not isinstance(entries, list) or not entries:
+        chk.fail(doc, "sources", "sources", "must be a non-empty list")
+    base = path.resolve().parent
+    sources, seen = [], set()
+    for i, entry in enumerate(entries):
+        node = chk.mapping(entry, doc, "sources", f"sources[{i}]")
+        src = _parse_source(chk, node, f"sources[{i}]", base, defaults)
+        if src.name in seen:
+            chk.fail(node, "name", f"sources[{i}].name", f"duplicate source name '{src.name}'")
+        seen.add(src.name)
+        sources.append(src)
+    knowledge = None
+    if "knowledge" in doc:
+        knowledge = _parse_knowledge(chk, chk.mapping(doc["knowledge"], doc, "knowledge", "knowledge"), base)
+    return SourcesFile(path=path.resolve(), sources=tuple(sources), knowledge=knowledge, defaults=defaults)

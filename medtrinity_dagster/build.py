@@ -1,0 +1,29 @@
+"""Definitions from a sources file and a work folder: the knowledge base plus one asset chain per source."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from medtrinity_core.sources.schema import SourcesFile
+from medtrinity_core.storage import Workdir
+from medtrinity_dagster.factory import source_assets
+from medtrinity_dagster.io_manager import ManifestIOManager
+from medtrinity_dagster.knowledge import build_knowledge_asset
+from medtrinity_dagster.resources import EmbedderResource, NoProgress, WorkdirResource
+
+
+def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None) -> dg.Definitions:
+    wd = Workdir.at(workdir)
+    assets: list = [build_knowledge_asset(sources.knowledge)]
+    asset_checks: list = []
+    for src in sources.sources:
+        stage_assets, stage_checks = source_assets(src)
+        assets += stage_assets
+        asset_checks += stage_checks
+    resources = {
+        "workdir": WorkdirResource(root=str(wd.root)),
+        "embedder": EmbedderResource(),
+        "manifest_io": ManifestIOManager(base_dir=str(wd.manifests)),
+        "progress": progress or NoProgress(),
+    }
+    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources)

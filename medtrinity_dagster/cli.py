@@ -1,0 +1,243 @@
+"""`medtrinity`: run the graph in-process, validate a sources file, trace a triplet's lineage.
+
+Exit codes: 0 success; 1 the work ran but a blocking check failed, a stage failed, or more items were
+quarantined than a source allows; 2 bad usage or a bad sources file (one line naming file, line, key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections import defaultdict
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from medtrinity_core.errors import MedtrinityError, SourcesFileError  # noqa: E402
+from medtrinity_core.sources.schema import load_sources  # noqa: E402
+from medtrinity_core.storage import Workdir  # noqa: E402
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+class BarProgress:
+    """One tqdm bar per stage, counting shards; items per stage in the postfix."""
+
+    def __init__(self, stages: list[str], shards: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.items: dict[str, int] = defaultdict(int)
+        self.bars = {
+            stage: tqdm(total=1 if stage == "knowledge_base" else shards, desc=f"{stage:<13}", unit="shard", position=i, leave=True, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+            for i, stage in enumerate(stages)
+        }
+
+    def advance(self, source: str, stage: str, items: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is not None:
+            self.items[stage] += items
+            bar.update(1)
+            if bar.disable:
+                return
+            bar.set_postfix_str(f"{self.items[stage]} rows", refresh=True)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("dagster", "chromadb", "sentence_transformers", "transformers", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _instance(wd: Workdir):
+    os.environ["DAGSTER_HOME"] = str(wd.ensure().dagster_home)
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get()
+
+
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            err = event.event_specific_data.error
+            return f"step {event.step_key} failed: {(err.message if err else 'unknown error').strip().splitlines()[-1]}"
+    return "run failed"
+
+
+def cmd_run(args) -> int:
+    from dagster import AssetKey, AssetSelection, materialize
+
+    from medtrinity_core.dataset.summary import summarize
+    from medtrinity_core.sources.shards import update_plan
+    from medtrinity_dagster.build import build_definitions
+    from medtrinity_dagster.factory import STAGES, partitions_name
+    from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
+
+    sources = load_sources(args.sources)
+    if args.source:
+        unknown = sorted(set(args.source) - {s.name for s in sources.sources})
+        if unknown:
+            raise SourcesFileError(str(sources.path), None, "sources", f"no source named {', '.join(unknown)}")
+    chosen = [s for s in sources.sources if not args.source or s.name in args.source]
+    stages = [s for s in STAGES if not args.select or s in args.select]
+    with_kb = not args.select or "knowledge_base" in args.select
+    wd = Workdir.at(args.workdir)
+    instance = _instance(wd)
+    _quiet()
+    plans = {}
+    for src in chosen:
+        plans[src.name] = update_plan(wd, src)
+        missing = [k for k in plans[src.name] if not instance.has_dynamic_partition(partitions_name(src), k)]
+        if missing:
+            instance.add_dynamic_partitions(partitions_name(src), missing)
+    shards = sum(len(p) for p in plans.values())
+    progress = BarProgress((["knowledge_base"] if with_kb else []) + stages, shards, enabled=not args.no_progress and sys.stderr.isatty())
+    defs = build_definitions(sources, str(wd.root), progress=progress)
+    all_assets = [*defs.assets, *defs.asset_checks]
+    failures, failed_checks = [], []
+    try:
+        if with_kb:
+            result = materialize(all_assets, resources=defs.resources, instance=instance, selection=[KNOWLEDGE_KEY], run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run"})
+            if not result.success:
+                failures.append(f"knowledge_base: {_failure_message(result)}")
+        if stages and not failures:
+            for src in chosen:
+                keys = [AssetKey([src.name, s]) for s in stages]
+                selection = AssetSelection.assets(*keys)
+                for shard in sorted(plans[src.name]):
+                    result = materialize(all_assets, resources=defs.resources, instance=instance, selection=selection, partition_key=shard, run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run"})
+                    if not result.success:
+                        failures.append(f"{src.name} shard {shard}: {_failure_message(result)}")
+                    for ev in result.get_asset_check_evaluations():
+                        if not ev.passed:
+                            failed_checks.append((src.name, shard, ev.check_name, ev.severity.value, dict(ev.metadata)))
+    finally:
+        progress.close()
+    table = summarize(wd, chosen)
+    _print_table(table)
+    code = EXIT_OK
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+        code = EXIT_FAILED
+    for name, shard, check, severity, meta in failed_checks:
+        print(f"check failed ({severity}): {name} shard {shard}: {check} {_brief(meta)}", file=sys.stderr)
+        if severity == "ERROR":
+            code = EXIT_FAILED
+    for row in table.iter_rows(named=True):
+        limit = sources.source(row["source"]).max_quarantine_share
+        if row["items"] and row["quarantined"] / row["items"] > limit:
+            print(f"error: {row['source']}: {row['quarantined']} of {row['items']} items quarantined, more than max_quarantine_share {limit}", file=sys.stderr)
+            code = EXIT_FAILED
+    return code
+
+
+def _brief(meta: dict) -> str:
+    return ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in list(meta.items())[:4])
+
+
+def _print_table(table) -> None:
+    cols = ["source", "modality", "items", "images_2d", "rois", "triplets", "quarantined"]
+    widths = {c: max(len(c), *(len(str(v)) for v in table[c].to_list())) for c in cols} if table.height else {c: len(c) for c in cols}
+    print()
+    print("  ".join(c.ljust(widths[c]) if c in ("source", "modality") else c.rjust(widths[c]) for c in cols))
+    for row in table.iter_rows(named=True):
+        print("  ".join(str(row[c]).ljust(widths[c]) if c in ("source", "modality") else str(row[c]).rjust(widths[c]) for c in cols))
+    if table.height:
+        totals = {c: table[c].sum() for c in cols[2:]}
+        print("  ".join(("total".ljust(widths["source"]), "".ljust(widths["modality"]), *(str(totals[c]).rjust(widths[c]) for c in cols[2:]))))
+        base = os.path.commonpath(table["triplets_path"].to_list())
+        print(f"\ntriplets: {base}/<source>/triplets/<shard>.parquet" if table.height > 1 else f"\ntriplets: {table['triplets_path'][0]}/<shard>.parquet")
+
+
+def cmd_validate(args) -> int:
+    sources = load_sources(args.file)
+    names = ", ".join(f"{s.name} ({s.modality}, {s.layout})" for s in sources.sources)
+    kb = f"; knowledge: {sources.knowledge.name}" if sources.knowledge else ""
+    print(f"{args.file}: OK: {len(sources.sources)} sources: {names}{kb}")
+    return EXIT_OK
+
+
+def cmd_lineage(args) -> int:
+    from dagster import AssetKey, AssetRecordsFilter
+
+    from medtrinity_core.dataset.lineage import trace
+
+    wd = Workdir.at(args.workdir)
+    hit, steps = trace(wd, args.triplet_id)
+    instance = _instance(wd)
+    _quiet()
+    print(f"triplet {args.triplet_id} (source {hit['source']}, shard {hit['shard']})")
+    for step in steps:
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey([step.source, step.stage]), asset_partitions=[step.shard]), limit=1).records
+        run = records[0].run_id if records else "no run recorded"
+        print(f"  <- {step.stage:<12} {step.summary}\n     manifest {step.manifest}\n     dagster run {run}")
+    print(f"  <- source file {os.path.join(hit['source_root'], hit['source_relpath'])}")
+    return EXIT_OK
+
+
+def cmd_init(args) -> int:
+    wd = Workdir.at(args.workdir).ensure()
+    print(f"work folder {wd.root} ready (DAGSTER_HOME={wd.dagster_home})")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medtrinity", description="Medical images to image-ROI-description triplets, orchestrated by Dagster.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_workdir(sp):
+        sp.add_argument("--workdir", default=os.environ.get("MEDTRINITY_WORKDIR", "./data"), help="work folder (default ./data)")
+        return sp
+
+    run = with_workdir(sub.add_parser("run", help="materialize the asset graph in-process for the sources in FILE"))
+    run.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")
+    run.add_argument("--select", nargs="+", metavar="STAGE", choices=["knowledge_base", "raw", "normalized", "rois", "context", "descriptions", "triplets"], help="only these stages (upstream manifests must exist)")
+    run.add_argument("--source", nargs="+", metavar="NAME", help="only these sources")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    src = sub.add_parser("sources", help="work with sources files")
+    src_sub = src.add_subparsers(dest="sources_command", required=True)
+    val = with_workdir(src_sub.add_parser("validate", help="check a sources file; errors name the file, line and key"))
+    val.add_argument("file", metavar="FILE")
+    val.set_defaults(func=cmd_validate)
+
+    lin = with_workdir(sub.add_parser("lineage", help="trace a triplet back to its source file and the runs that wrote it"))
+    lin.add_argument("triplet_id", metavar="TRIPLET_ID")
+    lin.set_defaults(func=cmd_lineage)
+
+    init = with_workdir(sub.add_parser("init", help="create the work folder and its Dagster home"))
+    init.set_defaults(func=cmd_init)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SourcesFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MedtrinityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - one line for the user; MEDTRINITY_DEBUG=1 shows the traceback
+        if os.environ.get("MEDTRINITY_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} (MEDTRINITY_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""One chain of stage assets per source, from the sources file: `<source>/raw` ... `<source>/triplets`.
+
+Each asset body reads its upstream manifest, calls medtrinity_core, and returns the downstream
+manifest with metadata; quarantined items are written beside it.
+"""
+
+
+from collections import Counter
+
+import dagster as dg
+import polars as pl
+
+from medtrinity_core.dataset.triplets import build_triplets
+from medtrinity_core.describe.grounded import describe
+from medtrinity_core.imaging.normalize import normalize
+from medtrinity_core.knowledge.retrieve import retrieve_context
+from medtrinity_core.knowledge.store import fetch_passages, open_collection
+from medtrinity_core.quality import checks
+from medtrinity_core.quarantine import read_quarantine, write_quarantine
+from medtrinity_core.records import QUARANTINE, frame
+from medtrinity_core.roi.extract import extract_rois
+from medtrinity_core.sources.inventory import inventory, shard_items
+from medtrinity_core.sources.schema import SourceConfig
+from medtrinity_core.sources.shards import read_plan
+from medtrinity_core.storage import Workdir, read_parquet, write_parquet
+from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
+from medtrinity_dagster.resources import EmbedderResource, Progress, WorkdirResource
+
+STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
+
+
+def partitions_name(source: SourceConfig) -> str:
+    return f"{source.slug}__shards"
+
+
+def _finish(context, progress, wd: Workdir, src: SourceConfig, stage: str, df: pl.DataFrame, quarantined: pl.DataFrame, **extra) -> dg.Output:
+    shard = context.partition_key
+    write_quarantine(wd, src.name, stage, shard, quarantined)
+    progress.advance(src.name, stage, df.height)
+    reasons = Counter(quarantined["reason"].to_list())
+    return dg.Output(
+        df,
+        metadata={
+            "rows": df.height,
+            "quarantined": quarantined.height,
+            "quarantine_reasons": dg.MetadataValue.json(dict(sorted(reasons.items()))),
+            "manifest": str(wd.manifest_path(src.name, stage, shard)),
+            **extra,
+        },
+    )
+
+
+def _no_quarantine() -> pl.DataFrame:
+    return frame([], QUARANTINE)
+
+
+def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    parts = dg.DynamicPartitionsDefinition(name=partitions_name(src))
+    common = dict(
+        partitions_def=parts,
+        group_name=src.slug,
+        io_manager_key="manifest_io",
+        code_version=src.fingerprint(),
+        kinds={"polars"},
+    )
+
+    def key(stage: str) -> dg.AssetKey:
+        return dg.AssetKey([src.name, stage])
+
+    def ins(*stages: str) -> dict:
+        # `context` is Dagster's execution-context argument, so that input is named `context_`.
+        return {("context_" if s == "context" else s): dg.AssetIn(key=key(s)) for s in stages}
+
+    @dg.asset(key=key("raw"), description=f"Inventory of {src.name} items ({src.layout}) under {src.root}", **common)
+    def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
+        wd = workdir.get()
+        items, missing = shard_items(src, read_plan(wd, src.name).get(context.partition_key, []))
+        df, q = inventory(src, items)
+        return _finish(context, progress, wd, src, "raw", df, pl.concat([frame(missing, QUARANTINE), q]))
+
+    @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common)
+    def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
+        wd = workdir.get()
+        df, q = normalize(src, raw.iter_rows(named=True), wd)
+        return _finish(context, progress, wd, src, "normalized", df, q, items_in=raw.height)
+
+    @dg.asset(key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts", **common)
+    def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
+        wd = workdir.get()
+        df, q = extract_rois(src, normalized.iter_rows(named=True), wd)
+        labels = Counter(df["label"].to_list())
+        return _finish(context, progress, wd, src, "rois", df, q, images=normalized.height, labels=dg.MetadataValue.json(dict(labels.most_common(20))))
+
+    @dg.asset(key=key("context"), ins=ins("normalized"), deps=[KNOWLEDGE_KEY], description="Top-k knowledge passages per image", **common)
+    def context_(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame) -> dg.Output:
+        wd = workdir.get()
+        collection = open_collection(wd.chroma, embedder.get())
+        version = (collection.metadata or {}).get("kb_version", "") if collection is not None else ""
+        df = retrieve_context(src, normalized.iter_rows(named=True), collection, version)
+        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version)
+
+    @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description="Multigranular descriptions (grounded generator)", **common)
+    def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
+        wd = workdir.get()
+        collection = open_collection(wd.chroma, embedder.get())
+        passages = fetch_passages(collection, [p for ids in context_["passage_ids"].to_list() for p in ids])
+        df = describe(src, normalized.iter_rows(named=True), rois, context_, passages)
+        return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded")
+
+    @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common)
+    def triplets(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame, descriptions: pl.DataFrame) -> dg.Output:
+        wd = workdir.get()
+        shard = context.partition_key
+        later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
+        df, lineage = build_triplets(src, shard, normalized.iter_rows(named=True), rois, context_, descriptions, wd.salt(), set(later["item_id"].to_list()))
+        write_parquet(lineage, wd.lineage_path(src.name, shard))
+        return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), images=normalized.height)
+
+    assets = [raw, normalized, rois, context_, descriptions, triplets]
+    return assets, _source_checks(src, parts, key)
+
+
+def _load_manifest(wd: Workdir, src: SourceConfig, stage: str, shard: str) -> pl.DataFrame:
+    return read_parquet(wd.manifest_path(src.name, stage, shard))
+
+
+def _result(passed: bool, metadata: dict, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=passed, severity=severity, metadata={k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v for k, v in metadata.items()})
+
+
+def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(asset=key("normalized"), partitions_def=parts, name="unique_image_ids", description="Every image id appears once")
+    def unique_image_ids(normalized: pl.DataFrame) -> dg.AssetCheckResult:
+        return _result(*checks.unique_ids(normalized, "image_id"))
+
+    @dg.asset_check(asset=key("rois"), partitions_def=parts, name="unique_roi_ids", description="Every ROI id appears once")
+    def unique_roi_ids(rois: pl.DataFrame) -> dg.AssetCheckResult:
+        return _result(*checks.unique_ids(rois, "roi_id"))
+
+    @dg.asset_check(asset=key("rois"), partitions_def=parts, name="boxes_inside_image", description="Every ROI box lies inside its image")
+    def boxes_inside_image(rois: pl.DataFrame) -> dg.AssetCheckResult:
+        return _result(*checks.boxes_inside_image(rois))
+
+    @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="unique_triplet_ids", description="Every triplet id appears once")
+    def unique_triplet_ids(triplets: pl.DataFrame) -> dg.AssetCheckResult:
+        return _result(*checks.unique_ids(triplets, "triplet_id"))
+
+    @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="names_modality_and_organ", description="Each description names its modality, and its organ when the source states one")
+    def names_modality_and_organ(triplets: pl.DataFrame) -> dg.AssetCheckResult:
+        return _result(*checks.descriptions_name_modality_and_organ(triplets, src.modality, src.body_region))
+
+    @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="quarantine_share", description="Share of the shard's items in quarantine, against max_quarantine_share")
+    def quarantine_share(context: dg.AssetCheckExecutionContext, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        wd = workdir.get()
+        shard = context.partition_key
+        q = read_quarantine(wd, src.name, shard)
+        raw = _load_manifest(wd, src, "raw", shard)
+        items = raw.height + q.filter(pl.col("stage") == "raw").height
+        passed, meta = checks.quarantine_share(q["item_id"].n_unique(), items, src.max_quarantine_share)
+        meta["reasons"] = dict(sorted(Counter(q["reason"].to_list()).items()))
+        return _result(passed, meta, dg.AssetCheckSeverity.WARN)
+
+    return [unique_image_ids, unique_roi_ids, boxes_inside_image, unique_triplet_ids, names_modality_and_organ, quarantine_share]
