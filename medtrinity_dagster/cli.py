@@ -42,8 +42,6 @@ class BarProgress:
         if bar is not None:
             self.items[stage] += items
             bar.update(1)
-            if bar.disable:
-                return
             bar.set_postfix_str(f"{self.items[stage]} rows", refresh=True)
 
     def close(self) -> None:

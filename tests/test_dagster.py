@@ -1,0 +1,103 @@
+"""The Dagster layer: definitions load, and one in-process materialization of the whole graph."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import dagster as dg
+import polars as pl
+
+from medtrinity_core.quarantine import read_quarantine
+from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.storage import read_parquet
+from medtrinity_dagster.build import build_definitions
+
+from .conftest import EXAMPLES, REPO
+
+STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
+
+
+def test_definitions_load_for_every_example_source(tmp_path):
+    sources = load_sources(EXAMPLES / "sources.yaml")
+    defs = build_definitions(sources, str(tmp_path))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert "knowledge_base" in keys
+    for src in sources.sources:
+        for stage in STAGES:
+            assert f"{src.name}/{stage}" in keys
+        # each source's context depends on the shared knowledge base
+        assert dg.AssetKey("knowledge_base") in graph.get(dg.AssetKey([src.name, "context"])).parent_keys
+    assert len(keys) == 1 + 6 * len(sources.sources)
+    groups = {graph.get(dg.AssetKey(["kvasir-seg", "raw"])).group_name}
+    assert groups == {"kvasir_seg"}
+    assert len(list(defs.asset_checks)) == 6 * len(sources.sources)
+
+
+def test_workspace_module_loads_from_environment(tmp_path):
+    env = {**os.environ, "MEDTRINITY_SOURCES": str(EXAMPLES / "sources.yaml"), "MEDTRINITY_WORKDIR": str(tmp_path)}
+    code = "from medtrinity_dagster.definitions import defs; print(len(list(defs.resolve_asset_graph().get_all_asset_keys())))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "61"
+
+
+def test_whole_graph_materializes_and_keeps_good_items(pipeline):
+    assert pipeline["kb"].success
+    assert pipeline["result"].success
+    wd, src, shard = pipeline["workdir"], pipeline["source"], pipeline["shard"]
+    raw = read_parquet(wd.manifest_path(src.name, "raw", shard))
+    assert raw.height == 5  # 3 real images + 2 planted bad ones
+    triplets = read_parquet(wd.manifest_path(src.name, "triplets", shard))
+    assert triplets.height == 3
+    assert sorted(triplets["provenance"].struct.field("source_relpath").to_list()) == sorted(
+        f"images/{n}.jpg" for n in ("cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv", "cju0rx1idathl0835detmsp84")
+    )
+
+
+def test_bad_input_is_quarantined_with_reasons(pipeline):
+    q = read_quarantine(pipeline["workdir"], pipeline["source"].name, pipeline["shard"])
+    reasons = dict(zip(q["relpath"].to_list(), q["reason"].to_list()))
+    assert reasons == {"images/broken.jpg": "not_an_image", "images/mismatch.jpg": "mask_shape_mismatch"}
+    detail = q.filter(pl.col("relpath") == "images/mismatch.jpg")["detail"][0]
+    assert "32x32" in detail and "48x64" in detail
+
+
+def test_every_check_ran_per_partition_and_passed(pipeline):
+    evaluations = pipeline["result"].get_asset_check_evaluations()
+    names = sorted(e.check_name for e in evaluations)
+    assert names == sorted(["unique_image_ids", "unique_roi_ids", "boxes_inside_image", "unique_triplet_ids", "names_modality_and_organ", "quarantine_share"])
+    failed = {e.check_name for e in evaluations if not e.passed}
+    # 2 of 5 items quarantined is over the default 25 % share: reported as a warning, nothing else fails
+    assert failed == {"quarantine_share"}
+    share = next(e for e in evaluations if e.check_name == "quarantine_share")
+    assert share.severity == dg.AssetCheckSeverity.WARN
+    assert share.metadata["quarantined"].value == 2
+
+
+def test_materialization_metadata_is_in_the_event_log(pipeline):
+    instance, src, shard = pipeline["instance"], pipeline["source"], pipeline["shard"]
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([src.name, "normalized"]), asset_partitions=[shard]), limit=1).records
+    meta = records[0].asset_materialization.metadata
+    assert meta["rows"].value == 3
+    assert meta["quarantined"].value == 2
+    kb = instance.fetch_materializations(dg.AssetKey("knowledge_base"), limit=1).records[0].asset_materialization.metadata
+    assert kb["passages"].value > 10 and len(kb["kb_version"].value) == 16
+
+
+def test_triplets_join_description_rois_and_provenance(pipeline):
+    wd, src, shard = pipeline["workdir"], pipeline["source"], pipeline["shard"]
+    triplets = read_parquet(wd.manifest_path(src.name, "triplets", shard))
+    rois = read_parquet(wd.manifest_path(src.name, "rois", shard))
+    row = triplets.row(0, named=True)
+    prov = row["provenance"]
+    assert prov["license"] == "LicenseRef-research-only"
+    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v1"
+    assert prov["roi_methods"] == ["ground_truth_mask"]
+    assert prov["passage_ids"] and all(p in row["description"] for p in prov["passage_ids"])
+    assert len(prov["source_sha256"]) == 64
+    assert {r["roi_id"] for r in row["rois"]} == set(rois.filter(pl.col("image_id") == row["image_id"])["roi_id"].to_list())
+    assert wd.resolve(row["image_uri"]).exists()
+    assert "endoscopy" in row["description"] and "colon" in row["description"] and "polyp" in row["description"]

@@ -1,0 +1,146 @@
+"""The sources file, discovery and shard plans."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from medtrinity_core.errors import SourcesFileError
+from medtrinity_core.sources.discover import discover, fill_template, list_files
+from medtrinity_core.sources.inventory import inventory, shard_items
+from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.sources.shards import extend_plan, read_plan, update_plan
+from medtrinity_core.storage import Workdir
+
+from .conftest import EXAMPLES
+
+GOOD = """\
+version: 1
+sources:
+  - name: demo
+    modality: ct
+    body_region: abdomen
+    license: CC-BY-4.0
+    root: data
+    layout: image_masks
+    images: 'images/(?P<id>[^/]+)\\.png'
+    masks:
+      - pattern: 'masks/{id}_(?P<label>[a-z_]+)\\.png'
+        label_words: {"_": " "}
+"""
+
+
+def write(tmp_path, text: str):
+    (tmp_path / "data" / "images").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / "masks").mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "sources.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_examples_cover_all_ten_modalities_and_every_layout():
+    sources = load_sources(EXAMPLES / "sources.yaml")
+    assert {s.modality for s in sources.sources} == {"ct", "mri", "xray", "ultrasound", "dermoscopy", "endoscopy", "fundus", "histopathology", "pet", "microscopy"}
+    assert {s.layout for s in sources.sources} >= {"image_masks", "volume_labels", "labeled_images"}
+    assert sources.knowledge is not None and sources.knowledge.format == "medquad"
+    ct = sources.source("sam-med2d-ct")
+    assert ct.window == "abdomen" and ct.root == (EXAMPLES / "ct" / "sam_med2d").resolve()
+
+
+@pytest.mark.parametrize(
+    "old,new,line,key,words",
+    [
+        ("modality: ct", "modality: cat-scan", 4, "sources[0].modality", "not one of"),
+        ("license: CC-BY-4.0", "license: 'free for all'", 6, "sources[0].license", "SPDX"),
+        ("    root: data\n", "    root: data\n    colour: blue\n", 8, "sources[0].colour", "unknown key"),
+        ("layout: image_masks", "layout: folders", 8, "sources[0].layout", "not one of"),
+        ("root: data", "root: nowhere", 7, "sources[0].root", "does not exist"),
+        ("images: 'images/(?P<id>[^/]+)\\.png'", "images: 'images/(unclosed'", 9, "sources[0].images", "regular expression"),
+    ],
+)
+def test_errors_name_file_line_and_key(tmp_path, old, new, line, key, words):
+    path = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(SourcesFileError) as err:
+        load_sources(path)
+    assert err.value.line == line and err.value.key == key
+    assert words in str(err.value) and str(err.value).startswith(f"{path}:{line}: {key}:")
+
+
+def test_missing_required_key_and_unsafe_yaml(tmp_path):
+    path = write(tmp_path, GOOD.replace("    modality: ct\n", ""))
+    with pytest.raises(SourcesFileError, match=r"sources\[0\]\.modality: is required"):
+        load_sources(path)
+    path.write_text("version: 1\nsources: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(SourcesFileError, match="yaml"):
+        load_sources(path)
+
+
+def test_mask_templates_escape_the_image_fields():
+    assert fill_template("masks/{id}_x\\.png", {"id": "a.b+c"}) == "masks/a\\.b\\+c_x\\.png"
+    assert fill_template("{id}/masks/[0-9]{{3}}\\.png", {"id": "ab"}) == "ab/masks/[0-9]{3}\\.png"
+
+
+def test_discovery_pairs_masks_and_labels_from_file_names():
+    src = load_sources(EXAMPLES / "sources.yaml").source("sam-med2d-ct")
+    items, rejected = discover(src)
+    assert rejected == [] and len(items) == 4
+    s0114 = next(i for i in items if "s0114_111" in i.relpath)
+    labels = [a.label for a in s0114.annotations]
+    assert len(labels) == 15 and "vertebrae T9" in labels and "rib left 9" in labels
+    s0619 = next(i for i in items if "s0619_32" in i.relpath)
+    assert [a.label for a in s0619.annotations].count("hip left") == 2  # two instance files, one label
+
+
+def test_jpeg_masks_default_to_threshold_128(tmp_path):
+    src = load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg")
+    items, _ = discover(src)
+    assert {a.threshold for i in items for a in i.annotations} == {128}
+
+
+def test_symlink_outside_root_is_rejected_not_followed(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "secret.png").write_bytes(b"x")
+    os.symlink(tmp_path / "secret.png", root / "leak.png")
+    (root / "ok.png").write_bytes(b"y")
+    files, rejected = list_files(root)
+    assert files == ["ok.png"]
+    assert [(r.relpath, r.reason) for r in rejected] == [("leak.png", "outside_root")]
+
+
+def test_shard_plans_are_stable_when_files_arrive():
+    plan = extend_plan({}, ["c", "a", "b"], shard_size=2)
+    assert plan == {"base-0000": ["a", "b"], "base-0001": ["c"]}
+    grown = extend_plan(plan, ["a", "b", "c", "d", "0"], shard_size=2)
+    assert grown["base-0000"] == ["a", "b"] and grown["base-0001"] == ["c"]
+    assert grown["base-0002"] == ["0", "d"]
+
+
+def test_inventory_hashes_and_quarantines_missing_and_empty_files(tmp_path):
+    src = load_sources(EXAMPLES / "sources.yaml").source("busi")
+    wd = Workdir.at(tmp_path)
+    plan = update_plan(wd, src)
+    assert read_plan(wd, "busi") == plan
+    relpaths = plan["base-0000"] + ["gone_1.png"]
+    items, missing = shard_items(src, relpaths)
+    assert [m["reason"] for m in missing] == ["missing"]
+    df, q = inventory(src, items)
+    assert df.height == 3 and q.height == 0
+    row = df.filter(df["relpath"] == "benign_1.png").row(0, named=True)
+    assert row["labels"] == ["benign"] and row["license"] == "CC0-1.0" and row["size_bytes"] == 55251
+    import hashlib
+
+    assert row["sha256"] == hashlib.sha256((src.root / "benign_1.png").read_bytes()).hexdigest()
+
+
+def test_zero_byte_file_is_quarantined(tmp_path):
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "images" / "empty.png").write_bytes(b"")
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(GOOD.replace("layout: image_masks", "layout: labeled_images\n    label: x").split("    masks:")[0]))
+    src = load_sources(path).sources[0]
+    items, _ = discover(src)
+    df, q = inventory(src, items)
+    assert df.height == 0 and q["reason"].to_list() == ["empty_file"]
