@@ -131,11 +131,24 @@ def align_labels(labels: sitk.Image, image: sitk.Image, name: str) -> np.ndarray
     return array
 
 
+def _read_without_preamble(path: Path) -> pydicom.Dataset:
+    """Older files lack the 128-byte preamble; accept them only if they parse to a real object."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        if "SOPClassUID" in ds or "Modality" in ds:
+            return ds
+    except Exception:  # noqa: BLE001 - forced parsing of junk raises anything
+        pass
+    raise ItemError("unreadable", f"{path.name}: not a readable DICOM file (no DICOM header or known elements)")
+
+
 def read_dicom(path: Path) -> tuple[np.ndarray, pydicom.Dataset]:
     """Stored values through the Modality LUT (RescaleSlope/Intercept); colour converted to RGB."""
     try:
         ds = pydicom.dcmread(path)
-    except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
+    except pydicom.errors.InvalidDicomError:
+        ds = _read_without_preamble(path)
+    except (OSError, EOFError, ValueError) as exc:
         raise ItemError("unreadable", f"{path.name}: not a readable DICOM file ({exc})") from None
     if "PixelData" not in ds:
         raise ItemError("no_pixel_data", f"{path.name} is a {ds.get('Modality', 'DICOM')} object without pixel data")
