@@ -1,0 +1,91 @@
+"""The `medtrinity` command line, run as a user runs it (a subprocess) on sources files in temp folders."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from medtrinity_core.storage import read_parquet
+
+from .conftest import REPO, write_tiny_source
+
+
+def medtrinity(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MEDTRINITY_SALT": "cli-test-salt"}
+    return subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", *args], cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def clean_source(tmp_path_factory) -> Path:
+    """The tiny source without its planted bad files."""
+    sources = write_tiny_source(tmp_path_factory.mktemp("clean"))
+    for name in ("images/broken.jpg", "masks/broken.jpg", "images/mismatch.jpg", "masks/mismatch.jpg"):
+        (sources.parent / "kvasir" / name).unlink()
+    return sources
+
+
+def test_validate_reports_ok_and_errors_with_file_line_key(tmp_path, tiny_sources):
+    ok = medtrinity("sources", "validate", str(tiny_sources))
+    assert ok.returncode == 0 and "OK: 1 sources: tiny-kvasir (endoscopy, image_masks)" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(tiny_sources.read_text().replace("modality: endoscopy", "modality: colonoscopy"))
+    out = medtrinity("sources", "validate", str(bad))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {bad}:10: sources[0].modality: 'colonoscopy' is not one of ct, mri, xray, ultrasound, dermoscopy, endoscopy, fundus, histopathology, pet, microscopy"
+    missing = medtrinity("sources", "validate", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "cannot be read" in missing.stderr
+
+
+def test_run_writes_triplets_and_is_reproducible(tmp_path, clean_source):
+    workdir = tmp_path / "wd"
+    first = medtrinity("run", "--workdir", str(workdir), "--sources", str(clean_source))
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"tiny-kvasir\s+endoscopy\s+3\s+3\s+\d+\s+3\s+0", first.stdout), first.stdout
+    path = workdir / "manifests" / "tiny-kvasir" / "triplets" / "base-0000.parquet"
+    triplets = read_parquet(path)
+    assert triplets.height == 3 and triplets["triplet_id"].n_unique() == 3
+    assert all("endoscopy" in d and "colon" in d for d in triplets["description"].to_list())
+    before = path.read_bytes()
+    second = medtrinity("run", "--workdir", str(workdir), "--sources", str(clean_source), "--select", "normalized", "rois", "context", "descriptions", "triplets")
+    assert second.returncode == 0, second.stderr
+    assert path.read_bytes() == before  # same ids, byte-identical rows
+    assert (workdir / "dagster" / "dagster.yaml").exists()
+
+    tid = triplets.sort("triplet_id")["triplet_id"][0]
+    lineage = medtrinity("lineage", tid, "--workdir", str(workdir))
+    assert lineage.returncode == 0, lineage.stderr
+    stages = re.findall(r"<- (\w+)", lineage.stdout)
+    assert stages == ["triplets", "descriptions", "context", "rois", "normalized", "raw", "source"]
+    relpath = triplets.filter(pl.col("triplet_id") == tid)["provenance"].struct.field("source_relpath")[0]
+    assert f"source file {clean_source.parent / 'kvasir' / relpath}" in lineage.stdout
+    assert len(re.findall(r"dagster run [0-9a-f]{8}-[0-9a-f]{4}-", lineage.stdout)) == 6
+
+    unknown = medtrinity("lineage", "trp-does-not-exist", "--workdir", str(workdir))
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: triplet trp-does-not-exist is not in the lineage index")
+
+
+def test_run_exits_1_when_too_many_items_are_quarantined(tmp_path, tiny_sources):
+    out = medtrinity("run", "--workdir", str(tmp_path / "wd"), "--sources", str(tiny_sources), "--no-progress")
+    assert out.returncode == 1
+    assert re.search(r"tiny-kvasir\s+endoscopy\s+5\s+3\s+\d+\s+3\s+2", out.stdout), out.stdout
+    assert "error: tiny-kvasir: 2 of 5 items quarantined, more than max_quarantine_share 0.25" in out.stderr
+    assert "Traceback" not in out.stderr
+    q = pl.concat([read_parquet(p) for p in (tmp_path / "wd" / "quarantine" / "tiny-kvasir").glob("*/*.parquet")])
+    assert sorted(q["reason"].to_list()) == ["mask_shape_mismatch", "not_an_image"]
+
+
+def test_selecting_a_stage_without_its_upstream_is_one_clear_line(tmp_path, clean_source):
+    out = medtrinity("run", "--workdir", str(tmp_path / "wd"), "--sources", str(clean_source), "--select", "rois")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "upstream manifest" in out.stderr and "tiny-kvasir/normalized" in out.stderr
+
+
+def test_bad_usage_exits_2():
+    out = medtrinity("run", "--select", "everything")
+    assert out.returncode == 2

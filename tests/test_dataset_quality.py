@@ -1,0 +1,57 @@
+"""Triplets, provenance for patient-identifying paths, and the quality checks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+
+from medtrinity_core.dataset.triplets import build_triplets
+from medtrinity_core.ids import salted_hash
+from medtrinity_core.quality import checks
+from medtrinity_core.records import CONTEXT, DESCRIPTIONS, ROIS, frame
+from medtrinity_core.sources.schema import SourceConfig
+
+SRC = SourceConfig(name="hosp", modality="ct", license="LicenseRef-unstated", root=Path("/data/hosp"), layout="dicom", images=".*", body_region="abdomen")
+IMAGE = {"image_id": "img-1", "item_id": "item-1", "relpath": "PATIENT_DOE_JOHN/ct.dcm", "source_sha256": "a" * 64, "slice_axis": None,
+         "slice_index": None, "normalization": "{}", "image_uri": "images/aa/bb/x.png", "image_sha256": "b" * 64, "width": 10, "height": 10}
+DESC = frame([{"image_id": "img-1", "source": "hosp", "text": "Modality: CT. Organ and tissue: the abdomen.", "facets": None, "cited_passages": ["p#0"],
+               "generator": "grounded", "generator_model": None, "generator_params": "{}", "template_version": "grounded-v1"}], DESCRIPTIONS)
+CTX = frame([{"image_id": "img-1", "source": "hosp", "coarse_caption": "CT image.", "query": "q", "passage_ids": ["p#0"], "scores": [0.9], "kb_version": "kb1"}], CONTEXT)
+
+
+def test_patient_identifying_paths_are_salted_in_triplets_but_kept_in_lineage():
+    src = replace(SRC, paths_identify_patients=True)
+    triplets, lineage = build_triplets(src, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s1")
+    prov = triplets["provenance"][0]
+    assert prov["source_relpath"] == salted_hash("PATIENT_DOE_JOHN/ct.dcm", "s1") and prov["source_path_hashed"]
+    assert "DOE" not in str(triplets.to_dicts())
+    assert lineage["source_relpath"][0] == "PATIENT_DOE_JOHN/ct.dcm"
+    other, _ = build_triplets(src, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s2")
+    assert other["provenance"][0]["source_relpath"] != prov["source_relpath"]
+    assert other["triplet_id"][0] == triplets["triplet_id"][0]
+
+
+def test_provenance_and_exclusion_of_items_quarantined_downstream():
+    triplets, _ = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s")
+    prov = triplets["provenance"][0]
+    assert prov["source_relpath"] == "PATIENT_DOE_JOHN/ct.dcm" and not prov["source_path_hashed"]
+    assert prov["kb_version"] == "kb1" and prov["passage_ids"] == ["p#0"] and prov["package_version"] == "0.1.0"
+    assert triplets["coarse_caption"][0] == "CT image."
+    none, lineage = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s", excluded_items={"item-1"})
+    assert none.height == 0 and lineage.height == 0
+
+
+def test_checks_catch_duplicates_boxes_outside_and_missing_modality():
+    ok, meta = checks.unique_ids(pl.DataFrame({"id": ["a", "b", "a"]}), "id")
+    assert not ok and meta["duplicate_ids"] == 1 and meta["examples"] == ["a"]
+    rois = pl.DataFrame({"roi_id": ["r1", "r2"], "x0": [0, 5], "y0": [0, 5], "x1": [10, 12], "y1": [10, 8], "img_w": [10, 10], "img_h": [10, 10]})
+    ok, meta = checks.boxes_inside_image(rois)
+    assert not ok and meta["examples"] == ["r2"]
+    trips = pl.DataFrame({"triplet_id": ["t1", "t2", "t3"], "description": ["Modality: CT. the Abdomen", "Modality: CT.", "MRI of the abdomen"]})
+    ok, meta = checks.descriptions_name_modality_and_organ(trips, "ct", "abdomen")
+    assert not ok and meta["examples"] == ["t2", "t3"]
+    assert checks.descriptions_name_modality_and_organ(trips.head(1), "ct", "abdomen")[0]
+    assert checks.quarantine_share(1, 10, 0.25) == (True, {"quarantined": 1, "items": 10, "share": 0.1, "max_share": 0.25})
+    assert not checks.quarantine_share(3, 10, 0.25)[0]

@@ -1,0 +1,83 @@
+"""MedQuAD parsing and chunking, offline embeddings, Chroma storage and retrieval."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from medtrinity_core.knowledge.embed import LocalEmbedder
+from medtrinity_core.knowledge.medquad import chunk_words, parse_medquad
+from medtrinity_core.knowledge.retrieve import coarse_caption, query_text, retrieve_context
+from medtrinity_core.knowledge.store import build, fetch_passages, open_collection
+from medtrinity_core.sources.schema import load_sources
+
+from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE
+
+MEDQUAD = EXAMPLES / "knowledge" / "medquad"
+
+
+def test_chunks_are_sentence_aligned_and_bounded():
+    text = " ".join(f"Sentence number {i} has six words." for i in range(50))
+    chunks = chunk_words(text, max_words=20)
+    assert all(len(c.split()) <= 20 for c in chunks)
+    assert all(c.endswith(".") for c in chunks) and " ".join(chunks) == text
+
+
+def test_medquad_passages_have_stable_ids_and_focus():
+    passages = parse_medquad(MEDQUAD, ("*/0000218.xml",))
+    assert set(passages["focus"].to_list()) == {"Colonic Polyps"}
+    assert passages["passage_id"].n_unique() == passages.height
+    assert passages["passage_id"][0] == "0000218-1#0"
+    again = parse_medquad(MEDQUAD, ("*/0000218.xml",))
+    assert again.equals(passages)
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory):
+    passages = parse_medquad(MEDQUAD, tuple(KNOWLEDGE_INCLUDE))
+    path = tmp_path_factory.mktemp("chroma")
+    embedder = LocalEmbedder()
+    version, rebuilt = build(passages, path, embedder)
+    return passages, path, embedder, version, rebuilt
+
+
+def test_embedder_is_local_and_normalized(kb):
+    _, _, embedder, _, _ = kb
+    vectors = embedder(["colon polyp", "a polyp in the colon", "melanoma of the skin"])
+    assert len(vectors[0]) == 384 and np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-4)
+    assert float(np.dot(vectors[0], vectors[1])) > float(np.dot(vectors[0], vectors[2]))
+    assert embedder.model_id == "all-MiniLM-L6-v2"
+
+
+def test_build_is_versioned_and_idempotent(kb):
+    passages, path, embedder, version, rebuilt = kb
+    assert rebuilt and len(version) == 16
+    assert build(passages, path, embedder) == (version, False)
+    col = open_collection(path, embedder)
+    assert col.count() == passages.height and col.metadata["kb_version"] == version
+
+
+def test_retrieval_finds_the_disease_of_the_image(kb):
+    passages, path, embedder, version, _ = kb
+    src = load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg")
+    image = {"image_id": "img-1", "masks": [{"label": "polyp"}], "labels": ["polyp"], "slice_axis": None}
+    assert query_text(src, image) == "polyp colon endoscopy"
+    assert coarse_caption(src, image) == "endoscopy image of the colon with annotated polyp."
+    col = open_collection(path, embedder)
+    ctx = retrieve_context(src, [image], col, version)
+    row = ctx.row(0, named=True)
+    assert len(row["passage_ids"]) == 3 and row["scores"] == sorted(row["scores"], reverse=True)
+    focus = dict(zip(passages["passage_id"].to_list(), passages["focus"].to_list()))
+    assert focus[row["passage_ids"][0]] in {"Colonic Polyps", "Colon Cancer"}
+    got = fetch_passages(col, row["passage_ids"])
+    assert set(got) == set(row["passage_ids"]) and all(v["text"] for v in got.values())
+
+
+def test_retrieval_without_a_knowledge_base_gives_empty_context():
+    src = load_sources(EXAMPLES / "sources.yaml").source("busi")
+    image = {"image_id": "img-1", "masks": [], "labels": ["benign"], "slice_axis": None}
+    ctx = retrieve_context(src, [image], None, "")
+    assert ctx["passage_ids"].to_list() == [[]]
+    assert ctx["coarse_caption"][0] == "ultrasound image of the breast, labelled benign by the source."
+    assert isinstance(ctx, pl.DataFrame)
