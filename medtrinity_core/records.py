@@ -6,6 +6,8 @@ import polars as pl
 
 ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "sha256": pl.String})
 MASK = pl.Struct({"label": pl.String, "uri": pl.String, "sha256": pl.String, "annotation": pl.String})
+BOX = pl.Struct({"label": pl.String, "x0": pl.Float64, "y0": pl.Float64, "x1": pl.Float64, "y1": pl.Float64})
+LABEL_VOLUME = pl.Struct({"label": pl.String, "volume_ml": pl.Float64})
 
 QUARANTINE = {
     "item_id": pl.String,
@@ -50,6 +52,8 @@ NORMALIZED = {
     "image_top": pl.String,
     "normalization": pl.String,
     "masks": pl.List(MASK),
+    "boxes": pl.List(BOX),
+    "label_volumes": pl.List(LABEL_VOLUME),
     "labels": pl.List(pl.String),
 }
 
@@ -61,6 +65,8 @@ ROIS = {
     "source": pl.String,
     "label": pl.String,
     "method": pl.String,
+    "confidence": pl.Float64,
+    "model_id": pl.String,
     "mask_sha256": pl.String,
     "component": pl.Int64,
     "x0": pl.Int64,
@@ -73,9 +79,19 @@ ROIS = {
     "area_ratio": pl.Float64,
     "area_mm2": pl.Float64,
     "size_class": pl.String,
+    "volume_ml": pl.Float64,
+    "label_count": pl.Int64,
     "centroid_x": pl.Float64,
     "centroid_y": pl.Float64,
     "location": pl.String,
+    "within": pl.String,
+    "within_location": pl.String,
+    "circularity": pl.Float64,
+    "solidity": pl.Float64,
+    "eccentricity": pl.Float64,
+    "orientation_deg": pl.Float64,
+    "shape": pl.String,
+    "margin": pl.String,
     "roi_mean": pl.Float64,
     "ring_mean": pl.Float64,
     "roi_cv": pl.Float64,
@@ -124,6 +140,7 @@ ROI_BRIEF = pl.Struct(
         "roi_id": pl.String,
         "label": pl.String,
         "method": pl.String,
+        "confidence": pl.Float64,
         "bbox": pl.List(pl.Int64),
         "area_ratio": pl.Float64,
         "location": pl.String,

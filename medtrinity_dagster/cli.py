@@ -183,6 +183,18 @@ def cmd_lineage(args) -> int:
     return EXIT_OK
 
 
+def cmd_preview(args) -> int:
+    from medtrinity_core.roi.preview import find_image, preview_png
+    from medtrinity_core.storage import atomic_write_bytes
+
+    wd = Workdir.at(args.workdir)
+    image_row, rois = find_image(wd, args.image_id)
+    atomic_write_bytes(args.out, preview_png(wd, image_row, rois))
+    labels = ", ".join(sorted({r["label"] for r in rois})) or "no ROI"
+    print(f"{args.out}: {image_row['relpath']} ({image_row['width']}x{image_row['height']}), {len(rois)} ROI(s): {labels}")
+    return EXIT_OK
+
+
 def cmd_init(args) -> int:
     wd = Workdir.at(args.workdir).ensure()
     print(f"work folder {wd.root} ready (DAGSTER_HOME={wd.dagster_home})")
@@ -213,6 +225,11 @@ def parser() -> argparse.ArgumentParser:
     lin = with_workdir(sub.add_parser("lineage", help="trace a triplet back to its source file and the runs that wrote it"))
     lin.add_argument("triplet_id", metavar="TRIPLET_ID")
     lin.set_defaults(func=cmd_lineage)
+
+    prev = with_workdir(sub.add_parser("preview", help="write an overlay of an image's ROIs (contours, boxes, labels) to a PNG"))
+    prev.add_argument("image_id", metavar="IMAGE_ID")
+    prev.add_argument("--out", required=True, metavar="FILE", help="PNG file to write")
+    prev.set_defaults(func=cmd_preview)
 
     init = with_workdir(sub.add_parser("init", help="create the work folder and its Dagster home"))
     init.set_defaults(func=cmd_init)

@@ -18,11 +18,13 @@ from medtrinity_core.knowledge.store import fetch_passages, open_collection
 from medtrinity_core.quality import checks
 from medtrinity_core.quarantine import read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
-from medtrinity_core.roi.extract import extract_rois
+from medtrinity_core.roi.expert import expert_model
+from medtrinity_core.roi.extract import dataset_rois, extract_rois
+from medtrinity_core.roi.preview import markdown_image, preview_png
 from medtrinity_core.sources.inventory import inventory, shard_items
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import read_plan
-from medtrinity_core.storage import Workdir, read_parquet, write_parquet
+from medtrinity_core.storage import Workdir, atomic_write_bytes, read_parquet, write_parquet
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
 from medtrinity_dagster.resources import EmbedderResource, Progress, WorkdirResource
 
@@ -84,12 +86,21 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         df, q = normalize(src, raw.iter_rows(named=True), wd)
         return _finish(context, progress, wd, src, "normalized", df, q, items_in=raw.height)
 
-    @dg.asset(key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts", **common)
+    @dg.asset(
+        key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts",
+        pool="gpu" if src.expert else None, **common,
+    )
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
-        df, q = extract_rois(src, normalized.iter_rows(named=True), wd)
+        expert = expert_model(src.expert) if src.expert else None
+        df, q = extract_rois(src, normalized.iter_rows(named=True), wd, expert)
         labels = Counter(df["label"].to_list())
-        return _finish(context, progress, wd, src, "rois", df, q, images=normalized.height, labels=dg.MetadataValue.json(dict(labels.most_common(20))))
+        methods = Counter(df["method"].to_list())
+        extra = {"images": normalized.height, "labels": dg.MetadataValue.json(dict(labels.most_common(20))), "methods": dg.MetadataValue.json(dict(sorted(methods.items())))}
+        if expert:
+            extra["model"], extra["device"] = expert.model_id, str(expert.device)
+        extra.update(_previews(wd, src, context.partition_key, normalized, df))
+        return _finish(context, progress, wd, src, "rois", df, q, **extra)
 
     @dg.asset(key=key("context"), ins=ins("normalized"), deps=[KNOWLEDGE_KEY], description="Top-k knowledge passages per image", **common)
     def context_(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame) -> dg.Output:
@@ -104,7 +115,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         wd = workdir.get()
         collection = open_collection(wd.chroma, embedder.get())
         passages = fetch_passages(collection, [p for ids in context_["passage_ids"].to_list() for p in ids])
-        df = describe(src, normalized.iter_rows(named=True), rois, context_, passages)
+        df = describe(src, normalized.iter_rows(named=True), dataset_rois(rois, src), context_, passages)
         return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded")
 
     @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common)
@@ -112,12 +123,30 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         wd = workdir.get()
         shard = context.partition_key
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
-        df, lineage = build_triplets(src, shard, normalized.iter_rows(named=True), rois, context_, descriptions, wd.salt(), set(later["item_id"].to_list()))
+        df, lineage = build_triplets(src, shard, normalized.iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, wd.salt(), set(later["item_id"].to_list()))
         write_parquet(lineage, wd.lineage_path(src.name, shard))
         return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), images=normalized.height)
 
     assets = [raw, normalized, rois, context_, descriptions, triplets]
     return assets, _source_checks(src, parts, key)
+
+
+PREVIEWS_PER_SHARD = 2
+PREVIEW_SIDE = 384
+
+
+def _previews(wd: Workdir, src: SourceConfig, shard: str, images: pl.DataFrame, rois: pl.DataFrame) -> dict:
+    """Overlays for the first images with ROIs: written under previews/ and shown inline in the UI."""
+    out = {}
+    with_rois = rois["image_id"].unique(maintain_order=True).head(PREVIEWS_PER_SHARD).to_list()
+    for n, image_id in enumerate(with_rois):
+        image_row = images.filter(pl.col("image_id") == image_id).row(0, named=True)
+        png = preview_png(wd, image_row, list(rois.filter(pl.col("image_id") == image_id).iter_rows(named=True)), PREVIEW_SIDE)
+        path = wd.root / "previews" / src.name / shard / f"{image_id}.png"
+        atomic_write_bytes(path, png)
+        out[f"preview_{n}"] = dg.MetadataValue.md(markdown_image(png, f"{image_id} ({image_row['relpath']})"))
+        out[f"preview_{n}_path"] = dg.MetadataValue.path(str(path))
+    return out
 
 
 def _load_manifest(wd: Workdir, src: SourceConfig, stage: str, shard: str) -> pl.DataFrame:

@@ -13,7 +13,8 @@ SRC = SourceConfig(name="s", modality="ct", license="CC0-1.0", root=__import__("
 
 def roi(roi_id, label, area, location, contrast="hyperdense", relations=()):
     return {"roi_id": roi_id, "label": label, "area_px": area, "area_ratio": area / 10000, "size_class": "medium", "area_mm2": None,
-            "location": location, "contrast": contrast, "texture": "homogeneous", "colour": None, "relations": list(relations)}
+            "location": location, "contrast": contrast, "texture": "homogeneous", "colour": None, "relations": list(relations),
+            "method": "ground_truth_mask", "model_id": None, "confidence": None}
 
 
 IMAGE = {"image_id": "img-1", "masks": [{"label": "liver"}, {"label": "tumor"}], "labels": ["liver", "tumor"], "slice_axis": None, "slice_index": None}
@@ -37,6 +38,15 @@ def test_five_facets_from_measured_facts():
     assert out["cited_passages"] == ["p1#0"]
     assert f["knowledge"] == "Related knowledge: [p1#0] (Liver Cancer) The liver is an organ."
     assert out["text"].startswith("Modality: CT. Organ and tissue: the abdomen")
+
+
+def test_shape_containment_volume_and_model_are_stated_when_measured():
+    tumor = {**roi("r2", "tumor", 300, "anterior, patient's right"), "shape": "round", "margin": "well-circumscribed",
+             "within_location": "within the liver, in its anterior part", "volume_ml": 12.34,
+             "method": "expert_model", "model_id": "torchscript:unet.ts@abc", "confidence": 0.934}
+    facet = describe_image(SRC, IMAGE, [tumor], None, {})["facets"]["roi_location"]
+    assert facet == ("ROI location: tumor: within the liver, in its anterior part (anterior, patient's right), covering 3.0% of the image, "
+                     "medium; 12.3 ml in the whole volume, round and well-circumscribed, segmented by model torchscript:unet.ts@abc (confidence 0.93).")
 
 
 def test_nothing_is_invented_without_regions_or_knowledge():

@@ -19,6 +19,10 @@ def disc(h, w, cy, cx, r):
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
 
 
+def comp_of(mask):
+    return components(mask, 1, 0)[0]
+
+
 def test_rle_matches_coco_column_major_convention_and_round_trips():
     mask = np.array([[0, 1], [1, 1]], bool)
     assert rle.encode(mask) == [1, 3]  # column-major: 0,1 | 1,1
@@ -54,15 +58,15 @@ def test_bright_disc_in_upper_left_is_hyperdense_and_homogeneous():
     image = np.full((200, 200), 60, np.uint8)
     mask = disc(200, 200, 50, 50, 20)
     image[mask] = 180
-    facts = appearance(image, mask, "ct")
+    facts = appearance(image, comp_of(mask), "ct")
     assert facts["contrast"] == "hyperdense" and facts["texture"] == "homogeneous" and facts["colour"] is None
     assert facts["roi_mean"] == 180.0 and facts["ring_mean"] == 60.0
     noisy = image.copy()
     noisy[mask] = np.random.default_rng(1).integers(40, 250, mask.sum())
-    assert appearance(noisy, mask, "mri")["texture"] == "heterogeneous"
+    assert appearance(noisy, comp_of(mask), "mri")["texture"] == "heterogeneous"
     dark = np.full((200, 200), 200, np.uint8)
     dark[mask] = 30
-    assert appearance(dark, mask, "ultrasound")["contrast"] == "hypoechoic"
+    assert appearance(dark, comp_of(mask), "ultrasound")["contrast"] == "hypoechoic"
 
 
 def test_colour_names_from_hue_and_saturation():
@@ -108,7 +112,7 @@ def test_rois_stage_measures_each_component(tmp_path):
         uri, sha = wd.put_png(m.astype(np.uint8) * 255)
         masks.append({"label": label, "uri": uri, "sha256": sha, "annotation": f"{label}.png"})
     row = {"image_id": "img-1", "item_id": "item-1", "relpath": "x.png", "image_uri": img_uri, "width": 200, "height": 100,
-           "masks": masks, "image_left": None, "image_top": None, "spacing_x": 0.5, "spacing_y": 0.5}
+           "masks": masks, "boxes": [], "label_volumes": [{"label": "lesion", "volume_ml": 1.5}], "labels": [], "image_left": None, "image_top": None, "spacing_x": 0.5, "spacing_y": 0.5}
     src = SourceConfig(name="s", modality="ct", license="CC0-1.0", root=tmp_path, layout="image_masks", images=".*")
     df, q = extract_rois(src, [row], wd)
     assert q.height == 0 and df.height == 2
@@ -117,6 +121,9 @@ def test_rois_stage_measures_each_component(tmp_path):
     assert les["area_px"] == int(lesion.sum()) and les["area_mm2"] == pytest.approx(lesion.sum() * 0.25)
     assert les["location"] == "upper left part of the image" and les["contrast"] == "hyperdense"
     assert les["relations"][0]["relation"] == "inside" and les["relations"][0]["other_label"] == "organ"
+    assert les["within"] == "organ" and les["within_location"] == "within the organ, centrally"
+    assert les["shape"] == "round" and les["margin"] == "well-circumscribed" and les["volume_ml"] == 1.5 and les["label_count"] == 1
+    assert les["method"] == "ground_truth_mask" and les["confidence"] is None
     assert np.array_equal(rle.decode(les["rle_counts"], 100, 200), lesion)
     again, _ = extract_rois(src, [row], wd)
     assert again["roi_id"].to_list() == df["roi_id"].to_list()

@@ -48,6 +48,16 @@ def organ_facet(source: SourceConfig, image: dict) -> str:
     return f"Organ and tissue: {region}{structures}."
 
 
+def _origin(roi: dict) -> str:
+    if roi["method"] == "expert_model":
+        return f", segmented by model {roi['model_id']} (confidence {roi['confidence']:.2f})"
+    if roi["method"] == "proposal":
+        return f", an unverified proposal (confidence {roi['confidence']:.2f})"
+    if roi["method"] == "ground_truth_box":
+        return ", from an annotated box"
+    return ""
+
+
 def location_facet(image: dict, groups: list[tuple[str, list[dict]]]) -> str:
     if not groups:
         if image["masks"]:
@@ -62,9 +72,12 @@ def location_facet(image: dict, groups: list[tuple[str, list[dict]]]) -> str:
         size = f"{100 * top['area_ratio']:.1f}% of the image, {top['size_class']}"
         if top.get("area_mm2"):
             size += f", about {top['area_mm2']:.0f} mm²"
+        if top.get("volume_ml"):
+            size += f"; {top['volume_ml']:.1f} ml in the whole volume"
+        shape = f", {top['shape']} and {top['margin']}" if top.get("shape") else ""
         lead = f"{label} ({_plural(len(regions), 'region')})" if len(regions) > 1 else label
-        where = "the largest lies in the" if len(regions) > 1 else "in the"
-        parts.append(f"{lead}: {where} {top['location']}, covering {size}")
+        where = ("the largest lies " if len(regions) > 1 else "") + (f"{top['within_location']} ({top['location']})" if top.get("within_location") else f"in the {top['location']}")
+        parts.append(f"{lead}: {where}, covering {size}{shape}{_origin(top)}")
     return "ROI location: " + "; ".join(parts) + "."
 
 

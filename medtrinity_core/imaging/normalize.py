@@ -21,6 +21,7 @@ from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_rang
 from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_mask, read_raster, read_volume, side_letters
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
+from medtrinity_core.roi.boxes import read_boxes
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
@@ -29,7 +30,8 @@ AXIAL = "axial"
 
 
 def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster, masks: list[tuple[str, np.ndarray, str]],
-               axis: str | None = None, index: int | None = None, labels: list[str] | None = None) -> dict:
+               axis: str | None = None, index: int | None = None, labels: list[str] | None = None,
+               boxes: list[dict] = (), label_volumes: list[dict] = ()) -> dict:
     h, w = raster.pixels.shape[:2]
     size = target_size(w, h, source.max_side, raster.spacing)
     pixels = resize_image(raster.pixels, size)
@@ -38,6 +40,8 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
     for label, mask, annotation in masks:
         m_uri, m_digest = workdir.put_png(resize_mask(mask, size).astype(np.uint8) * 255)
         mask_rows.append({"label": label, "uri": m_uri, "sha256": m_digest, "annotation": annotation})
+    sx, sy = size[0] / w, size[1] / h
+    scaled_boxes = [{**b, "x0": round(b["x0"] * sx, 3), "y0": round(b["y0"] * sy, 3), "x1": round(b["x1"] * sx, 3), "y1": round(b["y1"] * sy, 3)} for b in boxes]
     spacing = (raster.spacing[0] * w / size[0], raster.spacing[1] * h / size[1]) if raster.spacing else (None, None)
     norm = {"intensity": raster.intensity, "size": [w, h], "resized": list(size)}
     return {
@@ -61,20 +65,25 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
         "image_top": raster.image_top,
         "normalization": json.dumps(norm, sort_keys=True),
         "masks": mask_rows,
-        "labels": list(raw["labels"] or []) if labels is None else labels,
+        "boxes": scaled_boxes,
+        "label_volumes": list(label_volumes),
+        "labels": (list(raw["labels"] or []) if labels is None else labels) or sorted({b["label"] for b in boxes}),
     }
 
 
 def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
     raster = read_raster(source.root / raw["relpath"])
     h, w = raster.pixels.shape[:2]
-    masks = []
+    masks, boxes = [], []
     for ann in raw["annotations"]:
+        if ann["kind"] == "boxes":
+            boxes += read_boxes(source.boxes, source.root, ann["relpath"], raw["relpath"], w, h)
+            continue
         mask = read_mask(source.root / ann["relpath"], ann["threshold"])
         if mask.shape != (h, w):
             raise ItemError("mask_shape_mismatch", f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
         masks.append((ann["label"], mask, ann["relpath"]))
-    return [_image_row(source, raw, workdir, raster, masks)]
+    return [_image_row(source, raw, workdir, raster, masks, boxes=boxes)]
 
 
 def _volume_intensity(source: SourceConfig, values: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
@@ -106,7 +115,9 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
         labels = align_labels(read_volume(source.root / ann["relpath"]), image, ann["relpath"])
         label_file = ann["relpath"]
     intensity = _volume_intensity(source, values)
-    sx, sy, _ = image.GetSpacing()
+    sx, sy, sz = image.GetSpacing()
+    values_present, counts = np.unique(labels[labels != 0], return_counts=True)
+    volumes = [{"label": source.label_name(v), "volume_ml": round(float(c) * sx * sy * sz / 1000.0, 4)} for v, c in zip(values_present, counts)]
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     left, top = side_letters(direction[:, 0], direction[:, 1])
     rows = []
@@ -116,7 +127,7 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
         masks = [(source.label_name(v), labels[z] == v, label_file) for v in np.unique(labels[z]) if v != 0]
         raster = Raster(pixels, params, spacing=(sx, sy), image_left=left, image_top=top)
         # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
-        rows.append(_image_row(source, raw, workdir, raster, masks, AXIAL, z, labels=sorted({m[0] for m in masks})))
+        rows.append(_image_row(source, raw, workdir, raster, masks, AXIAL, z, labels=sorted({m[0] for m in masks}), label_volumes=volumes))
     return rows
 
 

@@ -1,23 +1,43 @@
-"""The rois stage: ground-truth masks to measured regions of interest."""
+"""The rois stage: ground-truth masks and boxes, expert-model predictions or flagged proposals, each
+region measured (size, location, shape, appearance, multiplicity, relations)."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from medtrinity_core.ids import stable_id
 from medtrinity_core.imaging.readers import OPPOSITE
 from medtrinity_core.records import QUARANTINE, ROIS, frame, quarantine_row
 from medtrinity_core.roi import rle
-from medtrinity_core.roi.components import Component, components
-from medtrinity_core.roi.facts import PATIENT_SIDE, appearance, location_phrase, size_class
-from medtrinity_core.roi.relations import MAX_RELATED, relation
+from medtrinity_core.roi.components import Component, components, from_box
+from medtrinity_core.roi.facts import PATIENT_SIDE, appearance, location_phrase, shape_facts, size_class, within_phrase
+from medtrinity_core.roi.proposals import propose
+from medtrinity_core.roi.relations import CONTAINED, MAX_RELATED, intersection, relation
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
 STAGE = "rois"
 METHOD_MASK = "ground_truth_mask"
+METHOD_BOX = "ground_truth_box"
+METHOD_EXPERT = "expert_model"
+METHOD_PROPOSAL = "proposal"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: tuple  # what makes the id: (kind, index, component)
+    label: str
+    comp: Component
+    method: str
+    confidence: float | None = None
+    model_id: str | None = None
+    mask_sha256: str | None = None
 
 
 def patient_terms(kind: str, image_left: str | None, image_top: str | None) -> str:
@@ -33,39 +53,86 @@ def patient_terms(kind: str, image_left: str | None, image_top: str | None) -> s
     return sides.get(kind, kind)
 
 
-def image_rois(source: SourceConfig, image_row: dict, workdir: Workdir) -> list[dict]:
-    if not image_row["masks"]:
-        return []
-    image = workdir.read_png(image_row["image_uri"])
-    width, height = image_row["width"], image_row["height"]
-    found: list[tuple[dict, Component, str]] = []
-    for mask_index, mask_row in enumerate(image_row["masks"]):
+def _candidates(source: SourceConfig, row: dict, image: np.ndarray, workdir: Workdir, prediction, model_id) -> list[Candidate]:
+    out: list[Candidate] = []
+    for m_index, mask_row in enumerate(row["masks"] or []):
         mask = workdir.read_png(mask_row["uri"]) > 127
         for comp in components(mask, source.min_roi_pixels, source.min_roi_fraction):
-            roi_id = stable_id("roi", image_row["image_id"], mask_index, comp.index)
-            found.append((mask_row, comp, roi_id))
-    left, top = image_row["image_left"], image_row["image_top"]
-    related = sorted(found, key=lambda f: (-f[1].area, f[2]))[:MAX_RELATED]
+            out.append(Candidate(("mask", m_index, comp.index), mask_row["label"], comp, METHOD_MASK, mask_sha256=mask_row["sha256"]))
+    for b_index, box in enumerate(row["boxes"] or []):
+        x0, y0 = int(math.floor(box["x0"])), int(math.floor(box["y0"]))
+        x1, y1 = min(int(math.ceil(box["x1"])), row["width"]), min(int(math.ceil(box["y1"])), row["height"])
+        out.append(Candidate(("box", b_index, 0), box["label"], from_box(0, x0, y0, x1, y1), METHOD_BOX))
+    if out or row["masks"]:
+        return out
+    if prediction is not None:
+        labels, confidence = prediction
+        for value, name in source.expert.labels:
+            mask = labels == value
+            if not mask.any():
+                continue
+            _, sha = workdir.put_png(mask.astype(np.uint8) * 255)
+            for comp in components(mask, source.min_roi_pixels, source.min_roi_fraction):
+                conf = float(confidence[comp.y0 : comp.y1, comp.x0 : comp.x1][comp.crop].mean())
+                out.append(Candidate(("expert", value, comp.index), name, comp, METHOD_EXPERT, round(conf, 4), model_id, sha))
+    elif source.proposals:
+        mask, conf = propose(image, source.modality)
+        label = ", ".join(row["labels"] or []) or "candidate region"
+        for comp in components(mask, source.min_roi_pixels, source.min_roi_fraction)[:3]:
+            out.append(Candidate(("proposal", 0, comp.index), label, comp, METHOD_PROPOSAL, round(conf, 4)))
+    return out
+
+
+def _container(c: Candidate, others: list[Candidate]) -> Candidate | None:
+    """The smallest region of another label that holds this one (an organ around a lesion)."""
+    best = None
+    for o in others:
+        if o.label == c.label or o.comp.area <= c.comp.area:
+            continue
+        if o.comp.x0 > c.comp.x0 or o.comp.y0 > c.comp.y0 or o.comp.x1 < c.comp.x1 or o.comp.y1 < c.comp.y1:
+            continue
+        if intersection(o.comp, c.comp) >= CONTAINED * c.comp.area and (best is None or o.comp.area < best.comp.area):
+            best = o
+    return best
+
+
+def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=None, model_id: str | None = None) -> list[dict]:
+    if not (row["masks"] or row["boxes"] or prediction is not None or source.proposals):
+        return []
+    image = workdir.read_png(row["image_uri"])
+    width, height = row["width"], row["height"]
+    left, top = row["image_left"], row["image_top"]
+    found = _candidates(source, row, image, workdir, prediction, model_id)
+    ids = {c.key: stable_id("roi", row["image_id"], *c.key) for c in found}
+    counts = Counter(c.label for c in found)
+    volumes = {v["label"]: v["volume_ml"] for v in row.get("label_volumes") or []}
+    related = sorted(found, key=lambda c: (-c.comp.area, ids[c.key]))[:MAX_RELATED]
+    related_keys = {c.key for c in related}
+    sx, sy = row["spacing_x"], row["spacing_y"]
     rows = []
-    for mask_row, comp, roi_id in found:
+    for c in found:
+        comp = c.comp
         cx, cy = comp.centroid
         area_ratio = comp.area / float(width * height)
-        sx, sy = image_row["spacing_x"], image_row["spacing_y"]
         relations = []
-        if any(r[2] == roi_id for r in related):
-            for other_mask, other, other_id in related:
-                if other_id == roi_id:
+        if c.key in related_keys:
+            for other in related:
+                if other.key == c.key:
                     continue
-                kind, distance = relation(comp, other, width, height)
-                relations.append({"other_roi_id": other_id, "other_label": other_mask["label"], "relation": patient_terms(kind, left, top), "distance_pct": distance})
+                kind, distance = relation(comp, other.comp, width, height)
+                relations.append({"other_roi_id": ids[other.key], "other_label": other.label, "relation": patient_terms(kind, left, top), "distance_pct": distance})
+        holder = _container(c, found)
+        shape = shape_facts(comp) if c.method != METHOD_BOX else dict.fromkeys(("circularity", "solidity", "eccentricity", "orientation_deg", "shape", "margin"))
         rows.append(
             {
-                "roi_id": roi_id,
-                "image_id": image_row["image_id"],
+                "roi_id": ids[c.key],
+                "image_id": row["image_id"],
                 "source": source.name,
-                "label": mask_row["label"],
-                "method": METHOD_MASK,
-                "mask_sha256": mask_row["sha256"],
+                "label": c.label,
+                "method": c.method,
+                "confidence": c.confidence,
+                "model_id": c.model_id,
+                "mask_sha256": c.mask_sha256,
                 "component": comp.index,
                 "x0": comp.x0,
                 "y0": comp.y0,
@@ -77,22 +144,42 @@ def image_rois(source: SourceConfig, image_row: dict, workdir: Workdir) -> list[
                 "area_ratio": round(area_ratio, 6),
                 "area_mm2": round(comp.area * sx * sy, 3) if sx and sy else None,
                 "size_class": size_class(area_ratio),
+                "volume_ml": volumes.get(c.label),
+                "label_count": counts[c.label],
                 "centroid_x": round(cx, 3),
                 "centroid_y": round(cy, 3),
                 "location": location_phrase(cx, cy, width, height, left, top),
-                **appearance(image, comp.mask, source.modality),
+                "within": holder.label if holder else None,
+                "within_location": within_phrase(comp, holder.comp, holder.label, left, top) if holder else None,
+                **shape,
+                **appearance(image, comp, source.modality),
                 "relations": relations,
-                "rle_counts": rle.encode(comp.mask),
+                "rle_counts": rle.encode(comp.full_mask(height, width)),
             }
         )
     return rows
 
 
-def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
+def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir: Workdir, expert=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`expert` (an `ExpertModel`) segments the images that have no ground-truth annotation, in batches."""
     rows, quarantined = [], []
-    for image_row in normalized_rows:
-        try:
-            rows.extend(image_rois(source, image_row, workdir))
-        except Exception as exc:  # noqa: BLE001 - a broken mask must not stop the shard
-            quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, "roi_error", f"{type(exc).__name__}: {exc}"[:300]))
+    pending = list(normalized_rows)
+    batch = expert.spec.batch_size if expert else len(pending) or 1
+    for start in range(0, len(pending), batch):
+        chunk = pending[start : start + batch]
+        predictions: dict[str, tuple] = {}
+        if expert:
+            todo = [r for r in chunk if not (r["masks"] or r["boxes"])]
+            for r, pred in zip(todo, expert.predict([workdir.read_png(r["image_uri"]) for r in todo])):
+                predictions[r["image_id"]] = pred
+        for image_row in chunk:
+            try:
+                rows.extend(image_rois(source, image_row, workdir, predictions.get(image_row["image_id"]), expert.model_id if expert else None))
+            except Exception as exc:  # noqa: BLE001 - a broken mask must not stop the shard
+                quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, "roi_error", f"{type(exc).__name__}: {exc}"[:300]))
     return frame(rows, ROIS), frame(quarantined, QUARANTINE)
+
+
+def dataset_rois(rois: pl.DataFrame, source: SourceConfig) -> pl.DataFrame:
+    """The ROIs that may enter the dataset: proposals only when the source opts in."""
+    return rois if source.include_proposals else rois.filter(pl.col("method") != METHOD_PROPOSAL)

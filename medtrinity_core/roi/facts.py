@@ -1,18 +1,22 @@
-"""Facts about one ROI: size class, location phrase, appearance against a ring of surrounding tissue."""
+"""Facts about one ROI: size, location, shape and appearance against a ring of surrounding tissue."""
 
 from __future__ import annotations
 
 import colorsys
+import math
 
 import numpy as np
 from scipy import ndimage
+from skimage.measure import regionprops
 
 from medtrinity_core.imaging.readers import OPPOSITE
 from medtrinity_core.modalities import DEFAULT_INTENSITY_WORDS, INTENSITY_WORDS
+from medtrinity_core.roi.components import EIGHT, Component
 
 CONTRAST_STEP = 12.0  # grey levels (of 255) between ROI and ring before we call it brighter or darker
 HOMOGENEOUS_CV = 0.15  # coefficient of variation inside the ROI below which texture is homogeneous
 PATIENT_SIDE = {"R": "right", "L": "left", "A": "anterior", "P": "posterior", "S": "superior", "I": "inferior"}
+HUES = ((15, "red"), (45, "orange"), (70, "yellow"), (170, "green"), (260, "blue"), (330, "purple"), (361, "red"))
 
 
 def size_class(area_ratio: float) -> str:
@@ -27,25 +31,61 @@ def _third(position: float) -> int:
     return 0 if position < 1 / 3 else (2 if position > 2 / 3 else 1)
 
 
+def grid_terms(fx: float, fy: float, image_left: str | None = None, image_top: str | None = None) -> tuple[str | None, str | None]:
+    """(vertical, horizontal) words for a point at fractions (fx, fy) of a box; None for the middle third."""
+    col, row = _third(fx), _third(fy)
+    if image_left and image_top:
+        horizontal = (f"patient's {PATIENT_SIDE[image_left]}", None, f"patient's {PATIENT_SIDE[OPPOSITE[image_left]]}")[col]
+        vertical = (PATIENT_SIDE[image_top], None, PATIENT_SIDE[OPPOSITE[image_top]])[row]
+    else:
+        horizontal = ("left", None, "right")[col]
+        vertical = ("upper", None, "lower")[row]
+    return vertical, horizontal
+
+
 def location_phrase(cx: float, cy: float, width: int, height: int, image_left: str | None = None, image_top: str | None = None) -> str:
     """Image-grid terms for photographs; patient terms when the slice's orientation is known."""
-    col, row = _third(cx / width), _third(cy / height)
+    vertical, horizontal = grid_terms(cx / width, cy / height, image_left, image_top)
     if image_left and image_top:
-        horizontal = (f"patient's {PATIENT_SIDE[image_left]}", "midline", f"patient's {PATIENT_SIDE[OPPOSITE[image_left]]}")[col]
-        vertical = (PATIENT_SIDE[image_top], None, PATIENT_SIDE[OPPOSITE[image_top]])[row]
-        return f"{vertical}, {horizontal}" if vertical else horizontal
-    vertical = ("upper", None, "lower")[row]
-    horizontal = ("left", None, "right")[col]
+        if not vertical:
+            return horizontal or "midline"
+        return f"{vertical}, {horizontal or 'midline'}"
     if not vertical and not horizontal:
         return "centre of the image"
     return " ".join(p for p in (vertical, horizontal) if p) + " part of the image"
 
 
-def ring(mask: np.ndarray, width: int) -> np.ndarray:
-    return ndimage.binary_dilation(mask, iterations=width) & ~mask
+def within_phrase(roi: Component, container: Component, label: str, image_left: str | None, image_top: str | None) -> str:
+    """Where an ROI lies inside a larger labelled region, e.g. "within the liver, in its anterior, patient's right part"."""
+    cx, cy = roi.centroid
+    fx = (cx - container.x0) / max(container.x1 - container.x0, 1)
+    fy = (cy - container.y0) / max(container.y1 - container.y0, 1)
+    vertical, horizontal = grid_terms(fx, fy, image_left, image_top)
+    part = ", ".join(p for p in (vertical, horizontal) if p)
+    return f"within the {label}, in its {part} part" if part else f"within the {label}, centrally"
 
 
-HUES = ((15, "red"), (45, "orange"), (70, "yellow"), (170, "green"), (260, "blue"), (330, "purple"), (361, "red"))
+def shape_facts(comp: Component) -> dict:
+    """Circularity, solidity, eccentricity and orientation, and the words derived from them."""
+    props = regionprops(comp.crop.astype(np.uint8))[0]
+    perimeter = props.perimeter or 1.0
+    circularity = min(1.0, 4 * math.pi * comp.area / (perimeter * perimeter))
+    solidity, eccentricity = float(props.solidity), float(props.eccentricity)
+    shape = "round" if eccentricity < 0.6 else ("oval" if eccentricity < 0.9 else "elongated")
+    if solidity >= 0.9 and circularity >= 0.6:
+        margin = "well-circumscribed"
+    elif solidity >= 0.75:
+        margin = "lobulated"
+    else:
+        margin = "irregular"
+    return {
+        "circularity": round(circularity, 4),
+        "solidity": round(solidity, 4),
+        "eccentricity": round(eccentricity, 4),
+        "orientation_deg": round(math.degrees(props.orientation), 2),
+        "shape": shape,
+        "margin": margin,
+    }
 
 
 def colour_name(rgb: np.ndarray) -> str:
@@ -62,24 +102,28 @@ def colour_name(rgb: np.ndarray) -> str:
     return ("pale " if s < 0.35 else "") + name
 
 
-def appearance(image: np.ndarray, mask: np.ndarray, modality: str) -> dict:
+def appearance(image: np.ndarray, comp: Component, modality: str) -> dict:
     """Mean and spread inside the ROI against a ring around it, in the modality's words."""
-    grey = image if image.ndim == 2 else image.mean(axis=2)
-    inside = grey[mask].astype(np.float64)
-    width = max(2, int(round(0.15 * np.sqrt(mask.sum()))))
-    around = grey[ring(mask, width)].astype(np.float64)
+    height, width = image.shape[:2]
+    ring_width = max(2, int(round(0.15 * math.sqrt(comp.area))))
+    x0, y0 = max(comp.x0 - ring_width, 0), max(comp.y0 - ring_width, 0)
+    x1, y1 = min(comp.x1 + ring_width, width), min(comp.y1 + ring_width, height)
+    inside_mask = comp.window(x0, y0, x1, y1)
+    ring = ndimage.binary_dilation(inside_mask, structure=EIGHT, iterations=ring_width) & ~inside_mask
+    pixels = image[y0:y1, x0:x1]
+    grey = pixels if pixels.ndim == 2 else pixels.mean(axis=2)
+    inside = grey[inside_mask].astype(np.float64)
+    around = grey[ring].astype(np.float64)
     roi_mean = float(inside.mean())
     ring_mean = float(around.mean()) if around.size else roi_mean
     cv = float(inside.std() / roi_mean) if roi_mean > 0 else 0.0
     higher, same, lower = INTENSITY_WORDS.get(modality, DEFAULT_INTENSITY_WORDS)
     diff = roi_mean - ring_mean
-    contrast = higher if diff > CONTRAST_STEP else (lower if diff < -CONTRAST_STEP else same)
-    colour = colour_name(image[mask].mean(axis=0)) if image.ndim == 3 else None
     return {
         "roi_mean": round(roi_mean, 3),
         "ring_mean": round(ring_mean, 3),
         "roi_cv": round(cv, 4),
-        "contrast": contrast,
+        "contrast": higher if diff > CONTRAST_STEP else (lower if diff < -CONTRAST_STEP else same),
         "texture": "homogeneous" if cv < HOMOGENEOUS_CV else "heterogeneous",
-        "colour": colour,
+        "colour": colour_name(pixels[inside_mask].mean(axis=0)) if pixels.ndim == 3 else None,
     }

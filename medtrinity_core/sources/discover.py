@@ -141,6 +141,12 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
             regex = re.compile(fill_template(source.labels, fields))
             annotations = [Annotation(f, None, "label_volume") for f in files if f != rel and regex.fullmatch(f)]
             labels = [name for _, name in source.label_map]
+        elif source.layout == "image_boxes":
+            if source.boxes.format == "yolo":
+                regex = re.compile(fill_template(source.boxes.pattern, fields))
+                annotations = [Annotation(f, None, "boxes") for f in files if regex.fullmatch(f)][:1]
+            elif source.boxes.file in files:
+                annotations = [Annotation(source.boxes.file, None, "boxes")]
         elif source.layout == "labeled_images":
             label = fields.get("label") or source.label or csv_labels.get(rel) or csv_labels.get(Path(rel).name)
             labels = [label] if label else []

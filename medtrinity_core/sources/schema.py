@@ -13,7 +13,9 @@ from medtrinity_core.imaging.intensity import CT_WINDOWS
 from medtrinity_core.modalities import MODALITIES
 from medtrinity_core.sources.yaml_lines import LineDict, load_with_lines
 
-LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images")
+LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images", "image_boxes")
+BOX_FORMATS = ("coco", "yolo", "csv")
+EXPERT_KINDS = ("torchscript", "state_dict", "bundle")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 LICENSE_RE = re.compile(r"^(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9][A-Za-z0-9.\-+]*)$")
 
@@ -29,8 +31,10 @@ DEFAULTS = {
 SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
-    "paths_identify_patients", *DEFAULTS,
+    "paths_identify_patients", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
 }
+BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
+EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device"}
 MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances"}
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
 REQUIRED = ("name", "modality", "license", "root", "layout", "images")
@@ -53,6 +57,37 @@ class LabelsCsv:
 
 
 @dataclass(frozen=True)
+class BoxSpec:
+    """Ground-truth boxes: a COCO JSON file, YOLO text files (one per image), or a CSV table."""
+
+    format: str
+    file: str | None = None  # coco, csv
+    pattern: str | None = None  # yolo: template of the label file, e.g. 'labels/{id}\\.txt'
+    classes: tuple[str, ...] = ()  # yolo: class index -> label
+    image_column: str = "image"
+    label_column: str = "label"
+    box_columns: tuple[str, ...] = ("x0", "y0", "x1", "y1")
+    box_format: str = "xyxy"  # csv: xyxy or xywh (pixels)
+
+
+@dataclass(frozen=True)
+class ExpertSpec:
+    """A segmentation model run through MONAI's sliding-window inference."""
+
+    kind: str  # torchscript | state_dict | bundle
+    path: Path
+    labels: tuple[tuple[int, str], ...]
+    network: str | None = None  # state_dict: a class in monai.networks.nets
+    network_args: str = "{}"  # JSON of its keyword arguments
+    roi_size: tuple[int, int] = (96, 96)
+    sw_batch_size: int = 4
+    overlap: float = 0.25
+    batch_size: int = 8
+    in_channels: int = 1
+    device: str = "auto"  # auto: CUDA when present
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str
     modality: str
@@ -70,6 +105,10 @@ class SourceConfig:
     labels_csv: LabelsCsv | None = None
     window: str | None = None
     paths_identify_patients: bool = False
+    boxes: BoxSpec | None = None
+    expert: ExpertSpec | None = None
+    proposals: bool = False  # classical proposals for images with no annotation and no expert
+    include_proposals: bool = False  # proposals are kept out of the dataset unless this is set
     shard_size: int = DEFAULTS["shard_size"]
     max_side: int = DEFAULTS["max_side"]
     negatives_per_volume: int = DEFAULTS["negatives_per_volume"]
@@ -201,16 +240,82 @@ def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ..
     return tuple(specs)
 
 
-def _parse_label_map(chk: _Checker, node: LineDict, path: str) -> tuple[tuple[int, str], ...]:
-    value = node.get("label_map") or {}
+def _parse_boxes(chk: _Checker, node: LineDict, path: str, images: str) -> BoxSpec:
+    bnode = chk.mapping(node.get("boxes"), node, "boxes", f"{path}.boxes")
+    chk.unknown_keys(bnode, BOX_KEYS, f"{path}.boxes")
+    fmt = chk.string(bnode, "format", f"{path}.boxes.format", required=True)
+    if fmt not in BOX_FORMATS:
+        chk.fail(bnode, "format", f"{path}.boxes.format", f"'{fmt}' is not one of {', '.join(BOX_FORMATS)}")
+    if fmt in ("coco", "csv"):
+        chk.string(bnode, "file", f"{path}.boxes.file", required=True)
+    if fmt == "yolo":
+        chk.regex(bnode, "pattern", f"{path}.boxes.pattern", required=True)
+        if not isinstance(bnode.get("classes"), list) or not bnode["classes"]:
+            chk.fail(bnode, "classes", f"{path}.boxes.classes", "yolo boxes need the list of class names")
+    columns = bnode.get("box_columns", ["x0", "y0", "x1", "y1"])
+    if not isinstance(columns, list) or len(columns) != 4:
+        chk.fail(bnode, "box_columns", f"{path}.boxes.box_columns", "must list four column names")
+    box_format = bnode.get("box_format", "xyxy")
+    if box_format not in ("xyxy", "xywh"):
+        chk.fail(bnode, "box_format", f"{path}.boxes.box_format", "must be xyxy or xywh")
+    return BoxSpec(
+        format=fmt,
+        file=chk.string(bnode, "file", f"{path}.boxes.file"),
+        pattern=chk.string(bnode, "pattern", f"{path}.boxes.pattern"),
+        classes=tuple(str(c) for c in bnode.get("classes") or ()),
+        image_column=str(bnode.get("image_column", "image")),
+        label_column=str(bnode.get("label_column", "label")),
+        box_columns=tuple(str(c) for c in columns),
+        box_format=box_format,
+    )
+
+
+def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> ExpertSpec:
+    enode = chk.mapping(node.get("expert"), node, "expert", f"{path}.expert")
+    chk.unknown_keys(enode, EXPERT_KEYS, f"{path}.expert")
+    kind = chk.string(enode, "kind", f"{path}.expert.kind", required=True)
+    if kind not in EXPERT_KINDS:
+        chk.fail(enode, "kind", f"{path}.expert.kind", f"'{kind}' is not one of {', '.join(EXPERT_KINDS)}")
+    model_path = (base / chk.string(enode, "path", f"{path}.expert.path", required=True)).resolve()
+    if not model_path.exists():
+        chk.fail(enode, "path", f"{path}.expert.path", f"{model_path} does not exist")
+    network, args = None, "{}"
+    if kind == "state_dict":
+        net = chk.mapping(enode.get("network"), enode, "network", f"{path}.expert.network")
+        network = chk.string(net, "name", f"{path}.expert.network.name", required=True)
+        args = json.dumps(dict(net.get("args") or {}), sort_keys=True)
+    labels = _parse_label_map(chk, enode, f"{path}.expert", key="labels")
+    if not labels:
+        chk.fail(enode, "labels", f"{path}.expert.labels", "must map output channels (1, 2, ...) to label names")
+    roi = enode.get("roi_size", [96, 96])
+    if not (isinstance(roi, list) and len(roi) == 2 and all(isinstance(v, int) and v > 0 for v in roi)):
+        chk.fail(enode, "roi_size", f"{path}.expert.roi_size", "must be two positive whole numbers")
+    device = chk.string(enode, "device", f"{path}.expert.device") or "auto"
+    return ExpertSpec(
+        kind=kind,
+        path=model_path,
+        labels=labels,
+        network=network,
+        network_args=args,
+        roi_size=(roi[0], roi[1]),
+        sw_batch_size=chk.integer(enode, "sw_batch_size", f"{path}.expert.sw_batch_size", 4, minimum=1),
+        overlap=chk.integer(enode, "overlap", f"{path}.expert.overlap", 0.25, kind=float),
+        batch_size=chk.integer(enode, "batch_size", f"{path}.expert.batch_size", 8, minimum=1),
+        in_channels=chk.integer(enode, "in_channels", f"{path}.expert.in_channels", 1, minimum=1),
+        device=device,
+    )
+
+
+def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label_map") -> tuple[tuple[int, str], ...]:
+    value = node.get(key) or {}
     if not isinstance(value, dict):
-        chk.fail(node, "label_map", f"{path}.label_map", "must map label values to names")
+        chk.fail(node, key, f"{path}.{key}", "must map label values to names")
     out = []
     for k, v in value.items():
         try:
             out.append((int(k), str(v)))
         except (TypeError, ValueError):
-            chk.fail(value, k, f"{path}.label_map.{k}", "label values must be whole numbers")
+            chk.fail(value, k, f"{path}.{key}.{k}", "label values must be whole numbers")
     return tuple(sorted(out))
 
 
@@ -241,6 +346,8 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         labels_csv = LabelsCsv(*(chk.string(lc, k, f"{path}.labels_csv.{k}", required=True) for k in ("file", "image_column", "label_column")))
     if layout == "volume_labels":
         chk.regex(node, "labels", f"{path}.labels", required=True)
+    if layout == "image_boxes" and "boxes" not in node:
+        chk.fail(node, "layout", f"{path}.boxes", "layout image_boxes needs a `boxes` mapping")
     if layout == "labeled_images" and not ("label" in node or labels_csv or "(?P<label>" in images):
         chk.fail(node, "images", f"{path}.images", "labeled_images needs a `label` group, a `label` key or `labels_csv`")
     merged = {k: node.get(k, defaults[k]) for k in DEFAULTS}
@@ -265,6 +372,10 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         labels_csv=labels_csv,
         window=window,
         paths_identify_patients=bool(node.get("paths_identify_patients", False)),
+        boxes=_parse_boxes(chk, node, path, images) if "boxes" in node else None,
+        expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
+        proposals=bool(node.get("proposals", False)),
+        include_proposals=bool(node.get("include_proposals", False)),
         **numbers,
     )
 

@@ -1,0 +1,134 @@
+"""The expert-model path really segments: a MONAI UNet trained for seconds on synthetic shapes, saved
+as TorchScript, as a state dict and as a MONAI bundle, then run through the rois stage on fresh images."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from monai.losses import DiceCELoss
+from monai.networks.nets import UNet
+
+from medtrinity_core.errors import MedtrinityError
+from medtrinity_core.roi import rle
+from medtrinity_core.roi.expert import ExpertModel, load_network
+from medtrinity_core.roi.extract import extract_rois
+from medtrinity_core.sources.schema import ExpertSpec, SourceConfig, load_sources
+from medtrinity_core.storage import Workdir
+
+SIZE = 64
+NET_ARGS = {"spatial_dims": 2, "in_channels": 1, "out_channels": 2, "channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}
+
+
+def synthetic(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bright discs and squares of random size and place on a noisy background."""
+    images = rng.normal(0.3, 0.08, (n, SIZE, SIZE)).astype(np.float32)
+    masks = np.zeros((n, SIZE, SIZE), bool)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    for i in range(n):
+        r = rng.integers(6, 14)
+        cy, cx = rng.integers(r, SIZE - r, 2)
+        masks[i] = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) if i % 2 else ((abs(yy - cy) <= r) & (abs(xx - cx) <= r))
+        images[i][masks[i]] += 0.45
+    return np.clip(images, 0, 1), masks
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = UNet(**NET_ARGS)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(120):
+        x, y = synthetic(rng, 16)
+        opt.zero_grad()
+        loss = loss_fn(net(torch.from_numpy(x)[:, None]), torch.from_numpy(y)[:, None].long())
+        loss.backward()
+        opt.step()
+    net.eval()
+    folder = tmp_path_factory.mktemp("models")
+    torch.save(net.state_dict(), folder / "unet.pt")
+    torch.jit.script(net).save(str(folder / "unet.ts"))
+    bundle = folder / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": {"_target_": "monai.networks.nets.UNet", **NET_ARGS}}))
+    (bundle / "configs" / "metadata.json").write_text(json.dumps({"version": "0.1.0", "name": "synthetic-shapes"}))
+    torch.save(net.state_dict(), bundle / "models" / "model.pt")
+    return folder
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "state_dict", "bundle"])
+def test_expert_path_segments_fresh_images(trained, tmp_path, kind):
+    path = {"torchscript": trained / "unet.ts", "state_dict": trained / "unet.pt", "bundle": trained / "bundle"}[kind]
+    spec = ExpertSpec(kind=kind, path=path, labels=((1, "lesion"),), network="UNet", network_args=json.dumps(NET_ARGS), roi_size=(32, 32), batch_size=4)
+    src = SourceConfig(name="syn", modality="ct", license="CC0-1.0", root=tmp_path, layout="labeled_images", images=".*", expert=spec, min_roi_pixels=10)
+    wd = Workdir.at(tmp_path / "wd")
+    images, truth = synthetic(np.random.default_rng(123), 10)
+    rows = []
+    for i, img in enumerate(images):
+        uri, sha = wd.put_png((img * 255).astype(np.uint8))
+        rows.append({"image_id": f"img-{i}", "item_id": f"item-{i}", "relpath": f"{i}.png", "image_uri": uri, "width": SIZE, "height": SIZE,
+                     "masks": [], "boxes": [], "label_volumes": [], "labels": [], "image_left": None, "image_top": None, "spacing_x": None, "spacing_y": None})
+    model = ExpertModel(spec)
+    assert model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    rois, q = extract_rois(src, rows, wd, model)
+    assert q.height == 0 and set(rois["method"].to_list()) == {"expert_model"}
+    assert rois["model_id"].unique().to_list() == [model.model_id] and model.model_id.startswith(f"{kind}:")
+    scores = []
+    for i in range(len(images)):
+        predicted = np.zeros((SIZE, SIZE), bool)
+        for counts in rois.filter(rois["image_id"] == f"img-{i}")["rle_counts"].to_list():
+            predicted |= rle.decode(counts, SIZE, SIZE)
+        scores.append(dice(predicted, truth[i]))
+    assert np.mean(scores) >= 0.8, scores
+    assert rois["confidence"].min() > 0.5
+
+
+def test_weights_are_loaded_without_running_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this would run on load",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as fh:
+        pickle.dump({"weight": Evil()}, fh)
+    spec = ExpertSpec(kind="state_dict", path=path, labels=((1, "x"),), network="UNet", network_args=json.dumps(NET_ARGS))
+    with pytest.raises(pickle.UnpicklingError):
+        load_network(spec)
+    bad = ExpertSpec(kind="state_dict", path=path, labels=((1, "x"),), network="NoSuchNet")
+    with pytest.raises(MedtrinityError, match="no network named NoSuchNet"):
+        load_network(bad)
+
+
+def test_sources_file_declares_an_expert(tmp_path, trained):
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "sources.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        sources:
+          - name: syn
+            modality: ct
+            license: CC0-1.0
+            root: data
+            layout: labeled_images
+            images: '(?P<label>a)\\.png'
+            expert:
+              kind: state_dict
+              path: {trained / 'unet.pt'}
+              network: {{name: UNet, args: {json.dumps(NET_ARGS)}}}
+              labels: {{1: lesion}}
+              roi_size: [32, 32]
+        """))
+    spec = load_sources(path).sources[0].expert
+    assert spec.kind == "state_dict" and spec.labels == ((1, "lesion"),) and spec.roi_size == (32, 32)
+    assert json.loads(spec.network_args)["channels"] == [8, 16, 32]
