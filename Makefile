@@ -13,7 +13,7 @@ export DAGSTER_HOME := $(abspath $(WORKDIR))/dagster
 export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 
-.PHONY: venv demo test ui bench-normalize clean
+.PHONY: venv demo test ui bench-rois clean
 
 venv: $(STAMP)
 
@@ -35,3 +35,6 @@ ui: $(STAMP)
 
 clean:
 	rm -rf $(WORKDIR)
+
+bench-rois: $(STAMP)
+	$(PY) bench/bench_rois.py

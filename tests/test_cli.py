@@ -66,6 +66,16 @@ def test_run_writes_triplets_and_is_reproducible(tmp_path, clean_source):
     assert f"source file {clean_source.parent / 'kvasir' / relpath}" in lineage.stdout
     assert len(re.findall(r"dagster run [0-9a-f]{8}-[0-9a-f]{4}-", lineage.stdout)) == 6
 
+    image_id = triplets.filter(pl.col("triplet_id") == tid)["image_id"][0]
+    out_png = tmp_path / "preview.png"
+    preview = medtrinity("preview", image_id, "--out", str(out_png), "--workdir", str(workdir))
+    assert preview.returncode == 0, preview.stderr
+    assert "ROI(s): polyp" in preview.stdout
+    from PIL import Image
+
+    with Image.open(out_png) as img:
+        assert img.mode == "RGB" and img.size == (triplets.filter(pl.col("image_id") == image_id)["width"][0], triplets.filter(pl.col("image_id") == image_id)["height"][0])
+
     unknown = medtrinity("lineage", "trp-does-not-exist", "--workdir", str(workdir))
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: triplet trp-does-not-exist is not in the lineage index")
 

@@ -101,3 +101,29 @@ def test_triplets_join_description_rois_and_provenance(pipeline):
     assert {r["roi_id"] for r in row["rois"]} == set(rois.filter(pl.col("image_id") == row["image_id"])["roi_id"].to_list())
     assert wd.resolve(row["image_uri"]).exists()
     assert "endoscopy" in row["description"] and "colon" in row["description"] and "polyp" in row["description"]
+
+
+def test_rois_materialization_shows_overlay_previews(pipeline):
+    from pathlib import Path
+
+    from PIL import Image
+
+    instance, src, shard = pipeline["instance"], pipeline["source"], pipeline["shard"]
+    meta = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([src.name, "rois"]), asset_partitions=[shard]), limit=1).records[0].asset_materialization.metadata
+    assert "data:image/png;base64," in meta["preview_0"].value and "preview_1" in meta
+    path = Path(meta["preview_0_path"].value)
+    with Image.open(path) as img:
+        assert img.mode == "RGB" and max(img.size) <= 384
+    assert meta["methods"].value == {"ground_truth_mask": meta["rows"].value}
+
+
+def test_sources_with_an_expert_model_run_their_rois_in_the_gpu_pool(tmp_path):
+    from dataclasses import replace
+
+    from medtrinity_core.sources.schema import ExpertSpec
+    from medtrinity_dagster.factory import source_assets
+
+    src = load_sources(EXAMPLES / "sources.yaml").source("busi")
+    assets, _ = source_assets(replace(src, expert=ExpertSpec(kind="torchscript", path=tmp_path / "m.ts", labels=((1, "lesion"),))))
+    pools = {a.key.path[-1]: a.op.pool for a in assets}
+    assert pools["rois"] == "gpu" and pools["normalized"] is None

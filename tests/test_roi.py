@@ -30,6 +30,10 @@ def test_rle_matches_coco_column_major_convention_and_round_trips():
     rng = np.random.default_rng(0)
     random = rng.random((17, 23)) > 0.6
     assert np.array_equal(rle.decode(rle.encode(random), 17, 23), random)
+    assert rle.encode(np.zeros((3, 4), bool)) == [12]
+    full = np.zeros((40, 30), bool)
+    full[5:20, 7:16] = random[:15, :9]
+    assert rle.encode_crop(full[5:20, 7:16], 7, 5, 40, 30) == rle.encode(full)
 
 
 def test_components_use_8_connectivity_and_a_minimum_area():

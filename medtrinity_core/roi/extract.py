@@ -154,7 +154,7 @@ def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=Non
                 **shape,
                 **appearance(image, comp, source.modality),
                 "relations": relations,
-                "rle_counts": rle.encode(comp.full_mask(height, width)),
+                "rle_counts": rle.encode_crop(comp.crop, comp.x0, comp.y0, height, width),
             }
         )
     return rows
