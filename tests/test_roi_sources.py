@@ -118,6 +118,16 @@ def test_radiology_proposals_find_hot_spots():
     assert mask[30:40, 50:60].all() and mask.sum() == 100 and confidence == 1.0
 
 
+def test_ultrasound_proposals_find_a_dark_lesion_away_from_the_border():
+    rng = np.random.default_rng(3)
+    us = rng.normal(140, 25, (128, 128)).clip(0, 255)
+    us[:, :8] = 0  # dark fan edge touching the border: not a lesion
+    lesion = disc(128, 128, 70, 60, 15)
+    us[lesion] = rng.normal(40, 10, lesion.sum()).clip(0, 255)
+    mask, confidence = propose(us.astype(np.uint8), "ultrasound")
+    assert (mask & lesion).sum() / (mask | lesion).sum() > 0.8 and not mask[:, :8].any() and confidence > 0.5
+
+
 def test_overlay_draws_each_contour_in_its_label_colour():
     image = np.zeros((60, 60), np.uint8)
     from medtrinity_core.roi import rle

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
+from skimage.segmentation import clear_border
 
 PHOTOGRAPHIC = {"dermoscopy", "endoscopy", "fundus", "histopathology", "microscopy"}
 Z_BRIGHT = 3.0
-Z_DARK = -2.0
 
 
 def _clean(mask: np.ndarray) -> np.ndarray:
@@ -35,13 +35,24 @@ def otsu_proposal(grey: np.ndarray) -> tuple[np.ndarray, float]:
     return _clean(mask), float(min(1.0, between / grey.var()))
 
 
-def outlier_proposal(grey: np.ndarray, modality: str) -> tuple[np.ndarray, float]:
-    """Robust z-score outliers: hot spots on PET/CT/MR/X-ray, dark (hypoechoic) areas on ultrasound."""
+def hypoechoic_proposal(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ultrasound: the dark side of Otsu's threshold on the despeckled image, away from the image
+    border (where the fan's background and shadows lie); confidence from the contrast to the rest."""
+    smooth = ndimage.gaussian_filter(grey, 2)
+    if smooth.min() == smooth.max():
+        return np.zeros_like(grey, bool), 0.0
+    mask = _clean(clear_border(ndimage.binary_opening(smooth <= threshold_otsu(smooth), structure=np.ones((3, 3), bool), iterations=2)))
+    if not mask.any():
+        return mask, 0.0
+    return mask, float(min(1.0, max(0.0, smooth[~mask].mean() - smooth[mask].mean()) / 128.0))
+
+
+def outlier_proposal(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """Robust z-score outliers: hot spots on PET, CT, MR and X-ray."""
     median = np.median(grey)
     mad = 1.4826 * np.median(np.abs(grey - median)) or 1.0
     z = (grey - median) / mad
-    mask = z < Z_DARK if modality == "ultrasound" else z > Z_BRIGHT
-    mask = _clean(mask)
+    mask = _clean(z > Z_BRIGHT)
     if not mask.any():
         return mask, 0.0
     return mask, float(min(1.0, np.abs(z[mask]).mean() / 10.0))
@@ -49,4 +60,6 @@ def outlier_proposal(grey: np.ndarray, modality: str) -> tuple[np.ndarray, float
 
 def propose(image: np.ndarray, modality: str) -> tuple[np.ndarray, float]:
     grey = (image if image.ndim == 2 else image.mean(axis=2)).astype(np.float64)
-    return otsu_proposal(grey) if modality in PHOTOGRAPHIC else outlier_proposal(grey, modality)
+    if modality in PHOTOGRAPHIC:
+        return otsu_proposal(grey)
+    return hypoechoic_proposal(grey) if modality == "ultrasound" else outlier_proposal(grey)
