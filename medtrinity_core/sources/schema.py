@@ -186,6 +186,12 @@ class _Checker:
             self.fail(node, key, path, "must be a string")
         return str(value)
 
+    def choice(self, node: LineDict, key: str, path: str, options, required: bool = False) -> str | None:
+        value = self.string(node, key, path, required)
+        if value is not None and value not in options:
+            self.fail(node, key, path, f"'{value}' is not one of {', '.join(options)}")
+        return value
+
     def integer(self, node: LineDict, key: str, path: str, default, minimum: float = 0, kind=int):
         if key not in node:
             return default
@@ -243,9 +249,7 @@ def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ..
 def _parse_boxes(chk: _Checker, node: LineDict, path: str, images: str) -> BoxSpec:
     bnode = chk.mapping(node.get("boxes"), node, "boxes", f"{path}.boxes")
     chk.unknown_keys(bnode, BOX_KEYS, f"{path}.boxes")
-    fmt = chk.string(bnode, "format", f"{path}.boxes.format", required=True)
-    if fmt not in BOX_FORMATS:
-        chk.fail(bnode, "format", f"{path}.boxes.format", f"'{fmt}' is not one of {', '.join(BOX_FORMATS)}")
+    fmt = chk.choice(bnode, "format", f"{path}.boxes.format", BOX_FORMATS, required=True)
     if fmt in ("coco", "csv"):
         chk.string(bnode, "file", f"{path}.boxes.file", required=True)
     if fmt == "yolo":
@@ -273,9 +277,7 @@ def _parse_boxes(chk: _Checker, node: LineDict, path: str, images: str) -> BoxSp
 def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> ExpertSpec:
     enode = chk.mapping(node.get("expert"), node, "expert", f"{path}.expert")
     chk.unknown_keys(enode, EXPERT_KEYS, f"{path}.expert")
-    kind = chk.string(enode, "kind", f"{path}.expert.kind", required=True)
-    if kind not in EXPERT_KINDS:
-        chk.fail(enode, "kind", f"{path}.expert.kind", f"'{kind}' is not one of {', '.join(EXPERT_KINDS)}")
+    kind = chk.choice(enode, "kind", f"{path}.expert.kind", EXPERT_KINDS, required=True)
     model_path = (base / chk.string(enode, "path", f"{path}.expert.path", required=True)).resolve()
     if not model_path.exists():
         chk.fail(enode, "path", f"{path}.expert.path", f"{model_path} does not exist")
@@ -326,19 +328,13 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
     name = str(node["name"])
     if not NAME_RE.match(name):
         chk.fail(node, "name", f"{path}.name", "must be lower-case letters, digits and '-' (2-63 characters)")
-    modality = str(node["modality"])
-    if modality not in MODALITIES:
-        chk.fail(node, "modality", f"{path}.modality", f"'{modality}' is not one of {', '.join(MODALITIES)}")
+    modality = chk.choice(node, "modality", f"{path}.modality", tuple(MODALITIES))
     license_id = str(node["license"])
     if not LICENSE_RE.match(license_id):
         chk.fail(node, "license", f"{path}.license", "must be an SPDX identifier or LicenseRef-<name>")
-    layout = str(node["layout"])
-    if layout not in LAYOUTS:
-        chk.fail(node, "layout", f"{path}.layout", f"'{layout}' is not one of {', '.join(LAYOUTS)}")
+    layout = chk.choice(node, "layout", f"{path}.layout", LAYOUTS)
     images = chk.regex(node, "images", f"{path}.images", required=True)
-    window = chk.string(node, "window", f"{path}.window")
-    if window is not None and window not in CT_WINDOWS:
-        chk.fail(node, "window", f"{path}.window", f"'{window}' is not one of {', '.join(CT_WINDOWS)}")
+    window = chk.choice(node, "window", f"{path}.window", tuple(CT_WINDOWS))
     labels_csv = None
     if "labels_csv" in node:
         lc = chk.mapping(node["labels_csv"], node, "labels_csv", f"{path}.labels_csv")
@@ -382,9 +378,7 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
 
 def _parse_knowledge(chk: _Checker, node: LineDict, base: Path) -> KnowledgeConfig:
     chk.unknown_keys(node, KNOWLEDGE_KEYS, "knowledge")
-    fmt = chk.string(node, "format", "knowledge.format", required=True)
-    if fmt != "medquad":
-        chk.fail(node, "format", "knowledge.format", f"'{fmt}' is not a supported format (medquad)")
+    fmt = chk.choice(node, "format", "knowledge.format", ("medquad",), required=True)
     include = node.get("include") or []
     if not isinstance(include, list):
         chk.fail(node, "include", "knowledge.include", "must be a list of glob patterns")
