@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import stable_id
+from medtrinity_core.imaging.dicom import dicom_to_uint8
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
 from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_mask, read_raster, read_volume, side_letters
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
@@ -138,13 +139,7 @@ def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[
     else:
         if not np.isfinite(values).all():
             raise ItemError("non_finite_pixels", f"{raw['relpath']} holds NaN or infinite values")
-        if source.modality == "ct":
-            pixels, params = window_ct(values, source.window or DEFAULT_CT_WINDOW)
-        else:
-            pixels, params = scale_percentile(values, *percentile_range(values, nonzero_only=False))
-        if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-            pixels, params = 255 - pixels, {**params, "inverted": True}
-        raster = Raster(pixels, params)
+        raster = Raster(*dicom_to_uint8(values, ds, source.modality, source.window))
     if "PixelSpacing" in ds:
         row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
         raster.spacing = (col_mm, row_mm)

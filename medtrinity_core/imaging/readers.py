@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from PIL import Image, UnidentifiedImageError
-from pydicom.pixels import apply_modality_lut, convert_color_space
+from pydicom.pixels import apply_modality_lut
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.intensity import percentile_range, scale_percentile
@@ -47,7 +47,8 @@ def _open(path: Path) -> Image.Image:
     except UnidentifiedImageError:
         raise ItemError("not_an_image", f"{path.name} is not a readable image file") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ItemError("unreadable", f"{path.name}: {exc}") from None
+        reason = "truncated" if "truncated" in str(exc).lower() else "unreadable"
+        raise ItemError(reason, f"{path.name}: {exc}") from None
 
 
 def collapse_grey(pixels: np.ndarray) -> np.ndarray:
@@ -157,17 +158,18 @@ def read_dicom(path: Path) -> tuple[np.ndarray, pydicom.Dataset]:
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # decoder plugins raise many types
-        raise ItemError("unsupported_transfer_syntax", f"{path.name}: {str(exc).splitlines()[0][:200]}") from None
+        syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in dir(ds) else None
+        if syntax is not None and syntax.is_compressed:
+            raise ItemError("unsupported_transfer_syntax", f"{path.name}: {syntax.name}: {str(exc).splitlines()[0][:200]}") from None
+        raise ItemError("truncated", f"{path.name}: pixel data cannot be read ({str(exc).splitlines()[0][:200]})") from None
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if frames > 1:
         raise ItemError("multi_frame_unsupported", f"{path.name} has {frames} frames; multi-frame DICOM is not read yet")
-    if photometric.startswith("YBR"):
-        pixels = convert_color_space(pixels, photometric, "RGB")
-    if photometric in ("RGB",) or photometric.startswith("YBR") or photometric == "PALETTE COLOR":
-        if photometric == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
 
-            pixels = apply_color_lut(pixels, ds)
+        return np.asarray(apply_color_lut(pixels, ds)), ds
+    if photometric == "RGB" or photometric.startswith("YBR"):  # pydicom 3 returns YBR already as RGB
         return np.asarray(pixels), ds
     return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32), ds
