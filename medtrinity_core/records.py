@@ -50,6 +50,8 @@ NORMALIZED = {
     "spacing_y": pl.Float64,
     "image_left": pl.String,
     "image_top": pl.String,
+    "patient_key": pl.String,
+    "study_key": pl.String,
     "normalization": pl.String,
     "masks": pl.List(MASK),
     "boxes": pl.List(BOX),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from medtrinity_core.imaging.dicom import dicom_to_uint8, suv_factor
 from medtrinity_core.imaging.normalize import normalize
@@ -24,8 +24,10 @@ BUNDLED = ["JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_
 def run(tmp_path, names, modality="mri"):
     root = tmp_path / "dicom"
     root.mkdir(exist_ok=True)
-    for name in names:
-        shutil.copy(get_testdata_file(name), root / name)
+    for name in names:  # pydicom's files share series UIDs across encodings: one series each here
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.SeriesInstanceUID = generate_uid()
+        ds.save_as(root / name)
     src = SourceConfig(name="d", modality=modality, license="LicenseRef-test", root=root, layout="dicom", images=r".+\.dcm")
     wd = Workdir.at(tmp_path / "wd")
     items, _ = discover(src)

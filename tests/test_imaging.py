@@ -240,9 +240,12 @@ def test_dicom_without_pixels_and_burned_in_text_are_quarantined(tmp_path):
     ds.save_as(root / "burned.dcm")
     (root / "junk.dcm").write_bytes(b"\x00" * 300)
     src = SourceConfig(name="dcm", modality="ct", license="LicenseRef-test", root=root, layout="dicom", images=r".+\.dcm")
+    _, rejected = discover(src)
+    assert [(r.relpath, r.reason) for r in rejected] == [("rt.dcm", "unreferenced_annotation")]  # its CT series is not here
+    (root / "rt.dcm").unlink()
     df, q = run_stage(src, Workdir.at(tmp_path / "wd"))
     assert df.height == 0
-    assert dict(zip(q["relpath"].to_list(), q["reason"].to_list())) == {"rt.dcm": "no_pixel_data", "burned.dcm": "burned_in_annotation", "junk.dcm": "unreadable"}
+    assert dict(zip(q["relpath"].to_list(), q["reason"].to_list())) == {"burned.dcm": "burned_in_annotation", "junk.dcm": "unreadable"}
 
 
 def test_bundled_examples_normalize_rgba_jpeg_gif_tiff(tmp_path):

@@ -16,8 +16,10 @@ import polars as pl
 import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
-from medtrinity_core.ids import stable_id
-from medtrinity_core.imaging.dicom import dicom_to_uint8
+from medtrinity_core.ids import salted_hash, stable_id
+from medtrinity_core.imaging.dicom import dicom_to_uint8, suv_factor
+from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
+from medtrinity_core.imaging.series import assemble
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
 from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_mask, read_raster, read_volume, side_letters
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
@@ -64,6 +66,8 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
         "spacing_y": None if spacing[1] is None else round(spacing[1], 6),
         "image_left": raster.image_left,
         "image_top": raster.image_top,
+        "patient_key": raster.patient_key,
+        "study_key": raster.study_key,
         "normalization": json.dumps(norm, sort_keys=True),
         "masks": mask_rows,
         "boxes": scaled_boxes,
@@ -87,12 +91,23 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     return [_image_row(source, raw, workdir, raster, masks, boxes=boxes)]
 
 
-def _volume_intensity(source: SourceConfig, values: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
+def _volume_intensity(source: SourceConfig, values: np.ndarray, ds=None) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, dict]]]:
+    """(values, plane -> 8 bits): CT windowed from a preset; PET in SUVbw when the DICOM tags allow;
+    otherwise one percentile range per volume, so slices stay comparable."""
+    extra: dict = {}
+    if ds is not None and source.modality == "pet":
+        factor, why = suv_factor(ds)
+        values, extra = (values * factor, {"suv": "bw", "suv_factor": float(f"{factor:.8g}")}) if factor else (values, {"suv": None, "suv_flag": why})
     if source.modality == "ct":
         preset = source.window or DEFAULT_CT_WINDOW
-        return lambda plane: window_ct(plane, preset)
-    lo, hi = percentile_range(values, nonzero_only=True)  # one range per volume: slices stay comparable
-    return lambda plane: scale_percentile(plane, lo, hi)
+        return values, lambda plane: window_ct(plane, preset)
+    lo, hi = percentile_range(values, nonzero_only=True)
+
+    def scale(plane):
+        pixels, params = scale_percentile(plane, lo, hi)
+        return pixels, {**params, **extra}
+
+    return values, scale
 
 
 def pick_slices(foreground: np.ndarray, negatives: int) -> list[int]:
@@ -105,35 +120,73 @@ def pick_slices(foreground: np.ndarray, negatives: int) -> list[int]:
     return sorted(fg)
 
 
-def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
-    image = read_volume(source.root / raw["relpath"])
+def patient_keys(ds, workdir: Workdir) -> tuple[str | None, str | None]:
+    """Salted hashes of PatientID and StudyInstanceUID, for patient-level splits without identities."""
+    if ds is None:
+        return None, None
+    salt = workdir.salt()
+    return tuple(salted_hash(str(ds.get(tag)), salt) if ds.get(tag) else None for tag in ("PatientID", "StudyInstanceUID"))
+
+
+def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk.Image, labels: np.ndarray | None,
+                  names: dict[int, str], label_file: str, ds=None) -> list[dict]:
+    """Orient to LPS, pick the slices, window and write them with their per-label masks."""
+    if labels is not None:
+        label_image = sitk.GetImageFromArray(labels.astype(np.int32))
+        label_image.CopyInformation(image)
+        labels = sitk.GetArrayFromImage(sitk.DICOMOrient(label_image, "LPS")).astype(np.int64)
+    image = sitk.DICOMOrient(image, "LPS")
     values = sitk.GetArrayViewFromImage(image).astype(np.float32)
     if not np.isfinite(values).all():
         raise ItemError("non_finite_voxels", f"{raw['relpath']} holds NaN or infinite voxels")
-    labels = np.zeros(values.shape, dtype=np.int64)
-    label_file = ""
-    for ann in raw["annotations"]:
-        labels = align_labels(read_volume(source.root / ann["relpath"]), image, ann["relpath"])
-        label_file = ann["relpath"]
-    intensity = _volume_intensity(source, values)
+    if labels is None:
+        labels = np.zeros(values.shape, dtype=np.int64)
+    values, intensity = _volume_intensity(source, values, ds)
     sx, sy, sz = image.GetSpacing()
-    values_present, counts = np.unique(labels[labels != 0], return_counts=True)
-    volumes = [{"label": source.label_name(v), "volume_ml": round(float(c) * sx * sy * sz / 1000.0, 4)} for v, c in zip(values_present, counts)]
+    present, counts = np.unique(labels[labels != 0], return_counts=True)
+    volumes = [{"label": names.get(int(v), f"label {int(v)}"), "volume_ml": round(float(c) * sx * sy * sz / 1000.0, 4)} for v, c in zip(present, counts)]
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     left, top = side_letters(direction[:, 0], direction[:, 1])
+    patient, study = patient_keys(ds, workdir)
     rows = []
     for z in pick_slices(labels.reshape(labels.shape[0], -1).any(axis=1), source.negatives_per_volume):
         pixels, params = intensity(values[z])
-        params = {**params, "orientation": "LPS"}
-        masks = [(source.label_name(v), labels[z] == v, label_file) for v in np.unique(labels[z]) if v != 0]
-        raster = Raster(pixels, params, spacing=(sx, sy), image_left=left, image_top=top)
+        masks = [(names.get(int(v), f"label {int(v)}"), labels[z] == v, label_file) for v in np.unique(labels[z]) if v != 0]
+        raster = Raster(pixels, {**params, "orientation": "LPS"}, spacing=(sx, sy), image_left=left, image_top=top, patient_key=patient, study_key=study)
         # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
         rows.append(_image_row(source, raw, workdir, raster, masks, AXIAL, z, labels=sorted({m[0] for m in masks}), label_volumes=volumes))
     return rows
 
 
+def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
+    image = read_volume(source.root / raw["relpath"])
+    labels, label_file = None, ""
+    for ann in raw["annotations"]:
+        labels = align_labels(read_volume(source.root / ann["relpath"]), image, ann["relpath"])
+        label_file = ann["relpath"]
+    return _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), label_file)
+
+
+def _normalize_series(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
+    members = [raw["relpath"]] + [a["relpath"] for a in raw["annotations"] if a["kind"] == "series_member"]
+    series = assemble(source.root, members, source.allow_burned_in)
+    labels, names, label_file = None, {}, ""
+    for ann in raw["annotations"]:
+        if ann["kind"] in ("dicom_seg", "rtstruct"):
+            read = seg_labels if ann["kind"] == "dicom_seg" else rtstruct_labels
+            found, found_names = read(source.root / ann["relpath"], series)
+            offset = max(names, default=0)  # a second SEG or RTSTRUCT numbers its labels after the first's
+            found = np.where(found > 0, found + offset, 0)
+            labels = found if labels is None else np.where(found > 0, found, labels)
+            names.update({k + offset: source.rename(v) for k, v in found_names.items()})
+            label_file = ann["relpath"]
+    return _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first)
+
+
 def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
-    values, ds = read_dicom(source.root / raw["relpath"])
+    if raw["annotations"]:
+        return _normalize_series(source, raw, workdir)
+    values, ds = read_dicom(source.root / raw["relpath"], source.allow_burned_in)
     if values.ndim == 3:  # colour
         raster = Raster(collapse_grey(values.astype(np.uint8)), {"method": "none", "source_mode": "RGB"})
     else:
@@ -146,6 +199,7 @@ def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[
     if "ImageOrientationPatient" in ds:
         iop = [float(v) for v in ds.ImageOrientationPatient]
         raster.image_left, raster.image_top = side_letters(iop[:3], iop[3:])
+    raster.patient_key, raster.study_key = patient_keys(ds, workdir)
     return [_image_row(source, raw, workdir, raster, [])]
 
 

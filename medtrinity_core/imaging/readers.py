@@ -33,6 +33,8 @@ class Raster:
     spacing: tuple[float, float] | None = None  # (x, y) in mm
     image_left: str | None = None  # patient direction at the image's left edge
     image_top: str | None = None
+    patient_key: str | None = None  # salted hashes: a patient's images stay groupable, not identifiable
+    study_key: str | None = None
 
 
 def _open(path: Path) -> Image.Image:
@@ -143,7 +145,7 @@ def _read_without_preamble(path: Path) -> pydicom.Dataset:
     raise ItemError("unreadable", f"{path.name}: not a readable DICOM file (no DICOM header or known elements)")
 
 
-def read_dicom(path: Path) -> tuple[np.ndarray, pydicom.Dataset]:
+def read_dicom(path: Path, allow_burned_in: bool = False) -> tuple[np.ndarray, pydicom.Dataset]:
     """Stored values through the Modality LUT (RescaleSlope/Intercept); colour converted to RGB."""
     try:
         ds = pydicom.dcmread(path)
@@ -153,7 +155,7 @@ def read_dicom(path: Path) -> tuple[np.ndarray, pydicom.Dataset]:
         raise ItemError("unreadable", f"{path.name}: not a readable DICOM file ({exc})") from None
     if "PixelData" not in ds:
         raise ItemError("no_pixel_data", f"{path.name} is a {ds.get('Modality', 'DICOM')} object without pixel data")
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" and not allow_burned_in:
         raise ItemError("burned_in_annotation", f"{path.name} declares burned-in annotation (text in the pixels)")
     try:
         pixels = ds.pixel_array

@@ -116,9 +116,44 @@ def _csv_labels(source: SourceConfig) -> dict[str, str]:
     return dict(zip(table[lc.image_column].to_list(), table[lc.label_column].to_list()))
 
 
+def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], list[Rejected]]:
+    """One item per series (its files, plus the SEG and RTSTRUCT objects that reference it); a file
+    that is no DICOM, or a multi-frame object, stands alone and the decoder says what it is."""
+    from medtrinity_core.imaging.series import read_header
+
+    headers = {rel: read_header(source.root, rel) for rel in matched}
+    series: dict[str, list[str]] = {}
+    annotations: dict[str, list[Annotation]] = {}
+    alone, rejected = [], []
+    for rel, h in headers.items():
+        if h is not None and h.modality in ("SEG", "RTSTRUCT"):
+            if h.referenced_series:
+                kind = "dicom_seg" if h.modality == "SEG" else "rtstruct"
+                annotations.setdefault(h.referenced_series, []).append(Annotation(rel, None, kind))
+            else:
+                rejected.append(Rejected(rel, "unreferenced_annotation", f"{rel}: {h.modality} names no referenced series"))
+        elif h is not None and h.series_uid and h.has_pixels and h.frames == 1:
+            series.setdefault(h.series_uid, []).append(rel)
+        else:
+            alone.append(rel)
+    items = []
+    for uid, members in series.items():
+        members = sorted(members)
+        anns = [Annotation(m, None, "series_member") for m in members[1:]] + sorted(annotations.pop(uid, []), key=lambda a: a.relpath)
+        items.append(Item(stable_id("item", source.name, members[0]), source.name, members[0], "dicom", "dicom", tuple(anns)))
+    for anns in annotations.values():
+        for a in anns:
+            rejected.append(Rejected(a.relpath, "unreferenced_annotation", f"{a.relpath} references a series that is not in the source"))
+    items += [Item(stable_id("item", source.name, rel), source.name, rel, "dicom", "dicom") for rel in alone]
+    return sorted(items, key=lambda i: i.relpath), rejected
+
+
 def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
     files, rejected = list_files(source.root)
     image_re = re.compile(source.images)
+    if source.layout == "dicom":
+        items, more = _dicom_items(source, [rel for rel in files if image_re.fullmatch(rel)])
+        return items, rejected + more
     csv_labels = _csv_labels(source) if source.labels_csv else {}
     items = []
     for rel in files:

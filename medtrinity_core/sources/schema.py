@@ -31,7 +31,7 @@ DEFAULTS = {
 SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
-    "paths_identify_patients", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
+    "paths_identify_patients", "allow_burned_in", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
 EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device"}
@@ -100,11 +100,12 @@ class SourceConfig:
     citation: str | None = None
     masks: tuple[MaskSpec, ...] = ()
     labels: str | None = None
-    label_map: tuple[tuple[int, str], ...] = ()
+    label_map: tuple[tuple[int | str, str], ...] = ()  # value -> name (label volumes), or name -> name (DICOM segments)
     label: str | None = None
     labels_csv: LabelsCsv | None = None
     window: str | None = None
     paths_identify_patients: bool = False
+    allow_burned_in: bool = False  # DICOM with BurnedInAnnotation=YES is quarantined unless the source opts in
     boxes: BoxSpec | None = None
     expert: ExpertSpec | None = None
     proposals: bool = False  # classical proposals for images with no annotation and no expert
@@ -124,6 +125,10 @@ class SourceConfig:
 
     def label_name(self, value: int) -> str:
         return dict(self.label_map).get(int(value), f"label {int(value)}")
+
+    def rename(self, name: str) -> str:
+        """A DICOM segment or ROI name through the label map (`{Liver: liver}`)."""
+        return dict(self.label_map).get(name, name)
 
     def fingerprint(self) -> str:
         """Changes whenever the source's configuration does: the assets' code version."""
@@ -308,17 +313,16 @@ def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> Exper
     )
 
 
-def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label_map") -> tuple[tuple[int, str], ...]:
+def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label_map", names_allowed: bool = False) -> tuple[tuple[int | str, str], ...]:
     value = node.get(key) or {}
     if not isinstance(value, dict):
         chk.fail(node, key, f"{path}.{key}", "must map label values to names")
     out = []
     for k, v in value.items():
-        try:
-            out.append((int(k), str(v)))
-        except (TypeError, ValueError):
+        if isinstance(k, bool) or not isinstance(k, (int, str)) or (isinstance(k, str) and not names_allowed):
             chk.fail(value, k, f"{path}.{key}.{k}", "label values must be whole numbers")
-    return tuple(sorted(out))
+        out.append((k, str(v)))
+    return tuple(sorted(out, key=lambda kv: (isinstance(kv[0], str), kv[0])))
 
 
 def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict) -> SourceConfig:
@@ -363,11 +367,12 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         citation=chk.string(node, "citation", f"{path}.citation"),
         masks=_parse_masks(chk, node, path) if layout == "image_masks" else (),
         labels=chk.string(node, "labels", f"{path}.labels"),
-        label_map=_parse_label_map(chk, node, path),
+        label_map=_parse_label_map(chk, node, path, names_allowed=layout == "dicom"),
         label=chk.string(node, "label", f"{path}.label"),
         labels_csv=labels_csv,
         window=window,
         paths_identify_patients=bool(node.get("paths_identify_patients", False)),
+        allow_burned_in=bool(node.get("allow_burned_in", False)),
         boxes=_parse_boxes(chk, node, path, images) if "boxes" in node else None,
         expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
         proposals=bool(node.get("proposals", False)),

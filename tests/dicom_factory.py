@@ -1,0 +1,148 @@
+"""Builds small, complete DICOM series (CT, PET) with planted identifiers, plus a DICOM-SEG (highdicom)
+and an RT structure set referencing them: fixtures pydicom does not ship."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
+RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+IDENTIFIERS = {
+    "PatientName": "DOE^JOHNATHAN",
+    "PatientID": "MRN-77341925",
+    "PatientBirthDate": "19310412",
+    "PatientAddress": "12 Elm Street Springfield",
+    "InstitutionName": "Saint Example General Hospital",
+    "AccessionNumber": "ACC-55120398",
+    "DeviceSerialNumber": "SN-99812734",
+    "ReferringPhysicianName": "HOUSE^GREGORY",
+}
+PRIVATE_VALUE = "PRIVATE-SECRET-4471"
+ROWS = COLS = 32
+SPACING = (0.8, 0.8)  # row, column spacing in mm
+SLICE_MM = 2.5
+LESION = (slice(3, 6), slice(10, 17), slice(20, 27))  # z, rows, cols: columns 20-26 lie on the patient's left
+
+
+def _base(modality: str, sop_class: str, series_uid: str, study_uid: str, frame_uid: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for key, value in IDENTIFIERS.items():
+        setattr(ds, key, value)
+    ds.PatientSex, ds.PatientAge = "M", "093Y"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.SeriesNumber = "20240102", "101500", "S1", 1
+    ds.Modality, ds.Manufacturer = modality, "medtrinity-tests"
+    ds.add_new((0x0011, 0x0010), "LO", "ACME PRIVATE")
+    ds.add_new((0x0011, 0x1010), "LO", PRIVATE_VALUE)
+    return ds
+
+
+def volume_values(modality: str) -> np.ndarray:
+    base = np.full((8, ROWS, COLS), 40.0 if modality == "CT" else 1000.0, np.float32)
+    base[LESION] = 300.0 if modality == "CT" else 20000.0
+    return base
+
+
+def write_series(folder: Path, modality: str = "CT", drop: int | None = None, duplicate: int | None = None) -> list[Dataset]:
+    """Eight axial slices; file names and InstanceNumber run against the slice order, so only
+    ImagePositionPatient sorts them right."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    values = volume_values(modality)
+    datasets = []
+    for z in range(values.shape[0]):
+        if z == drop:
+            continue
+        ds = _base(modality, CT_STORAGE if modality == "CT" else PET_STORAGE, series_uid, study_uid, frame_uid)
+        ds.InstanceNumber = 8 - z
+        ds.ImagePositionPatient = [-12.0, -12.0, (z if z != duplicate else z - 1) * SLICE_MM]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = list(SPACING), SLICE_MM
+        ds.Rows, ds.Columns = ROWS, COLS
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        if modality == "CT":
+            ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+            stored = values[z] + 1024
+        else:
+            ds.RescaleSlope, ds.RescaleIntercept, ds.Units = 1, 0, "BQML"
+            ds.PatientWeight, ds.SeriesTime = 80.0, "110000"
+            info = Dataset()
+            info.RadionuclideTotalDose, info.RadionuclideHalfLife, info.RadiopharmaceuticalStartTime = 300e6, 6586.2, "100000"
+            ds.RadiopharmaceuticalInformationSequence = Sequence([info])
+            stored = values[z]
+        ds.PixelData = stored.astype(np.int16).tobytes()
+        ds.save_as(folder / f"img_{7 - z:03d}.dcm", enforce_file_format=True)
+        datasets.append(ds)
+    return datasets
+
+
+def write_seg(path: Path, series: list[Dataset], fractional: bool = False) -> None:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    ordered = sorted(series, key=lambda d: float(d.ImagePositionPatient[2]))
+    mask = np.zeros((len(ordered), ROWS, COLS), np.float32 if fractional else bool)
+    mask[LESION] = 0.9 if fractional else True
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="Liver", segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=codes.SCT.Liver, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )
+    seg = hd.seg.Segmentation(
+        source_images=ordered, pixel_array=mask,
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL if fractional else hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=generate_uid(), series_number=2,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="medtrinity-tests",
+        manufacturer_model_name="tests", software_versions="0", device_serial_number="0",
+    )
+    seg.save_as(path)
+
+
+def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = True) -> None:
+    """One ROI, GTV, drawn as a square on each lesion slice (patient's right: columns 4-11, rows 8-15)."""
+    first = series[0]
+    ds = _base("RTSTRUCT", RTSTRUCT_STORAGE, generate_uid(), first.StudyInstanceUID, first.FrameOfReferenceUID)
+    ds.StructureSetLabel = "GTV"
+    roi = Dataset()
+    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 1, "GTV", first.FrameOfReferenceUID
+    ds.StructureSetROISequence = Sequence([roi])
+    contours = []
+    by_z = {int(round(float(d.ImagePositionPatient[2]) / SLICE_MM)): d for d in series}
+    for z in range(LESION[0].start, LESION[0].stop):
+        d = by_z[z]
+        x0, y0, zz = (float(v) for v in d.ImagePositionPatient)
+        c0, c1, r0, r1 = 4, 11, 8, 15  # pixel centres of the square's corners
+        corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]
+        points = [v for c, r in corners for v in (x0 + c * SPACING[1], y0 + r * SPACING[0], zz)]
+        contour = Dataset()
+        contour.ContourGeometricType, contour.NumberOfContourPoints, contour.ContourData = "CLOSED_PLANAR", 4, points
+        if with_references:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = d.SOPClassUID, d.SOPInstanceUID
+            contour.ContourImageSequence = Sequence([ref])
+        contours.append(contour)
+    roi_contour = Dataset()
+    roi_contour.ReferencedROINumber, roi_contour.ContourSequence = 1, Sequence(contours)
+    ds.ROIContourSequence = Sequence([roi_contour])
+    series_ref = Dataset()
+    series_ref.SeriesInstanceUID = first.SeriesInstanceUID
+    study_ref = Dataset()
+    study_ref.ReferencedSOPInstanceUID = first.StudyInstanceUID
+    study_ref.RTReferencedSeriesSequence = Sequence([series_ref])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = first.FrameOfReferenceUID
+    frame.RTReferencedStudySequence = Sequence([study_ref])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
+    ds.save_as(path, enforce_file_format=True)
