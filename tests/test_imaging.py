@@ -257,3 +257,37 @@ def test_bundled_examples_normalize_rgba_jpeg_gif_tiff(tmp_path):
     row = drive.row(0, named=True)
     assert (row["orig_width"], row["orig_height"]) == (565, 584) and max(row["width"], row["height"]) == 256
     assert row["channels"] == 3 and row["masks"][0]["label"] == "retinal vessels"
+
+
+def test_coronal_and_sagittal_planes_keep_the_head_up_and_the_sides_right(tmp_path):
+    image, labels = _lesion_volume()
+    labels[:] = 0
+    labels[1, 4:8, 22:27] = 1  # one inferior slice (z 1 of 0-7), on the patient's left (high x)
+    _write_pair(tmp_path / "v", image, labels)
+    df, q = run_stage(_volume_source(tmp_path / "v", slice_axes=("axial", "coronal", "sagittal"), negatives_per_volume=0), Workdir.at(tmp_path / "wd"))
+    assert q.height == 0
+    counts = dict(df.group_by("slice_axis").len().iter_rows())
+    assert counts == {"axial": 1, "coronal": 4, "sagittal": 5}
+    wd = Workdir.at(tmp_path / "wd")
+    coronal = df.filter(df["slice_axis"] == "coronal").row(0, named=True)
+    assert (coronal["image_left"], coronal["image_top"]) == ("R", "S")
+    mask = wd.read_png(coronal["masks"][0]["uri"]) > 127
+    rows, cols = np.nonzero(mask)
+    assert mask.shape == (8 * 4, 30)  # square pixels: 2 mm slices over 0.5 mm pixels
+    assert cols.min() == 22 and cols.max() == 26  # patient's left on the image's right
+    assert rows.min() == (7 - 1) * 4 and rows.max() == (7 - 1) * 4 + 3  # inferior at the bottom once the head is up
+    sagittal = df.filter(df["slice_axis"] == "sagittal").row(0, named=True)
+    assert (sagittal["image_left"], sagittal["image_top"]) == ("A", "S")
+
+
+def test_every_nth_slice_and_minimum_slice_fraction(tmp_path):
+    image = np.full((10, 20, 20), 100, np.float32)
+    labels = np.zeros(image.shape, np.uint8)
+    for z, half in zip(range(2, 8), (1, 3, 5, 5, 3, 1)):  # a lesion small at its ends
+        labels[z, 10 - half : 10 + half, 10 - half : 10 + half] = 1
+    _write_pair(tmp_path / "v", image, labels)
+    wd = Workdir.at(tmp_path / "wd")
+    every, _ = run_stage(_volume_source(tmp_path / "v", slice_every=2, negatives_per_volume=0), wd)
+    assert sorted(every["slice_index"].to_list()) == [2, 4, 6]
+    big, _ = run_stage(_volume_source(tmp_path / "v", min_slice_fraction=0.3, negatives_per_volume=0), wd)
+    assert sorted(big["slice_index"].to_list()) == [3, 4, 5, 6]  # 36/100 and 100/100 pass, 4/100 does not

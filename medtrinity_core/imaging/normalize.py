@@ -29,7 +29,6 @@ from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
 STAGE = "normalized"
-AXIAL = "axial"
 
 
 def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster, masks: list[tuple[str, np.ndarray, str]],
@@ -110,14 +109,33 @@ def _volume_intensity(source: SourceConfig, values: np.ndarray, ds=None) -> tupl
     return values, scale
 
 
-def pick_slices(foreground: np.ndarray, negatives: int) -> list[int]:
-    """Every slice with foreground, plus `negatives` evenly spaced slices without."""
-    fg = [int(i) for i in np.flatnonzero(foreground)]
+def pick_slices(foreground: np.ndarray, negatives: int, every: int = 1) -> list[int]:
+    """Every `every`-th slice with foreground, plus `negatives` evenly spaced slices without."""
+    fg = [int(i) for i in np.flatnonzero(foreground)][::every]
     empty = [int(i) for i in np.flatnonzero(~foreground)]
     if negatives and empty:
         picks = np.linspace(0, len(empty) - 1, num=min(negatives, len(empty)) + 2)[1:-1] if len(empty) > negatives else range(len(empty))
         fg += sorted({empty[int(round(p))] for p in picks})
     return sorted(fg)
+
+
+# On an LPS volume (array axes z->S, y->P, x->L): how to cut a plane, and the patient sides at the
+# image's left and top edges. Coronal and sagittal planes are flipped so the head is up.
+PLANES = {
+    "axial": (0, lambda a, k: a[k], ("R", "A")),
+    "coronal": (1, lambda a, k: a[:, k, :][::-1], ("R", "S")),
+    "sagittal": (2, lambda a, k: a[:, :, k][::-1], ("A", "S")),
+}
+
+
+def foreground_slices(labels: np.ndarray, axis: int, min_fraction: float) -> np.ndarray:
+    """Slices along `axis` where some label covers at least `min_fraction` of that label's largest slice."""
+    keep = np.zeros(labels.shape[axis], dtype=bool)
+    other = tuple(a for a in range(3) if a != axis)
+    for value in np.unique(labels[labels != 0]):
+        area = (labels == value).sum(axis=other)
+        keep |= (area > 0) & (area >= min_fraction * area.max())
+    return keep
 
 
 def patient_keys(ds, workdir: Workdir) -> tuple[str | None, str | None]:
@@ -145,16 +163,18 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
     sx, sy, sz = image.GetSpacing()
     present, counts = np.unique(labels[labels != 0], return_counts=True)
     volumes = [{"label": names.get(int(v), f"label {int(v)}"), "volume_ml": round(float(c) * sx * sy * sz / 1000.0, 4)} for v, c in zip(present, counts)]
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    left, top = side_letters(direction[:, 0], direction[:, 1])
     patient, study = patient_keys(ds, workdir)
+    spacing = {"axial": (sx, sy), "coronal": (sx, sz), "sagittal": (sy, sz)}
     rows = []
-    for z in pick_slices(labels.reshape(labels.shape[0], -1).any(axis=1), source.negatives_per_volume):
-        pixels, params = intensity(values[z])
-        masks = [(names.get(int(v), f"label {int(v)}"), labels[z] == v, label_file) for v in np.unique(labels[z]) if v != 0]
-        raster = Raster(pixels, {**params, "orientation": "LPS"}, spacing=(sx, sy), image_left=left, image_top=top, patient_key=patient, study_key=study)
-        # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
-        rows.append(_image_row(source, raw, workdir, raster, masks, AXIAL, z, labels=sorted({m[0] for m in masks}), label_volumes=volumes))
+    for axis in source.slice_axes:
+        dim, cut, (left, top) = PLANES[axis]
+        for k in pick_slices(foreground_slices(labels, dim, source.min_slice_fraction), source.negatives_per_volume, source.slice_every):
+            plane_labels = cut(labels, k)
+            pixels, params = intensity(np.ascontiguousarray(cut(values, k)))
+            masks = [(names.get(int(v), f"label {int(v)}"), plane_labels == v, label_file) for v in np.unique(plane_labels) if v != 0]
+            raster = Raster(pixels, {**params, "orientation": "LPS"}, spacing=spacing[axis], image_left=left, image_top=top, patient_key=patient, study_key=study)
+            # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
+            rows.append(_image_row(source, raw, workdir, raster, masks, axis, k, labels=sorted({m[0] for m in masks}), label_volumes=volumes))
     return rows
 
 

@@ -31,7 +31,7 @@ DEFAULTS = {
 SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
-    "paths_identify_patients", "allow_burned_in", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
+    "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
 EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device"}
@@ -106,6 +106,9 @@ class SourceConfig:
     window: str | None = None
     paths_identify_patients: bool = False
     allow_burned_in: bool = False  # DICOM with BurnedInAnnotation=YES is quarantined unless the source opts in
+    slice_axes: tuple[str, ...] = ("axial",)  # volumes: axial, coronal, sagittal
+    slice_every: int = 1  # keep every Nth foreground slice
+    min_slice_fraction: float = 0.0  # drop a label's slice under this share of the label's largest slice
     boxes: BoxSpec | None = None
     expert: ExpertSpec | None = None
     proposals: bool = False  # classical proposals for images with no annotation and no expert
@@ -325,6 +328,13 @@ def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label
     return tuple(sorted(out, key=lambda kv: (isinstance(kv[0], str), kv[0])))
 
 
+def _parse_axes(chk: _Checker, node: LineDict, path: str) -> tuple[str, ...]:
+    axes = node.get("slice_axes", ["axial"])
+    if not isinstance(axes, list) or not axes or any(a not in ("axial", "coronal", "sagittal") for a in axes):
+        chk.fail(node, "slice_axes", f"{path}.slice_axes", "must list one or more of axial, coronal, sagittal")
+    return tuple(dict.fromkeys(axes))
+
+
 def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict) -> SourceConfig:
     chk.unknown_keys(node, SOURCE_KEYS, path)
     for key in REQUIRED:
@@ -373,6 +383,9 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         window=window,
         paths_identify_patients=bool(node.get("paths_identify_patients", False)),
         allow_burned_in=bool(node.get("allow_burned_in", False)),
+        slice_axes=_parse_axes(chk, node, path),
+        slice_every=chk.integer(node, "slice_every", f"{path}.slice_every", 1, minimum=1),
+        min_slice_fraction=chk.integer(node, "min_slice_fraction", f"{path}.min_slice_fraction", 0.0, kind=float),
         boxes=_parse_boxes(chk, node, path, images) if "boxes" in node else None,
         expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
         proposals=bool(node.get("proposals", False)),
