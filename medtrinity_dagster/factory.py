@@ -12,6 +12,7 @@ import polars as pl
 
 from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.describe.grounded import describe
+from medtrinity_core.imaging.dedup import deduplicate, unique_images
 from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.knowledge.retrieve import retrieve_context
 from medtrinity_core.knowledge.store import fetch_passages, open_collection
@@ -84,7 +85,9 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         df, q = normalize(src, raw.iter_rows(named=True), wd)
-        return _finish(context, progress, wd, src, "normalized", df, q, items_in=raw.height)
+        df, found = deduplicate(df, wd, src.name, context.partition_key, src.near_distance, src.benchmark_hashes)
+        return _finish(context, progress, wd, src, "normalized", df, q, items_in=raw.height,
+                       exact_duplicates=found["exact"], near_duplicates=found["near"], benchmark_matches=found["benchmark"])
 
     @dg.asset(
         key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts",
@@ -93,6 +96,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         expert = expert_model(src.expert) if src.expert else None
+        normalized = unique_images(normalized)
         df, q = extract_rois(src, normalized.iter_rows(named=True), wd, expert)
         labels = Counter(df["label"].to_list())
         methods = Counter(df["method"].to_list())
@@ -107,7 +111,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         wd = workdir.get()
         collection = open_collection(wd.chroma, embedder.get())
         version = (collection.metadata or {}).get("kb_version", "") if collection is not None else ""
-        df = retrieve_context(src, normalized.iter_rows(named=True), collection, version)
+        df = retrieve_context(src, unique_images(normalized).iter_rows(named=True), collection, version)
         return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version)
 
     @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description="Multigranular descriptions (grounded generator)", **common)
@@ -115,7 +119,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         wd = workdir.get()
         collection = open_collection(wd.chroma, embedder.get())
         passages = fetch_passages(collection, [p for ids in context_["passage_ids"].to_list() for p in ids])
-        df = describe(src, normalized.iter_rows(named=True), dataset_rois(rois, src), context_, passages)
+        df = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages)
         return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded")
 
     @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common)
@@ -123,7 +127,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         wd = workdir.get()
         shard = context.partition_key
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
-        df, lineage = build_triplets(src, shard, normalized.iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, wd.salt(), set(later["item_id"].to_list()))
+        df, lineage = build_triplets(src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, wd.salt(), set(later["item_id"].to_list()))
         write_parquet(lineage, wd.lineage_path(src.name, shard))
         return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), images=normalized.height)
 

@@ -83,6 +83,7 @@ def test_materialization_metadata_is_in_the_event_log(pipeline):
     meta = records[0].asset_materialization.metadata
     assert meta["rows"].value == 3
     assert meta["quarantined"].value == 2
+    assert (meta["exact_duplicates"].value, meta["near_duplicates"].value, meta["benchmark_matches"].value) == (0, 0, 0)
     kb = instance.fetch_materializations(dg.AssetKey("knowledge_base"), limit=1).records[0].asset_materialization.metadata
     assert kb["passages"].value > 10 and len(kb["kb_version"].value) == 16
 

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import salted_hash, stable_id
+from medtrinity_core.imaging.dedup import perceptual_hash, pixel_hash
 from medtrinity_core.imaging.dicom import dicom_to_uint8, suv_factor
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
 from medtrinity_core.imaging.series import assemble
@@ -37,6 +38,7 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
     h, w = raster.pixels.shape[:2]
     size = target_size(w, h, source.max_side, raster.spacing)
     pixels = resize_image(raster.pixels, size)
+    decoded_hash = pixel_hash(raster.pixels)
     uri, digest = workdir.put_png(pixels)
     mask_rows = []
     for label, mask, annotation in masks:
@@ -67,6 +69,8 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
         "image_top": raster.image_top,
         "patient_key": raster.patient_key,
         "study_key": raster.study_key,
+        "pixel_sha256": decoded_hash,
+        "phash": perceptual_hash(pixels),
         "normalization": json.dumps(norm, sort_keys=True),
         "masks": mask_rows,
         "boxes": scaled_boxes,

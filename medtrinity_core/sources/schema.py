@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from medtrinity_core.errors import SourcesFileError
@@ -26,6 +26,7 @@ DEFAULTS = {
     "min_roi_pixels": 16,  # smallest connected component kept as an ROI
     "min_roi_fraction": 0.0001,  # ...and its smallest share of the image
     "top_k": 3,  # passages retrieved per image
+    "near_distance": 6,  # Hamming distance of 64-bit perceptual hashes that makes a near duplicate (0: exact only)
     "max_quarantine_share": 0.25,  # above this share of quarantined items, `run` exits 1
 }
 SOURCE_KEYS = {
@@ -113,12 +114,14 @@ class SourceConfig:
     expert: ExpertSpec | None = None
     proposals: bool = False  # classical proposals for images with no annotation and no expert
     include_proposals: bool = False  # proposals are kept out of the dataset unless this is set
+    benchmark_hashes: Path | None = None  # images to exclude (benchmark test sets): one hash per line
     shard_size: int = DEFAULTS["shard_size"]
     max_side: int = DEFAULTS["max_side"]
     negatives_per_volume: int = DEFAULTS["negatives_per_volume"]
     min_roi_pixels: int = DEFAULTS["min_roi_pixels"]
     min_roi_fraction: float = DEFAULTS["min_roi_fraction"]
     top_k: int = DEFAULTS["top_k"]
+    near_distance: int = DEFAULTS["near_distance"]
     max_quarantine_share: float = DEFAULTS["max_quarantine_share"]
 
     @property
@@ -425,7 +428,7 @@ def load_sources(path: str | Path) -> SourcesFile:
         raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", exc))) from None
     if not isinstance(doc, LineDict):
         raise SourcesFileError(str(path), None, "file", "must be a mapping with `version` and `sources`")
-    chk.unknown_keys(doc, {"version", "defaults", "sources", "knowledge"}, "")
+    chk.unknown_keys(doc, {"version", "defaults", "sources", "knowledge", "decontamination"}, "")
     if doc.get("version") != 1:
         chk.fail(doc, "version", "version", "must be 1")
     defaults = dict(DEFAULTS)
@@ -445,6 +448,13 @@ def load_sources(path: str | Path) -> SourcesFile:
             chk.fail(node, "name", f"sources[{i}].name", f"duplicate source name '{src.name}'")
         seen.add(src.name)
         sources.append(src)
+    if "decontamination" in doc:
+        dnode = chk.mapping(doc["decontamination"], doc, "decontamination", "decontamination")
+        chk.unknown_keys(dnode, {"hashes"}, "decontamination")
+        hashes = (base / chk.string(dnode, "hashes", "decontamination.hashes", required=True)).resolve()
+        if not hashes.is_file():
+            chk.fail(dnode, "hashes", "decontamination.hashes", f"file {hashes} does not exist")
+        sources = [replace(s, benchmark_hashes=hashes) for s in sources]
     knowledge = None
     if "knowledge" in doc:
         knowledge = _parse_knowledge(chk, chk.mapping(doc["knowledge"], doc, "knowledge", "knowledge"), base)
