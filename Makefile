@@ -13,7 +13,7 @@ export DAGSTER_HOME := $(abspath $(WORKDIR))/dagster
 export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 
-.PHONY: venv demo test ui bench-rois clean
+.PHONY: venv demo test ui bench-normalize bench-rois clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,9 @@ ui: $(STAMP)
 
 clean:
 	rm -rf $(WORKDIR)
+
+bench-normalize: $(STAMP)
+	$(PY) bench/bench_normalize.py
 
 bench-rois: $(STAMP)
 	$(PY) bench/bench_rois.py

@@ -24,10 +24,12 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-def peak_in_subprocess(script: str, *args: str) -> float:
-    """Peak RSS of a fresh process (peak RSS only grows, so each memory point gets its own)."""
+def peak_in_subprocess(script: str, *args: str) -> tuple[float, float]:
+    """(peak RSS before the work, i.e. imports and set-up; peak RSS after it) of a fresh process:
+    peak RSS only grows, so each memory point gets its own process."""
     out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    before, after = out.stdout.strip().splitlines()[-1].split()
+    return float(before), float(after)
 
 
 def table(rows: list[tuple[str, str]]) -> None:

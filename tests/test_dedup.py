@@ -77,3 +77,21 @@ def test_benchmark_images_are_excluded(tmp_path):
     hashes.write_text(f"{b_row['pixel_sha256']}\n")
     df, counts = deduplicate(images, wd, "src", "base-0000", 0, hashes)
     assert counts == {"exact": 0, "near": 0, "benchmark": 1}
+
+
+def test_slices_of_one_volume_are_not_duplicates_of_each_other(tmp_path):
+    import SimpleITK as sitk
+
+    from medtrinity_core.imaging.dedup import deduplicate as dedup
+
+    root = tmp_path / "vol"
+    root.mkdir()
+    volume = np.repeat(texture(4)[None].astype(np.float32), 6, axis=0)  # six identical slices
+    labels = np.ones(volume.shape, np.uint8)
+    for arr, name in ((volume, "c1_img.nii.gz"), (labels, "c1_lab.nii.gz")):
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(root / name))
+    src = SourceConfig(name="v", modality="mri", license="CC0-1.0", root=root, layout="volume_labels", images=r"(?P<c>c\d)_img\.nii\.gz",
+                       labels=r"{c}_lab\.nii\.gz", label_map=((1, "tissue"),))
+    wd = Workdir.at(tmp_path / "wd")
+    df, counts = dedup(normalized(src, wd), wd, "v", "base-0000", 6, None)
+    assert df.height == 6 and counts == {"exact": 0, "near": 0, "benchmark": 0}

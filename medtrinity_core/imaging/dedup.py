@@ -1,6 +1,7 @@
 """Duplicates and benchmark decontamination: exact (hash of decoded pixels) and near (64-bit DCT
 perceptual hash within a Hamming distance), within a shard and against every shard already kept,
-in any source. Each image is kept once; the others name the image they repeat."""
+in any source. Each image is kept once; the others name the image they repeat. Slices of one volume
+or series are never duplicates of each other: neighbouring slices look alike by nature."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from scipy.fft import dctn
 from medtrinity_core.ids import sha256_bytes
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
-INDEX = {"image_id": pl.String, "pixel_sha256": pl.String, "phash": pl.String}
+INDEX = {"image_id": pl.String, "item_id": pl.String, "pixel_sha256": pl.String, "phash": pl.String}
 
 
 def pixel_hash(pixels: np.ndarray) -> str:
@@ -64,38 +65,38 @@ def _kept_elsewhere(workdir: Workdir, source: str, shard: str) -> pl.DataFrame:
 def deduplicate(images: pl.DataFrame, workdir: Workdir, source: str, shard: str, near_distance: int, benchmark_file: Path | None) -> tuple[pl.DataFrame, dict]:
     """Fill `duplicate_of` and `duplicate_kind`; index this shard's kept images; count what was found."""
     kept = _kept_elsewhere(workdir, source, shard)
-    seen_exact = dict(zip(kept["pixel_sha256"].to_list(), kept["image_id"].to_list()))
-    seen_ids = kept["image_id"].to_list()
-    seen_phash = np.array([int(h, 16) for h in kept["phash"].to_list()], dtype=np.uint64)
+    ids, items = kept["image_id"].to_list(), kept["item_id"].to_list()
+    by_pixels: dict[str, list[int]] = {}
+    for i, digest in enumerate(kept["pixel_sha256"].to_list()):
+        by_pixels.setdefault(digest, []).append(i)
+    phashes = np.array([int(h, 16) for h in kept["phash"].to_list()], dtype=np.uint64)
+    item_codes = np.array(items, dtype=object)
     bench_exact, bench_near = read_benchmark_hashes(benchmark_file)
-    dup_of, kind = [], []
-    new_ids, new_hashes, new_exact = [], [], []
+    dup_of, kind, new = [], [], []
     for row in images.iter_rows(named=True):
         h = int(row["phash"], 16)
+        match, how = None, None
         if row["pixel_sha256"] in bench_exact or (bench_near.size and hamming(bench_near, h).min() <= near_distance):
-            dup_of.append(None)
-            kind.append("benchmark")
-            continue
-        if row["pixel_sha256"] in seen_exact:
-            dup_of.append(seen_exact[row["pixel_sha256"]])
-            kind.append("exact")
-            continue
-        if near_distance and seen_phash.size:
-            distance = hamming(seen_phash, h)
-            best = int(np.argmin(distance))
-            if distance[best] <= near_distance:
-                dup_of.append(seen_ids[best])
-                kind.append("near")
-                continue
-        dup_of.append(None)
-        kind.append(None)
-        seen_exact[row["pixel_sha256"]] = row["image_id"]
-        seen_ids.append(row["image_id"])
-        seen_phash = np.append(seen_phash, np.uint64(h))
-        new_ids.append(row["image_id"])
-        new_hashes.append(row["phash"])
-        new_exact.append(row["pixel_sha256"])
-    write_parquet(pl.DataFrame({"image_id": new_ids, "pixel_sha256": new_exact, "phash": new_hashes}, schema=INDEX), index_path(workdir, source, shard))
+            how = "benchmark"
+        else:
+            exact = [i for i in by_pixels.get(row["pixel_sha256"], []) if items[i] != row["item_id"]]
+            if exact:
+                match, how = ids[exact[0]], "exact"
+            elif near_distance and phashes.size:
+                distance = np.where(item_codes != row["item_id"], hamming(phashes, h), 65)
+                best = int(np.argmin(distance))
+                if distance[best] <= near_distance:
+                    match, how = ids[best], "near"
+        dup_of.append(match)
+        kind.append(how)
+        if how is None:
+            by_pixels.setdefault(row["pixel_sha256"], []).append(len(ids))
+            ids.append(row["image_id"])
+            items.append(row["item_id"])
+            item_codes = np.append(item_codes, row["item_id"])
+            phashes = np.append(phashes, np.uint64(h))
+            new.append({"image_id": row["image_id"], "item_id": row["item_id"], "pixel_sha256": row["pixel_sha256"], "phash": row["phash"]})
+    write_parquet(pl.DataFrame(new, schema=INDEX, orient="row") if new else pl.DataFrame(schema=INDEX), index_path(workdir, source, shard))
     out = images.with_columns(pl.Series("duplicate_of", dup_of, dtype=pl.String), pl.Series("duplicate_kind", kind, dtype=pl.String))
     counts = {k: kind.count(k) for k in ("exact", "near", "benchmark")}
     return out, counts
