@@ -82,3 +82,16 @@ def test_monochrome1_is_inverted():
     values = np.array([[-1000.0, 1000.0]], np.float32)
     pixels, params = dicom_to_uint8(values, ds, "ct", "soft_tissue")
     assert pixels.tolist() == [[255, 0]] and params["inverted"] is True
+
+
+def test_multi_frame_objects_become_volumes_or_frames(tmp_path):
+    wd, df, q = run(tmp_path, ["rtdose.dcm", "examples_ybr_color.dcm", "SC_rgb_rle_2frame.dcm"], modality="ct")
+    assert q.height == 0
+    dose = df.filter(df["relpath"] == "rtdose.dcm")
+    assert set(dose["slice_axis"].to_list()) == {"axial"} and dose.height == 2  # a 15-frame grid sliced as a volume (2 negatives)
+    assert dose["spacing_x"][0] is not None and dose["image_left"][0] is not None
+    cine = df.filter(df["relpath"] == "examples_ybr_color.dcm")
+    assert cine["slice_axis"].to_list() == ["frame"] * 3 and sorted(cine["slice_index"].to_list()) == [0, 14, 29]  # first, middle, last
+    assert cine["channels"].to_list() == [3, 3, 3]
+    two = df.filter(df["relpath"] == "SC_rgb_rle_2frame.dcm")
+    assert sorted(two["slice_index"].to_list()) == [0, 1]

@@ -20,7 +20,7 @@ from medtrinity_core.ids import salted_hash, stable_id
 from medtrinity_core.imaging.dedup import perceptual_hash, pixel_hash
 from medtrinity_core.imaging.dicom import dicom_to_uint8, suv_factor
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
-from medtrinity_core.imaging.series import assemble
+from medtrinity_core.imaging.series import assemble, frames_volume
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
 from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_mask, read_raster, read_volume, side_letters
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
@@ -207,10 +207,33 @@ def _normalize_series(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     return _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first)
 
 
+CINE_FRAMES = 3  # frames kept from a multi-frame object without geometry: first, middle, last
+
+
+def _normalize_frames(source: SourceConfig, raw: dict, workdir: Workdir, values: np.ndarray, ds) -> list[dict]:
+    """Enhanced multi-frame and RT dose grids become volumes; cine loops give evenly spaced frames."""
+    colour = values.ndim == 4
+    volume = None if colour else frames_volume(values, ds, raw["relpath"])
+    if volume is not None:
+        return _slice_volume(source, raw, workdir, volume, None, {}, "", ds)
+    picks = sorted({int(round(i)) for i in np.linspace(0, values.shape[0] - 1, num=min(CINE_FRAMES, values.shape[0]))})
+    rows = []
+    for k in picks:
+        if colour:
+            raster = Raster(collapse_grey(values[k].astype(np.uint8)), {"method": "none", "source_mode": "RGB"})
+        else:
+            raster = Raster(*dicom_to_uint8(values[k].astype(np.float32), ds, source.modality, source.window))
+        raster.patient_key, raster.study_key = patient_keys(ds, workdir)
+        rows.append(_image_row(source, raw, workdir, raster, [], "frame", k))
+    return rows
+
+
 def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
     if raw["annotations"]:
         return _normalize_series(source, raw, workdir)
     values, ds = read_dicom(source.root / raw["relpath"], source.allow_burned_in)
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return _normalize_frames(source, raw, workdir, values, ds)
     if values.ndim == 3:  # colour
         raster = Raster(collapse_grey(values.astype(np.uint8)), {"method": "none", "source_mode": "RGB"})
     else:

@@ -102,14 +102,36 @@ def side_letters(row_vec, col_vec) -> tuple[str, str]:
     return OPPOSITE[toward(row_vec)], OPPOSITE[toward(col_vec)]
 
 
+def _nibabel_volume(path: Path) -> sitk.Image | None:
+    """NIfTI that SimpleITK cannot read (NIfTI-2, say), through nibabel: RAS affine to LPS geometry."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except Exception:  # noqa: BLE001 - not a NIfTI nibabel knows either
+        return None
+    if data.ndim != 3:
+        raise ItemError("unsupported_dimension", f"{path.name} has {data.ndim} dimensions, expected 3")
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine  # RAS+ to LPS+
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    image.SetSpacing(tuple(float(v) for v in spacing))
+    image.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+    image.SetDirection(tuple(float(v) for v in (affine[:3, :3] / spacing).ravel()))
+    return image
+
+
 def read_volume(path: Path) -> sitk.Image:
     """A volume in the LPS patient frame: array axes (z, y, x) run toward Superior, Posterior, Left,
     so an axial slice shows the patient's right on the image's left (radiological convention)."""
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise ItemError("unreadable", f"{path.name}: {first[:200]}") from None
+        image = _nibabel_volume(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
+        if image is None:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+            raise ItemError("unreadable", f"{path.name}: {first[:200]}") from None
     if image.GetDimension() != 3:
         raise ItemError("unsupported_dimension", f"{path.name} has {image.GetDimension()} dimensions, expected 3")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -146,7 +168,8 @@ def _read_without_preamble(path: Path) -> pydicom.Dataset:
 
 
 def read_dicom(path: Path, allow_burned_in: bool = False) -> tuple[np.ndarray, pydicom.Dataset]:
-    """Stored values through the Modality LUT (RescaleSlope/Intercept); colour converted to RGB."""
+    """Stored values through the Modality LUT (RescaleSlope/Intercept); colour converted to RGB.
+    Multi-frame objects keep their frames first: (frames, rows, cols[, 3])."""
     try:
         ds = pydicom.dcmread(path)
     except pydicom.errors.InvalidDicomError:
@@ -164,10 +187,7 @@ def read_dicom(path: Path, allow_burned_in: bool = False) -> tuple[np.ndarray, p
         if syntax is not None and syntax.is_compressed:
             raise ItemError("unsupported_transfer_syntax", f"{path.name}: {syntax.name}: {str(exc).splitlines()[0][:200]}") from None
         raise ItemError("truncated", f"{path.name}: pixel data cannot be read ({str(exc).splitlines()[0][:200]})") from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    if frames > 1:
-        raise ItemError("multi_frame_unsupported", f"{path.name} has {frames} frames; multi-frame DICOM is not read yet")
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 

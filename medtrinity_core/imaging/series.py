@@ -106,3 +106,50 @@ def assemble(root: Path, relpaths: list[str], allow_burned_in: bool = False) -> 
     row, col = iop[:3], iop[3:]
     image.SetDirection((row[0], col[0], normal[0], row[1], col[1], normal[1], row[2], col[2], normal[2]))
     return Series(image, first, [str(s[0].SOPInstanceUID) for s in slices])
+
+
+def _frame_positions(ds: pydicom.Dataset, frames: int) -> tuple[list[float], list[float], list[np.ndarray], tuple[float, float]] | None:
+    """(row, col, per-frame positions, pixel spacing) of an enhanced multi-frame object or an RT dose
+    grid; None when the object carries no per-frame geometry (a cine loop)."""
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    iop = ds.get("ImageOrientationPatient")
+    spacing = ds.get("PixelSpacing")
+    if shared is not None:
+        if "PlaneOrientationSequence" in shared:
+            iop = shared.PlaneOrientationSequence[0].ImageOrientationPatient
+        if "PixelMeasuresSequence" in shared:
+            spacing = shared.PixelMeasuresSequence[0].get("PixelSpacing", spacing)
+    if iop is None or spacing is None:
+        return None
+    if per_frame is not None and len(per_frame) == frames and all("PlanePositionSequence" in f for f in per_frame):
+        positions = [np.asarray([float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]) for f in per_frame]
+    elif "GridFrameOffsetVector" in ds and "ImagePositionPatient" in ds:
+        origin = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        normal = np.cross([float(v) for v in iop[:3]], [float(v) for v in iop[3:]])
+        positions = [origin + float(off) * normal for off in ds.GridFrameOffsetVector]
+    else:
+        return None
+    return [float(v) for v in iop[:3]], [float(v) for v in iop[3:]], positions, (float(spacing[0]), float(spacing[1]))
+
+
+def frames_volume(values: np.ndarray, ds: pydicom.Dataset, name: str) -> sitk.Image | None:
+    """A multi-frame object with per-frame geometry as a volume, frames sorted along the normal."""
+    geometry = _frame_positions(ds, values.shape[0])
+    if geometry is None:
+        return None
+    row, col, positions, (row_mm, col_mm) = geometry
+    normal = np.cross(row, col)
+    depth = np.array([float(np.dot(p, normal)) for p in positions])
+    order = np.argsort(depth)
+    steps = np.diff(depth[order])
+    if np.any(np.abs(steps) < 1e-3):
+        raise ItemError("duplicate_slice_positions", f"{name}: frames repeat a position")
+    spacing_z = float(np.median(steps)) if steps.size else 1.0
+    if steps.size and np.any(steps > GAP_TOLERANCE * spacing_z):
+        raise ItemError("missing_slices", f"{name}: frame positions have a gap of {steps.max():.2f} mm where frames are {spacing_z:.2f} mm apart")
+    image = sitk.GetImageFromArray(values[order].astype(np.float32))
+    image.SetSpacing((col_mm, row_mm, spacing_z))
+    image.SetOrigin(tuple(float(v) for v in positions[order[0]]))
+    image.SetDirection((row[0], col[0], normal[0], row[1], col[1], normal[1], row[2], col[2], normal[2]))
+    return image
