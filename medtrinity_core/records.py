@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "sha256": pl.String})
+ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "value": pl.Int64, "sha256": pl.String})
 MASK = pl.Struct({"label": pl.String, "uri": pl.String, "sha256": pl.String, "annotation": pl.String})
 BOX = pl.Struct({"label": pl.String, "x0": pl.Float64, "y0": pl.Float64, "x1": pl.Float64, "y1": pl.Float64})
 LABEL_VOLUME = pl.Struct({"label": pl.String, "volume_ml": pl.Float64})

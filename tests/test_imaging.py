@@ -291,3 +291,31 @@ def test_every_nth_slice_and_minimum_slice_fraction(tmp_path):
     assert sorted(every["slice_index"].to_list()) == [2, 4, 6]
     big, _ = run_stage(_volume_source(tmp_path / "v", min_slice_fraction=0.3, negatives_per_volume=0), wd)
     assert sorted(big["slice_index"].to_list()) == [3, 4, 5, 6]  # 36/100 and 100/100 pass, 4/100 does not
+
+
+def test_label_png_values_become_one_mask_per_label(tmp_path):
+    from medtrinity_core.sources.schema import MaskSpec
+
+    root = tmp_path / "lab"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.fromarray(np.full((20, 30), 80, np.uint8)).save(root / "images" / "a.png")
+    values = np.zeros((20, 30), np.uint8)
+    values[2:6, 2:8], values[10:15, 20:28] = 1, 2
+    Image.fromarray(values).save(root / "labels" / "a.png")
+    src = SourceConfig(name="lab", modality="ct", license="CC0-1.0", root=root, layout="image_masks", images=r"images/(?P<id>\w+)\.png",
+                       masks=(MaskSpec(pattern=r"labels/{id}\.png", label_map=((1, "liver"), (2, "tumor"))),))
+    wd = Workdir.at(tmp_path / "wd")
+    df, q = run_stage(src, wd)
+    masks = {m["label"]: wd.read_png(m["uri"]) > 127 for m in df.row(0, named=True)["masks"]}
+    assert set(masks) == {"liver", "tumor"}
+    assert np.array_equal(masks["liver"], values == 1) and np.array_equal(masks["tumor"], values == 2)
+
+
+def test_ct_window_per_label(tmp_path):
+    image, labels = _lesion_volume()
+    _write_pair(tmp_path / "ct", image - 60, labels)  # 40 HU background, 340 HU lesion
+    src = _volume_source(tmp_path / "ct", modality="ct", window="abdomen", label_windows=(("lesion", "bone"),), negatives_per_volume=1)
+    df, _ = run_stage(src, Workdir.at(tmp_path / "wd"))
+    presets = {r["slice_index"]: json.loads(r["normalization"])["intensity"]["preset"] for r in df.iter_rows(named=True)}
+    assert presets == {2: "abdomen", 3: "bone", 4: "bone"}  # the negative slice keeps the source's window

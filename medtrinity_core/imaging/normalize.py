@@ -22,7 +22,7 @@ from medtrinity_core.imaging.dicom import dicom_to_uint8, suv_factor
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
 from medtrinity_core.imaging.series import assemble, frames_volume
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
-from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_mask, read_raster, read_volume, side_letters
+from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_label_values, read_mask, read_raster, read_volume, side_letters
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.roi.boxes import read_boxes
@@ -87,26 +87,35 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
         if ann["kind"] == "boxes":
             boxes += read_boxes(source.boxes, source.root, ann["relpath"], raw["relpath"], w, h)
             continue
-        mask = read_mask(source.root / ann["relpath"], ann["threshold"])
+        if ann["value"] is not None:
+            mask = read_label_values(source.root / ann["relpath"]) == ann["value"]
+        else:
+            mask = read_mask(source.root / ann["relpath"], ann["threshold"])
         if mask.shape != (h, w):
             raise ItemError("mask_shape_mismatch", f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
         masks.append((ann["label"], mask, ann["relpath"]))
     return [_image_row(source, raw, workdir, raster, masks, boxes=boxes)]
 
 
-def _volume_intensity(source: SourceConfig, values: np.ndarray, ds=None) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, dict]]]:
-    """(values, plane -> 8 bits): CT windowed from a preset; PET in SUVbw when the DICOM tags allow;
-    otherwise one percentile range per volume, so slices stay comparable."""
+def _volume_intensity(source: SourceConfig, values: np.ndarray, ds=None) -> tuple[np.ndarray, Callable[[np.ndarray, set], tuple[np.ndarray, dict]]]:
+    """(values, (plane, labels on it) -> 8 bits): CT windowed from the preset of a label on the slice
+    (`label_windows`) or of the source; PET in SUVbw when the DICOM tags allow; otherwise one
+    percentile range per volume, so slices stay comparable."""
     extra: dict = {}
     if ds is not None and source.modality == "pet":
         factor, why = suv_factor(ds)
         values, extra = (values * factor, {"suv": "bw", "suv_factor": float(f"{factor:.8g}")}) if factor else (values, {"suv": None, "suv_flag": why})
     if source.modality == "ct":
-        preset = source.window or DEFAULT_CT_WINDOW
-        return values, lambda plane: window_ct(plane, preset)
+        windows = dict(source.label_windows)
+
+        def window(plane, labels):
+            preset = next((windows[name] for name in sorted(labels) if name in windows), None) or source.window or DEFAULT_CT_WINDOW
+            return window_ct(plane, preset)
+
+        return values, window
     lo, hi = percentile_range(values, nonzero_only=True)
 
-    def scale(plane):
+    def scale(plane, labels):
         pixels, params = scale_percentile(plane, lo, hi)
         return pixels, {**params, **extra}
 
@@ -174,8 +183,8 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
         dim, cut, (left, top) = PLANES[axis]
         for k in pick_slices(foreground_slices(labels, dim, source.min_slice_fraction), source.negatives_per_volume, source.slice_every):
             plane_labels = cut(labels, k)
-            pixels, params = intensity(np.ascontiguousarray(cut(values, k)))
             masks = [(names.get(int(v), f"label {int(v)}"), plane_labels == v, label_file) for v in np.unique(plane_labels) if v != 0]
+            pixels, params = intensity(np.ascontiguousarray(cut(values, k)), {m[0] for m in masks})
             raster = Raster(pixels, {**params, "orientation": "LPS"}, spacing=spacing[axis], image_left=left, image_top=top, patient_key=patient, study_key=study)
             # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
             rows.append(_image_row(source, raw, workdir, raster, masks, axis, k, labels=sorted({m[0] for m in masks}), label_volumes=volumes))

@@ -78,6 +78,13 @@ def read_raster(path: Path) -> Raster:
     return Raster(np.ascontiguousarray(pixels), {"method": "none", "source_mode": mode})
 
 
+def read_label_values(path: Path) -> np.ndarray:
+    """A label PNG's values: palette indices, or grey levels (the first channel of colour files)."""
+    img = _open(path)
+    values = np.asarray(img)
+    return values[..., 0] if values.ndim == 3 else values
+
+
 def read_mask(path: Path, threshold: int | None) -> np.ndarray:
     """Boolean foreground: any colour channel above the threshold (alpha ignored); non-zero when None."""
     img = _open(path)

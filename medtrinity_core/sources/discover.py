@@ -20,8 +20,9 @@ VOLUME_EXT = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nr
 class Annotation:
     relpath: str
     label: str | None  # None for label volumes: names come from the label map
-    kind: str  # "mask" | "label_volume"
+    kind: str  # "mask" | "label_volume" | "boxes" | "series_member" | "dicom_seg" | "rtstruct"
     threshold: int | None = None
+    value: int | None = None  # a label PNG's pixel value for this label
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ def _masks_for(spec: MaskSpec, fields: dict, files: list[str], image_rel: str) -
             continue
         m = regex.fullmatch(rel)
         if not m:
+            continue
+        if spec.label_map:
+            out.extend(Annotation(rel, name, "mask", None, value) for value, name in spec.label_map)
             continue
         label = spec.label or _label_words(m.group("label"), spec)
         threshold = spec.threshold
@@ -192,7 +196,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
                 relpath=rel,
                 kind=kind,
                 format=fmt,
-                annotations=tuple(sorted(annotations, key=lambda a: a.relpath)),
+                annotations=tuple(sorted(annotations, key=lambda a: (a.relpath, a.value or 0))),
                 labels=tuple(labels),
             )
         )

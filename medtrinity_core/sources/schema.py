@@ -32,11 +32,11 @@ DEFAULTS = {
 SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
-    "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
+    "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
 EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device"}
-MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances"}
+MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label_map"}
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
 REQUIRED = ("name", "modality", "license", "root", "layout", "images")
 
@@ -48,6 +48,7 @@ class MaskSpec:
     label_words: tuple[tuple[str, str], ...] = ()
     threshold: int | None = None  # None: any non-zero pixel (lossless masks); JPEG masks default to 128
     instances: str | None = None  # "per_file": each mask file is one instance
+    label_map: tuple[tuple[int, str], ...] = ()  # a label PNG: pixel value -> label name
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class SourceConfig:
     slice_axes: tuple[str, ...] = ("axial",)  # volumes: axial, coronal, sagittal
     slice_every: int = 1  # keep every Nth foreground slice
     min_slice_fraction: float = 0.0  # drop a label's slice under this share of the label's largest slice
+    label_windows: tuple[tuple[str, str], ...] = ()  # CT: label name -> window preset for slices showing it
     boxes: BoxSpec | None = None
     expert: ExpertSpec | None = None
     proposals: bool = False  # classical proposals for images with no annotation and no expert
@@ -242,8 +244,9 @@ def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ..
         chk.unknown_keys(entry, MASK_KEYS, mpath)
         pattern = chk.regex(entry, "pattern", f"{mpath}.pattern", required=True)
         label = chk.string(entry, "label", f"{mpath}.label")
-        if label is None and "(?P<label>" not in pattern:
-            chk.fail(entry, "pattern", f"{mpath}.pattern", "needs a named group `label` or a fixed `label` key")
+        values = _parse_label_map(chk, entry, mpath)
+        if label is None and not values and "(?P<label>" not in pattern:
+            chk.fail(entry, "pattern", f"{mpath}.pattern", "needs a named group `label`, a fixed `label` key or a `label_map`")
         words = entry.get("label_words") or {}
         if not isinstance(words, dict):
             chk.fail(entry, "label_words", f"{mpath}.label_words", "must map characters to replacements")
@@ -253,7 +256,7 @@ def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ..
         instances = chk.string(entry, "instances", f"{mpath}.instances")
         if instances not in (None, "per_file"):
             chk.fail(entry, "instances", f"{mpath}.instances", "must be per_file")
-        specs.append(MaskSpec(pattern, label, tuple((str(k), str(v)) for k, v in words.items()), threshold, instances))
+        specs.append(MaskSpec(pattern, label, tuple((str(k), str(v)) for k, v in words.items()), threshold, instances, values))
     return tuple(specs)
 
 
@@ -331,6 +334,15 @@ def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label
     return tuple(sorted(out, key=lambda kv: (isinstance(kv[0], str), kv[0])))
 
 
+def _parse_label_windows(chk: _Checker, node: LineDict, path: str) -> tuple[tuple[str, str], ...]:
+    windows = node.get("label_windows") or {}
+    if not isinstance(windows, dict):
+        chk.fail(node, "label_windows", f"{path}.label_windows", "must map label names to CT window presets")
+    for name in windows:
+        chk.choice(windows, name, f"{path}.label_windows.{name}", tuple(CT_WINDOWS))
+    return tuple(sorted((str(k), str(v)) for k, v in windows.items()))
+
+
 def _parse_axes(chk: _Checker, node: LineDict, path: str) -> tuple[str, ...]:
     axes = node.get("slice_axes", ["axial"])
     if not isinstance(axes, list) or not axes or any(a not in ("axial", "coronal", "sagittal") for a in axes):
@@ -389,6 +401,7 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         slice_axes=_parse_axes(chk, node, path),
         slice_every=chk.integer(node, "slice_every", f"{path}.slice_every", 1, minimum=1),
         min_slice_fraction=chk.integer(node, "min_slice_fraction", f"{path}.min_slice_fraction", 0.0, kind=float),
+        label_windows=_parse_label_windows(chk, node, path),
         boxes=_parse_boxes(chk, node, path, images) if "boxes" in node else None,
         expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
         proposals=bool(node.get("proposals", False)),
