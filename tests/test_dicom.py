@@ -18,7 +18,8 @@ from medtrinity_core.sources.inventory import inventory
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
-BUNDLED = ["JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", "MR_small.dcm", "JPEG-lossy.dcm", "MR_truncated.dcm"]
+BUNDLED = ["JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", "MR_small.dcm", "JPEG-lossy.dcm", "MR_truncated.dcm",
+           "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "SC_rgb_jpeg_gdcm.dcm"]
 
 
 def run(tmp_path, names, modality="mri"):
@@ -39,13 +40,15 @@ def run(tmp_path, names, modality="mri"):
 def test_compressed_transfer_syntaxes_decode(tmp_path):
     wd, df, q = run(tmp_path, BUNDLED)
     by_name = {r["relpath"]: r for r in df.iter_rows(named=True)}
-    assert set(by_name) == {"JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", "MR_small.dcm"}
+    assert set(by_name) == {"JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", "MR_small.dcm",
+                            "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "SC_rgb_jpeg_gdcm.dcm"}
     # colour JPEG (YBR_FULL) and RLE (RGB) come out as RGB: the first stripe is red
-    for name in ("SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm"):
+    for name in ("SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", "SC_rgb_jpeg_gdcm.dcm"):
         pixel = wd.read_png(by_name[name]["image_uri"])[0, 0]
         assert by_name[name]["channels"] == 3 and pixel[0] > 240 and pixel[1] < 15 and pixel[2] < 15
-    # the RLE copy of MR_small decodes to the same pixels as the uncompressed file
-    assert by_name["MR_small_RLE.dcm"]["image_sha256"] == by_name["MR_small.dcm"]["image_sha256"]
+    # the lossless copies of MR_small (RLE, JPEG-LS, JPEG 2000) decode to the uncompressed file's pixels
+    for name in ("MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"):
+        assert by_name[name]["image_sha256"] == by_name["MR_small.dcm"]["image_sha256"], name
     assert json.loads(by_name["MR_small.dcm"]["normalization"])["intensity"] == {"method": "dicom_window", "level": 600.0, "width": 1600.0}
     reasons = dict(zip(q["relpath"].to_list(), q["reason"].to_list()))
     assert reasons == {"JPEG-lossy.dcm": "unsupported_transfer_syntax", "MR_truncated.dcm": "truncated"}
