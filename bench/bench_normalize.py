@@ -24,7 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import finish, machine, peak_in_subprocess, peak_rss_mb, table  # noqa: E402
+from common import entry, finish, peak_in_subprocess, peak_rss_mb, table  # noqa: E402
 
 from medtrinity_core.imaging.normalize import normalize  # noqa: E402
 from medtrinity_core.sources.discover import discover  # noqa: E402
@@ -133,22 +133,8 @@ def main() -> None:
         ("peak RSS, shard of 100 / 1000", f"{small:.0f} MB / {large:.0f} MB  (growth {100 * (large / small - 1):.1f} %, target <= 20 %)"),
         ("  of which imports and set-up", f"{base_small:.0f} MB / {base_large:.0f} MB"),
     ])
-    finish({
-        "bench": "normalize",
-        "items": items,
-        "items_per_s": round(rate, 2),
-        "floor_items_per_s": round(floor_rate, 2),
-        "ratio_to_floor": round(rate / floor_rate, 3),
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_rss_mb_small": small,
-        "peak_rss_mb_large": large,
-        "peak_rss_mb_setup": max(base_small, base_large),
-        "machine": machine(),
-    })
+    finish("normalize", items, rate, floor_rate, ((base_small, small), (base_large, large)))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--memory":
-        memory_point(int(sys.argv[2]))
-    else:
-        main()
+    entry(main, memory_point)

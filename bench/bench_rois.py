@@ -22,7 +22,7 @@ from skimage.measure import regionprops
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import finish, machine, peak_in_subprocess, peak_rss_mb, table  # noqa: E402
+from common import entry, finish, peak_in_subprocess, peak_rss_mb, table  # noqa: E402
 
 from medtrinity_core.imaging.normalize import normalize  # noqa: E402
 from medtrinity_core.roi.components import EIGHT  # noqa: E402
@@ -104,23 +104,8 @@ def main() -> None:
         ("peak RSS, 200 / 2000 masks", f"{small:.0f} MB / {large:.0f} MB"),
         ("  of which imports and set-up", f"{base_small:.0f} MB / {base_large:.0f} MB"),
     ])
-    finish({
-        "bench": "rois",
-        "items": masks,
-        "items_per_s": round(stage_rate, 2),
-        "rois_per_s": round(rois / t_stage, 2),
-        "floor_items_per_s": round(floor_rate, 2),
-        "ratio_to_floor": round(stage_rate / floor_rate, 3),
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_rss_mb_small": small,
-        "peak_rss_mb_large": large,
-        "peak_rss_mb_setup": max(base_small, base_large),
-        "machine": machine(),
-    })
+    finish("rois", masks, stage_rate, floor_rate, ((base_small, small), (base_large, large)), rois_per_s=round(rois / t_stage, 2))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--memory":
-        memory_point(int(sys.argv[2]))
-    else:
-        main()
+    entry(main, memory_point)

@@ -38,5 +38,28 @@ def table(rows: list[tuple[str, str]]) -> None:
         print(f"  {k.ljust(width)}  {v}")
 
 
-def finish(figures: dict) -> None:
+def finish(bench: str, items: int, rate: float, floor_rate: float, memory: tuple[tuple[float, float], tuple[float, float]], **extra) -> None:
+    """The closing JSON line, with the keys every benchmark gives."""
+    (base_small, small), (base_large, large) = memory
+    figures = {
+        "bench": bench,
+        "items": items,
+        "items_per_s": round(rate, 2),
+        "floor_items_per_s": round(floor_rate, 2),
+        "ratio_to_floor": round(rate / floor_rate, 3),
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb_small": small,
+        "peak_rss_mb_large": large,
+        "peak_rss_mb_setup": max(base_small, base_large),
+        "machine": machine(),
+        **extra,
+    }
     print(json.dumps(figures, sort_keys=True))
+
+
+def entry(main, memory_point) -> None:
+    """`script` runs the benchmark; `script --memory N` is one memory point in its own process."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory":
+        memory_point(int(sys.argv[2]))
+    else:
+        main()
