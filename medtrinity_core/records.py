@@ -63,7 +63,7 @@ NORMALIZED = {
     "labels": pl.List(pl.String),
 }
 
-RELATION = pl.Struct({"other_roi_id": pl.String, "other_label": pl.String, "relation": pl.String, "distance_pct": pl.Float64})
+RELATION = pl.Struct({"other_roi_id": pl.String, "other_label": pl.String, "relation": pl.String, "distance_pct": pl.Float64, "distance_mm": pl.Float64})
 
 ROIS = {
     "roi_id": pl.String,

@@ -319,3 +319,11 @@ def test_ct_window_per_label(tmp_path):
     df, _ = run_stage(src, Workdir.at(tmp_path / "wd"))
     presets = {r["slice_index"]: json.loads(r["normalization"])["intensity"]["preset"] for r in df.iter_rows(named=True)}
     assert presets == {2: "abdomen", 3: "bone", 4: "bone"}  # the negative slice keeps the source's window
+
+
+def test_truncated_raster_is_quarantined_as_truncated(tmp_path):
+    data = encode_png(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ItemError) as err:
+        read_raster(tmp_path / "cut.png")
+    assert err.value.reason == "truncated"

@@ -131,3 +131,37 @@ def test_rois_stage_measures_each_component(tmp_path):
     assert np.array_equal(rle.decode(les["rle_counts"], 100, 200), lesion)
     again, _ = extract_rois(src, [row], wd)
     assert again["roi_id"].to_list() == df["roi_id"].to_list()
+
+
+def test_bright_disc_in_the_patients_left_upper_image_and_a_flipped_direction_matrix(tmp_path):
+    """The stated side follows the patient, not the array: the same disc stored with x reversed."""
+    import SimpleITK as sitk
+
+    from medtrinity_core.imaging.normalize import normalize
+    from medtrinity_core.sources.discover import discover
+    from medtrinity_core.sources.inventory import inventory
+
+    volume = np.full((3, 90, 90), 60.0, np.float32)
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[1] = disc(90, 90, 18, 70, 10)  # high column = patient's left in LPS; low row = anterior
+    volume[labels == 1] = 220.0
+    phrases = []
+    for name, flip in (("lps", False), ("flipped", True)):
+        root = tmp_path / name
+        root.mkdir()
+        for arr, suffix in ((volume, "img"), (labels, "lab")):
+            img = sitk.GetImageFromArray(arr[:, :, ::-1].copy() if flip else arr)
+            if flip:
+                img.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+                img.SetOrigin((89.0, 0, 0))
+            sitk.WriteImage(img, str(root / f"c1_{suffix}.nii.gz"))
+        src = SourceConfig(name=name, modality="ct", license="CC0-1.0", root=root, layout="volume_labels", images=r"(?P<c>c1)_img\.nii\.gz",
+                           labels=r"{c}_lab\.nii\.gz", label_map=((1, "nodule"),), window="soft_tissue", negatives_per_volume=0)
+        wd = Workdir.at(tmp_path / f"wd-{name}")
+        items, _ = discover(src)
+        norm, _ = normalize(src, inventory(src, items)[0].iter_rows(named=True), wd)
+        rois, _ = extract_rois(src, norm.iter_rows(named=True), wd)
+        roi = rois.row(0, named=True)
+        assert (roi["shape"], roi["margin"], roi["contrast"], roi["texture"]) == ("round", "well-circumscribed", "hyperdense", "homogeneous")
+        phrases.append(roi["location"])
+    assert phrases == ["anterior, patient's left", "anterior, patient's left"]

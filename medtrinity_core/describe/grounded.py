@@ -106,7 +106,8 @@ def relations_facet(rois: list[dict]) -> str:
             other = f"another {rel['other_label']} region" if rel["other_label"] == roi["label"] else f"the {rel['other_label']}"
             subject = f"one {roi['label']} region" if rel["other_label"] == roi["label"] else f"the {roi['label']}"
             verb = VERBS.get(rel["relation"], f"lies {rel['relation']}")
-            statements.append(f"{subject} {verb} {other} ({rel['distance_pct']:.0f}% of the image diagonal between centres)")
+            apart = f"{rel['distance_mm']:.0f} mm" if rel.get("distance_mm") else f"{rel['distance_pct']:.0f}% of the image diagonal"
+            statements.append(f"{subject} {verb} {other} ({apart} between centres)")
             if len(statements) == RELATIONS_STATED:
                 break
         if len(statements) == RELATIONS_STATED:

@@ -120,7 +120,10 @@ def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=Non
                 if other.key == c.key:
                     continue
                 kind, distance = relation(comp, other.comp, width, height)
-                relations.append({"other_roi_id": ids[other.key], "other_label": other.label, "relation": patient_terms(kind, left, top), "distance_pct": distance})
+                (ox, oy), mm = other.comp.centroid, None
+                if sx and sy:
+                    mm = round(math.hypot((cx - ox) * sx, (cy - oy) * sy), 2)
+                relations.append({"other_roi_id": ids[other.key], "other_label": other.label, "relation": patient_terms(kind, left, top), "distance_pct": distance, "distance_mm": mm})
         holder = _container(c, found)
         shape = shape_facts(comp) if c.method != METHOD_BOX else dict.fromkeys(("circularity", "solidity", "eccentricity", "orientation_deg", "shape", "margin"))
         rows.append(
