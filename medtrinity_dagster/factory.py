@@ -21,11 +21,11 @@ from medtrinity_core.quarantine import read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
 from medtrinity_core.roi.expert import expert_model
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
-from medtrinity_core.roi.preview import markdown_image, preview_png
+from medtrinity_core.roi.preview import markdown_image, write_previews
 from medtrinity_core.sources.inventory import inventory, shard_items
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import read_plan
-from medtrinity_core.storage import Workdir, atomic_write_bytes, read_parquet, write_parquet
+from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
 from medtrinity_dagster.resources import EmbedderResource, Progress, WorkdirResource
 
@@ -140,16 +140,11 @@ PREVIEW_SIDE = 384
 
 
 def _previews(wd: Workdir, src: SourceConfig, shard: str, images: pl.DataFrame, rois: pl.DataFrame) -> dict:
-    """Overlays for the first images with ROIs: written under previews/ and shown inline in the UI."""
+    """Overlays shown inline in the UI, with the path of each file."""
     out = {}
-    with_rois = rois["image_id"].unique(maintain_order=True).head(PREVIEWS_PER_SHARD).to_list()
-    for n, image_id in enumerate(with_rois):
-        image_row = images.filter(pl.col("image_id") == image_id).row(0, named=True)
-        png = preview_png(wd, image_row, list(rois.filter(pl.col("image_id") == image_id).iter_rows(named=True)), PREVIEW_SIDE)
-        path = wd.root / "previews" / src.name / shard / f"{image_id}.png"
-        atomic_write_bytes(path, png)
-        out[f"preview_{n}"] = dg.MetadataValue.md(markdown_image(png, f"{image_id} ({image_row['relpath']})"))
-        out[f"preview_{n}_path"] = dg.MetadataValue.path(str(path))
+    for n, (path, png, title) in enumerate(write_previews(wd, src.name, shard, images, rois, PREVIEWS_PER_SHARD, PREVIEW_SIDE)):
+        out[f"preview_{n}"] = dg.MetadataValue.md(markdown_image(png, title))
+        out[f"preview_{n}_path"] = dg.MetadataValue.path(path)
     return out
 
 

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.roi import rle
-from medtrinity_core.storage import Workdir, encode_png, read_parquet
+from medtrinity_core.storage import Workdir, atomic_write_bytes, encode_png, read_parquet
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
 
@@ -41,6 +41,18 @@ def preview_png(workdir: Workdir, image_row: dict, rois: list[dict], max_side: i
         img.thumbnail((max_side, max_side))
         pixels = np.asarray(img)
     return encode_png(pixels)
+
+
+def write_previews(workdir: Workdir, source: str, shard: str, images: pl.DataFrame, rois: pl.DataFrame, count: int, max_side: int) -> list[tuple[str, bytes, str]]:
+    """Overlays of the first `count` images with ROIs, written under previews/: (path, png, title)."""
+    out = []
+    for image_id in rois["image_id"].unique(maintain_order=True).head(count).to_list():
+        image_row = images.filter(pl.col("image_id") == image_id).row(0, named=True)
+        png = preview_png(workdir, image_row, list(rois.filter(pl.col("image_id") == image_id).iter_rows(named=True)), max_side)
+        path = workdir.root / "previews" / source / shard / f"{image_id}.png"
+        atomic_write_bytes(path, png)
+        out.append((str(path), png, f"{image_id} ({image_row['relpath']})"))
+    return out
 
 
 def markdown_image(png: bytes, title: str) -> str:
