@@ -15,9 +15,6 @@ MODALITIES: dict[str, str] = {
     "microscopy": "microscopy",
 }
 
-# Cross-sectional modalities whose volumes carry a patient frame.
-CROSS_SECTIONAL = {"ct", "mri", "pet"}
-
 # Words for "brighter / similar / darker than the surrounding tissue", per modality.
 INTENSITY_WORDS: dict[str, tuple[str, str, str]] = {
     "ct": ("hyperdense", "isodense", "hypodense"),

@@ -13,6 +13,11 @@ def write_quarantine(workdir: Workdir, source: str, stage: str, shard: str, rows
     write_parquet(rows.select(list(QUARANTINE)), workdir.quarantine_path(source, stage, shard))
 
 
+def items_in(good_raw_rows: int, quarantined: pl.DataFrame) -> int:
+    """Items a shard or source started with: inventoried ones plus those the raw stage quarantined."""
+    return good_raw_rows + quarantined.filter(pl.col("stage") == "raw").height
+
+
 def read_quarantine(workdir: Workdir, source: str | None = None, shard: str | None = None) -> pl.DataFrame:
     base = workdir.quarantine / source if source else workdir.quarantine
     pattern = f"**/{shard}.parquet" if shard else "**/*.parquet"

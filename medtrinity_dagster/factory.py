@@ -17,7 +17,7 @@ from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.knowledge.retrieve import retrieve_context
 from medtrinity_core.knowledge.store import fetch_passages, open_collection
 from medtrinity_core.quality import checks
-from medtrinity_core.quarantine import read_quarantine, write_quarantine
+from medtrinity_core.quarantine import items_in, read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
 from medtrinity_core.roi.expert import expert_model
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
@@ -148,10 +148,6 @@ def _previews(wd: Workdir, src: SourceConfig, shard: str, images: pl.DataFrame, 
     return out
 
 
-def _load_manifest(wd: Workdir, src: SourceConfig, stage: str, shard: str) -> pl.DataFrame:
-    return read_parquet(wd.manifest_path(src.name, stage, shard))
-
-
 def _result(passed: bool, metadata: dict, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=passed, severity=severity, metadata={k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v for k, v in metadata.items()})
 
@@ -182,8 +178,7 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
         wd = workdir.get()
         shard = context.partition_key
         q = read_quarantine(wd, src.name, shard)
-        raw = _load_manifest(wd, src, "raw", shard)
-        items = raw.height + q.filter(pl.col("stage") == "raw").height
+        items = items_in(read_parquet(wd.manifest_path(src.name, "raw", shard)).height, q)
         passed, meta = checks.quarantine_share(q["item_id"].n_unique(), items, src.max_quarantine_share)
         meta["reasons"] = dict(sorted(Counter(q["reason"].to_list()).items()))
         return _result(passed, meta, dg.AssetCheckSeverity.WARN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from medtrinity_core.quarantine import read_quarantine
+from medtrinity_core.quarantine import items_in, read_quarantine
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir, read_parquet
 
@@ -18,12 +18,11 @@ def summarize(workdir: Workdir, sources: list[SourceConfig]) -> pl.DataFrame:
     rows = []
     for src in sources:
         q = read_quarantine(workdir, src.name)
-        raw_quarantined = q.filter(pl.col("stage") == "raw").height
         rows.append(
             {
                 "source": src.name,
                 "modality": src.modality,
-                "items": _count(workdir, src.name, "raw") + raw_quarantined,
+                "items": items_in(_count(workdir, src.name, "raw"), q),
                 "images_2d": _count(workdir, src.name, "normalized"),
                 "rois": _count(workdir, src.name, "rois"),
                 "triplets": _count(workdir, src.name, "triplets"),

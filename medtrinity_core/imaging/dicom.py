@@ -41,16 +41,19 @@ def suv_factor(ds: pydicom.Dataset) -> tuple[float | None, str]:
     return weight * 1000.0 / decayed, "SUVbw"
 
 
+def to_suv(values: np.ndarray, ds: pydicom.Dataset) -> tuple[np.ndarray, dict]:
+    """PET values in SUVbw when the tags allow, else unchanged; the record says which and why."""
+    factor, why = suv_factor(ds)
+    if factor is None:
+        return values, {"suv": None, "suv_flag": why}
+    return values * factor, {"suv": "bw", "suv_factor": float(f"{factor:.8g}")}
+
+
 def dicom_to_uint8(values: np.ndarray, ds: pydicom.Dataset, modality: str, window: str | None) -> tuple[np.ndarray, dict]:
     """Stored values (after the Modality LUT) to 8 bits, recording how."""
     extra: dict = {}
     if str(ds.get("Modality", "")) == "PT" or modality == "pet":
-        factor, why = suv_factor(ds)
-        if factor is not None:
-            values = values * factor
-            extra = {"suv": "bw", "suv_factor": float(f"{factor:.8g}")}
-        else:
-            extra = {"suv": None, "suv_flag": why}
+        values, extra = to_suv(values, ds)
     if modality == "ct" and window:
         pixels, params = window_ct(values, window)
     elif "VOILUTSequence" in ds:

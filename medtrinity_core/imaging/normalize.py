@@ -1,8 +1,9 @@
 """The normalized stage: every raw item becomes 2D 8-bit PNG images (and binary mask PNGs), content-addressed.
 
-Rasters are decoded as they are; volumes are oriented to LPS and sliced axially to the slices holding
-foreground plus a few negatives; DICOM files go through their Modality LUT. CT is windowed from a
-preset, other modalities scaled between percentiles.
+Rasters are decoded as they are; volumes (files, DICOM series, multi-frame objects) are oriented to
+LPS and cut along the configured planes at the slices holding foreground plus a few negatives; DICOM
+goes through its Modality LUT and, for PET, to SUVbw. CT is windowed from a preset, other modalities
+scaled between percentiles. Every image records the hashes that dedup compares.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import SimpleITK as sitk
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import salted_hash, stable_id
 from medtrinity_core.imaging.dedup import perceptual_hash, pixel_hash
-from medtrinity_core.imaging.dicom import dicom_to_uint8, suv_factor
+from medtrinity_core.imaging.dicom import dicom_to_uint8, to_suv
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
 from medtrinity_core.imaging.series import assemble, frames_volume
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
@@ -102,8 +103,7 @@ def _volume_intensity(source: SourceConfig, values: np.ndarray, ds=None) -> tupl
     percentile range per volume, so slices stay comparable."""
     extra: dict = {}
     if ds is not None and source.modality == "pet":
-        factor, why = suv_factor(ds)
-        values, extra = (values * factor, {"suv": "bw", "suv_factor": float(f"{factor:.8g}")}) if factor else (values, {"suv": None, "suv_flag": why})
+        values, extra = to_suv(values, ds)
     if source.modality == "ct":
         windows = dict(source.label_windows)
 

@@ -29,11 +29,6 @@ class Component:
         ys, xs = np.nonzero(self.crop)
         return float(xs.mean() + self.x0), float(ys.mean() + self.y0)
 
-    def full_mask(self, height: int, width: int) -> np.ndarray:
-        mask = np.zeros((height, width), dtype=bool)
-        mask[self.y0 : self.y1, self.x0 : self.x1] = self.crop
-        return mask
-
     def window(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """This component's mask over another box (zeros where it is absent)."""
         out = np.zeros((y1 - y0, x1 - x0), dtype=bool)

@@ -27,10 +27,6 @@ def shard_items(source: SourceConfig, relpaths: list[str]) -> tuple[list[Item], 
     return wanted, quarantined
 
 
-def rejected_rows(source: SourceConfig, rejected: list[Rejected]) -> list[dict]:
-    return [quarantine_row(stable_id("item", source.name, r.relpath), source.name, r.relpath, STAGE, r.reason, r.detail) for r in rejected]
-
-
 def inventory(source: SourceConfig, items: list[Item]) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows, quarantined = [], []
     hashes: dict[str, str] = {}  # one COCO or CSV file serves many items: hash it once

@@ -260,7 +260,7 @@ def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ..
     return tuple(specs)
 
 
-def _parse_boxes(chk: _Checker, node: LineDict, path: str, images: str) -> BoxSpec:
+def _parse_boxes(chk: _Checker, node: LineDict, path: str) -> BoxSpec:
     bnode = chk.mapping(node.get("boxes"), node, "boxes", f"{path}.boxes")
     chk.unknown_keys(bnode, BOX_KEYS, f"{path}.boxes")
     fmt = chk.choice(bnode, "format", f"{path}.boxes.format", BOX_FORMATS, required=True)
@@ -402,7 +402,7 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         slice_every=chk.integer(node, "slice_every", f"{path}.slice_every", 1, minimum=1),
         min_slice_fraction=chk.integer(node, "min_slice_fraction", f"{path}.min_slice_fraction", 0.0, kind=float),
         label_windows=_parse_label_windows(chk, node, path),
-        boxes=_parse_boxes(chk, node, path, images) if "boxes" in node else None,
+        boxes=_parse_boxes(chk, node, path) if "boxes" in node else None,
         expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
         proposals=bool(node.get("proposals", False)),
         include_proposals=bool(node.get("include_proposals", False)),
