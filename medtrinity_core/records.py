@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 
-ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "value": pl.Int64, "sha256": pl.String})
+ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "value": pl.Int64, "match": pl.String, "sha256": pl.String})
+# how a DICOM-SEG, RTSTRUCT or label volume was put on an image: by its referenced source frames, by
+# geometry (plane positions in patient space), or through a frame of reference shared with another series
+ANNOTATION_MATCH = pl.Struct({"annotation_sha256": pl.String, "kind": pl.String, "match": pl.String})
 MASK = pl.Struct({"label": pl.String, "uri": pl.String, "sha256": pl.String, "annotation": pl.String})
 BOX = pl.Struct({"label": pl.String, "x0": pl.Float64, "y0": pl.Float64, "x1": pl.Float64, "y1": pl.Float64})
+# the patient's body on the image, in its (resized) pixels: box and centre, measured before windowing
+BODY = pl.Struct({"x0": pl.Float64, "y0": pl.Float64, "x1": pl.Float64, "y1": pl.Float64, "cx": pl.Float64, "cy": pl.Float64})
 LABEL_VOLUME = pl.Struct({"label": pl.String, "volume_ml": pl.Float64})
 
 QUARANTINE = {
@@ -39,6 +44,7 @@ NORMALIZED = {
     "source_sha256": pl.String,
     "slice_axis": pl.String,
     "slice_index": pl.Int64,
+    "volume_index": pl.Int64,
     "image_uri": pl.String,
     "image_sha256": pl.String,
     "width": pl.Int64,
@@ -50,6 +56,7 @@ NORMALIZED = {
     "spacing_y": pl.Float64,
     "image_left": pl.String,
     "image_top": pl.String,
+    "body": BODY,
     "patient_key": pl.String,
     "study_key": pl.String,
     "pixel_sha256": pl.String,
@@ -60,6 +67,7 @@ NORMALIZED = {
     "masks": pl.List(MASK),
     "boxes": pl.List(BOX),
     "label_volumes": pl.List(LABEL_VOLUME),
+    "annotation_matches": pl.List(ANNOTATION_MATCH),
     "labels": pl.List(pl.String),
 }
 
@@ -165,6 +173,8 @@ PROVENANCE = pl.Struct(
         "item_id": pl.String,
         "slice_axis": pl.String,
         "slice_index": pl.Int64,
+        "volume_index": pl.Int64,
+        "annotation_matches": pl.List(ANNOTATION_MATCH),
         "normalization": pl.String,
         "roi_methods": pl.List(pl.String),
         "roi_model": pl.String,

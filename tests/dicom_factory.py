@@ -146,3 +146,95 @@ def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = Tr
     frame.RTReferencedStudySequence = Sequence([study_ref])
     ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
     ds.save_as(path, enforce_file_format=True)
+
+
+def write_grid_series(folder: Path, modality: str, frame_uid: str, study_uid: str, shape: tuple[int, int, int],
+                      spacing: tuple[float, float], slice_mm: float, origin: tuple[float, float, float], value: float = 100.0) -> list[Dataset]:
+    """An axial series of `shape` (slices, rows, cols) on a given frame of reference and grid: for
+    series of one study that share a frame of reference but not a grid (PET/CT)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = generate_uid()
+    datasets = []
+    for z in range(shape[0]):
+        ds = _base(modality, CT_STORAGE if modality == "CT" else PET_STORAGE, series_uid, study_uid, frame_uid)
+        ds.InstanceNumber = z + 1
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + z * slice_mm]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = list(spacing), slice_mm
+        ds.Rows, ds.Columns = shape[1], shape[2]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        if modality == "PT":
+            ds.Units = "CNTS"
+        ds.PixelData = np.full(shape[1:], value, np.int16).tobytes()
+        ds.save_as(folder / f"{modality.lower()}_{z:03d}.dcm", enforce_file_format=True)
+        datasets.append(ds)
+    return datasets
+
+
+def write_disc_rtstruct(path: Path, series: list[Dataset], centre: tuple[float, float], radius: float, planes: list[float], name: str = "GTV") -> None:
+    """One ROI drawn as a 64-point circle on each given plane (z in mm), referencing `series` only."""
+    first = series[0]
+    ds = _base("RTSTRUCT", RTSTRUCT_STORAGE, generate_uid(), first.StudyInstanceUID, first.FrameOfReferenceUID)
+    roi = Dataset()
+    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 1, name, first.FrameOfReferenceUID
+    ds.StructureSetROISequence = Sequence([roi])
+    by_z = {round(float(d.ImagePositionPatient[2]), 3): d for d in series}
+    angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    contours = []
+    for z in planes:
+        contour = Dataset()
+        points = [v for a in angles for v in (centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a), z)]
+        contour.ContourGeometricType, contour.NumberOfContourPoints, contour.ContourData = "CLOSED_PLANAR", 64, [round(float(v), 4) for v in points]
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = by_z[round(z, 3)].SOPClassUID, by_z[round(z, 3)].SOPInstanceUID
+        contour.ContourImageSequence = Sequence([ref])
+        contours.append(contour)
+    roi_contour = Dataset()
+    roi_contour.ReferencedROINumber, roi_contour.ContourSequence = 1, Sequence(contours)
+    ds.ROIContourSequence = Sequence([roi_contour])
+    series_ref = Dataset()
+    series_ref.SeriesInstanceUID = first.SeriesInstanceUID
+    study_ref = Dataset()
+    study_ref.ReferencedSOPInstanceUID = first.StudyInstanceUID
+    study_ref.RTReferencedSeriesSequence = Sequence([series_ref])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = first.FrameOfReferenceUID
+    frame.RTReferencedStudySequence = Sequence([study_ref])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
+    ds.save_as(path, enforce_file_format=True)
+
+
+def strip_spatial_locations(path: Path, drop_references: bool = False) -> None:
+    """A SEG as older converters write it: source-image references without SpatialLocationsPreserved
+    (or, with `drop_references`, pointing at instances that are not in the series)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    for functional in ds.PerFrameFunctionalGroupsSequence:
+        for derivation in functional.get("DerivationImageSequence") or []:
+            for source in derivation.get("SourceImageSequence") or []:
+                if "SpatialLocationsPreserved" in source:
+                    del source.SpatialLocationsPreserved
+                if drop_references:
+                    source.ReferencedSOPInstanceUID = generate_uid()
+    ds.save_as(path)
+
+
+def write_colour_captures(folder: Path, count: int = 3, sop_class: str = "1.2.840.10008.5.1.4.1.1.7") -> None:
+    """Secondary-capture (or VL photographic) RGB images sharing one SeriesInstanceUID, without slice
+    geometry: how dermoscopy, endoscopy and clinical photographs arrive as DICOM."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    for k in range(count):
+        ds = _base("XC", sop_class, series_uid, study_uid, frame_uid)
+        del ds.FrameOfReferenceUID
+        ds.InstanceNumber = k + 1
+        ds.Rows, ds.Columns = 24, 40
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        pixels = np.zeros((24, 40, 3), np.uint8)
+        pixels[..., 0], pixels[..., 1], pixels[..., 2] = 200, 60 + 40 * k, 30
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(folder / f"photo_{k}.dcm", enforce_file_format=True)

@@ -95,7 +95,7 @@ def test_triplets_join_description_rois_and_provenance(pipeline):
     row = triplets.row(0, named=True)
     prov = row["provenance"]
     assert prov["license"] == "LicenseRef-research-only"
-    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v1"
+    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v2"
     assert prov["roi_methods"] == ["ground_truth_mask"]
     assert prov["passage_ids"] and all(p in row["description"] for p in prov["passage_ids"])
     assert len(prov["source_sha256"]) == 64

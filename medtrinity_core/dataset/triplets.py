@@ -74,6 +74,8 @@ def build_triplets(
                     "item_id": img["item_id"],
                     "slice_axis": img["slice_axis"],
                     "slice_index": img["slice_index"],
+                    "volume_index": img.get("volume_index"),
+                    "annotation_matches": img.get("annotation_matches") or [],
                     "normalization": img["normalization"],
                     "roi_methods": sorted({r["method"] for r in image_rois}),
                     "roi_model": ", ".join(sorted({r["model_id"] for r in image_rois if r["model_id"]})) or None,

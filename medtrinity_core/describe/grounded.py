@@ -15,7 +15,7 @@ from medtrinity_core.records import DESCRIPTIONS, frame
 from medtrinity_core.sources.schema import SourceConfig
 
 GENERATOR = "grounded"
-TEMPLATE_VERSION = "grounded-v1"
+TEMPLATE_VERSION = "grounded-v2"
 PASSAGES_QUOTED = 2
 RELATIONS_STATED = 4
 VERBS = {"contains": "contains", "inside": "lies within", "overlaps": "overlaps", "touches": "touches"}
@@ -99,7 +99,7 @@ def relations_facet(rois: list[dict]) -> str:
     by_id = {r["roi_id"]: r for r in rois}
     for roi in sorted(rois, key=lambda r: (-r["area_px"], r["roi_id"])):
         for rel in roi["relations"] or []:
-            pair = frozenset((roi["roi_id"], rel["other_roi_id"]))
+            pair = frozenset((roi["label"], rel["other_label"]))  # each pair of labels once, by its largest regions
             if pair in seen or rel["other_roi_id"] not in by_id:
                 continue
             seen.add(pair)

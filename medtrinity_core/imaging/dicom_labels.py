@@ -1,4 +1,13 @@
-"""Label volumes from DICOM-SEG (binary and fractional) and RTSTRUCT (contours rasterized) on a series' grid."""
+"""Label volumes from DICOM-SEG (binary and fractional) and RTSTRUCT (contours rasterized) on a series' grid.
+
+Each reader says how it matched the annotation to the series (`MATCHES`):
+- `source_frames`: by the SOP instances the annotation references (the series it was drawn on);
+- `geometry`: by plane positions in patient space, on the series it references (a SEG whose source
+  references do not state `SpatialLocationsPreserved`, or reference instances the source lacks;
+  contours without image references);
+- `frame_of_reference`: the annotation references another series (contours drawn on the CT of a
+  PET/CT study) and is put on this one through the frame of reference they share, by geometry.
+"""
 
 from __future__ import annotations
 
@@ -12,86 +21,235 @@ from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.series import Series
 
 FRACTIONAL_CUT = 0.5
+MATCHES = ("source_frames", "geometry", "frame_of_reference")
+PLANE_TOLERANCE = 0.25  # a SEG frame lies on a slice when it is within this fraction of the slice spacing
+PARALLEL = 1e-3
 
 
-def seg_labels(path: Path, series: Series) -> tuple[np.ndarray, dict[int, str]]:
-    """Segment numbers on the series' slices, matched by referenced SOP instance; names from SegmentLabel
-    (else the segmented property's meaning)."""
-    import highdicom as hd
+class Grid:
+    """A series' voxel grid in patient space (LPS, mm): where each slice and pixel lies."""
 
-    try:
-        seg = hd.seg.segread(str(path))
-    except Exception as exc:  # noqa: BLE001
-        raise ItemError("bad_annotation", f"{path.name}: not a readable DICOM-SEG ({exc})") from None
+    def __init__(self, series: Series):
+        image = series.image
+        self.size = image.GetSize()  # (cols, rows, slices)
+        direction = np.asarray(image.GetDirection()).reshape(3, 3)
+        self.row_dir, self.col_dir, self.normal = direction[:, 0], direction[:, 1], direction[:, 2]
+        self.origin = np.asarray(image.GetOrigin())
+        self.sx, self.sy, self.sz = image.GetSpacing()
+        self.frame_of_reference = str(series.first.get("FrameOfReferenceUID", "")) or None
+
+    def empty(self) -> np.ndarray:
+        return np.zeros((self.size[2], self.size[1], self.size[0]), dtype=np.int64)
+
+    def slice_of(self, point: np.ndarray, tolerance_mm: float) -> int | None:
+        """The slice whose plane is nearest a point, if within the tolerance."""
+        z = float(np.dot(point - self.origin, self.normal)) / self.sz
+        k = int(round(z))
+        return k if 0 <= k < self.size[2] and abs(z - k) * self.sz <= tolerance_mm else None
+
+    def depth(self, k: int) -> float:
+        return float(np.dot(self.origin, self.normal)) + k * self.sz
+
+    def plane_coords(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of patient points on slice k, in pixels."""
+        offset = points - (self.origin + k * self.sz * self.normal)
+        return offset @ self.col_dir / self.sy, offset @ self.row_dir / self.sx
+
+
+def _check_frame(grid: Grid, frame_of_reference: str | None, name: str) -> None:
+    if grid.frame_of_reference and frame_of_reference and frame_of_reference != grid.frame_of_reference:
+        raise ItemError("bad_annotation", f"{name} lies on frame of reference {frame_of_reference}, not its series'")
+
+
+def _segment_names(ds: pydicom.Dataset) -> dict[int, str]:
     names = {}
-    for item in seg.SegmentSequence:
+    for item in ds.SegmentSequence:
         label = str(item.get("SegmentLabel") or "")
         if not label and "SegmentedPropertyTypeCodeSequence" in item:
             label = str(item.SegmentedPropertyTypeCodeSequence[0].CodeMeaning)
         names[int(item.SegmentNumber)] = label or f"segment {int(item.SegmentNumber)}"
-    referenced = set(seg.get_source_image_uids()) if hasattr(seg, "get_source_image_uids") else None
-    uids = [u for u in series.sop_uids if referenced is None or any(u == r[2] for r in referenced)]
-    if not uids:
-        raise ItemError("mask_geometry_mismatch", f"{path.name} references none of its series' slices")
-    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=False, skip_overlap_checks=True)
-    pixels = np.asarray(pixels)
+    return names
+
+
+def _frame_sources(ds: pydicom.Dataset) -> list[set[str]]:
+    """The source instances each SEG frame says it was derived from."""
+    return [
+        {str(src.ReferencedSOPInstanceUID) for d in f.get("DerivationImageSequence") or [] for src in d.get("SourceImageSequence") or []}
+        for f in ds.get("PerFrameFunctionalGroupsSequence") or []
+    ]
+
+
+def _seg_by_source_frames(path: Path, ds: pydicom.Dataset, series: Series, names: dict[int, str], grid: Grid) -> np.ndarray | None:
+    """Through highdicom's index of referenced source instances; None when a frame references no
+    instance of the series, or highdicom refuses (no `SpatialLocationsPreserved`)."""
+    import highdicom as hd
+
+    present = set(series.sop_uids)
+    sources = _frame_sources(ds)
+    if not sources or not all(refs & present for refs in sources):
+        return None
+    try:
+        seg = hd.seg.segread(str(path))
+        referenced = {r[2] for r in seg.get_source_image_uids()}
+        if not referenced or not referenced <= set(series.sop_uids):
+            return None
+        uids = [u for u in series.sop_uids if u in referenced]
+        pixels = np.asarray(seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=False, skip_overlap_checks=True))
+    except Exception:  # noqa: BLE001 - highdicom refuses many real-world SEGs; geometry decides then
+        return None
     if pixels.dtype.kind == "f":
         pixels = pixels > FRACTIONAL_CUT
-    segments = sorted(names)
-    size = series.image.GetSize()
-    labels = np.zeros((size[2], size[1], size[0]), dtype=np.int64)
+    labels = grid.empty()
     for k, uid in enumerate(uids):
         z = series.sop_uids.index(uid)
-        for channel, number in enumerate(segments):
+        for channel, number in enumerate(sorted(names)):
             labels[z][pixels[k, :, :, channel] > 0] = number
-    return labels, names
+    return labels
 
 
-def _contour_slice(points: np.ndarray, refs: list[str], series: Series, positions: np.ndarray, spacing_z: float) -> int | None:
-    for uid in refs:
-        if uid in series.sop_uids:
-            return series.sop_uids.index(uid)
-    d = float(np.dot(points[0], series_normal(series)))
-    nearest = int(np.argmin(np.abs(positions - d)))
-    return nearest if abs(positions[nearest] - d) <= spacing_z / 2 else None
+def _frame_geometry(ds: pydicom.Dataset, functional: pydicom.Dataset, shared: pydicom.Dataset | None, tag: str, attr: str):
+    for group in (functional, shared):
+        if group is not None and tag in group:
+            return group[tag][0].get(attr)
+    return None
 
 
-def series_normal(series: Series) -> np.ndarray:
-    return np.asarray(series.image.GetDirection()).reshape(3, 3)[:, 2]
+def _seg_by_geometry(ds: pydicom.Dataset, grid: Grid, name: str) -> tuple[np.ndarray, int]:
+    """Each SEG frame onto the slice whose plane it lies on (same orientation, within a fraction of the
+    slice spacing), resampled onto that slice's pixels (nearest); (labels, frames placed)."""
+    frames = np.asarray(ds.pixel_array)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if str(ds.get("SegmentationType", "BINARY")).upper() == "FRACTIONAL":
+        frames = frames > FRACTIONAL_CUT * float(ds.get("MaximumFractionalValue", 255) or 255)
+    else:
+        frames = frames > 0
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if len(per_frame) != frames.shape[0]:
+        raise ItemError("bad_annotation", f"{name}: {len(per_frame)} per-frame descriptions for {frames.shape[0]} frames")
+    labels = grid.empty()
+    rows, cols = np.mgrid[0 : grid.size[1], 0 : grid.size[0]]
+    placed = 0
+    for index, functional in enumerate(per_frame):
+        number = _frame_geometry(ds, functional, shared, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
+        position = _frame_geometry(ds, functional, shared, "PlanePositionSequence", "ImagePositionPatient")
+        orientation = _frame_geometry(ds, functional, shared, "PlaneOrientationSequence", "ImageOrientationPatient")
+        spacing = _frame_geometry(ds, functional, shared, "PixelMeasuresSequence", "PixelSpacing")
+        if number is None or position is None or orientation is None or spacing is None:
+            continue
+        iop = np.asarray([float(v) for v in orientation])
+        if abs(abs(float(np.dot(np.cross(iop[:3], iop[3:]), grid.normal))) - 1) > PARALLEL:
+            continue  # a frame in another plane cannot be put on these slices without reslicing
+        ipp = np.asarray([float(v) for v in position])
+        k = grid.slice_of(ipp, PLANE_TOLERANCE * grid.sz)
+        if k is None:
+            continue
+        centres = grid.origin + k * grid.sz * grid.normal + cols[..., None] * grid.sx * grid.row_dir + rows[..., None] * grid.sy * grid.col_dir
+        u = np.rint((centres - ipp) @ iop[:3] / float(spacing[1])).astype(int)
+        v = np.rint((centres - ipp) @ iop[3:] / float(spacing[0])).astype(int)
+        inside = (u >= 0) & (v >= 0) & (u < frames.shape[2]) & (v < frames.shape[1])
+        hit = np.zeros(inside.shape, bool)
+        hit[inside] = frames[index][v[inside], u[inside]]
+        labels[k][hit] = int(number)
+        placed += 1
+    return labels, placed
 
 
-def rtstruct_labels(path: Path, series: Series) -> tuple[np.ndarray, dict[int, str]]:
-    """Each ROI's closed planar contours filled on the slice they lie on (matched by referenced SOP
-    instance, else by position along the normal); later ROIs overwrite earlier ones where they overlap."""
+def seg_labels(path: Path, series: Series, via_frame_of_reference: bool = False) -> tuple[np.ndarray, dict[int, str], str]:
+    """Segment numbers on the series' slices, names from SegmentLabel (else the segmented property's
+    meaning), and how the frames were matched (see `MATCHES`)."""
+    try:
+        ds = pydicom.dcmread(path)
+        names = _segment_names(ds)
+    except Exception as exc:  # noqa: BLE001
+        raise ItemError("bad_annotation", f"{path.name}: not a readable DICOM-SEG ({exc})") from None
+    grid = Grid(series)
+    _check_frame(grid, str(ds.get("FrameOfReferenceUID", "")) or None, path.name)
+    if not via_frame_of_reference:
+        labels = _seg_by_source_frames(path, ds, series, names, grid)
+        if labels is not None:
+            return labels, names, "source_frames"
+    try:
+        labels, placed = _seg_by_geometry(ds, grid, path.name)
+    except ItemError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pixel data or functional groups that do not parse
+        raise ItemError("bad_annotation", f"{path.name}: SEG frames cannot be read ({type(exc).__name__}: {exc})"[:300]) from None
+    if not placed:
+        raise ItemError("bad_annotation", f"{path.name}: no SEG frame matches a slice of its series, by referenced instance or by plane position")
+    return labels, names, "frame_of_reference" if via_frame_of_reference else "geometry"
+
+
+def _fill(grid: Grid, polygons: list[np.ndarray], k: int) -> np.ndarray:
+    """Closed planar contours of one ROI on one slice; even-odd, so an inner contour is a hole."""
+    filled = np.zeros((grid.size[1], grid.size[0]), dtype=bool)
+    for points in polygons:
+        rows, cols = grid.plane_coords(points, k)
+        rr, cc = polygon(rows, cols, shape=filled.shape)
+        hit = np.zeros_like(filled)
+        hit[rr, cc] = True
+        filled ^= hit
+    return filled
+
+
+def _planes_by_position(grid: Grid, contours: list[np.ndarray]) -> dict[int, list[np.ndarray]]:
+    """Contours without a usable image reference, onto slices by position: each slice takes the
+    contour plane nearest it, within half the larger of the slice spacing and the contour spacing
+    (so a coarser or finer grid than the one drawn on is filled throughout the structure)."""
+    depth = {}
+    for points in contours:
+        depth.setdefault(round(float(np.dot(points.mean(axis=0), grid.normal)), 3), []).append(points)
+    planes = np.array(sorted(depth))
+    step = float(np.median(np.diff(planes))) if planes.size > 1 else grid.sz
+    tolerance = max(grid.sz, step) / 2
+    out = {}
+    for k in range(grid.size[2]):
+        nearest = planes[int(np.argmin(np.abs(planes - grid.depth(k))))]
+        if abs(nearest - grid.depth(k)) <= tolerance + 1e-6:
+            out[k] = depth[nearest]
+    return out
+
+
+def rtstruct_labels(path: Path, series: Series, via_frame_of_reference: bool = False) -> tuple[np.ndarray, dict[int, str], str]:
+    """Each ROI's closed planar contours filled on the slices they lie on: matched by referenced SOP
+    instance, else by position along the normal (also when the structure set was drawn on another
+    series of the same frame of reference); inner contours are holes; later ROIs overwrite earlier
+    ones where they overlap."""
     try:
         ds = pydicom.dcmread(path, force=True)
         names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
-        contours = ds.ROIContourSequence
+        rois = [(int(roi.ReferencedROINumber), list(roi.get("ContourSequence") or [])) for roi in ds.ROIContourSequence]
+        frame = next((str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence") or [] if "FrameOfReferenceUID" in f), None)
     except Exception as exc:  # noqa: BLE001
         raise ItemError("bad_annotation", f"{path.name}: not a readable RT structure set ({exc})") from None
-    image = series.image
-    size = image.GetSize()
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    row_dir, col_dir, normal = direction[:, 0], direction[:, 1], direction[:, 2]
-    origin = np.asarray(image.GetOrigin())
-    sx, sy, sz = image.GetSpacing()
-    positions = np.array([np.dot(origin + z * sz * normal, normal) for z in range(size[2])])
-    labels = np.zeros((size[2], size[1], size[0]), dtype=np.int64)
-    placed = 0
-    for roi in contours:
-        number = int(roi.ReferencedROINumber)
-        for contour in roi.get("ContourSequence") or []:
-            points = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3)
+    grid = Grid(series)
+    _check_frame(grid, frame, path.name)
+    labels = grid.empty()
+    by_reference = by_position = 0
+    for number, contours in rois:
+        planes: dict[int, list[np.ndarray]] = {}
+        loose = []
+        for contour in contours:
+            try:
+                points = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3)
+            except Exception as exc:  # noqa: BLE001
+                raise ItemError("bad_annotation", f"{path.name}: ROI {number} has contour data that is not x, y, z triples ({exc})") from None
             refs = [str(i.ReferencedSOPInstanceUID) for i in contour.get("ContourImageSequence") or []]
-            z = _contour_slice(points, refs, series, positions, sz)
-            if z is None:
-                continue
-            slice_origin = origin + z * sz * normal
-            cols = (points - slice_origin) @ row_dir / sx
-            rows = (points - slice_origin) @ col_dir / sy
-            rr, cc = polygon(rows, cols, shape=(size[1], size[0]))
-            labels[z, rr, cc] = number
-            placed += 1
-    if contours and not placed:
+            z = next((series.sop_uids.index(u) for u in refs if u in series.sop_uids), None) if not via_frame_of_reference else None
+            if z is not None:
+                planes.setdefault(z, []).append(points)
+                by_reference += 1
+            elif len(points) >= 3:
+                loose.append(points)
+        if loose:
+            for k, polygons in _planes_by_position(grid, loose).items():
+                planes.setdefault(k, []).extend(polygons)
+                by_position += 1
+        for k, polygons in planes.items():
+            labels[k][_fill(grid, polygons, k)] = number
+    if any(contours for _, contours in rois) and not (by_reference or by_position):
         raise ItemError("mask_geometry_mismatch", f"{path.name}: no contour lies on a slice of its series")
-    return labels, names
+    if via_frame_of_reference:
+        return labels, names, "frame_of_reference"
+    return labels, names, "geometry" if by_position else "source_frames"

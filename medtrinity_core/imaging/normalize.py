@@ -17,12 +17,13 @@ import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import salted_hash, stable_id
+from medtrinity_core.imaging.body import body_box, body_record
 from medtrinity_core.imaging.dedup import perceptual_hash, pixel_hash
 from medtrinity_core.imaging.dicom import dicom_to_uint8, to_suv
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
 from medtrinity_core.imaging.series import assemble, frames_volume
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
-from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_label_values, read_mask, read_raster, read_volume, side_letters
+from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_label_values, read_mask, read_raster, read_volumes, side_letters
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.roi.boxes import read_boxes
@@ -34,7 +35,8 @@ STAGE = "normalized"
 
 def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster, masks: list[tuple[str, np.ndarray, str]],
                axis: str | None = None, index: int | None = None, labels: list[str] | None = None,
-               boxes: list[dict] = (), label_volumes: list[dict] = ()) -> dict:
+               boxes: list[dict] = (), label_volumes: list[dict] = (), volume_index: int | None = None,
+               matches: list[dict] = ()) -> dict:
     h, w = raster.pixels.shape[:2]
     size = target_size(w, h, source.max_side, raster.spacing)
     pixels = resize_image(raster.pixels, size)
@@ -48,14 +50,16 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
     scaled_boxes = [{**b, "x0": round(b["x0"] * sx, 3), "y0": round(b["y0"] * sy, 3), "x1": round(b["x1"] * sx, 3), "y1": round(b["y1"] * sy, 3)} for b in boxes]
     spacing = (raster.spacing[0] * w / size[0], raster.spacing[1] * h / size[1]) if raster.spacing else (None, None)
     norm = {"intensity": raster.intensity, "size": [w, h], "resized": list(size)}
+    volume = () if volume_index is None else (f"t{volume_index}",)  # 3D images keep the ids they always had
     return {
-        "image_id": stable_id("img", source.name, raw["relpath"], axis or "", "" if index is None else index),
+        "image_id": stable_id("img", source.name, raw["relpath"], axis or "", "" if index is None else index, *volume),
         "item_id": raw["item_id"],
         "source": source.name,
         "relpath": raw["relpath"],
         "source_sha256": raw["sha256"],
         "slice_axis": axis,
         "slice_index": index,
+        "volume_index": volume_index,
         "image_uri": uri,
         "image_sha256": digest,
         "width": size[0],
@@ -67,6 +71,7 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
         "spacing_y": None if spacing[1] is None else round(spacing[1], 6),
         "image_left": raster.image_left,
         "image_top": raster.image_top,
+        "body": body_record(raster.body, sx, sy),
         "patient_key": raster.patient_key,
         "study_key": raster.study_key,
         "pixel_sha256": decoded_hash,
@@ -75,12 +80,20 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
         "masks": mask_rows,
         "boxes": scaled_boxes,
         "label_volumes": list(label_volumes),
+        "annotation_matches": list(matches),
         "labels": (list(raw["labels"] or []) if labels is None else labels) or sorted({b["label"] for b in boxes}),
     }
 
 
+# 2D sources whose orientation is known by convention: (patient side at the image's left, at its top)
+CONVENTIONS = {"radiological_axial": ("R", "A"), "radiological_coronal": ("R", "S"), "chest_pa": ("R", "S")}
+
+
 def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
     raster = read_raster(source.root / raw["relpath"])
+    if source.orientation:
+        raster.image_left, raster.image_top = CONVENTIONS[source.orientation]
+        raster.body = body_box(raster.pixels, source.modality)
     h, w = raster.pixels.shape[:2]
     masks, boxes = [], []
     for ann in raw["annotations"]:
@@ -159,7 +172,7 @@ def patient_keys(ds, workdir: Workdir) -> tuple[str | None, str | None]:
 
 
 def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk.Image, labels: np.ndarray | None,
-                  names: dict[int, str], label_file: str, ds=None) -> list[dict]:
+                  names: dict[int, str], label_file: str, ds=None, volume_index: int | None = None, matches: list[dict] = ()) -> list[dict]:
     """Orient to LPS, pick the slices, window and write them with their per-label masks."""
     if labels is not None:
         label_image = sitk.GetImageFromArray(labels.astype(np.int32))
@@ -183,36 +196,52 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
         for k in pick_slices(foreground_slices(labels, dim, source.min_slice_fraction), source.negatives_per_volume, source.slice_every):
             plane_labels = cut(labels, k)
             masks = [(names.get(int(v), f"label {int(v)}"), plane_labels == v, label_file) for v in np.unique(plane_labels) if v != 0]
-            pixels, params = intensity(np.ascontiguousarray(cut(values, k)), {m[0] for m in masks})
-            raster = Raster(pixels, {**params, "orientation": "LPS"}, spacing=spacing[axis], image_left=left, image_top=top, patient_key=patient, study_key=study)
+            plane = np.ascontiguousarray(cut(values, k))
+            pixels, params = intensity(plane, {m[0] for m in masks})
+            raster = Raster(pixels, {**params, "orientation": "LPS"}, spacing=spacing[axis], image_left=left, image_top=top, patient_key=patient,
+                            study_key=study, body=body_box(plane, source.modality))
             # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
-            rows.append(_image_row(source, raw, workdir, raster, masks, axis, k, labels=sorted({m[0] for m in masks}), label_volumes=volumes))
+            rows.append(_image_row(source, raw, workdir, raster, masks, axis, k, labels=sorted({m[0] for m in masks}), label_volumes=volumes,
+                                   volume_index=volume_index, matches=matches))
     return rows
 
 
 def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
-    image = read_volume(source.root / raw["relpath"])
-    labels, label_file = None, ""
+    """A volume file (a 4D one gives the volumes `volume_index` picks) with its label volume, matched
+    in patient space (resampled onto the image's grid when they differ). A 4D label file pairs with
+    the image's volumes by index; a 3D one labels each of them."""
+    volumes = read_volumes(source.root / raw["relpath"], source.volume_index)
+    label_sets, matches = [], []
     for ann in raw["annotations"]:
-        labels = align_labels(read_volume(source.root / ann["relpath"]), image, ann["relpath"])
-        label_file = ann["relpath"]
-    return _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), label_file)
+        label_sets.append((ann["relpath"], dict(read_volumes(source.root / ann["relpath"], "all"))))
+        matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": "geometry"})
+    rows = []
+    for t, image in volumes:
+        labels, label_file = None, ""
+        for rel, by_index in label_sets:
+            found = by_index.get(t) if t in by_index else by_index.get(None)
+            if found is None:
+                raise ItemError("mask_geometry_mismatch", f"{rel} has no volume {t} to pair with {raw['relpath']}")
+            labels, label_file = align_labels(found, image, rel), rel
+        rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), label_file, volume_index=t, matches=matches)
+    return rows
 
 
 def _normalize_series(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
     members = [raw["relpath"]] + [a["relpath"] for a in raw["annotations"] if a["kind"] == "series_member"]
     series = assemble(source.root, members, source.allow_burned_in)
-    labels, names, label_file = None, {}, ""
+    labels, names, label_file, matches = None, {}, "", []
     for ann in raw["annotations"]:
         if ann["kind"] in ("dicom_seg", "rtstruct"):
             read = seg_labels if ann["kind"] == "dicom_seg" else rtstruct_labels
-            found, found_names = read(source.root / ann["relpath"], series)
+            found, found_names, match = read(source.root / ann["relpath"], series, via_frame_of_reference=ann["match"] == "frame_of_reference")
             offset = max(names, default=0)  # a second SEG or RTSTRUCT numbers its labels after the first's
             found = np.where(found > 0, found + offset, 0)
             labels = found if labels is None else np.where(found > 0, found, labels)
             names.update({k + offset: source.rename(v) for k, v in found_names.items()})
             label_file = ann["relpath"]
-    return _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first)
+            matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": match})
+    return _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first, matches=matches)
 
 
 CINE_FRAMES = 3  # frames kept from a multi-frame object without geometry: first, middle, last
@@ -254,6 +283,7 @@ def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[
     if "ImageOrientationPatient" in ds:
         iop = [float(v) for v in ds.ImageOrientationPatient]
         raster.image_left, raster.image_top = side_letters(iop[:3], iop[3:])
+        raster.body = body_box(values, source.modality)
     raster.patient_key, raster.study_key = patient_keys(ds, workdir)
     return [_image_row(source, raw, workdir, raster, [])]
 

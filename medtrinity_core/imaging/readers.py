@@ -35,6 +35,7 @@ class Raster:
     image_top: str | None = None
     patient_key: str | None = None  # salted hashes: a patient's images stay groupable, not identifiable
     study_key: str | None = None
+    body: tuple[float, float, float, float] | None = None  # the patient's body: (x0, y0, x1, y1) in pixels
 
 
 def _open(path: Path) -> Image.Image:
@@ -110,7 +111,8 @@ def side_letters(row_vec, col_vec) -> tuple[str, str]:
 
 
 def _nibabel_volume(path: Path) -> sitk.Image | None:
-    """NIfTI that SimpleITK cannot read (NIfTI-2, say), through nibabel: RAS affine to LPS geometry."""
+    """NIfTI that SimpleITK cannot read (NIfTI-2, say), through nibabel: RAS affine to LPS geometry;
+    a 4D file becomes a 4D image (time last), so `read_volumes` treats both readers alike."""
     import nibabel as nib
 
     try:
@@ -118,20 +120,46 @@ def _nibabel_volume(path: Path) -> sitk.Image | None:
         data = np.asarray(img.dataobj)
     except Exception:  # noqa: BLE001 - not a NIfTI nibabel knows either
         return None
-    if data.ndim != 3:
-        raise ItemError("unsupported_dimension", f"{path.name} has {data.ndim} dimensions, expected 3")
+    if data.ndim not in (3, 4):
+        raise ItemError("unsupported_dimension", f"{path.name} has {data.ndim} dimensions, expected 3 (or 4 with volume_index)")
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine  # RAS+ to LPS+
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    image.SetSpacing(tuple(float(v) for v in spacing))
-    image.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
-    image.SetDirection(tuple(float(v) for v in (affine[:3, :3] / spacing).ravel()))
+    axes = (3, 2, 1, 0) if data.ndim == 4 else (2, 1, 0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(*axes)), isVector=False)
+    direction = (affine[:3, :3] / spacing).ravel()
+    if data.ndim == 4:
+        image.SetSpacing((*(float(v) for v in spacing), 1.0))
+        image.SetOrigin((*(float(v) for v in affine[:3, 3]), 0.0))
+        d = direction.reshape(3, 3)
+        image.SetDirection(tuple(float(v) for v in np.block([[d, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]).ravel()))
+    else:
+        image.SetSpacing(tuple(float(v) for v in spacing))
+        image.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+        image.SetDirection(tuple(float(v) for v in direction))
     return image
 
 
-def read_volume(path: Path) -> sitk.Image:
-    """A volume in the LPS patient frame: array axes (z, y, x) run toward Superior, Posterior, Left,
-    so an axial slice shows the patient's right on the image's left (radiological convention)."""
+def pick_volumes(count: int, volume_index: str | int | None, name: str) -> list[int]:
+    """Which 3D volumes of a 4D series to keep: first, middle, N (from 0) or all."""
+    if volume_index is None:
+        raise ItemError("unsupported_dimension", f"{name} is 4D ({count} volumes: cine, DCE, multi-phase or fMRI); "
+                        "set `volume_index: first | middle | N | all` on the source to take 3D volumes from it")
+    if volume_index == "first":
+        return [0]
+    if volume_index == "middle":
+        return [count // 2]
+    if volume_index == "all":
+        return list(range(count))
+    if int(volume_index) >= count:
+        raise ItemError("volume_index_out_of_range", f"{name} has {count} volumes; volume_index {volume_index} is past the last (0-based)")
+    return [int(volume_index)]
+
+
+def read_volumes(path: Path, volume_index: str | int | None = None) -> list[tuple[int | None, sitk.Image]]:
+    """3D volumes in the LPS patient frame: array axes (z, y, x) run toward Superior, Posterior, Left,
+    so an axial slice shows the patient's right on the image's left (radiological convention).
+    A 3D file gives one volume (index None); a 4D file the ones `volume_index` picks, each with its
+    index (without the key it is rejected with that hint)."""
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -139,11 +167,22 @@ def read_volume(path: Path) -> sitk.Image:
         if image is None:
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
             raise ItemError("unreadable", f"{path.name}: {first[:200]}") from None
-    if image.GetDimension() != 3:
-        raise ItemError("unsupported_dimension", f"{path.name} has {image.GetDimension()} dimensions, expected 3")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ItemError("unsupported_pixel_type", f"{path.name} has {image.GetNumberOfComponentsPerPixel()} components per voxel")
-    return sitk.DICOMOrient(image, "LPS")
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
+    if image.GetDimension() == 3:
+        return [(None, sitk.DICOMOrient(image, "LPS"))]
+    if image.GetDimension() != 4:
+        raise ItemError("unsupported_dimension", f"{path.name} has {image.GetDimension()} dimensions, expected 3 (or 4 with volume_index)")
+    size = image.GetSize()
+    volumes = pick_volumes(size[3], volume_index, path.name)
+    return [(t, sitk.DICOMOrient(sitk.Extract(image, [*size[:3], 0], [0, 0, 0, t]), "LPS")) for t in volumes]
+
+
+def read_volume(path: Path) -> sitk.Image:
+    """One 3D volume in the LPS frame (see `read_volumes`); a 4D file is rejected with the hint."""
+    return read_volumes(path)[0][1]
 
 
 def align_labels(labels: sitk.Image, image: sitk.Image, name: str) -> np.ndarray:
@@ -193,7 +232,14 @@ def read_dicom(path: Path, allow_burned_in: bool = False) -> tuple[np.ndarray, p
         syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in dir(ds) else None
         if syntax is not None and syntax.is_compressed:
             raise ItemError("unsupported_transfer_syntax", f"{path.name}: {syntax.name}: {str(exc).splitlines()[0][:200]}") from None
-        raise ItemError("truncated", f"{path.name}: pixel data cannot be read ({str(exc).splitlines()[0][:200]})") from None
+        message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "less than expected" in message or "truncated" in message.lower():
+            reason = "truncated"
+        elif "missing required element" in message.lower() or "transfer syntax" in message.lower():
+            reason = "incomplete_header"  # the pixel module or the file meta lacks what decoding needs
+        else:
+            reason = "undecodable_pixels"
+        raise ItemError(reason, f"{path.name}: pixel data cannot be read ({message})") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut

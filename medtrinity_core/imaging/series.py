@@ -20,6 +20,14 @@ HEADER_TAGS = [
     "ReferencedFrameOfReferenceSequence", "FrameOfReferenceUID",
 ]
 GAP_TOLERANCE = 1.5  # a step this many times the median spacing means a slice is missing
+# Single-frame storage classes whose instances are slices of a volume: CT, MR, PET, NM. Everything
+# else (secondary capture, VL photographic and endoscopic, CR/DX, ultrasound) is a 2D image even
+# when several instances share a SeriesInstanceUID.
+CROSS_SECTIONAL_SOP = {
+    "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.128",
+    "1.2.840.10008.5.1.4.1.1.20", "1.2.840.10008.5.1.4.1.1.130",
+}
+CROSS_SECTIONAL_MODALITY = {"CT", "MR", "PT", "NM"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,8 @@ class Header:
     referenced_series: str | None  # for SEG and RTSTRUCT
     has_pixels: bool
     frames: int
+    frame_of_reference: str | None = None  # an annotation's: its own or the one it references
+    is_slice: bool = False  # a cross-sectional single-frame instance with slice geometry
 
 
 def _referenced_series(ds: pydicom.Dataset) -> str | None:
@@ -43,22 +53,43 @@ def _referenced_series(ds: pydicom.Dataset) -> str | None:
     return None
 
 
+def _frame_of_reference(ds: pydicom.Dataset) -> str | None:
+    for frame in ds.get("ReferencedFrameOfReferenceSequence") or []:
+        if "FrameOfReferenceUID" in frame:
+            return str(frame.FrameOfReferenceUID)
+    return str(ds.FrameOfReferenceUID) if "FrameOfReferenceUID" in ds else None
+
+
 def read_header(root: Path, relpath: str) -> Header | None:
-    """The few tags that decide grouping; None when the file is not DICOM (normalize will say why)."""
+    """The few tags that decide grouping; None when the file is not DICOM (normalize will say why).
+    A DICOM file whose header values cannot be parsed (a non-numeric integer string, say) raises
+    `ItemError("unreadable")`, so discovery quarantines that file and goes on."""
     try:
         ds = pydicom.dcmread(root / relpath, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=True)
     except Exception:  # noqa: BLE001 - anything unparsable is left to the decoder's specific error
         return None
-    if "SOPClassUID" not in ds and "Modality" not in ds:
-        return None
-    return Header(
-        relpath=relpath,
-        modality=str(ds.get("Modality", "")),
-        series_uid=str(ds.SeriesInstanceUID) if "SeriesInstanceUID" in ds else None,
-        referenced_series=_referenced_series(ds),
-        has_pixels="Rows" in ds,
-        frames=int(ds.get("NumberOfFrames", 1) or 1),
-    )
+    try:
+        if "SOPClassUID" not in ds and "Modality" not in ds:
+            return None
+        modality = str(ds.get("Modality", ""))
+        sop_class = str(ds.get("SOPClassUID", ""))
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        geometry = "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+        if geometry:
+            [float(v) for v in (*ds.ImagePositionPatient, *ds.ImageOrientationPatient)]
+        cross_sectional = sop_class in CROSS_SECTIONAL_SOP if sop_class else modality in CROSS_SECTIONAL_MODALITY
+        return Header(
+            relpath=relpath,
+            modality=modality,
+            series_uid=str(ds.SeriesInstanceUID) if "SeriesInstanceUID" in ds else None,
+            referenced_series=_referenced_series(ds),
+            has_pixels="Rows" in ds,
+            frames=frames,
+            frame_of_reference=_frame_of_reference(ds),
+            is_slice=geometry and cross_sectional and frames == 1,
+        )
+    except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily and raises many types
+        raise ItemError("unreadable", f"{relpath}: header cannot be parsed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 
 @dataclass

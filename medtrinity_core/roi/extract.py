@@ -151,7 +151,7 @@ def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=Non
                 "label_count": counts[c.label],
                 "centroid_x": round(cx, 3),
                 "centroid_y": round(cy, 3),
-                "location": location_phrase(cx, cy, width, height, left, top),
+                "location": location_phrase(cx, cy, width, height, left, top, row.get("body"), (comp.x0, comp.x1), source.midline_band),
                 "within": holder.label if holder else None,
                 "within_location": within_phrase(comp, holder.comp, holder.label, left, top) if holder else None,
                 **shape,

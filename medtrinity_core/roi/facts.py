@@ -43,16 +43,49 @@ def grid_terms(fx: float, fy: float, image_left: str | None = None, image_top: s
     return vertical, horizontal
 
 
-def location_phrase(cx: float, cy: float, width: int, height: int, image_left: str | None = None, image_top: str | None = None) -> str:
-    """Image-grid terms for photographs; patient terms when the slice's orientation is known."""
-    vertical, horizontal = grid_terms(cx / width, cy / height, image_left, image_top)
-    if image_left and image_top:
-        if not vertical:
-            return horizontal or "midline"
-        return f"{vertical}, {horizontal or 'midline'}"
-    if not vertical and not horizontal:
-        return "centre of the image"
-    return " ".join(p for p in (vertical, horizontal) if p) + " part of the image"
+MIDLINE_BAND = 0.10  # share of the body's width on each side of its centre that is "midline"
+
+
+def _side(position: float, centre: float, half_band: float, first: str) -> str | None:
+    """The patient side (letter) of a position against a centre, None inside the band; `first` is the
+    side at low pixel coordinates."""
+    if abs(position - centre) <= half_band:
+        return None
+    return first if position < centre else OPPOSITE[first]
+
+
+def _patient_word(letter: str | None) -> str | None:
+    if letter is None:
+        return None
+    return f"patient's {PATIENT_SIDE[letter]}" if letter in ("R", "L") else PATIENT_SIDE[letter]
+
+
+def location_phrase(cx: float, cy: float, width: int, height: int, image_left: str | None = None, image_top: str | None = None,
+                    body: dict | None = None, extent: tuple[float, float] | None = None, band: float = MIDLINE_BAND) -> str:
+    """Image-grid terms when the orientation is unknown (photographs). With a known orientation, patient
+    terms measured from the body's centre: outside a band of `band` of the body's width (height) the
+    patient's right or left (anterior or posterior), inside it midline (central); superior/inferior
+    stay thirds of the slice's rows. `extent` (x0, x1) adds "extending across the midline" when the
+    region spans the body's centre, never in place of the side. Without a body box, the image's."""
+    if not (image_left and image_top):
+        vertical, horizontal = grid_terms(cx / width, cy / height)
+        if not vertical and not horizontal:
+            return "centre of the image"
+        return " ".join(p for p in (vertical, horizontal) if p) + " part of the image"
+    box = body or {"x0": 0.0, "y0": 0.0, "x1": float(width), "y1": float(height), "cx": width / 2, "cy": height / 2}
+    across = _side(cx, box["cx"], band * (box["x1"] - box["x0"]), image_left)
+    if image_top in ("S", "I"):
+        vertical = grid_terms(cx / width, cy / height, image_left, image_top)[0]
+    else:
+        vertical = _patient_word(_side(cy, box["cy"], band * (box["y1"] - box["y0"]), image_top))
+    horizontal = _patient_word(across)
+    if image_left in ("R", "L"):
+        if horizontal and extent and extent[0] < box["cx"] < extent[1]:
+            horizontal += ", extending across the midline"
+        horizontal = horizontal or "midline"
+    if vertical and horizontal:
+        return f"{vertical}, {horizontal}"
+    return vertical or horizontal or "central"
 
 
 def within_phrase(roi: Component, container: Component, label: str, image_left: str | None, image_top: str | None) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import stable_id
 from medtrinity_core.sources.schema import MaskSpec, SourceConfig
 
@@ -23,6 +24,7 @@ class Annotation:
     kind: str  # "mask" | "label_volume" | "boxes" | "series_member" | "dicom_seg" | "rtstruct"
     threshold: int | None = None
     value: int | None = None  # a label PNG's pixel value for this label
+    match: str | None = None  # DICOM-SEG/RTSTRUCT: "frame_of_reference" when attached through a shared frame of reference
 
 
 @dataclass(frozen=True)
@@ -121,33 +123,55 @@ def _csv_labels(source: SourceConfig) -> dict[str, str]:
 
 
 def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], list[Rejected]]:
-    """One item per series (its files, plus the SEG and RTSTRUCT objects that reference it); a file
-    that is no DICOM, or a multi-frame object, stands alone and the decoder says what it is."""
+    """One item per volume series (its slices, plus the SEG and RTSTRUCT objects that reference it, or
+    that share its frame of reference when the series they reference is not in the source); every
+    other file (2D images without slice geometry even when they share a series, multi-frame objects,
+    non-DICOM files) stands alone and the decoder says what it is. A file whose header cannot be
+    parsed is rejected as `unreadable` and discovery goes on."""
     from medtrinity_core.imaging.series import read_header
 
-    headers = {rel: read_header(source.root, rel) for rel in matched}
+    headers, rejected = {}, []
+    for rel in matched:
+        try:
+            headers[rel] = read_header(source.root, rel)
+        except ItemError as exc:
+            rejected.append(Rejected(rel, exc.reason, exc.detail))
     series: dict[str, list[str]] = {}
+    frame_of: dict[str, str | None] = {}
+    flat_series: set[str] = set()
     annotations: dict[str, list[Annotation]] = {}
-    alone, rejected = [], []
+    objects, alone = [], []
     for rel, h in headers.items():
         if h is not None and h.modality in ("SEG", "RTSTRUCT"):
-            if h.referenced_series:
-                kind = "dicom_seg" if h.modality == "SEG" else "rtstruct"
-                annotations.setdefault(h.referenced_series, []).append(Annotation(rel, None, kind))
-            else:
-                rejected.append(Rejected(rel, "unreferenced_annotation", f"{rel}: {h.modality} names no referenced series"))
-        elif h is not None and h.series_uid and h.has_pixels and h.frames == 1:
+            objects.append((rel, h))
+        elif h is not None and h.series_uid and h.has_pixels and h.is_slice:
             series.setdefault(h.series_uid, []).append(rel)
+            frame_of.setdefault(h.series_uid, h.frame_of_reference)
         else:
             alone.append(rel)
+            if h is not None and h.series_uid:
+                flat_series.add(h.series_uid)
+    for rel, h in objects:
+        kind = "dicom_seg" if h.modality == "SEG" else "rtstruct"
+        if h.referenced_series in series:
+            annotations.setdefault(h.referenced_series, []).append(Annotation(rel, None, kind))
+            continue
+        shared = sorted(uid for uid, frame in frame_of.items() if h.frame_of_reference and frame == h.frame_of_reference)
+        for uid in shared:
+            annotations.setdefault(uid, []).append(Annotation(rel, None, kind, match="frame_of_reference"))
+        if shared:
+            continue
+        if h.referenced_series in flat_series:
+            rejected.append(Rejected(rel, "bad_annotation", f"{rel}: {h.modality} references a series of 2D images without slice geometry; SEG and RTSTRUCT are read on volumes only"))
+        elif h.referenced_series or h.frame_of_reference:
+            rejected.append(Rejected(rel, "unreferenced_annotation", f"{rel} references a series that is not in the source, and no series in the source shares its frame of reference"))
+        else:
+            rejected.append(Rejected(rel, "unreferenced_annotation", f"{rel}: {h.modality} names no referenced series or frame of reference"))
     items = []
     for uid, members in series.items():
         members = sorted(members)
         anns = [Annotation(m, None, "series_member") for m in members[1:]] + sorted(annotations.pop(uid, []), key=lambda a: a.relpath)
         items.append(Item(stable_id("item", source.name, members[0]), source.name, members[0], "dicom", "dicom", tuple(anns)))
-    for anns in annotations.values():
-        for a in anns:
-            rejected.append(Rejected(a.relpath, "unreferenced_annotation", f"{a.relpath} references a series that is not in the source"))
     items += [Item(stable_id("item", source.name, rel), source.name, rel, "dicom", "dicom") for rel in alone]
     return sorted(items, key=lambda i: i.relpath), rejected
 

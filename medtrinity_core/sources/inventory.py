@@ -40,7 +40,7 @@ def inventory(source: SourceConfig, items: list[Item]) -> tuple[pl.DataFrame, pl
             digest = sha256_file(path)
             annotations = []
             for a in item.annotations:
-                annotations.append({"relpath": a.relpath, "label": a.label, "kind": a.kind, "threshold": a.threshold, "value": a.value, "sha256": hashes.get(a.relpath) or hashes.setdefault(a.relpath, sha256_file(source.root / a.relpath))})
+                annotations.append({"relpath": a.relpath, "label": a.label, "kind": a.kind, "threshold": a.threshold, "value": a.value, "match": a.match, "sha256": hashes.get(a.relpath) or hashes.setdefault(a.relpath, sha256_file(source.root / a.relpath))})
         except OSError as exc:
             quarantined.append(quarantine_row(item.item_id, source.name, item.relpath, STAGE, "unreadable", f"{item.relpath}: {exc.strerror or exc}"))
             continue

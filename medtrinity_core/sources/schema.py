@@ -32,12 +32,15 @@ DEFAULTS = {
 SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
-    "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "boxes", "expert", "proposals", "include_proposals", *DEFAULTS,
+    "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "boxes", "expert", "proposals", "include_proposals",
+    "orientation", "volume_index", "midline_band", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
 EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device"}
 MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label_map"}
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
+ORIENTATIONS = ("radiological_axial", "radiological_coronal", "chest_pa")
+VOLUME_INDEX = ("first", "middle", "all")
 REQUIRED = ("name", "modality", "license", "root", "layout", "images")
 
 
@@ -116,6 +119,9 @@ class SourceConfig:
     expert: ExpertSpec | None = None
     proposals: bool = False  # classical proposals for images with no annotation and no expert
     include_proposals: bool = False  # proposals are kept out of the dataset unless this is set
+    orientation: str | None = None  # 2D sources oriented by convention: radiological_axial, radiological_coronal, chest_pa
+    volume_index: str | int | None = None  # 4D volumes: first, middle, N (0-based) or all; unset rejects them
+    midline_band: float = 0.10  # share of the body's width (height) around its centre called midline (central)
     benchmark_hashes: Path | None = None  # images to exclude (benchmark test sets): one hash per line
     shard_size: int = DEFAULTS["shard_size"]
     max_side: int = DEFAULTS["max_side"]
@@ -350,6 +356,20 @@ def _parse_axes(chk: _Checker, node: LineDict, path: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(axes))
 
 
+def _parse_volume_index(chk: _Checker, node: LineDict, path: str) -> str | int | None:
+    value = node.get("volume_index")
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or value in VOLUME_INDEX:
+        return value
+    chk.fail(node, "volume_index", f"{path}.volume_index", f"must be one of {', '.join(VOLUME_INDEX)} or a whole number from 0")
+
+
+def _parse_band(chk: _Checker, node: LineDict, path: str) -> float:
+    band = chk.integer(node, "midline_band", f"{path}.midline_band", 0.10, kind=float)
+    if band >= 0.5:
+        chk.fail(node, "midline_band", f"{path}.midline_band", "must be below 0.5 (a share of the body's width on each side of its centre)")
+    return band
+
+
 def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict) -> SourceConfig:
     chk.unknown_keys(node, SOURCE_KEYS, path)
     for key in REQUIRED:
@@ -406,6 +426,9 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
         proposals=bool(node.get("proposals", False)),
         include_proposals=bool(node.get("include_proposals", False)),
+        orientation=chk.choice(node, "orientation", f"{path}.orientation", ORIENTATIONS),
+        volume_index=_parse_volume_index(chk, node, path),
+        midline_band=_parse_band(chk, node, path),
         **numbers,
     )
 
