@@ -20,6 +20,7 @@ os.environ.setdefault("MEDTRINITY_SALT", "test-salt")
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 KVASIR = EXAMPLES / "endoscopy" / "kvasir_seg"
+SAMPLES = REPO.parent / "shared" / "samples"  # the extended corpus beside the checkout (CI lays it out)
 KNOWLEDGE_INCLUDE = ["*/0000218.xml", "*/0000037_1.xml", "*/0000028_*.xml"]  # colonic polyps, colon cancer, melanoma
 
 
@@ -93,3 +94,15 @@ def pipeline(tmp_path_factory, tiny_sources):
         selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in ("raw", "normalized", "rois", "context", "descriptions", "triplets")]),
     )
     return {"workdir": wd, "source": src, "shard": shard, "kb": kb, "result": result, "instance": instance, "sources": sources}
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """`../shared/samples`: tests over it skip with a visible reason when it is absent (a user's clone),
+    and fail instead when MEDTRINITY_REQUIRE_SAMPLES=1 (set by .ci/run)."""
+    if SAMPLES.is_dir():
+        return SAMPLES
+    message = f"the shared sample corpus is not at {SAMPLES}"
+    if os.environ.get("MEDTRINITY_REQUIRE_SAMPLES") == "1":
+        pytest.fail(message + " and MEDTRINITY_REQUIRE_SAMPLES=1")
+    pytest.skip(message)

@@ -12,10 +12,7 @@ import SimpleITK as sitk
 from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.readers import read_mask, read_raster, read_volume
 
-from .conftest import REPO
-
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
-SAMPLES = REPO.parent / "shared" / "samples"
 
 
 @pytest.mark.parametrize("name", ["anatomical.nii", "standard.nii.gz", "reoriented_anat_moved.nii"])
@@ -41,8 +38,8 @@ def test_nifti2_is_read_through_nibabel_with_the_same_geometry(tmp_path):
     assert err.value.reason == "unsupported_dimension"
 
 
-def test_every_shared_sample_image_and_mask_decodes():
-    images = [p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".tif", ".gif")]
+def test_every_shared_sample_image_and_mask_decodes(samples):
+    images = [p for p in samples.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".tif", ".gif")]
     assert len(images) > 100
     for path in images:
         if "mask" in path.parts or "masks" in path.parts or "1st_manual" in path.parts or "labelcol" in path.parts or "label" in path.parts:
@@ -53,8 +50,8 @@ def test_every_shared_sample_image_and_mask_decodes():
 
 
 @pytest.mark.parametrize("pattern", ["**/*.nii.gz", "**/*.nrrd"])
-def test_every_shared_sample_volume_reads(pattern):
-    volumes = sorted(SAMPLES.glob(pattern))
+def test_every_shared_sample_volume_reads(samples, pattern):
+    volumes = sorted(samples.glob(pattern))
     assert volumes
     for path in volumes:
         image = read_volume(path)
