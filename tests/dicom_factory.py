@@ -148,15 +148,23 @@ def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = Tr
     ds.save_as(path, enforce_file_format=True)
 
 
+MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
 def write_grid_series(folder: Path, modality: str, frame_uid: str, study_uid: str, shape: tuple[int, int, int],
-                      spacing: tuple[float, float], slice_mm: float, origin: tuple[float, float, float], value: float = 100.0) -> list[Dataset]:
+                      spacing: tuple[float, float], slice_mm: float, origin: tuple[float, float, float], value: float = 100.0,
+                      series_uid: str | None = None, temporal: int | None = None) -> list[Dataset]:
     """An axial series of `shape` (slices, rows, cols) on a given frame of reference and grid: for
-    series of one study that share a frame of reference but not a grid (PET/CT)."""
+    series of one study that share a frame of reference but not a grid (PET/CT); `temporal` makes it
+    one time point (TemporalPositionIdentifier) of a 4D series sharing `series_uid`."""
     folder.mkdir(parents=True, exist_ok=True)
-    series_uid = generate_uid()
+    series_uid = series_uid or generate_uid()
+    sop_class = {"CT": CT_STORAGE, "MR": MR_STORAGE}.get(modality, PET_STORAGE)
     datasets = []
     for z in range(shape[0]):
-        ds = _base(modality, CT_STORAGE if modality == "CT" else PET_STORAGE, series_uid, study_uid, frame_uid)
+        ds = _base(modality, sop_class, series_uid, study_uid, frame_uid)
+        if temporal is not None:
+            ds.TemporalPositionIdentifier = temporal
         ds.InstanceNumber = z + 1
         ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + z * slice_mm]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -168,7 +176,7 @@ def write_grid_series(folder: Path, modality: str, frame_uid: str, study_uid: st
         if modality == "PT":
             ds.Units = "CNTS"
         ds.PixelData = np.full(shape[1:], value, np.int16).tobytes()
-        ds.save_as(folder / f"{modality.lower()}_{z:03d}.dcm", enforce_file_format=True)
+        ds.save_as(folder / f"{modality.lower()}_{'' if temporal is None else f't{temporal}_'}{z:03d}.dcm", enforce_file_format=True)
         datasets.append(ds)
     return datasets
 

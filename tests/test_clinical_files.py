@@ -257,3 +257,21 @@ def test_seg_reading_is_refused_cleanly_when_not_a_seg(tmp_path):
         seg_labels(tmp_path / "ct" / "img_000.dcm", assemble(tmp_path / "ct", sorted(p.name for p in (tmp_path / "ct").glob("img_*.dcm"))))
     assert err.value.reason == "bad_annotation" and "img_000.dcm" in err.value.detail
     assert len(series) == 8
+
+
+def write_cine(folder: Path) -> None:
+    """An MR series of three time points over the same eight positions, told apart by TemporalPositionIdentifier."""
+    frame_uid, study_uid, series_uid = generate_uid(), generate_uid(), generate_uid()
+    for t in (1, 2, 3):
+        write_grid_series(folder, "MR", frame_uid, study_uid, (8, 16, 16), (1.0, 1.0), 2.0, (0.0, 0.0, 0.0), 100.0 * t, series_uid, temporal=t)
+
+
+def test_4d_dicom_series_is_split_by_temporal_position(tmp_path):
+    write_cine(tmp_path / "cine")
+    src = replace(dicom_source(tmp_path / "cine", modality="mri"), negatives_per_volume=1)
+    items, _, _, df, q = run(src, Workdir.at(tmp_path / "wd"))
+    assert len(items) == 1 and df.height == 0 and q["reason"].to_list() == ["unsupported_dimension"] and "volume_index" in q["detail"][0]
+    _, _, _, df, q = run(replace(src, volume_index="all"), Workdir.at(tmp_path / "wd2"))
+    assert q.height == 0 and sorted(df["volume_index"].to_list()) == [0, 1, 2] and df["image_id"].n_unique() == 3
+    _, _, _, df, q = run(replace(src, volume_index=2), Workdir.at(tmp_path / "wd3"))
+    assert q.height == 0 and df["volume_index"].to_list() == [2]

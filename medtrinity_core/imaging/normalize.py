@@ -21,7 +21,7 @@ from medtrinity_core.imaging.body import body_box, body_record
 from medtrinity_core.imaging.dedup import perceptual_hash, pixel_hash
 from medtrinity_core.imaging.dicom import dicom_to_uint8, to_suv
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
-from medtrinity_core.imaging.series import assemble, frames_volume
+from medtrinity_core.imaging.series import assemble_volumes, frames_volume
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
 from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_label_values, read_mask, read_raster, read_volumes, side_letters
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
@@ -228,20 +228,23 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
 
 
 def _normalize_series(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
+    """A DICOM series (each volume `volume_index` picks of a 4D one) with its SEG and RTSTRUCT objects."""
     members = [raw["relpath"]] + [a["relpath"] for a in raw["annotations"] if a["kind"] == "series_member"]
-    series = assemble(source.root, members, source.allow_burned_in)
-    labels, names, label_file, matches = None, {}, "", []
-    for ann in raw["annotations"]:
-        if ann["kind"] in ("dicom_seg", "rtstruct"):
-            read = seg_labels if ann["kind"] == "dicom_seg" else rtstruct_labels
-            found, found_names, match = read(source.root / ann["relpath"], series, via_frame_of_reference=ann["match"] == "frame_of_reference")
-            offset = max(names, default=0)  # a second SEG or RTSTRUCT numbers its labels after the first's
-            found = np.where(found > 0, found + offset, 0)
-            labels = found if labels is None else np.where(found > 0, found, labels)
-            names.update({k + offset: source.rename(v) for k, v in found_names.items()})
-            label_file = ann["relpath"]
-            matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": match})
-    return _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first, matches=matches)
+    rows = []
+    for t, series in assemble_volumes(source.root, members, source.allow_burned_in, source.volume_index):
+        labels, names, label_file, matches = None, {}, "", []
+        for ann in raw["annotations"]:
+            if ann["kind"] in ("dicom_seg", "rtstruct"):
+                read = seg_labels if ann["kind"] == "dicom_seg" else rtstruct_labels
+                found, found_names, match = read(source.root / ann["relpath"], series, via_frame_of_reference=ann["match"] == "frame_of_reference")
+                offset = max(names, default=0)  # a second SEG or RTSTRUCT numbers its labels after the first's
+                found = np.where(found > 0, found + offset, 0)
+                labels = found if labels is None else np.where(found > 0, found, labels)
+                names.update({k + offset: source.rename(v) for k, v in found_names.items()})
+                label_file = ann["relpath"]
+                matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": match})
+        rows += _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first, volume_index=t, matches=matches)
+    return rows
 
 
 CINE_FRAMES = 3  # frames kept from a multi-frame object without geometry: first, middle, last

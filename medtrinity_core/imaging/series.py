@@ -12,7 +12,7 @@ import pydicom
 import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
-from medtrinity_core.imaging.readers import read_dicom
+from medtrinity_core.imaging.readers import pick_volumes, read_dicom
 
 HEADER_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality", "Rows", "NumberOfFrames",
@@ -104,7 +104,7 @@ def normal_of(ds: pydicom.Dataset) -> np.ndarray:
     return np.cross(iop[:3], iop[3:])
 
 
-def assemble(root: Path, relpaths: list[str], allow_burned_in: bool = False) -> Series:
+def _read_slices(root: Path, relpaths: list[str], allow_burned_in: bool) -> list[tuple[pydicom.Dataset, np.ndarray, str]]:
     slices = []
     for rel in relpaths:
         values, ds = read_dicom(root / rel, allow_burned_in)
@@ -113,13 +113,17 @@ def assemble(root: Path, relpaths: list[str], allow_burned_in: bool = False) -> 
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
             raise ItemError("missing_geometry", f"{rel} has no ImagePositionPatient/ImageOrientationPatient")
         slices.append((ds, values, rel))
+    return slices
+
+
+def _stack(slices: list[tuple[pydicom.Dataset, np.ndarray, str]]) -> Series:
     first = slices[0][0]
     normal = normal_of(first)
     shape = slices[0][1].shape
     for ds, values, rel in slices:
         if values.shape != shape or not np.allclose(normal_of(ds), normal, atol=1e-3):
             raise ItemError("inconsistent_series", f"{rel} differs in size or orientation from the rest of its series")
-    slices.sort(key=lambda s: float(np.dot([float(v) for v in s[0].ImagePositionPatient], normal)))
+    slices = sorted(slices, key=lambda s: float(np.dot([float(v) for v in s[0].ImagePositionPatient], normal)))
     positions = np.array([np.dot([float(v) for v in s[0].ImagePositionPatient], normal) for s in slices])
     steps = np.diff(positions)
     if np.any(np.abs(steps) < 1e-3):
@@ -137,6 +141,44 @@ def assemble(root: Path, relpaths: list[str], allow_burned_in: bool = False) -> 
     row, col = iop[:3], iop[3:]
     image.SetDirection((row[0], col[0], normal[0], row[1], col[1], normal[1], row[2], col[2], normal[2]))
     return Series(image, first, [str(s[0].SOPInstanceUID) for s in slices])
+
+
+def assemble(root: Path, relpaths: list[str], allow_burned_in: bool = False) -> Series:
+    """One 3D series: its slices sorted along the normal, checked, stacked with their geometry."""
+    return _stack(_read_slices(root, relpaths, allow_burned_in))
+
+
+TEMPORAL_TAGS = ("TemporalPositionIdentifier", "TriggerTime", "AcquisitionNumber")  # what tells a 4D series' volumes apart
+
+
+def _temporal_groups(slices: list[tuple[pydicom.Dataset, np.ndarray, str]]) -> list[list] | None:
+    """A series whose positions repeat, split into volumes by the first temporal tag that makes each
+    volume hold every position once (cine MR, DCE, multi-phase CT); None when positions do not repeat
+    or no tag splits them cleanly (then the duplicates are quarantined)."""
+    normal = normal_of(slices[0][0])
+    depth = [round(float(np.dot([float(v) for v in s[0].ImagePositionPatient], normal)), 3) for s in slices]
+    if len(set(depth)) == len(depth):
+        return None
+    for tag in TEMPORAL_TAGS:
+        keys = [s[0].get(tag) for s in slices]
+        if any(k is None or str(k).strip() == "" for k in keys):
+            continue
+        groups: dict[float, list[int]] = {}
+        for index, key in enumerate(keys):
+            groups.setdefault(float(key), []).append(index)
+        members = [groups[k] for k in sorted(groups)]
+        if len(members) > 1 and all(sorted(depth[i] for i in g) == sorted(set(depth)) for g in members):
+            return [[slices[i] for i in g] for g in members]
+    return None
+
+
+def assemble_volumes(root: Path, relpaths: list[str], allow_burned_in: bool = False, volume_index: str | int | None = None) -> list[tuple[int | None, Series]]:
+    """The series as one volume (index None), or, for a 4D series, the volumes `volume_index` picks."""
+    slices = _read_slices(root, relpaths, allow_burned_in)
+    groups = _temporal_groups(slices)
+    if groups is None:
+        return [(None, _stack(slices))]
+    return [(t, _stack(groups[t])) for t in pick_volumes(len(groups), volume_index, f"series of {relpaths[0]}")]
 
 
 def _frame_positions(ds: pydicom.Dataset, frames: int) -> tuple[list[float], list[float], list[np.ndarray], tuple[float, float]] | None:
