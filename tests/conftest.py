@@ -24,6 +24,18 @@ SAMPLES = REPO.parent / "shared" / "samples"  # the extended corpus beside the c
 KNOWLEDGE_INCLUDE = ["*/0000218.xml", "*/0000037_1.xml", "*/0000028_*.xml"]  # colonic polyps, colon cancer, melanoma
 
 
+def through_normalized(src, wd):
+    """A source's discover, raw and normalized stages in-process: (items, rejected, raw, images, quarantined)."""
+    from medtrinity_core.imaging.normalize import normalize
+    from medtrinity_core.sources.discover import discover
+    from medtrinity_core.sources.inventory import inventory
+
+    items, rejected = discover(src)
+    raw, _ = inventory(src, items)
+    images, quarantined = normalize(src, raw.iter_rows(named=True), wd)
+    return items, rejected, raw, images, quarantined
+
+
 def write_tiny_source(root: Path) -> Path:
     """Kvasir-SEG's three images, plus one unreadable image and one mask of the wrong shape."""
     data = root / "kvasir"

@@ -30,6 +30,14 @@ SLICE_MM = 2.5
 LESION = (slice(3, 6), slice(10, 17), slice(20, 27))  # z, rows, cols: columns 20-26 lie on the patient's left
 
 
+def dicom_source(root: Path, modality: str = "ct", negatives: int = 0, **kw):
+    """A `dicom` layout source over a folder of these fixtures (segment "Liver" named "liver")."""
+    from medtrinity_core.sources.schema import SourceConfig
+
+    return SourceConfig(name="hosp", modality=modality, license="LicenseRef-test", root=root, layout="dicom", images=r".+\.dcm",
+                        label_map=(("Liver", "liver"),), negatives_per_volume=negatives, **kw)
+
+
 def _base(modality: str, sop_class: str, series_uid: str, study_uid: str, frame_uid: str) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -110,29 +118,24 @@ def write_seg(path: Path, series: list[Dataset], fractional: bool = False) -> No
     seg.save_as(path)
 
 
-def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = True) -> None:
-    """One ROI, GTV, drawn as a square on each lesion slice (patient's right: columns 4-11, rows 8-15)."""
+def _contour(points: list[float], ref: Dataset | None) -> Dataset:
+    contour = Dataset()
+    contour.ContourGeometricType, contour.NumberOfContourPoints, contour.ContourData = "CLOSED_PLANAR", len(points) // 3, points
+    if ref is not None:
+        image = Dataset()
+        image.ReferencedSOPClassUID, image.ReferencedSOPInstanceUID = ref.SOPClassUID, ref.SOPInstanceUID
+        contour.ContourImageSequence = Sequence([image])
+    return contour
+
+
+def _save_structure_set(path: Path, series: list[Dataset], name: str, contours: list[Dataset]) -> None:
+    """One ROI with its contours, referencing `series` (its frame of reference, study and series)."""
     first = series[0]
     ds = _base("RTSTRUCT", RTSTRUCT_STORAGE, generate_uid(), first.StudyInstanceUID, first.FrameOfReferenceUID)
-    ds.StructureSetLabel = "GTV"
+    ds.StructureSetLabel = name
     roi = Dataset()
-    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 1, "GTV", first.FrameOfReferenceUID
+    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 1, name, first.FrameOfReferenceUID
     ds.StructureSetROISequence = Sequence([roi])
-    contours = []
-    by_z = {int(round(float(d.ImagePositionPatient[2]) / SLICE_MM)): d for d in series}
-    for z in range(LESION[0].start, LESION[0].stop):
-        d = by_z[z]
-        x0, y0, zz = (float(v) for v in d.ImagePositionPatient)
-        c0, c1, r0, r1 = 4, 11, 8, 15  # pixel centres of the square's corners
-        corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]
-        points = [v for c, r in corners for v in (x0 + c * SPACING[1], y0 + r * SPACING[0], zz)]
-        contour = Dataset()
-        contour.ContourGeometricType, contour.NumberOfContourPoints, contour.ContourData = "CLOSED_PLANAR", 4, points
-        if with_references:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = d.SOPClassUID, d.SOPInstanceUID
-            contour.ContourImageSequence = Sequence([ref])
-        contours.append(contour)
     roi_contour = Dataset()
     roi_contour.ReferencedROINumber, roi_contour.ContourSequence = 1, Sequence(contours)
     ds.ROIContourSequence = Sequence([roi_contour])
@@ -146,6 +149,20 @@ def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = Tr
     frame.RTReferencedStudySequence = Sequence([study_ref])
     ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
     ds.save_as(path, enforce_file_format=True)
+
+
+def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = True) -> None:
+    """One ROI, GTV, drawn as a square on each lesion slice (patient's right: columns 4-11, rows 8-15)."""
+    contours = []
+    by_z = {int(round(float(d.ImagePositionPatient[2]) / SLICE_MM)): d for d in series}
+    for z in range(LESION[0].start, LESION[0].stop):
+        d = by_z[z]
+        x0, y0, zz = (float(v) for v in d.ImagePositionPatient)
+        c0, c1, r0, r1 = 4, 11, 8, 15  # pixel centres of the square's corners
+        corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]
+        points = [v for c, r in corners for v in (x0 + c * SPACING[1], y0 + r * SPACING[0], zz)]
+        contours.append(_contour(points, d if with_references else None))
+    _save_structure_set(path, series, "GTV", contours)
 
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -183,35 +200,13 @@ def write_grid_series(folder: Path, modality: str, frame_uid: str, study_uid: st
 
 def write_disc_rtstruct(path: Path, series: list[Dataset], centre: tuple[float, float], radius: float, planes: list[float], name: str = "GTV") -> None:
     """One ROI drawn as a 64-point circle on each given plane (z in mm), referencing `series` only."""
-    first = series[0]
-    ds = _base("RTSTRUCT", RTSTRUCT_STORAGE, generate_uid(), first.StudyInstanceUID, first.FrameOfReferenceUID)
-    roi = Dataset()
-    roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 1, name, first.FrameOfReferenceUID
-    ds.StructureSetROISequence = Sequence([roi])
     by_z = {round(float(d.ImagePositionPatient[2]), 3): d for d in series}
     angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
     contours = []
     for z in planes:
-        contour = Dataset()
-        points = [v for a in angles for v in (centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a), z)]
-        contour.ContourGeometricType, contour.NumberOfContourPoints, contour.ContourData = "CLOSED_PLANAR", 64, [round(float(v), 4) for v in points]
-        ref = Dataset()
-        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = by_z[round(z, 3)].SOPClassUID, by_z[round(z, 3)].SOPInstanceUID
-        contour.ContourImageSequence = Sequence([ref])
-        contours.append(contour)
-    roi_contour = Dataset()
-    roi_contour.ReferencedROINumber, roi_contour.ContourSequence = 1, Sequence(contours)
-    ds.ROIContourSequence = Sequence([roi_contour])
-    series_ref = Dataset()
-    series_ref.SeriesInstanceUID = first.SeriesInstanceUID
-    study_ref = Dataset()
-    study_ref.ReferencedSOPInstanceUID = first.StudyInstanceUID
-    study_ref.RTReferencedSeriesSequence = Sequence([series_ref])
-    frame = Dataset()
-    frame.FrameOfReferenceUID = first.FrameOfReferenceUID
-    frame.RTReferencedStudySequence = Sequence([study_ref])
-    ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
-    ds.save_as(path, enforce_file_format=True)
+        points = [round(float(v), 4) for a in angles for v in (centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a), z)]
+        contours.append(_contour(points, by_z[round(z, 3)]))
+    _save_structure_set(path, series, name, contours)
 
 
 def strip_spatial_locations(path: Path, drop_references: bool = False) -> None:

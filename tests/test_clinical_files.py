@@ -16,26 +16,16 @@ from pydicom.uid import generate_uid
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels
-from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.imaging.series import assemble
 from medtrinity_core.sources.discover import discover
-from medtrinity_core.sources.inventory import inventory
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
-from .dicom_factory import LESION, strip_spatial_locations, write_colour_captures, write_disc_rtstruct, write_grid_series, write_seg, write_series
+from .conftest import through_normalized
+from .dicom_factory import LESION, dicom_source, strip_spatial_locations, write_colour_captures, write_disc_rtstruct, write_grid_series, write_seg, write_series
 
 
-def dicom_source(root, modality="ct", **kw):
-    return SourceConfig(name="hosp", modality=modality, license="LicenseRef-test", root=root, layout="dicom", images=r".+\.dcm",
-                        label_map=(("Liver", "liver"),), negatives_per_volume=0, **kw)
-
-
-def run(src, wd):
-    items, rejected = discover(src)
-    raw, q = inventory(src, items)
-    df, nq = normalize(src, raw.iter_rows(named=True), wd)
-    return items, rejected, raw, df, nq
+run = through_normalized
 
 
 def lesion_mask(wd, row) -> np.ndarray:

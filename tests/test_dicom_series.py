@@ -8,25 +8,19 @@ import json
 import numpy as np
 import pytest
 
-from medtrinity_core.imaging.normalize import normalize
-from medtrinity_core.sources.discover import discover
-from medtrinity_core.sources.inventory import inventory
-from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
-from .dicom_factory import LESION, write_rtstruct, write_seg, write_series
-
-
-def source(root, modality="ct", **kw):
-    return SourceConfig(name="hosp", modality=modality, license="LicenseRef-test", root=root, layout="dicom", images=r".+\.dcm",
-                        label_map=(("Liver", "liver"),), negatives_per_volume=1, **kw)
+from .conftest import through_normalized
+from .dicom_factory import LESION, dicom_source, write_rtstruct, write_seg, write_series
 
 
 def run(src, wd):
-    items, rejected = discover(src)
-    raw, q = inventory(src, items)
-    df, nq = normalize(src, raw.iter_rows(named=True), wd)
-    return items, rejected, df, nq
+    items, rejected, _, images, quarantined = through_normalized(src, wd)
+    return items, rejected, images, quarantined
+
+
+def source(root, modality="ct"):
+    return dicom_source(root, modality, negatives=1)
 
 
 @pytest.mark.parametrize("fractional", [False, True])

@@ -14,13 +14,12 @@ from PIL import Image
 
 from medtrinity_core.describe.grounded import describe_image, relations_facet
 from medtrinity_core.imaging.body import body_box
-from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.roi.extract import extract_rois
 from medtrinity_core.roi.facts import location_phrase
-from medtrinity_core.sources.discover import discover
-from medtrinity_core.sources.inventory import inventory
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
+
+from .conftest import through_normalized
 
 # (z, y, x) on an LPS grid of 24 x 96 x 128 one-millimetre voxels: x runs to the patient's left, y to
 # posterior. The body spans x 10-69 (centre 40, a third of the way across) and y 20-59 (centre 40).
@@ -65,9 +64,7 @@ def source(root: Path) -> SourceConfig:
 
 def rois_of(root: Path, wd: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
     src = source(root)
-    items, _ = discover(src)
-    raw, _ = inventory(src, items)
-    images, q = normalize(src, raw.iter_rows(named=True), wd)
+    _, _, _, images, q = through_normalized(src, wd)
     assert q.height == 0
     rois, rq = extract_rois(src, images.iter_rows(named=True), wd)
     assert rq.height == 0
@@ -135,9 +132,7 @@ def test_2d_sources_oriented_by_convention_get_patient_terms(tmp_path, orientati
 
     src = SourceConfig(name="cxr", modality="xray", license="LicenseRef-test", root=root, layout="image_masks", images=r"images/(?P<id>a)\.png",
                        masks=(MaskSpec(r"masks/{id}_(?P<label>right|left)\.png"),), orientation=orientation)
-    items, _ = discover(src)
-    raw, _ = inventory(src, items)
-    images, _ = normalize(src, raw.iter_rows(named=True), Workdir.at(tmp_path / "wd"))
+    _, _, _, images, _ = through_normalized(src, Workdir.at(tmp_path / "wd"))
     rois, _ = extract_rois(src, images.iter_rows(named=True), Workdir.at(tmp_path / "wd"))
     by_label = dict(zip(rois["label"], rois["location"]))
     assert [by_label["right"], by_label["left"]] == expected

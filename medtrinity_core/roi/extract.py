@@ -41,16 +41,14 @@ class Candidate:
 
 
 def patient_terms(kind: str, image_left: str | None, image_top: str | None) -> str:
-    """Image directions in patient terms when the slice's orientation is known."""
+    """Image directions in patient terms when the slice's orientation is known: "to the patient's
+    right of" across the body, "anterior to" / "superior to" along the other axes."""
     if not (image_left and image_top):
         return kind
-    sides = {
-        "left of": f"to the patient's {PATIENT_SIDE[image_left]} of",
-        "right of": f"to the patient's {PATIENT_SIDE[OPPOSITE[image_left]]} of",
-        "above": f"{PATIENT_SIDE[image_top]} to",
-        "below": f"{PATIENT_SIDE[OPPOSITE[image_top]]} to",
-    }
-    return sides.get(kind, kind)
+    letter = {"left of": image_left, "right of": OPPOSITE[image_left], "above": image_top, "below": OPPOSITE[image_top]}.get(kind)
+    if letter is None:
+        return kind
+    return f"to the patient's {PATIENT_SIDE[letter]} of" if letter in ("R", "L") else f"{PATIENT_SIDE[letter]} to"
 
 
 def _candidates(source: SourceConfig, row: dict, image: np.ndarray, workdir: Workdir, prediction, model_id) -> list[Candidate]:

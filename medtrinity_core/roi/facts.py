@@ -31,12 +31,19 @@ def _third(position: float) -> int:
     return 0 if position < 1 / 3 else (2 if position > 2 / 3 else 1)
 
 
+def _patient_word(letter: str | None) -> str | None:
+    """Right and left are the patient's; anterior, posterior, superior and inferior need no owner."""
+    if letter is None:
+        return None
+    return f"patient's {PATIENT_SIDE[letter]}" if letter in ("R", "L") else PATIENT_SIDE[letter]
+
+
 def grid_terms(fx: float, fy: float, image_left: str | None = None, image_top: str | None = None) -> tuple[str | None, str | None]:
     """(vertical, horizontal) words for a point at fractions (fx, fy) of a box; None for the middle third."""
     col, row = _third(fx), _third(fy)
     if image_left and image_top:
-        horizontal = (f"patient's {PATIENT_SIDE[image_left]}", None, f"patient's {PATIENT_SIDE[OPPOSITE[image_left]]}")[col]
-        vertical = (PATIENT_SIDE[image_top], None, PATIENT_SIDE[OPPOSITE[image_top]])[row]
+        horizontal = _patient_word((image_left, None, OPPOSITE[image_left])[col])
+        vertical = _patient_word((image_top, None, OPPOSITE[image_top])[row])
     else:
         horizontal = ("left", None, "right")[col]
         vertical = ("upper", None, "lower")[row]
@@ -52,12 +59,6 @@ def _side(position: float, centre: float, half_band: float, first: str) -> str |
     if abs(position - centre) <= half_band:
         return None
     return first if position < centre else OPPOSITE[first]
-
-
-def _patient_word(letter: str | None) -> str | None:
-    if letter is None:
-        return None
-    return f"patient's {PATIENT_SIDE[letter]}" if letter in ("R", "L") else PATIENT_SIDE[letter]
 
 
 def location_phrase(cx: float, cy: float, width: int, height: int, image_left: str | None = None, image_top: str | None = None,
