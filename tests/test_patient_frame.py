@@ -81,6 +81,10 @@ def test_sides_are_measured_from_the_body_on_axial_coronal_and_sagittal_planes(t
         assert roi["location"] == EXPECTED[axis][roi["label"]], (axis, roi["label"], roi["location"])
         seen.add((axis, roi["label"]))
     assert len(seen) == 15
+    relations = {(axes[r["image_id"]], r["label"], rel["other_label"]): rel["relation"] for r in rois.iter_rows(named=True) for rel in r["relations"]}
+    assert relations[("axial", "right organ", "left organ")] == "to the patient's right of"
+    assert relations[("sagittal", "anterior organ", "posterior organ")] == "anterior to"
+    assert relations[("coronal", "left organ", "central organ")] == "to the patient's left of"
     body = images.filter(pl.col("slice_axis") == "axial").row(0, named=True)["body"]
     assert body == {"x0": 10.0, "y0": 20.0, "x1": 70.0, "y1": 60.0, "cx": 40.0, "cy": 40.0}
 
