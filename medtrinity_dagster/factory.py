@@ -19,7 +19,7 @@ from medtrinity_core.knowledge.store import fetch_passages, open_collection
 from medtrinity_core.quality import checks
 from medtrinity_core.quarantine import items_in, read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
-from medtrinity_core.roi.expert import expert_model
+from medtrinity_core.roi.expert import load_expert
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
 from medtrinity_core.roi.preview import markdown_image, write_previews
 from medtrinity_core.sources.inventory import inventory, shard_items
@@ -95,9 +95,9 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     )
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
-        expert = expert_model(src.expert) if src.expert else None
+        expert, expert_error = load_expert(src.expert) if src.expert else (None, None)
         normalized = unique_images(normalized)
-        df, q = extract_rois(src, normalized.iter_rows(named=True), wd, expert)
+        df, q = extract_rois(src, normalized.iter_rows(named=True), wd, expert, expert_error)
         labels = Counter(df["label"].to_list())
         methods = Counter(df["method"].to_list())
         extra = {"images": normalized.height, "labels": dg.MetadataValue.json(dict(labels.most_common(20))), "methods": dg.MetadataValue.json(dict(sorted(methods.items())))}

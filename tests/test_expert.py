@@ -70,7 +70,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("kind", ["torchscript", "state_dict", "bundle"])
 def test_expert_path_segments_fresh_images(trained, tmp_path, kind):
     path = {"torchscript": trained / "unet.ts", "state_dict": trained / "unet.pt", "bundle": trained / "bundle"}[kind]
-    spec = ExpertSpec(kind=kind, path=path, labels=((1, "lesion"),), network="UNet", network_args=json.dumps(NET_ARGS), roi_size=(32, 32), batch_size=4)
+    spec = ExpertSpec(kind=kind, path=path, labels=((1, "lesion"),), network="UNet", network_args=json.dumps(NET_ARGS), roi_size=(32, 32), batch_size=4,
+                      trust_code=kind != "state_dict")
     src = SourceConfig(name="syn", modality="ct", license="CC0-1.0", root=tmp_path, layout="labeled_images", images=".*", expert=spec, min_roi_pixels=10)
     wd = Workdir.at(tmp_path / "wd")
     images, truth = synthetic(np.random.default_rng(123), 10)
@@ -106,8 +107,41 @@ def test_weights_are_loaded_without_running_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         load_network(spec)
     bad = ExpertSpec(kind="state_dict", path=path, labels=((1, "x"),), network="NoSuchNet")
-    with pytest.raises(MedtrinityError, match="no network named NoSuchNet"):
+    with pytest.raises(MedtrinityError, match="NoSuchNet is not one of the allow-listed"):
         load_network(bad)
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "bundle"])
+def test_model_files_that_run_code_need_trust_code(trained, kind):
+    path = trained / ("unet.ts" if kind == "torchscript" else "bundle")
+    with pytest.raises(MedtrinityError, match="trust_code: true"):
+        load_network(ExpertSpec(kind=kind, path=path, labels=((1, "x"),)))
+
+
+def expert_yaml(tmp_path, expert: str) -> "Path":
+    (tmp_path / "data").mkdir(exist_ok=True)
+    path = tmp_path / "sources.yaml"
+    path.write_text("version: 1\nsources:\n  - name: syn\n    modality: ct\n    license: CC0-1.0\n    root: data\n    layout: labeled_images\n"
+                    "    images: '(?P<label>a)\\.png'\n    expert:\n" + textwrap.indent(textwrap.dedent(expert), "      "))
+    return path
+
+
+@pytest.mark.parametrize(("expert", "message"), [
+    ("kind: torchscript\npath: {ts}\nlabels: {{1: lesion}}\n", "sources.yaml:10: sources[0].expert.kind: torchscript runs code from the model files on load"),
+    ("kind: bundle\npath: {bundle}\nlabels: {{1: lesion}}\n", "sources.yaml:10: sources[0].expert.kind: bundle runs code from the model files on load"),
+    ("kind: state_dict\npath: {pt}\nnetwork: {{name: DenseNet121}}\nlabels: {{1: lesion}}\n", "sources[0].expert.network.name: 'DenseNet121' is not one of UNet"),
+    ("kind: state_dict\npath: {pt}\nnetwork: {{name: UNet, args: {{_target_: os.system}}}}\nlabels: {{1: lesion}}\n", "sources[0].expert.network.args: must map argument names"),
+])
+def test_validation_refuses_model_files_that_run_code(tmp_path, trained, expert, message):
+    from medtrinity_core.errors import SourcesFileError
+
+    path = expert_yaml(tmp_path, expert.format(ts=trained / "unet.ts", bundle=trained / "bundle", pt=trained / "unet.pt"))
+    with pytest.raises(SourcesFileError) as err:
+        load_sources(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    trusted = expert_yaml(tmp_path, expert.replace("kind:", "trust_code: true\nkind:").format(ts=trained / "unet.ts", bundle=trained / "bundle", pt=trained / "unet.pt"))
+    if "state_dict" not in expert:
+        assert load_sources(trusted).sources[0].expert.trust_code
 
 
 def test_sources_file_declares_an_expert(tmp_path, trained):
@@ -132,3 +166,52 @@ def test_sources_file_declares_an_expert(tmp_path, trained):
     spec = load_sources(path).sources[0].expert
     assert spec.kind == "state_dict" and spec.labels == ((1, "lesion"),) and spec.roi_size == (32, 32)
     assert json.loads(spec.network_args)["channels"] == [8, 16, 32]
+
+
+class Picky(torch.nn.Module):
+    """Foreground where the image is bright; refuses saturated input, as real models fail on odd images."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.max() > 0.99):
+            raise ValueError("saturated input")
+        return torch.cat([0.5 - x, x - 0.5], dim=1) * 20
+
+
+def expert_rows(wd, images):
+    rows = []
+    for i, img in enumerate(images):
+        uri, _ = wd.put_png(img)
+        rows.append({"image_id": f"img-{i}", "item_id": f"item-{i}", "relpath": f"{i}.png", "image_uri": uri, "width": img.shape[1], "height": img.shape[0],
+                     "masks": [], "boxes": [], "label_volumes": [], "labels": [], "image_left": None, "image_top": None, "spacing_x": None, "spacing_y": None})
+    return rows
+
+
+def test_an_image_the_expert_fails_on_is_quarantined_alone(tmp_path):
+    from medtrinity_core.roi.expert import load_expert
+
+    torch.jit.script(Picky()).save(str(tmp_path / "picky.ts"))
+    spec = ExpertSpec(kind="torchscript", path=tmp_path / "picky.ts", labels=((1, "bright"),), roi_size=(32, 32), batch_size=8, trust_code=True)
+    src = SourceConfig(name="syn", modality="ct", license="CC0-1.0", root=tmp_path, layout="labeled_images", images=".*", expert=spec)
+    images = [np.full((48, 48), 40, np.uint8) for _ in range(3)]
+    images[0][10:30, 10:30] = 200
+    images[2][5:20, 25:45] = 220
+    images[1][:] = 255  # saturated: the model raises on this one only
+    wd = Workdir.at(tmp_path / "wd")
+    model, error = load_expert(spec)
+    assert error is None
+    rois, q = extract_rois(src, expert_rows(wd, images), wd, model)
+    assert sorted(rois["image_id"].unique().to_list()) == ["img-0", "img-2"] and set(rois["method"]) == {"expert_model"}
+    assert q["item_id"].to_list() == ["item-1"] and q["reason"].to_list() == ["roi_error"] and "saturated input" in q["detail"][0]
+
+
+def test_an_expert_that_cannot_be_loaded_quarantines_the_images_it_was_to_segment(tmp_path):
+    from medtrinity_core.roi.expert import load_expert
+
+    (tmp_path / "broken.ts").write_bytes(b"not a torchscript archive")
+    spec = ExpertSpec(kind="torchscript", path=tmp_path / "broken.ts", labels=((1, "x"),), trust_code=True)
+    src = SourceConfig(name="syn", modality="ct", license="CC0-1.0", root=tmp_path, layout="labeled_images", images=".*", expert=spec)
+    model, error = load_expert(spec)
+    assert model is None and "broken.ts could not be loaded" in error
+    wd = Workdir.at(tmp_path / "wd")
+    rois, q = extract_rois(src, expert_rows(wd, [np.zeros((16, 16), np.uint8)] * 2), wd, model, error)
+    assert rois.height == 0 and q["reason"].to_list() == ["roi_error", "roi_error"] and q["item_id"].to_list() == ["item-0", "item-1"]

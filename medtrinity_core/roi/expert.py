@@ -1,7 +1,10 @@
 """Expert segmentation models through MONAI: a TorchScript file, a state dict plus a network spec, or a
 MONAI bundle folder; sliding-window inference, batched, on CUDA when present.
 
-Weights are read with `torch.load(weights_only=True)` only: a model file never runs code on load.
+The default runs no code from the model files: a state dict read with `torch.load(weights_only=True)`
+into an allow-listed `monai.networks.nets` class built from plain arguments. TorchScript is code, and a
+MONAI bundle's config is parsed with expression evaluation: both need `trust_code: true` on the
+source's expert, checked when the sources file is validated and again here before anything is loaded.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.ids import sha256_file
-from medtrinity_core.sources.schema import ExpertSpec
+from medtrinity_core.sources.schema import ALLOWED_NETWORKS, CODE_KINDS, ExpertSpec
 
 
 def _load_weights(path: Path) -> dict:
@@ -41,14 +44,16 @@ def _bundle_network(folder: Path) -> tuple[torch.nn.Module, Path]:
 
 
 def load_network(spec: ExpertSpec) -> tuple[torch.nn.Module, Path]:
+    if spec.kind in CODE_KINDS and not spec.trust_code:
+        raise MedtrinityError(f"expert kind {spec.kind} runs code from {spec.path} on load; the source must set trust_code: true")
     if spec.kind == "torchscript":
         return torch.jit.load(str(spec.path), map_location="cpu"), spec.path
     if spec.kind == "state_dict":
         from monai.networks import nets
 
-        net_class = getattr(nets, spec.network, None)
-        if net_class is None:
-            raise MedtrinityError(f"monai.networks.nets has no network named {spec.network}")
+        if spec.network not in ALLOWED_NETWORKS:
+            raise MedtrinityError(f"network {spec.network} is not one of the allow-listed {', '.join(ALLOWED_NETWORKS)}")
+        net_class = getattr(nets, spec.network)
         net = net_class(**json.loads(spec.network_args))
         net.load_state_dict(_load_weights(spec.path))
         return net, spec.path
@@ -105,3 +110,12 @@ class ExpertModel:
 def expert_model(spec: ExpertSpec) -> ExpertModel:
     """One loaded model per process and spec."""
     return ExpertModel(spec)
+
+
+def load_expert(spec: ExpertSpec) -> tuple[ExpertModel | None, str | None]:
+    """(model, None), or (None, why) when the model cannot be loaded: the images it was to segment are
+    then quarantined as `roi_error` with that reason, and the partition goes on."""
+    try:
+        return expert_model(spec), None
+    except Exception as exc:  # noqa: BLE001 - torch and MONAI raise anything on a bad model file
+        return None, f"expert model {spec.path.name} could not be loaded: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]

@@ -161,19 +161,42 @@ def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=Non
     return rows
 
 
-def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir: Workdir, expert=None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`expert` (an `ExpertModel`) segments the images that have no ground-truth annotation, in batches."""
+def _predict(expert, rows: list[dict], workdir: Workdir) -> tuple[dict[str, tuple], dict[str, str]]:
+    """The expert's label maps for a batch; when the batch fails, image by image, so one image the model
+    cannot take costs that image alone (its error is returned, to become a `roi_error` row)."""
+    images = [workdir.read_png(r["image_uri"]) for r in rows]
+    try:
+        return {r["image_id"]: pred for r, pred in zip(rows, expert.predict(images))}, {}
+    except Exception:  # noqa: BLE001 - retried one by one below
+        pass
+    predictions, failed = {}, {}
+    for r, image in zip(rows, images):
+        try:
+            predictions[r["image_id"]] = expert.predict([image])[0]
+        except Exception as exc:  # noqa: BLE001 - a model raises anything
+            last = [line.strip() for line in str(exc).splitlines() if line.strip()][-1:] or [type(exc).__name__]
+            failed[r["image_id"]] = f"expert model {expert.model_id} failed on this image: {last[0]}"[:300]  # TorchScript puts the cause last
+    return predictions, failed
+
+
+def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir: Workdir, expert=None, expert_error: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`expert` (an `ExpertModel`) segments the images that have no ground-truth annotation, in batches.
+    `expert_error` (the model could not be loaded) quarantines those images as `roi_error` instead."""
     rows, quarantined = [], []
     pending = list(normalized_rows)
     batch = expert.spec.batch_size if expert else len(pending) or 1
     for start in range(0, len(pending), batch):
         chunk = pending[start : start + batch]
-        predictions: dict[str, tuple] = {}
-        if expert:
-            todo = [r for r in chunk if not (r["masks"] or r["boxes"])]
-            for r, pred in zip(todo, expert.predict([workdir.read_png(r["image_uri"]) for r in todo])):
-                predictions[r["image_id"]] = pred
+        predictions, failed = {}, {}
+        todo = [r for r in chunk if not (r["masks"] or r["boxes"])]
+        if expert and todo:
+            predictions, failed = _predict(expert, todo, workdir)
+        elif expert_error:
+            failed = {r["image_id"]: expert_error for r in todo}
         for image_row in chunk:
+            if image_row["image_id"] in failed:
+                quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, "roi_error", failed[image_row["image_id"]]))
+                continue
             try:
                 rows.extend(image_rois(source, image_row, workdir, predictions.get(image_row["image_id"]), expert.model_id if expert else None))
             except Exception as exc:  # noqa: BLE001 - a broken mask must not stop the shard

@@ -36,7 +36,10 @@ SOURCE_KEYS = {
     "orientation", "volume_index", "midline_band", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
-EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device"}
+EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device", "trust_code"}
+# Networks a state dict may be loaded into: plain constructors of monai.networks.nets with plain arguments.
+ALLOWED_NETWORKS = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "UNETR", "SwinUNETR")
+CODE_KINDS = ("torchscript", "bundle")  # TorchScript is code; a bundle's config evaluates expressions
 MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label_map"}
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
 ORIENTATIONS = ("radiological_axial", "radiological_coronal", "chest_pa")
@@ -90,6 +93,7 @@ class ExpertSpec:
     batch_size: int = 8
     in_channels: int = 1
     device: str = "auto"  # auto: CUDA when present
+    trust_code: bool = False  # torchscript and bundle run code from the model files: the source must opt in
 
 
 @dataclass(frozen=True)
@@ -301,11 +305,21 @@ def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> Exper
     model_path = (base / chk.string(enode, "path", f"{path}.expert.path", required=True)).resolve()
     if not model_path.exists():
         chk.fail(enode, "path", f"{path}.expert.path", f"{model_path} does not exist")
+    trust_code = enode.get("trust_code", False)
+    if not isinstance(trust_code, bool):
+        chk.fail(enode, "trust_code", f"{path}.expert.trust_code", "must be true or false")
+    if kind in CODE_KINDS and not trust_code:
+        what = "TorchScript is code" if kind == "torchscript" else "a MONAI bundle's config evaluates expressions"
+        chk.fail(enode, "kind", f"{path}.expert.kind", f"{kind} runs code from the model files on load ({what}); set `trust_code: true` "
+                 "to accept that, or use kind state_dict (weights only)")
     network, args = None, "{}"
     if kind == "state_dict":
         net = chk.mapping(enode.get("network"), enode, "network", f"{path}.expert.network")
-        network = chk.string(net, "name", f"{path}.expert.network.name", required=True)
-        args = json.dumps(dict(net.get("args") or {}), sort_keys=True)
+        network = chk.choice(net, "name", f"{path}.expert.network.name", ALLOWED_NETWORKS, required=True)
+        arguments = net.get("args") or {}
+        if not isinstance(arguments, dict) or not _plain(arguments):
+            chk.fail(net, "args", f"{path}.expert.network.args", "must map argument names to numbers, strings, booleans or lists of them")
+        args = json.dumps(dict(arguments), sort_keys=True)
     labels = _parse_label_map(chk, enode, f"{path}.expert", key="labels")
     if not labels:
         chk.fail(enode, "labels", f"{path}.expert.labels", "must map output channels (1, 2, ...) to label names")
@@ -325,7 +339,17 @@ def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> Exper
         batch_size=chk.integer(enode, "batch_size", f"{path}.expert.batch_size", 8, minimum=1),
         in_channels=chk.integer(enode, "in_channels", f"{path}.expert.in_channels", 1, minimum=1),
         device=device,
+        trust_code=trust_code,
     )
+
+
+def _plain(value) -> bool:
+    """Numbers, strings, booleans, null, and lists or mappings of them: nothing a config could evaluate."""
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and not k.startswith("_") and _plain(v) for k, v in value.items())
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label_map", names_allowed: bool = False) -> tuple[tuple[int | str, str], ...]:
