@@ -134,13 +134,29 @@ class Workdir:
             atomic_write_bytes(home / "dagster.yaml", DAGSTER_YAML.encode())
         return self
 
+    def lock(self, name: str):
+        """An inter-process lock for read-modify-write state shared by runs on this work folder (the UI
+        and the command line, two launches): the salt, shard plans, the dedup index. Local folders lock
+        a file under `locks/`; an object-store work folder locks on this machine only."""
+        from filelock import FileLock
+
+        if _is_local(self.root):
+            folder = Path(self.root.path) / "locks"
+        else:
+            folder = Path(tempfile.gettempdir()) / "medtrinity-locks" / sha256_bytes(str(self.root).encode())[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(folder / f"{name}.lock"))
+
     def salt(self) -> str:
-        """Per-deployment salt for patient-identifying values: env var, else a secret kept in the work folder."""
+        """Per-deployment salt for patient-identifying values: env var, else a secret kept in the work
+        folder, created once under the lock so concurrent runs agree on it."""
         if env := os.environ.get("MEDTRINITY_SALT"):
             return env
         path = self.root / "secret" / "salt"
         if not path.exists():
-            atomic_write_bytes(path, secrets.token_hex(32).encode())
+            with self.lock("salt"):
+                if not path.exists():
+                    atomic_write_bytes(path, secrets.token_hex(32).encode())
         return path.read_text().strip()
 
     def put_png(self, array: np.ndarray) -> tuple[str, str]:

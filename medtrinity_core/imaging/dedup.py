@@ -63,7 +63,14 @@ def _kept_elsewhere(workdir: Workdir, source: str, shard: str) -> pl.DataFrame:
 
 
 def deduplicate(images: pl.DataFrame, workdir: Workdir, source: str, shard: str, near_distance: int, benchmark_file: Path | None) -> tuple[pl.DataFrame, dict]:
-    """Fill `duplicate_of` and `duplicate_kind`; index this shard's kept images; count what was found."""
+    """Fill `duplicate_of` and `duplicate_kind`; index this shard's kept images; count what was found.
+    Reading the index, deciding and writing this shard's part happen under one work-folder lock, so
+    of two shards racing for one image the one committed first keeps it and the other is `exact`."""
+    with workdir.lock("dedup"):
+        return _deduplicate(images, workdir, source, shard, near_distance, benchmark_file)
+
+
+def _deduplicate(images: pl.DataFrame, workdir: Workdir, source: str, shard: str, near_distance: int, benchmark_file: Path | None) -> tuple[pl.DataFrame, dict]:
     kept = _kept_elsewhere(workdir, source, shard)
     ids, items = kept["image_id"].to_list(), kept["item_id"].to_list()
     by_pixels: dict[str, list[int]] = {}

@@ -27,6 +27,7 @@ from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey,
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.roi.boxes import read_boxes
+from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
@@ -90,20 +91,23 @@ CONVENTIONS = {"radiological_axial": ("R", "A"), "radiological_coronal": ("R", "
 
 
 def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
-    raster = read_raster(source.root / raw["relpath"])
+    raster = read_raster(inside(source.root, raw["relpath"]))
     if source.orientation:
         raster.image_left, raster.image_top = CONVENTIONS[source.orientation]
         raster.body = body_box(raster.pixels, source.modality)
     h, w = raster.pixels.shape[:2]
     masks, boxes = [], []
+    box_files = [a["relpath"] for a in raw["annotations"] if a["kind"] == "boxes"]
+    if len(box_files) > 1:
+        raise ItemError("ambiguous_annotation", f"{len(box_files)} box files match {raw['relpath']} ({', '.join(box_files)}); the boxes pattern must pick one")
     for ann in raw["annotations"]:
         if ann["kind"] == "boxes":
             boxes += read_boxes(source.boxes, source.root, ann["relpath"], raw["relpath"], w, h)
             continue
         if ann["value"] is not None:
-            mask = read_label_values(source.root / ann["relpath"]) == ann["value"]
+            mask = read_label_values(inside(source.root, ann["relpath"])) == ann["value"]
         else:
-            mask = read_mask(source.root / ann["relpath"], ann["threshold"])
+            mask = read_mask(inside(source.root, ann["relpath"]), ann["threshold"])
         if mask.shape != (h, w):
             raise ItemError("mask_shape_mismatch", f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
         masks.append((ann["label"], mask, ann["relpath"]))
@@ -203,6 +207,8 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
             # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
             rows.append(_image_row(source, raw, workdir, raster, masks, axis, k, labels=sorted({m[0] for m in masks}), label_volumes=volumes,
                                    volume_index=volume_index, matches=matches))
+    if not rows:
+        raise ItemError("no_foreground", f"{raw['relpath']}: no slice holds a label and negatives_per_volume is {source.negatives_per_volume}")
     return rows
 
 
@@ -210,10 +216,13 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     """A volume file (a 4D one gives the volumes `volume_index` picks) with its label volume, matched
     in patient space (resampled onto the image's grid when they differ). A 4D label file pairs with
     the image's volumes by index; a 3D one labels each of them."""
-    volumes = read_volumes(source.root / raw["relpath"], source.volume_index)
+    if len(raw["annotations"]) > 1:
+        names = ", ".join(a["relpath"] for a in raw["annotations"])
+        raise ItemError("ambiguous_annotation", f"{len(raw['annotations'])} label volumes match {raw['relpath']} ({names}); the labels pattern must pick one")
+    volumes = read_volumes(inside(source.root, raw["relpath"]), source.volume_index, source.max_voxels)
     label_sets, matches = [], []
     for ann in raw["annotations"]:
-        label_sets.append((ann["relpath"], dict(read_volumes(source.root / ann["relpath"], "all"))))
+        label_sets.append((ann["relpath"], dict(read_volumes(inside(source.root, ann["relpath"]), "all", source.max_voxels))))
         matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": "geometry"})
     rows = []
     for t, image in volumes:
@@ -231,12 +240,12 @@ def _normalize_series(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     """A DICOM series (each volume `volume_index` picks of a 4D one) with its SEG and RTSTRUCT objects."""
     members = [raw["relpath"]] + [a["relpath"] for a in raw["annotations"] if a["kind"] == "series_member"]
     rows = []
-    for t, series in assemble_volumes(source.root, members, source.allow_burned_in, source.volume_index):
+    for t, series in assemble_volumes(source.root, members, source.allow_burned_in, source.volume_index, source.max_voxels):
         labels, names, label_file, matches = None, {}, "", []
         for ann in raw["annotations"]:
             if ann["kind"] in ("dicom_seg", "rtstruct"):
                 read = seg_labels if ann["kind"] == "dicom_seg" else rtstruct_labels
-                found, found_names, match = read(source.root / ann["relpath"], series, via_frame_of_reference=ann["match"] == "frame_of_reference")
+                found, found_names, match = read(inside(source.root, ann["relpath"]), series, via_frame_of_reference=ann["match"] == "frame_of_reference")
                 offset = max(names, default=0)  # a second SEG or RTSTRUCT numbers its labels after the first's
                 found = np.where(found > 0, found + offset, 0)
                 labels = found if labels is None else np.where(found > 0, found, labels)
@@ -271,7 +280,7 @@ def _normalize_frames(source: SourceConfig, raw: dict, workdir: Workdir, values:
 def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
     if raw["annotations"]:
         return _normalize_series(source, raw, workdir)
-    values, ds = read_dicom(source.root / raw["relpath"], source.allow_burned_in)
+    values, ds = read_dicom(inside(source.root, raw["relpath"]), source.allow_burned_in, source.max_voxels)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         return _normalize_frames(source, raw, workdir, values, ds)
     if values.ndim == 3:  # colour

@@ -19,6 +19,7 @@ from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.intensity import percentile_range, scale_percentile
 
 MAX_PIXELS = 100_000_000  # decompression-bomb limit for one 2D image
+MAX_VOXELS = 1_000_000_000  # default limit for a volume, a DICOM object or a series, checked from headers before decoding
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 PATIENT_AXES = ("L", "P", "S")  # LPS: +x, +y, +z
 OPPOSITE = {"L": "R", "R": "L", "P": "A", "A": "P", "S": "I", "I": "S"}
@@ -155,11 +156,36 @@ def pick_volumes(count: int, volume_index: str | int | None, name: str) -> list[
     return [int(volume_index)]
 
 
-def read_volumes(path: Path, volume_index: str | int | None = None) -> list[tuple[int | None, sitk.Image]]:
+def _header_voxels(path: Path) -> int | None:
+    """Voxels (all components and volumes) a volume file declares, from its header alone."""
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return int(np.prod(reader.GetSize(), dtype=np.int64)) * reader.GetNumberOfComponents()
+    except RuntimeError:
+        pass
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        try:
+            return int(np.prod(nib.load(str(path)).shape, dtype=np.int64))
+        except Exception:  # noqa: BLE001 - the reader says what is wrong
+            return None
+    return None
+
+
+def check_voxels(count: int, limit: int, name: str) -> None:
+    if count > limit:
+        raise ItemError("decompression_bomb", f"{name} declares {count:,} voxels, over the limit of {limit:,} (max_voxels)")
+
+
+def read_volumes(path: Path, volume_index: str | int | None = None, max_voxels: int = MAX_VOXELS) -> list[tuple[int | None, sitk.Image]]:
     """3D volumes in the LPS patient frame: array axes (z, y, x) run toward Superior, Posterior, Left,
     so an axial slice shows the patient's right on the image's left (radiological convention).
     A 3D file gives one volume (index None); a 4D file the ones `volume_index` picks, each with its
     index (without the key it is rejected with that hint)."""
+    check_voxels(_header_voxels(path) or 0, max_voxels, path.name)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -213,7 +239,16 @@ def _read_without_preamble(path: Path) -> pydicom.Dataset:
     raise ItemError("unreadable", f"{path.name}: not a readable DICOM file (no DICOM header or known elements)")
 
 
-def read_dicom(path: Path, allow_burned_in: bool = False) -> tuple[np.ndarray, pydicom.Dataset]:
+def dicom_voxels(ds: pydicom.Dataset) -> int:
+    """Samples the pixel data declares: rows x columns x frames x samples per pixel."""
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * frames * int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise ItemError("unreadable", f"image size in the header cannot be parsed ({exc})") from None
+
+
+def read_dicom(path: Path, allow_burned_in: bool = False, max_voxels: int = MAX_VOXELS) -> tuple[np.ndarray, pydicom.Dataset]:
     """Stored values through the Modality LUT (RescaleSlope/Intercept); colour converted to RGB.
     Multi-frame objects keep their frames first: (frames, rows, cols[, 3])."""
     try:
@@ -224,6 +259,7 @@ def read_dicom(path: Path, allow_burned_in: bool = False) -> tuple[np.ndarray, p
         raise ItemError("unreadable", f"{path.name}: not a readable DICOM file ({exc})") from None
     if "PixelData" not in ds:
         raise ItemError("no_pixel_data", f"{path.name} is a {ds.get('Modality', 'DICOM')} object without pixel data")
+    check_voxels(dicom_voxels(ds), max_voxels, path.name)
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" and not allow_burned_in:
         raise ItemError("burned_in_annotation", f"{path.name} declares burned-in annotation (text in the pixels)")
     try:

@@ -12,7 +12,8 @@ import pydicom
 import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
-from medtrinity_core.imaging.readers import pick_volumes, read_dicom
+from medtrinity_core.imaging.readers import MAX_VOXELS, check_voxels, dicom_voxels, pick_volumes, read_dicom
+from medtrinity_core.sources.paths import inside
 
 HEADER_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality", "Rows", "NumberOfFrames",
@@ -64,8 +65,9 @@ def read_header(root: Path, relpath: str) -> Header | None:
     """The few tags that decide grouping; None when the file is not DICOM (normalize will say why).
     A DICOM file whose header values cannot be parsed (a non-numeric integer string, say) raises
     `ItemError("unreadable")`, so discovery quarantines that file and goes on."""
+    path = inside(root, relpath)
     try:
-        ds = pydicom.dcmread(root / relpath, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=True)
     except Exception:  # noqa: BLE001 - anything unparsable is left to the decoder's specific error
         return None
     try:
@@ -104,10 +106,19 @@ def normal_of(ds: pydicom.Dataset) -> np.ndarray:
     return np.cross(iop[:3], iop[3:])
 
 
-def _read_slices(root: Path, relpaths: list[str], allow_burned_in: bool) -> list[tuple[pydicom.Dataset, np.ndarray, str]]:
+def _read_slices(root: Path, relpaths: list[str], allow_burned_in: bool, max_voxels: int = MAX_VOXELS) -> list[tuple[pydicom.Dataset, np.ndarray, str]]:
+    """Each slice decoded; the series' declared size is checked against `max_voxels` from the headers first."""
+    total = 0
+    for rel in relpaths:
+        try:
+            header = pydicom.dcmread(inside(root, rel), stop_before_pixels=True, force=True)
+        except Exception:  # noqa: BLE001 - the decoder below says what is wrong with this file
+            continue
+        total += dicom_voxels(header)
+        check_voxels(total, max_voxels, f"series of {relpaths[0]}")
     slices = []
     for rel in relpaths:
-        values, ds = read_dicom(root / rel, allow_burned_in)
+        values, ds = read_dicom(inside(root, rel), allow_burned_in)
         if values.ndim != 2:
             raise ItemError("unsupported_series", f"{rel} is not a single-frame greyscale slice")
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
@@ -172,9 +183,10 @@ def _temporal_groups(slices: list[tuple[pydicom.Dataset, np.ndarray, str]]) -> l
     return None
 
 
-def assemble_volumes(root: Path, relpaths: list[str], allow_burned_in: bool = False, volume_index: str | int | None = None) -> list[tuple[int | None, Series]]:
+def assemble_volumes(root: Path, relpaths: list[str], allow_burned_in: bool = False, volume_index: str | int | None = None,
+                     max_voxels: int = MAX_VOXELS) -> list[tuple[int | None, Series]]:
     """The series as one volume (index None), or, for a 4D series, the volumes `volume_index` picks."""
-    slices = _read_slices(root, relpaths, allow_burned_in)
+    slices = _read_slices(root, relpaths, allow_burned_in, max_voxels)
     groups = _temporal_groups(slices)
     if groups is None:
         return [(None, _stack(slices))]

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 import polars as pl
 
 from medtrinity_core.errors import ItemError
+from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import BoxSpec
 
 
@@ -35,7 +36,7 @@ def _lookup(index: dict, image_relpath: str):
 
 def read_boxes(spec: BoxSpec, root: Path, annotation: str, image_relpath: str, width: int, height: int) -> list[dict]:
     """Boxes as {label, x0, y0, x1, y1} in pixels (x1, y1 exclusive), clipped to the image."""
-    path = root / annotation
+    path = inside(root, annotation)
     try:
         if spec.format == "coco":
             raw = _lookup(_coco_index(str(path), path.stat().st_mtime), image_relpath)

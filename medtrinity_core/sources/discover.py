@@ -11,6 +11,7 @@ import polars as pl
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import stable_id
+from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import MaskSpec, SourceConfig
 
 RASTER_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
@@ -118,7 +119,7 @@ def _masks_for(spec: MaskSpec, fields: dict, files: list[str], image_rel: str) -
 
 def _csv_labels(source: SourceConfig) -> dict[str, str]:
     lc = source.labels_csv
-    table = pl.read_csv(source.root / lc.file, infer_schema_length=0)
+    table = pl.read_csv(inside(source.root, lc.file), infer_schema_length=0)
     return dict(zip(table[lc.image_column].to_list(), table[lc.label_column].to_list()))
 
 
@@ -200,6 +201,9 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
             for spec in source.masks:
                 annotations.extend(_masks_for(spec, fields, files, rel))
             labels = sorted({a.label for a in annotations})
+            if not annotations:
+                rejected.append(Rejected(rel, "no_mask", f"{rel}: no file matches the source's mask patterns ({', '.join(m.pattern for m in source.masks)})"))
+                continue
         elif source.layout == "volume_labels":
             regex = re.compile(fill_template(source.labels, fields))
             annotations = [Annotation(f, None, "label_volume") for f in files if f != rel and regex.fullmatch(f)]
@@ -207,8 +211,8 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
         elif source.layout == "image_boxes":
             if source.boxes.format == "yolo":
                 regex = re.compile(fill_template(source.boxes.pattern, fields))
-                annotations = [Annotation(f, None, "boxes") for f in files if regex.fullmatch(f)][:1]
-            elif source.boxes.file in files:
+                annotations = [Annotation(f, None, "boxes") for f in files if regex.fullmatch(f)]  # several: normalize refuses them
+            else:  # one COCO or CSV file for all images; missing or outside the root, the raw stage says so
                 annotations = [Annotation(source.boxes.file, None, "boxes")]
         elif source.layout == "labeled_images":
             label = fields.get("label") or source.label or csv_labels.get(rel) or csv_labels.get(Path(rel).name)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import sha256_file, stable_id
 from medtrinity_core.records import QUARANTINE, RAW, frame, quarantine_row
 from medtrinity_core.sources.discover import Item, Rejected, discover
+from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import SourceConfig
 
 STAGE = "raw"
@@ -14,7 +16,11 @@ STAGE = "raw"
 
 def shard_items(source: SourceConfig, relpaths: list[str]) -> tuple[list[Item], list[dict]]:
     """The shard's items, plus quarantine rows for planned files that are gone or were rejected."""
-    items, rejected = discover(source)
+    try:
+        items, rejected = discover(source)
+    except (ItemError, OSError, ValueError, pl.exceptions.PolarsError) as exc:  # e.g. a labels_csv that cannot be read
+        reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("discovery_error", f"{type(exc).__name__}: {exc}"[:300])
+        return [], [quarantine_row(stable_id("item", source.name, rel), source.name, rel, STAGE, reason, f"discovery failed: {detail}") for rel in relpaths]
     by_rel = {item.relpath: item for item in items}
     rejected_by_rel = {r.relpath: r for r in rejected}
     wanted, quarantined = [], []
@@ -27,22 +33,37 @@ def shard_items(source: SourceConfig, relpaths: list[str]) -> tuple[list[Item], 
     return wanted, quarantined
 
 
+def _annotation_hash(source: SourceConfig, relpath: str, hashes: dict[str, str]) -> str:
+    if relpath not in hashes:
+        try:
+            hashes[relpath] = sha256_file(inside(source.root, relpath))
+        except OSError as exc:
+            raise ItemError("missing_annotation", f"annotation {relpath} cannot be read ({exc.strerror or exc})") from None
+    return hashes[relpath]
+
+
 def inventory(source: SourceConfig, items: list[Item]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per item with its size and hash and its annotation files' hashes; an item whose file or
+    an annotation file is empty, unreadable, missing or outside the root is quarantined instead."""
     rows, quarantined = [], []
     hashes: dict[str, str] = {}  # one COCO or CSV file serves many items: hash it once
     for item in items:
-        path = source.root / item.relpath
         try:
+            path = inside(source.root, item.relpath)
             size = path.stat().st_size
             if size == 0:
-                quarantined.append(quarantine_row(item.item_id, source.name, item.relpath, STAGE, "empty_file", f"{item.relpath} has zero bytes"))
-                continue
+                raise ItemError("empty_file", f"{item.relpath} has zero bytes")
             digest = sha256_file(path)
-            annotations = []
-            for a in item.annotations:
-                annotations.append({"relpath": a.relpath, "label": a.label, "kind": a.kind, "threshold": a.threshold, "value": a.value, "match": a.match, "sha256": hashes.get(a.relpath) or hashes.setdefault(a.relpath, sha256_file(source.root / a.relpath))})
+            annotations = [
+                {"relpath": a.relpath, "label": a.label, "kind": a.kind, "threshold": a.threshold, "value": a.value, "match": a.match,
+                 "sha256": _annotation_hash(source, a.relpath, hashes)}
+                for a in item.annotations
+            ]
         except OSError as exc:
             quarantined.append(quarantine_row(item.item_id, source.name, item.relpath, STAGE, "unreadable", f"{item.relpath}: {exc.strerror or exc}"))
+            continue
+        except ItemError as exc:  # empty, outside the root (itself or a data file its header names), a missing annotation
+            quarantined.append(quarantine_row(item.item_id, source.name, item.relpath, STAGE, exc.reason, exc.detail))
             continue
         rows.append(
             {

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import string
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from medtrinity_core.errors import SourcesFileError
 from medtrinity_core.imaging.intensity import CT_WINDOWS
 from medtrinity_core.modalities import MODALITIES
-from medtrinity_core.sources.yaml_lines import LineDict, load_with_lines
+from medtrinity_core.sources.yaml_lines import DuplicateKey, LineDict, load_with_lines
 
 LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images", "image_boxes")
 BOX_FORMATS = ("coco", "yolo", "csv")
@@ -28,6 +29,7 @@ DEFAULTS = {
     "top_k": 3,  # passages retrieved per image
     "near_distance": 6,  # Hamming distance of 64-bit perceptual hashes that makes a near duplicate (0: exact only)
     "max_quarantine_share": 0.25,  # above this share of quarantined items, `run` exits 1
+    "max_voxels": 1_000_000_000,  # a volume, DICOM object or series declaring more (from its headers) is a decompression bomb
 }
 SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
@@ -44,6 +46,7 @@ MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
 ORIENTATIONS = ("radiological_axial", "radiological_coronal", "chest_pa")
 VOLUME_INDEX = ("first", "middle", "all")
+POSITIVE = {"shard_size": 1, "max_side": 16, "top_k": 1, "max_voxels": 1}  # keys whose zero would mean nothing at all
 REQUIRED = ("name", "modality", "license", "root", "layout", "images")
 
 
@@ -135,6 +138,7 @@ class SourceConfig:
     top_k: int = DEFAULTS["top_k"]
     near_distance: int = DEFAULTS["near_distance"]
     max_quarantine_share: float = DEFAULTS["max_quarantine_share"]
+    max_voxels: int = DEFAULTS["max_voxels"]
 
     @property
     def slug(self) -> str:
@@ -394,6 +398,31 @@ def _parse_band(chk: _Checker, node: LineDict, path: str) -> float:
     return band
 
 
+def _check_fields(chk: _Checker, node: LineDict, path: str, images: str) -> None:
+    """Every `{field}` a mask, labels or boxes pattern uses must be a named group of `images`."""
+    groups = set(re.compile(images).groupindex)
+    templates = [(node, "labels", f"{path}.labels")]
+    templates += [(m, "pattern", f"{path}.masks[{i}].pattern") for i, m in enumerate(node.get("masks") or []) if isinstance(m, LineDict)]
+    if isinstance(node.get("boxes"), LineDict):
+        templates.append((node["boxes"], "pattern", f"{path}.boxes.pattern"))
+    for owner, key, where in templates:
+        value = owner.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            chk.fail(owner, key, where, f"is not a valid template ({exc}); write a literal brace as {{{{ or }}}}")
+        missing = sorted(f for f in fields if f not in groups)
+        if missing:
+            chk.fail(owner, key, where, f"uses {{{missing[0]}}}, which is not a named group of `images` (named groups: {', '.join(sorted(groups)) or 'none'})")
+
+
+def _check_inside(chk: _Checker, owner, key: str, where: str, root: Path) -> None:
+    if isinstance(owner, LineDict) and isinstance(owner.get(key), str) and not (root / owner[key]).resolve().is_relative_to(root):
+        chk.fail(owner, key, where, f"{owner[key]} resolves outside the source root {root}; only files under the root are read")
+
+
 def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict) -> SourceConfig:
     chk.unknown_keys(node, SOURCE_KEYS, path)
     for key in REQUIRED:
@@ -420,15 +449,16 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
     if layout == "labeled_images" and not ("label" in node or labels_csv or "(?P<label>" in images):
         chk.fail(node, "images", f"{path}.images", "labeled_images needs a `label` group, a `label` key or `labels_csv`")
     merged = {k: node.get(k, defaults[k]) for k in DEFAULTS}
-    numbers = {
-        k: chk.integer(node, k, f"{path}.{k}", merged[k], minimum=0 if k in ("negatives_per_volume",) else 0, kind=type(DEFAULTS[k]))
-        for k in DEFAULTS
-    }
+    numbers = {k: chk.integer(node, k, f"{path}.{k}", merged[k], minimum=POSITIVE.get(k, 0), kind=type(DEFAULTS[k])) for k in DEFAULTS}
+    _check_fields(chk, node, path, images)
+    root = _resolve_root(chk, node, "root", f"{path}.root", base)
+    _check_inside(chk, node.get("labels_csv"), "file", f"{path}.labels_csv.file", root)
+    _check_inside(chk, node.get("boxes"), "file", f"{path}.boxes.file", root)
     return SourceConfig(
         name=name,
         modality=modality,
         license=license_id,
-        root=_resolve_root(chk, node, "root", f"{path}.root", base),
+        root=root,
         layout=layout,
         images=images,
         body_region=chk.string(node, "body_region", f"{path}.body_region"),
@@ -483,6 +513,8 @@ def load_sources(path: str | Path) -> SourcesFile:
         raise SourcesFileError(str(path), None, "file", f"cannot be read ({exc.strerror or exc})") from None
     try:
         doc = load_with_lines(text)
+    except DuplicateKey as exc:
+        raise SourcesFileError(str(path), exc.line, exc.key, str(exc)) from None
     except Exception as exc:  # yaml errors carry their own mark
         mark = getattr(exc, "problem_mark", None)
         raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", exc))) from None
@@ -495,7 +527,7 @@ def load_sources(path: str | Path) -> SourcesFile:
     if "defaults" in doc:
         dnode = chk.mapping(doc["defaults"], doc, "defaults", "defaults")
         chk.unknown_keys(dnode, set(DEFAULTS), "defaults")
-        defaults.update({k: chk.integer(dnode, k, f"defaults.{k}", defaults[k], kind=type(DEFAULTS[k])) for k in DEFAULTS})
+        defaults.update({k: chk.integer(dnode, k, f"defaults.{k}", defaults[k], minimum=POSITIVE.get(k, 0), kind=type(DEFAULTS[k])) for k in DEFAULTS})
     entries = doc.get("sources")
     if not isinstance(entries, list) or not entries:
         chk.fail(doc, "sources", "sources", "must be a non-empty list")

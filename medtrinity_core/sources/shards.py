@@ -47,6 +47,7 @@ def update_plan(workdir: Workdir, source) -> dict[str, list[str]]:
     from medtrinity_core.sources.discover import discover
 
     items, rejected = discover(source)
-    plan = extend_plan(read_plan(workdir, source.name), [i.relpath for i in items] + [r.relpath for r in rejected], source.shard_size)
-    write_plan(workdir, source.name, plan)
+    with workdir.lock(f"plan-{source.name}"):  # read-modify-write: a concurrent run must not lose shards
+        plan = extend_plan(read_plan(workdir, source.name), [i.relpath for i in items] + [r.relpath for r in rejected], source.shard_size)
+        write_plan(workdir, source.name, plan)
     return plan

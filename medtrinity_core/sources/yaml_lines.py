@@ -15,6 +15,14 @@ class LineDict(dict):
         return self.lines.get(key, self.line)
 
 
+class DuplicateKey(Exception):
+    """A mapping names one key twice: YAML would silently keep the last value."""
+
+    def __init__(self, line: int, key: str, first: int):
+        self.line, self.key, self.first = line, key, first
+        super().__init__(f"duplicate key (first at line {first}); YAML would silently keep this one")
+
+
 class _LineLoader(yaml.SafeLoader):
     pass
 
@@ -26,6 +34,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     result.lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            raise DuplicateKey(key_node.start_mark.line + 1, str(key), result.lines[key])
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = key_node.start_mark.line + 1
     return result
