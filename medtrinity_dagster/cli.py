@@ -20,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from medtrinity_core.errors import MedtrinityError, SourcesFileError  # noqa: E402
+from medtrinity_core.sources.discover import match_problem  # noqa: E402
 from medtrinity_core.sources.schema import load_sources  # noqa: E402
 from medtrinity_core.storage import Workdir  # noqa: E402
 
@@ -92,9 +93,11 @@ def cmd_run(args) -> int:
     wd = Workdir.at(args.workdir)
     instance = _instance(wd)
     _quiet()
-    plans = {}
+    plans, empty = {}, []
     for src in chosen:
         plans[src.name] = update_plan(wd, src)
+        if not plans[src.name]:
+            empty.append(f"{src.name}: {match_problem(src)}")
         missing = [k for k in plans[src.name] if not instance.has_dynamic_partition(partitions_name(src), k)]
         if missing:
             instance.add_dynamic_partitions(partitions_name(src), missing)
@@ -124,6 +127,9 @@ def cmd_run(args) -> int:
     table = summarize(wd, chosen)
     _print_table(table)
     code = EXIT_OK
+    for line in empty:  # a typo in `root` or `images` must not look like success
+        print(f"error: {line}", file=sys.stderr)
+        code = EXIT_FAILED
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
         code = EXIT_FAILED
@@ -162,6 +168,10 @@ def cmd_validate(args) -> int:
     names = ", ".join(f"{s.name} ({s.modality}, {s.layout})" for s in sources.sources)
     kb = f"; knowledge: {sources.knowledge.name}" if sources.knowledge else ""
     print(f"{args.file}: OK: {len(sources.sources)} sources: {names}{kb}")
+    for src in sources.sources:
+        problem = match_problem(src)
+        if problem:
+            print(f"warning: {src.name}: {problem}", file=sys.stderr)
     return EXIT_OK
 
 

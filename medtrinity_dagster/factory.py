@@ -10,6 +10,7 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
+from medtrinity_core.accounting import account
 from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.describe.grounded import describe
 from medtrinity_core.imaging.dedup import deduplicate, unique_images
@@ -53,6 +54,14 @@ def _finish(context, progress, wd: Workdir, src: SourceConfig, stage: str, df: p
     )
 
 
+def _images_accounted(stage: str, normalized: pl.DataFrame, produced, quarantined: pl.DataFrame) -> dict:
+    """From rois on the unit is the image: each is an output, in quarantine (its item), or a duplicate."""
+    held = set(quarantined["item_id"].to_list())
+    in_quarantine = normalized.filter(pl.col("item_id").is_in(held))["image_id"]
+    duplicates = normalized.filter(pl.col("duplicate_kind").is_not_null())["image_id"]
+    return account(stage, "image", normalized["image_id"], produced, in_quarantine, {"duplicate": duplicates})
+
+
 def _no_quarantine() -> pl.DataFrame:
     return frame([], QUARANTINE)
 
@@ -77,16 +86,20 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     @dg.asset(key=key("raw"), description=f"Inventory of {src.name} items ({src.layout}) under {src.root}", **common)
     def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         wd = workdir.get()
-        items, missing = shard_items(src, read_plan(wd, src.name).get(context.partition_key, []))
+        planned = read_plan(wd, src.name).get(context.partition_key, [])
+        items, missing = shard_items(src, planned)
         df, q = inventory(src, items)
-        return _finish(context, progress, wd, src, "raw", df, pl.concat([frame(missing, QUARANTINE), q]))
+        q = pl.concat([frame(missing, QUARANTINE), q])
+        counts = account("raw", "item", planned, df["relpath"], q["relpath"])
+        return _finish(context, progress, wd, src, "raw", df, q, **counts)
 
     @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common)
     def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         df, q = normalize(src, raw.iter_rows(named=True), wd)
         df, found = deduplicate(df, wd, src.name, context.partition_key, src.near_distance, src.benchmark_hashes)
-        return _finish(context, progress, wd, src, "normalized", df, q, items_in=raw.height,
+        counts = account("normalized", "item", raw["item_id"], df["item_id"], q["item_id"])
+        return _finish(context, progress, wd, src, "normalized", df, q, **counts,
                        exact_duplicates=found["exact"], near_duplicates=found["near"], benchmark_matches=found["benchmark"])
 
     @dg.asset(
@@ -96,15 +109,16 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         expert, expert_error = load_expert(src.expert) if src.expert else (None, None)
-        normalized = unique_images(normalized)
+        everything, normalized = normalized, unique_images(normalized)
         df, q = extract_rois(src, normalized.iter_rows(named=True), wd, expert, expert_error)
+        counts = _images_accounted("rois", everything, normalized["image_id"], q)
         labels = Counter(df["label"].to_list())
         methods = Counter(df["method"].to_list())
         extra = {"images": normalized.height, "labels": dg.MetadataValue.json(dict(labels.most_common(20))), "methods": dg.MetadataValue.json(dict(sorted(methods.items())))}
         if expert:
             extra["model"], extra["device"] = expert.model_id, str(expert.device)
         extra.update(_previews(wd, src, context.partition_key, normalized, df))
-        return _finish(context, progress, wd, src, "rois", df, q, **extra)
+        return _finish(context, progress, wd, src, "rois", df, q, **extra, **counts)
 
     @dg.asset(key=key("context"), ins=ins("normalized"), deps=[KNOWLEDGE_KEY], description="Top-k knowledge passages per image", **common)
     def context_(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame) -> dg.Output:
@@ -112,7 +126,8 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         collection = open_collection(wd.chroma, embedder.get())
         version = (collection.metadata or {}).get("kb_version", "") if collection is not None else ""
         df = retrieve_context(src, unique_images(normalized).iter_rows(named=True), collection, version)
-        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version)
+        counts = _images_accounted("context", normalized, df["image_id"], _no_quarantine())
+        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version, **counts)
 
     @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description="Multigranular descriptions (grounded generator)", **common)
     def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
@@ -120,7 +135,8 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         collection = open_collection(wd.chroma, embedder.get())
         passages = fetch_passages(collection, [p for ids in context_["passage_ids"].to_list() for p in ids])
         df = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages)
-        return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded")
+        counts = _images_accounted("descriptions", normalized, df["image_id"], _no_quarantine())
+        return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded", **counts)
 
     @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common)
     def triplets(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame, descriptions: pl.DataFrame) -> dg.Output:
@@ -129,7 +145,8 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
         df, lineage = build_triplets(src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, wd.salt(), set(later["item_id"].to_list()))
         write_parquet(lineage, wd.lineage_path(src.name, shard))
-        return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), images=normalized.height)
+        counts = _images_accounted("triplets", normalized, df["image_id"], later)
+        return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), **counts)
 
     assets = [raw, normalized, rois, context_, descriptions, triplets]
     return assets, _source_checks(src, parts, key)

@@ -99,3 +99,18 @@ def test_selecting_a_stage_without_its_upstream_is_one_clear_line(tmp_path, clea
 def test_bad_usage_exits_2():
     out = medtrinity("run", "--select", "everything")
     assert out.returncode == 2
+
+
+def test_a_source_that_matches_nothing_fails_the_run_and_warns_on_validate(tmp_path, clean_source):
+    typo = clean_source.parent / "typo.yaml"
+    typo.write_text(clean_source.read_text().replace("images: 'images/(?P<id>", "images: 'imgs/(?P<id>"))
+    out = medtrinity("run", "--workdir", str(tmp_path / "wd"), "--sources", str(typo), "--no-progress", "--select", "raw")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "error: tiny-kvasir: `images` 'imgs/(?P<id>[^/]+)\\\\.jpg' matches none of the 6 files under" in out.stderr
+    validate = medtrinity("sources", "validate", str(typo))
+    assert validate.returncode == 0 and "warning: tiny-kvasir: `images`" in validate.stderr
+    (tmp_path / "empty").mkdir()
+    empty = clean_source.parent / "empty.yaml"
+    empty.write_text(clean_source.read_text().replace("root: kvasir", f"root: {tmp_path / 'empty'}"))
+    out = medtrinity("run", "--workdir", str(tmp_path / "wd2"), "--sources", str(empty), "--no-progress", "--select", "raw")
+    assert out.returncode == 1 and f"error: tiny-kvasir: root {tmp_path / 'empty'} holds no files" in out.stderr

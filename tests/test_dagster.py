@@ -84,6 +84,13 @@ def test_materialization_metadata_is_in_the_event_log(pipeline):
     assert meta["rows"].value == 3
     assert meta["quarantined"].value == 2
     assert (meta["exact_duplicates"].value, meta["near_duplicates"].value, meta["benchmark_matches"].value) == (0, 0, 0)
+    # every stage accounts for what it read: items at raw and normalized, images from rois on
+    assert (meta["items_in"].value, meta["items_out"].value, meta["items_quarantined"].value) == (5, 3, 2)
+    for stage, expected in (("raw", (5, 5, 0)), ("triplets", (3, 3, 0))):
+        record = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([src.name, stage]), asset_partitions=[shard]), limit=1).records[0]
+        unit = "item" if stage == "raw" else "image"
+        m = record.asset_materialization.metadata
+        assert (m[f"{unit}s_in"].value, m[f"{unit}s_out"].value, m[f"{unit}s_quarantined"].value) == expected
     kb = instance.fetch_materializations(dg.AssetKey("knowledge_base"), limit=1).records[0].asset_materialization.metadata
     assert kb["passages"].value > 10 and len(kb["kb_version"].value) == 16
 

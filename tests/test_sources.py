@@ -58,6 +58,12 @@ def test_examples_cover_all_ten_modalities_and_every_layout():
         ("layout: image_masks", "layout: folders", 8, "sources[0].layout", "not one of"),
         ("root: data", "root: nowhere", 7, "sources[0].root", "does not exist"),
         ("images: 'images/(?P<id>[^/]+)\\.png'", "images: 'images/(unclosed'", 9, "sources[0].images", "regular expression"),
+        ("    root: data\n", "    root: data\n    shard_size: 0\n", 8, "sources[0].shard_size", "at least 1"),
+        ("    root: data\n", "    root: data\n    max_side: 0\n", 8, "sources[0].max_side", "at least 16"),
+        ("    root: data\n", "    root: data\n    modality: mri\n", 8, "modality", "duplicate key (first at line 4)"),
+        ("masks/{id}_", "masks/{case}_", 11, "sources[0].masks[0].pattern", "uses {case}, which is not a named group of `images` (named groups: id)"),
+        ("    root: data\n", "    root: data\n    labels_csv: {file: ../labels.csv, image_column: a, label_column: b}\n", 8,
+         "sources[0].labels_csv.file", "resolves outside the source root"),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path, old, new, line, key, words):

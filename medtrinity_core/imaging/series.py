@@ -224,6 +224,8 @@ def frames_volume(values: np.ndarray, ds: pydicom.Dataset, name: str) -> sitk.Im
     if geometry is None:
         return None
     row, col, positions, (row_mm, col_mm) = geometry
+    if len(positions) != values.shape[0]:
+        raise ItemError("inconsistent_series", f"{name}: {values.shape[0]} frames but {len(positions)} frame positions")
     normal = np.cross(row, col)
     depth = np.array([float(np.dot(p, normal)) for p in positions])
     order = np.argsort(depth)

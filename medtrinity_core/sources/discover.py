@@ -86,6 +86,17 @@ def list_files(root: Path) -> tuple[list[str], list[Rejected]]:
     return sorted(files), rejected
 
 
+def match_problem(source: SourceConfig) -> str | None:
+    """Why a source would yield nothing (an empty root, an `images` pattern that matches no file), or None."""
+    files, _ = list_files(source.root)
+    if not files:
+        return f"root {source.root} holds no files"
+    pattern = re.compile(source.images)
+    if not any(pattern.fullmatch(rel) for rel in files):
+        return f"`images` {source.images!r} matches none of the {len(files)} files under {source.root} (paths are matched whole, relative to the root)"
+    return None
+
+
 def fill_template(pattern: str, fields: dict[str, str]) -> str:
     """`{field}` from the image's match, regex-escaped; `{{`/`}}` are literal braces."""
     return pattern.format(**{k: re.escape(v) for k, v in fields.items() if v is not None})
