@@ -23,6 +23,7 @@ from medtrinity_core.records import QUARANTINE, frame
 from medtrinity_core.roi.expert import load_expert
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
 from medtrinity_core.roi.preview import markdown_image, write_previews
+from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.inventory import inventory, shard_items
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import read_plan
@@ -87,8 +88,10 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         wd = workdir.get()
         planned = read_plan(wd, src.name).get(context.partition_key, [])
-        items, missing = shard_items(src, planned)
-        df, q = inventory(src, items)
+        paths = SourcePaths.of(wd, src)
+        items, missing = shard_items(src, planned, paths)
+        df, q = inventory(src, items, paths)
+        paths.save()
         q = pl.concat([frame(missing, QUARANTINE), q])
         counts = account("raw", "item", planned, df["relpath"], q["relpath"])
         return _finish(context, progress, wd, src, "raw", df, q, **counts)
@@ -143,7 +146,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         wd = workdir.get()
         shard = context.partition_key
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
-        df, lineage = build_triplets(src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, wd.salt(), set(later["item_id"].to_list()))
+        df, lineage = build_triplets(src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, SourcePaths.of(wd, src), set(later["item_id"].to_list()))
         write_parquet(lineage, wd.lineage_path(src.name, shard))
         counts = _images_accounted("triplets", normalized, df["image_id"], later)
         return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), **counts)

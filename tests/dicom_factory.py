@@ -97,7 +97,7 @@ def write_series(folder: Path, modality: str = "CT", drop: int | None = None, du
     return datasets
 
 
-def write_seg(path: Path, series: list[Dataset], fractional: bool = False) -> None:
+def write_seg(path: Path, series: list[Dataset], fractional: bool = False, label: str = "Liver") -> None:
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -105,7 +105,7 @@ def write_seg(path: Path, series: list[Dataset], fractional: bool = False) -> No
     mask = np.zeros((len(ordered), ROWS, COLS), np.float32 if fractional else bool)
     mask[LESION] = 0.9 if fractional else True
     description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="Liver", segmented_property_category=codes.SCT.Organ,
+        segment_number=1, segment_label=label, segmented_property_category=codes.SCT.Organ,
         segmented_property_type=codes.SCT.Liver, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
     )
     seg = hd.seg.Segmentation(
@@ -151,7 +151,7 @@ def _save_structure_set(path: Path, series: list[Dataset], name: str, contours: 
     ds.save_as(path, enforce_file_format=True)
 
 
-def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = True) -> None:
+def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = True, name: str = "GTV") -> None:
     """One ROI, GTV, drawn as a square on each lesion slice (patient's right: columns 4-11, rows 8-15)."""
     contours = []
     by_z = {int(round(float(d.ImagePositionPatient[2]) / SLICE_MM)): d for d in series}
@@ -162,7 +162,7 @@ def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = Tr
         corners = [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]
         points = [v for c, r in corners for v in (x0 + c * SPACING[1], y0 + r * SPACING[0], zz)]
         contours.append(_contour(points, d if with_references else None))
-    _save_structure_set(path, series, "GTV", contours)
+    _save_structure_set(path, series, name, contours)
 
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"

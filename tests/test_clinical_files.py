@@ -90,8 +90,8 @@ def test_rtstruct_drawn_on_the_ct_is_rasterized_onto_the_pet_of_its_frame_of_ref
     assert df.row(0, named=True)["annotation_matches"] == [{"annotation_sha256": rt_sha, "kind": "rtstruct", "match": "frame_of_reference"}]
     # measured on the PET's own grid: centroid within one voxel, volume within 10 %
     series = assemble(tmp_path / "pet", sorted(p.name for p in (tmp_path / "pet").glob("pt_*.dcm")))
-    labels, names, match = rtstruct_labels(tmp_path / "pet" / "rt_on_ct.dcm", series, via_frame_of_reference=True)
-    assert names == {1: "GTV"} and match == "frame_of_reference"
+    labels, names, match, withheld = rtstruct_labels(tmp_path / "pet" / "rt_on_ct.dcm", series, via_frame_of_reference=True)
+    assert names == {1: "GTV"} and match == "frame_of_reference" and withheld == 0
     z, y, x = np.nonzero(labels == 1)
     mm = np.stack([-29.0 + 2.0 * x, -31.0 + 2.0 * y, 0.7 + 3.0 * z], axis=1)
     truth_centre = np.array([5.0, -3.0, float(np.mean(planes))])

@@ -11,35 +11,40 @@ from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.ids import salted_hash
 from medtrinity_core.quality import checks
 from medtrinity_core.records import CONTEXT, DESCRIPTIONS, ROIS, frame
+from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.schema import SourceConfig
+from medtrinity_core.storage import Workdir
 
 SRC = SourceConfig(name="hosp", modality="ct", license="LicenseRef-unstated", root=Path("/data/hosp"), layout="dicom", images=".*", body_region="abdomen")
 IMAGE = {"image_id": "img-1", "item_id": "item-1", "relpath": "PATIENT_DOE_JOHN/ct.dcm", "source_sha256": "a" * 64, "slice_axis": None,
          "slice_index": None, "normalization": "{}", "image_uri": "images/aa/bb/x.png", "image_sha256": "b" * 64, "width": 10, "height": 10}
 DESC = frame([{"image_id": "img-1", "source": "hosp", "text": "Modality: CT. Organ and tissue: the abdomen.", "facets": None, "cited_passages": ["p#0"],
                "generator": "grounded", "generator_model": None, "generator_params": "{}", "template_version": "grounded-v1"}], DESCRIPTIONS)
+PLAIN = SourcePaths(None, "hosp", False)  # a source whose paths are not identifying: written as they are
 CTX = frame([{"image_id": "img-1", "source": "hosp", "coarse_caption": "CT image.", "query": "q", "passage_ids": ["p#0"], "scores": [0.9], "kb_version": "kb1"}], CONTEXT)
 
 
-def test_patient_identifying_paths_are_salted_in_triplets_but_kept_in_lineage():
+def test_patient_identifying_paths_are_salted_in_triplets_but_kept_in_lineage(tmp_path):
     src = replace(SRC, paths_identify_patients=True)
-    triplets, lineage = build_triplets(src, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s1")
+    paths = SourcePaths(Workdir.at(tmp_path), src.name, True)
+    image = {**IMAGE, "relpath": paths.public(IMAGE["relpath"])}  # manifests carry the public path
+    triplets, lineage = build_triplets(src, "base-0000", [image], frame([], ROIS), CTX, DESC, paths)
     prov = triplets["provenance"][0]
-    assert prov["source_relpath"] == salted_hash("PATIENT_DOE_JOHN/ct.dcm", "s1") and prov["source_path_hashed"]
+    assert prov["source_relpath"] == "path-" + salted_hash("PATIENT_DOE_JOHN/ct.dcm", paths.salt) and prov["source_path_hashed"]
     assert "DOE" not in str(triplets.to_dicts())
     assert lineage["source_relpath"][0] == "PATIENT_DOE_JOHN/ct.dcm"
-    other, _ = build_triplets(src, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s2")
-    assert other["provenance"][0]["source_relpath"] != prov["source_relpath"]
-    assert other["triplet_id"][0] == triplets["triplet_id"][0]
+    other = SourcePaths(Workdir.at(tmp_path), src.name, True)
+    other.salt = "another deployment"
+    assert other.public("PATIENT_DOE_JOHN/ct.dcm") != prov["source_relpath"]
 
 
 def test_provenance_and_exclusion_of_items_quarantined_downstream():
-    triplets, _ = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s")
+    triplets, _ = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, PLAIN)
     prov = triplets["provenance"][0]
     assert prov["source_relpath"] == "PATIENT_DOE_JOHN/ct.dcm" and not prov["source_path_hashed"]
     assert prov["kb_version"] == "kb1" and prov["passage_ids"] == ["p#0"] and prov["package_version"] == "0.1.0"
     assert triplets["coarse_caption"][0] == "CT image."
-    none, lineage = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, salt="s", excluded_items={"item-1"})
+    none, lineage = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, PLAIN, excluded_items={"item-1"})
     assert none.height == 0 and lineage.height == 0
 
 

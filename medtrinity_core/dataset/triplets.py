@@ -7,8 +7,9 @@ from collections.abc import Iterable
 import polars as pl
 
 from medtrinity_core import __version__
-from medtrinity_core.ids import salted_hash, stable_id
+from medtrinity_core.ids import stable_id
 from medtrinity_core.records import LINEAGE, TRIPLETS, frame
+from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.schema import SourceConfig
 
 
@@ -32,10 +33,12 @@ def build_triplets(
     rois: pl.DataFrame,
     context: pl.DataFrame,
     descriptions: pl.DataFrame,
-    salt: str,
+    paths: SourcePaths,
     excluded_items: set[str] = frozenset(),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(triplets, lineage index rows). Images of items quarantined downstream of normalization are left out."""
+    """(triplets, lineage index rows). Images of items quarantined downstream of normalization are left
+    out. Image rows carry public paths (salted hashes where paths identify patients); the private
+    lineage index holds the path itself."""
     rois_by_image: dict[str, list[dict]] = {}
     for roi in rois.sort(["image_id", "area_px", "roi_id"], descending=[False, True, False]).iter_rows(named=True):
         rois_by_image.setdefault(roi["image_id"], []).append(roi)
@@ -48,7 +51,6 @@ def build_triplets(
         d, c = desc[img["image_id"]], ctx.get(img["image_id"], {})
         image_rois = rois_by_image.get(img["image_id"], [])
         triplet_id = stable_id("trp", img["image_id"], d["template_version"], d["generator"])
-        relpath = salted_hash(img["relpath"], salt) if source.paths_identify_patients else img["relpath"]
         rows.append(
             {
                 "triplet_id": triplet_id,
@@ -68,7 +70,7 @@ def build_triplets(
                     "source": source.name,
                     "license": source.license,
                     "citation": source.citation,
-                    "source_relpath": relpath,
+                    "source_relpath": img["relpath"],
                     "source_path_hashed": source.paths_identify_patients,
                     "source_sha256": img["source_sha256"],
                     "item_id": img["item_id"],
@@ -97,7 +99,7 @@ def build_triplets(
                 "source": source.name,
                 "shard": shard,
                 "source_root": str(source.root),
-                "source_relpath": img["relpath"],
+                "source_relpath": paths.private(img["relpath"]),
             }
         )
     return frame(rows, TRIPLETS), frame(lineage, LINEAGE)

@@ -46,7 +46,7 @@ def to_suv(values: np.ndarray, ds: pydicom.Dataset) -> tuple[np.ndarray, dict]:
     factor, why = suv_factor(ds)
     if factor is None:
         return values, {"suv": None, "suv_flag": why}
-    return values * factor, {"suv": "bw", "suv_factor": float(f"{factor:.8g}")}
+    return values * factor, {"suv": "bw"}  # the factor is weight over dose: it would reveal the patient's weight
 
 
 def dicom_to_uint8(values: np.ndarray, ds: pydicom.Dataset, modality: str, window: str | None) -> tuple[np.ndarray, dict]:

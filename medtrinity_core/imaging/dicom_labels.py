@@ -11,7 +11,9 @@ Each reader says how it matched the annotation to the series (`MATCHES`):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pydicom
@@ -21,6 +23,46 @@ from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.series import Series
 
 FRACTIONAL_CUT = 0.5
+DATE_TAGS = ("PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StructureSetDate")
+
+
+class LabelVolume(NamedTuple):
+    labels: np.ndarray  # label numbers on the series' grid
+    names: dict[int, str]
+    match: str  # one of MATCHES
+    withheld: int  # free-text names replaced because they held a patient identifier
+
+
+def _identifiers(datasets: list[pydicom.Dataset]) -> tuple[set[str], set[str]]:
+    """(name parts, id and date strings) of the patient in these files: read to compare, never written."""
+    words, strings = set(), set()
+    for ds in datasets:
+        for part in re.split(r"[\^\s,]+", str(ds.get("PatientName", "") or "")):
+            if len(part) >= 3:
+                words.add(part.lower())
+        for tag in ("PatientID", "OtherPatientIDs"):
+            value = str(ds.get(tag, "") or "").strip()
+            if len(value) >= 3:
+                strings.add(value.lower())
+        for tag in DATE_TAGS:
+            value = str(ds.get(tag, "") or "").strip()
+            if re.fullmatch(r"\d{8}", value):
+                y, m, d = value[:4], value[4:6], value[6:]
+                strings.update({value, f"{y}-{m}-{d}", f"{d}.{m}.{y}", f"{m}/{d}/{y}", f"{d}/{m}/{y}"})
+    return words, strings
+
+
+def withhold_identifying(names: dict[int, str], datasets: list[pydicom.Dataset], neutral: str) -> tuple[dict[int, str], int]:
+    """Free-text label names (SegmentLabel, ROIName) that contain a token of the files' own patient name,
+    id or dates are replaced by `<neutral> <number>`; returns the names and how many were replaced."""
+    words, strings = _identifiers(datasets)
+    out, withheld = {}, 0
+    for number, name in names.items():
+        lower = name.lower()
+        hit = any(s in lower for s in strings) or any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", lower) for w in words)
+        out[number] = f"{neutral} {number}" if hit else name
+        withheld += hit
+    return out, withheld
 MATCHES = ("source_frames", "geometry", "frame_of_reference")
 PLANE_TOLERANCE = 0.25  # a SEG frame lies on a slice when it is within this fraction of the slice spacing
 PARALLEL = 1e-3
@@ -156,7 +198,7 @@ def _seg_by_geometry(ds: pydicom.Dataset, grid: Grid, name: str) -> tuple[np.nda
     return labels, placed
 
 
-def seg_labels(path: Path, series: Series, via_frame_of_reference: bool = False) -> tuple[np.ndarray, dict[int, str], str]:
+def seg_labels(path: Path, series: Series, via_frame_of_reference: bool = False) -> LabelVolume:
     """Segment numbers on the series' slices, names from SegmentLabel (else the segmented property's
     meaning), and how the frames were matched (see `MATCHES`)."""
     try:
@@ -166,10 +208,11 @@ def seg_labels(path: Path, series: Series, via_frame_of_reference: bool = False)
         raise ItemError("bad_annotation", f"{path.name}: not a readable DICOM-SEG ({exc})") from None
     grid = Grid(series)
     _check_frame(grid, str(ds.get("FrameOfReferenceUID", "")) or None, path.name)
+    shown, withheld = withhold_identifying(names, [ds, series.first], "segment")
     if not via_frame_of_reference:
         labels = _seg_by_source_frames(path, ds, series, names, grid)
         if labels is not None:
-            return labels, names, "source_frames"
+            return LabelVolume(labels, shown, "source_frames", withheld)
     try:
         labels, placed = _seg_by_geometry(ds, grid, path.name)
     except ItemError:
@@ -178,7 +221,7 @@ def seg_labels(path: Path, series: Series, via_frame_of_reference: bool = False)
         raise ItemError("bad_annotation", f"{path.name}: SEG frames cannot be read ({type(exc).__name__}: {exc})"[:300]) from None
     if not placed:
         raise ItemError("bad_annotation", f"{path.name}: no SEG frame matches a slice of its series, by referenced instance or by plane position")
-    return labels, names, "frame_of_reference" if via_frame_of_reference else "geometry"
+    return LabelVolume(labels, shown, "frame_of_reference" if via_frame_of_reference else "geometry", withheld)
 
 
 def _fill(grid: Grid, polygons: list[np.ndarray], k: int) -> np.ndarray:
@@ -211,7 +254,7 @@ def _planes_by_position(grid: Grid, contours: list[np.ndarray]) -> dict[int, lis
     return out
 
 
-def rtstruct_labels(path: Path, series: Series, via_frame_of_reference: bool = False) -> tuple[np.ndarray, dict[int, str], str]:
+def rtstruct_labels(path: Path, series: Series, via_frame_of_reference: bool = False) -> LabelVolume:
     """Each ROI's closed planar contours filled on the slices they lie on: matched by referenced SOP
     instance, else by position along the normal (also when the structure set was drawn on another
     series of the same frame of reference); inner contours are holes; later ROIs overwrite earlier
@@ -250,6 +293,6 @@ def rtstruct_labels(path: Path, series: Series, via_frame_of_reference: bool = F
             labels[k][_fill(grid, polygons, k)] = number
     if any(contours for _, contours in rois) and not (by_reference or by_position):
         raise ItemError("mask_geometry_mismatch", f"{path.name}: no contour lies on a slice of its series")
-    if via_frame_of_reference:
-        return labels, names, "frame_of_reference"
-    return labels, names, "geometry" if by_position else "source_frames"
+    shown, withheld = withhold_identifying(names, [ds, series.first], "structure")
+    match = "frame_of_reference" if via_frame_of_reference else ("geometry" if by_position else "source_frames")
+    return LabelVolume(labels, shown, match, withheld)

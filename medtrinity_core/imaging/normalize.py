@@ -27,6 +27,7 @@ from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey,
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.roi.boxes import read_boxes
+from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
@@ -53,10 +54,10 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
     norm = {"intensity": raster.intensity, "size": [w, h], "resized": list(size)}
     volume = () if volume_index is None else (f"t{volume_index}",)  # 3D images keep the ids they always had
     return {
-        "image_id": stable_id("img", source.name, raw["relpath"], axis or "", "" if index is None else index, *volume),
+        "image_id": stable_id("img", source.name, raw["public"], axis or "", "" if index is None else index, *volume),
         "item_id": raw["item_id"],
         "source": source.name,
-        "relpath": raw["relpath"],
+        "relpath": raw["public"],
         "source_sha256": raw["sha256"],
         "slice_axis": axis,
         "slice_index": index,
@@ -110,7 +111,7 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
             mask = read_mask(inside(source.root, ann["relpath"]), ann["threshold"])
         if mask.shape != (h, w):
             raise ItemError("mask_shape_mismatch", f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
-        masks.append((ann["label"], mask, ann["relpath"]))
+        masks.append((ann["label"], mask, ann["public"]))
     return [_image_row(source, raw, workdir, raster, masks, boxes=boxes)]
 
 
@@ -176,7 +177,8 @@ def patient_keys(ds, workdir: Workdir) -> tuple[str | None, str | None]:
 
 
 def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk.Image, labels: np.ndarray | None,
-                  names: dict[int, str], label_file: str, ds=None, volume_index: int | None = None, matches: list[dict] = ()) -> list[dict]:
+                  names: dict[int, str], label_file: str, ds=None, volume_index: int | None = None, matches: list[dict] = (),
+                  flags: dict | None = None) -> list[dict]:
     """Orient to LPS, pick the slices, window and write them with their per-label masks."""
     if labels is not None:
         label_image = sitk.GetImageFromArray(labels.astype(np.int32))
@@ -202,7 +204,7 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
             masks = [(names.get(int(v), f"label {int(v)}"), plane_labels == v, label_file) for v in np.unique(plane_labels) if v != 0]
             plane = np.ascontiguousarray(cut(values, k))
             pixels, params = intensity(plane, {m[0] for m in masks})
-            raster = Raster(pixels, {**params, "orientation": "LPS"}, spacing=spacing[axis], image_left=left, image_top=top, patient_key=patient,
+            raster = Raster(pixels, {**params, "orientation": "LPS", **(flags or {})}, spacing=spacing[axis], image_left=left, image_top=top, patient_key=patient,
                             study_key=study, body=body_box(plane, source.modality))
             # a slice's labels are the ones on it: a negative slice is not labelled with the volume's lesion
             rows.append(_image_row(source, raw, workdir, raster, masks, axis, k, labels=sorted({m[0] for m in masks}), label_volumes=volumes,
@@ -231,7 +233,7 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
             found = by_index.get(t) if t in by_index else by_index.get(None)
             if found is None:
                 raise ItemError("mask_geometry_mismatch", f"{rel} has no volume {t} to pair with {raw['relpath']}")
-            labels, label_file = align_labels(found, image, rel), rel
+            labels, label_file = align_labels(found, image, rel), raw["annotations"][0]["public"]
         rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), label_file, volume_index=t, matches=matches)
     return rows
 
@@ -241,18 +243,19 @@ def _normalize_series(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     members = [raw["relpath"]] + [a["relpath"] for a in raw["annotations"] if a["kind"] == "series_member"]
     rows = []
     for t, series in assemble_volumes(source.root, members, source.allow_burned_in, source.volume_index, source.max_voxels):
-        labels, names, label_file, matches = None, {}, "", []
+        labels, names, label_file, matches, withheld = None, {}, "", [], 0
         for ann in raw["annotations"]:
             if ann["kind"] in ("dicom_seg", "rtstruct"):
                 read = seg_labels if ann["kind"] == "dicom_seg" else rtstruct_labels
-                found, found_names, match = read(inside(source.root, ann["relpath"]), series, via_frame_of_reference=ann["match"] == "frame_of_reference")
+                found = read(inside(source.root, ann["relpath"]), series, via_frame_of_reference=ann["match"] == "frame_of_reference")
                 offset = max(names, default=0)  # a second SEG or RTSTRUCT numbers its labels after the first's
-                found = np.where(found > 0, found + offset, 0)
-                labels = found if labels is None else np.where(found > 0, found, labels)
-                names.update({k + offset: source.rename(v) for k, v in found_names.items()})
-                label_file = ann["relpath"]
-                matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": match})
-        rows += _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first, volume_index=t, matches=matches)
+                numbers = np.where(found.labels > 0, found.labels + offset, 0)
+                labels = numbers if labels is None else np.where(numbers > 0, numbers, labels)
+                names.update({k + offset: source.rename(v) for k, v in found.names.items()})
+                label_file, withheld = ann["public"], withheld + found.withheld
+                matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": found.match})
+        flags = {"withheld_labels": withheld} if withheld else {}
+        rows += _slice_volume(source, raw, workdir, series.image, labels, names, label_file, series.first, volume_index=t, matches=matches, flags=flags)
     return rows
 
 
@@ -303,13 +306,29 @@ def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[
 READERS = {"image2d": _normalize_raster, "volume": _normalize_volume, "dicom": _normalize_dicom}
 
 
+def _local(raw: dict, paths: SourcePaths) -> dict:
+    """The raw row with the files' own relative paths for reading (`relpath`) beside the public ones
+    that are written (`public`): they differ where the source's paths identify patients."""
+    annotations = [{**a, "relpath": paths.private(a["relpath"]), "public": a["relpath"]} for a in raw["annotations"] or []]
+    return {**raw, "relpath": paths.private(raw["relpath"]), "public": raw["relpath"], "annotations": annotations}
+
+
 def normalize(source: SourceConfig, raw_rows: Iterable[dict], workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
+    paths = SourcePaths.of(workdir, source)
     rows, quarantined = [], []
     for raw in raw_rows:
         try:
-            rows.extend(READERS[raw["kind"]](source, raw, workdir))
+            local = _local(raw, paths)
+        except KeyError as exc:
+            quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, "missing", str(exc.args[0])))
+            continue
+        try:
+            rows.extend(READERS[raw["kind"]](source, local, workdir))
+            continue
         except ItemError as exc:
-            quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, exc.reason, exc.detail))
+            reason, detail = exc.reason, exc.detail
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the shard
-            quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, "decode_error", f"{type(exc).__name__}: {exc}"[:300]))
+            reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"[:300]
+        detail = paths.scrub(detail, [local["relpath"], *(a["relpath"] for a in local["annotations"])])
+        quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, reason, detail))
     return frame(rows, NORMALIZED), frame(quarantined, QUARANTINE)

@@ -8,28 +8,40 @@ from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import sha256_file, stable_id
 from medtrinity_core.records import QUARANTINE, RAW, frame, quarantine_row
 from medtrinity_core.sources.discover import Item, Rejected, discover
+from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import SourceConfig
 
 STAGE = "raw"
 
 
-def shard_items(source: SourceConfig, relpaths: list[str]) -> tuple[list[Item], list[dict]]:
-    """The shard's items, plus quarantine rows for planned files that are gone or were rejected."""
+def shard_items(source: SourceConfig, planned: list[str], paths: SourcePaths | None = None) -> tuple[list[Item], list[dict]]:
+    """The shard's items (from the plan's public paths), plus quarantine rows for planned files that are
+    gone or were rejected; quarantine rows carry public paths and scrubbed details."""
+    paths = paths or SourcePaths(None, source.name, False)
+
+    def held(token: str, reason: str, detail: str, rel: str | None) -> dict:
+        return quarantine_row(stable_id("item", source.name, token), source.name, token, STAGE, reason, paths.scrub(detail, [rel] if rel else []))
+
     try:
         items, rejected = discover(source)
     except (ItemError, OSError, ValueError, pl.exceptions.PolarsError) as exc:  # e.g. a labels_csv that cannot be read
         reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("discovery_error", f"{type(exc).__name__}: {exc}"[:300])
-        return [], [quarantine_row(stable_id("item", source.name, rel), source.name, rel, STAGE, reason, f"discovery failed: {detail}") for rel in relpaths]
+        return [], [held(token, reason, f"discovery failed: {detail}", None) for token in planned]
     by_rel = {item.relpath: item for item in items}
     rejected_by_rel = {r.relpath: r for r in rejected}
     wanted, quarantined = [], []
-    for rel in relpaths:
+    for token in planned:
+        try:
+            rel = paths.private(token)
+        except KeyError as exc:
+            quarantined.append(held(token, "missing", str(exc.args[0]), None))
+            continue
         if rel in by_rel:
             wanted.append(by_rel[rel])
             continue
         r = rejected_by_rel.get(rel) or Rejected(rel, "missing", f"{rel} is in the shard plan but no longer matches a file under {source.root}")
-        quarantined.append(quarantine_row(stable_id("item", source.name, rel), source.name, rel, STAGE, r.reason, r.detail))
+        quarantined.append(held(token, r.reason, r.detail, rel))
     return wanted, quarantined
 
 
@@ -42,12 +54,16 @@ def _annotation_hash(source: SourceConfig, relpath: str, hashes: dict[str, str])
     return hashes[relpath]
 
 
-def inventory(source: SourceConfig, items: list[Item]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def inventory(source: SourceConfig, items: list[Item], paths: SourcePaths | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per item with its size and hash and its annotation files' hashes; an item whose file or
-    an annotation file is empty, unreadable, missing or outside the root is quarantined instead."""
+    an annotation file is empty, unreadable, missing or outside the root is quarantined instead. Paths
+    and ids are public (`paths`): salted hashes for sources whose paths identify patients."""
+    paths = paths or SourcePaths(None, source.name, False)
     rows, quarantined = [], []
     hashes: dict[str, str] = {}  # one COCO or CSV file serves many items: hash it once
     for item in items:
+        public = paths.public(item.relpath)
+        item_id = stable_id("item", source.name, public)
         try:
             path = inside(source.root, item.relpath)
             size = path.stat().st_size
@@ -55,21 +71,20 @@ def inventory(source: SourceConfig, items: list[Item]) -> tuple[pl.DataFrame, pl
                 raise ItemError("empty_file", f"{item.relpath} has zero bytes")
             digest = sha256_file(path)
             annotations = [
-                {"relpath": a.relpath, "label": a.label, "kind": a.kind, "threshold": a.threshold, "value": a.value, "match": a.match,
+                {"relpath": paths.public(a.relpath), "label": a.label, "kind": a.kind, "threshold": a.threshold, "value": a.value, "match": a.match,
                  "sha256": _annotation_hash(source, a.relpath, hashes)}
                 for a in item.annotations
             ]
-        except OSError as exc:
-            quarantined.append(quarantine_row(item.item_id, source.name, item.relpath, STAGE, "unreadable", f"{item.relpath}: {exc.strerror or exc}"))
-            continue
-        except ItemError as exc:  # empty, outside the root (itself or a data file its header names), a missing annotation
-            quarantined.append(quarantine_row(item.item_id, source.name, item.relpath, STAGE, exc.reason, exc.detail))
+        except (OSError, ItemError) as exc:  # empty, outside the root (itself or a data file its header names), a missing annotation
+            reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("unreadable", f"{item.relpath}: {exc.strerror or exc}")
+            related = [item.relpath, *(a.relpath for a in item.annotations)]
+            quarantined.append(quarantine_row(item_id, source.name, public, STAGE, reason, paths.scrub(detail, related)))
             continue
         rows.append(
             {
-                "item_id": item.item_id,
+                "item_id": item_id,
                 "source": source.name,
-                "relpath": item.relpath,
+                "relpath": public,
                 "kind": item.kind,
                 "format": item.format,
                 "size_bytes": size,
