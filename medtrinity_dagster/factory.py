@@ -24,7 +24,7 @@ from medtrinity_core.roi.expert import load_expert
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
 from medtrinity_core.roi.preview import markdown_image, write_previews
 from medtrinity_core.sources.identity import SourcePaths
-from medtrinity_core.sources.inventory import inventory, shard_items
+from medtrinity_core.sources.inventory import raw_stage
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import read_plan
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
@@ -87,13 +87,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     @dg.asset(key=key("raw"), description=f"Inventory of {src.name} items ({src.layout}) under {src.root}", **common)
     def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         wd = workdir.get()
-        planned = read_plan(wd, src.name).get(context.partition_key, [])
-        paths = SourcePaths.of(wd, src)
-        items, missing = shard_items(src, planned, paths)
-        df, q = inventory(src, items, paths)
-        paths.save()
-        q = pl.concat([frame(missing, QUARANTINE), q])
-        counts = account("raw", "item", planned, df["relpath"], q["relpath"])
+        df, q, counts = raw_stage(src, read_plan(wd, src.name).get(context.partition_key, []), wd)
         return _finish(context, progress, wd, src, "raw", df, q, **counts)
 
     @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common)

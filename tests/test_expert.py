@@ -118,7 +118,7 @@ def test_model_files_that_run_code_need_trust_code(trained, kind):
         load_network(ExpertSpec(kind=kind, path=path, labels=((1, "x"),)))
 
 
-def expert_yaml(tmp_path, expert: str) -> "Path":
+def expert_yaml(tmp_path, expert: str):
     (tmp_path / "data").mkdir(exist_ok=True)
     path = tmp_path / "sources.yaml"
     path.write_text("version: 1\nsources:\n  - name: syn\n    modality: ct\n    license: CC0-1.0\n    root: data\n    layout: labeled_images\n"

@@ -95,3 +95,16 @@ def inventory(source: SourceConfig, items: list[Item], paths: SourcePaths | None
             }
         )
     return frame(rows, RAW), frame(quarantined, QUARANTINE)
+
+
+def raw_stage(source: SourceConfig, planned: list[str], workdir) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """The raw stage of one shard: its planned (public) paths to an inventory and quarantine rows, every
+    planned path accounted for; the private path map gains what it learned."""
+    from medtrinity_core.accounting import account
+
+    paths = SourcePaths.of(workdir, source)
+    items, missing = shard_items(source, planned, paths)
+    df, q = inventory(source, items, paths)
+    paths.save()
+    q = pl.concat([frame(missing, QUARANTINE), q])
+    return df, q, account(STAGE, "item", planned, df["relpath"], q["relpath"])
