@@ -28,9 +28,18 @@ def test_medquad_passages_have_stable_ids_and_focus():
     passages = parse_medquad(MEDQUAD, ("*/0000218.xml",))
     assert set(passages["focus"].to_list()) == {"Colonic Polyps"}
     assert passages["passage_id"].n_unique() == passages.height
-    assert passages["passage_id"][0] == "0000218-1#0"
+    assert passages["passage_id"][0] == "4_MPlus_Health_Topics_QA/0000218/1#0"  # the document's path, pair and chunk
     again = parse_medquad(MEDQUAD, ("*/0000218.xml",))
     assert again.equals(passages)
+
+
+def test_the_full_medquad_sample_has_unique_passage_ids_and_no_repeated_text(samples):
+    passages = parse_medquad(samples / "knowledge" / "medquad")
+    assert passages.height > 10_000
+    assert passages["passage_id"].n_unique() == passages.height  # question ids repeat across collections
+    assert passages["text"].n_unique() == passages.height
+    same_qid = passages.filter(passages["passage_id"].str.contains("/0000019/1#0", literal=True))["passage_id"].to_list()
+    assert len(same_qid) >= 2 and len({p.split("/")[0] for p in same_qid}) == len(same_qid)  # one per collection
 
 
 @pytest.fixture(scope="module")

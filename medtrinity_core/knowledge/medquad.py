@@ -49,8 +49,14 @@ def corpus_files(root: Path, include: tuple[str, ...] = ()) -> list[Path]:
 
 
 def parse_medquad(root: Path, include: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Passages of every answer. MedQuAD's question ids repeat across its collections (the same
+    `0000019-1` in MedlinePlus, NINDS and NHLBI) and even across documents of one collection
+    (`0000013_2.xml` and `0000013_2_1.xml`), so a passage id is the document's path under the corpus
+    root, the pair's number and the chunk's: `1_CancerGov_QA/0000013_2_1/1#0`, unique and stable across
+    rebuilds. A passage whose text repeats one already kept (one answer in two collections) is dropped."""
     rows = []
     for path in corpus_files(root, include):
+        document = path.relative_to(root).with_suffix("").as_posix()
         doc = ET.parse(path).getroot()
         doc_id, focus = doc.get("id", path.stem), _clean(doc.findtext("Focus", ""))
         for pair in doc.iter("QAPair"):
@@ -58,11 +64,11 @@ def parse_medquad(root: Path, include: tuple[str, ...] = ()) -> pl.DataFrame:
             answer = _clean(pair.findtext("Answer", ""))
             if question is None or not answer:
                 continue  # MedQuAD removed some answers for copyright: no text, nothing to retrieve
-            qid = question.get("qid") or f"{doc_id}-{pair.get('pid')}"
+            pair_number = pair.get("pid") or question.get("qid") or "0"
             for i, chunk in enumerate(chunk_words(answer)):
                 rows.append(
                     {
-                        "passage_id": f"{qid}#{i}",
+                        "passage_id": f"{document}/{pair_number}#{i}",
                         "doc_id": doc_id,
                         "focus": focus,
                         "question": _clean(question.text),
@@ -72,4 +78,6 @@ def parse_medquad(root: Path, include: tuple[str, ...] = ()) -> pl.DataFrame:
                         "relpath": path.relative_to(root).as_posix(),
                     }
                 )
-    return pl.DataFrame(rows, schema=PASSAGES, orient="row") if rows else pl.DataFrame(schema=PASSAGES)
+    if not rows:
+        return pl.DataFrame(schema=PASSAGES)
+    return pl.DataFrame(rows, schema=PASSAGES, orient="row").unique(subset=["text"], keep="first", maintain_order=True)
