@@ -13,7 +13,7 @@ export DAGSTER_HOME := $(abspath $(WORKDIR))/dagster
 export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 
-.PHONY: venv demo test ui bench-normalize bench-rois clean
+.PHONY: venv demo test ui bench-normalize bench-rois bench-retrieval clean
 
 venv: $(STAMP)
 
@@ -41,3 +41,6 @@ bench-normalize: $(STAMP)
 
 bench-rois: $(STAMP)
 	$(PY) bench/bench_rois.py
+
+bench-retrieval: $(STAMP)
+	$(PY) bench/bench_retrieval.py

@@ -20,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from medtrinity_core.errors import MedtrinityError, SourcesFileError  # noqa: E402
+from medtrinity_core.modalities import MODALITIES  # noqa: E402
 from medtrinity_core.sources.discover import match_problem  # noqa: E402
 from medtrinity_core.sources.schema import load_sources  # noqa: E402
 from medtrinity_core.storage import Workdir  # noqa: E402
@@ -205,6 +206,29 @@ def cmd_preview(args) -> int:
     return EXIT_OK
 
 
+def cmd_knowledge_query(args) -> int:
+    import json
+
+    from medtrinity_core.knowledge.embed import LocalEmbedder
+    from medtrinity_core.knowledge.retrieve import query_passages
+    from medtrinity_core.knowledge.store import open_collection
+
+    wd = Workdir.at(args.workdir)
+    _quiet()
+    collection = open_collection(wd.chroma, LocalEmbedder())
+    if collection is None:
+        raise MedtrinityError(f"no knowledge base under {wd.chroma}: run `medtrinity run` (or materialize knowledge_base) first")
+    query, hits = query_passages(collection, args.label, args.modality, args.body_region, args.k)
+    if args.json:
+        print(json.dumps(hits, indent=1))
+        return EXIT_OK
+    print(f"query: {query}")
+    for n, hit in enumerate(hits, start=1):
+        text = hit["text"] if len(hit["text"]) <= 160 else hit["text"][:157] + "..."
+        print(f"{n}. {hit['score']:.3f}  {hit['passage_id']}  ({hit['focus']})\n   {text}")
+    return EXIT_OK
+
+
 def cmd_init(args) -> int:
     wd = Workdir.at(args.workdir).ensure()
     print(f"work folder {wd.root} ready (DAGSTER_HOME={wd.dagster_home})")
@@ -240,6 +264,16 @@ def parser() -> argparse.ArgumentParser:
     prev.add_argument("image_id", metavar="IMAGE_ID")
     prev.add_argument("--out", required=True, metavar="FILE", help="PNG file to write")
     prev.set_defaults(func=cmd_preview)
+
+    kn = sub.add_parser("knowledge", help="work with the knowledge base")
+    kn_sub = kn.add_subparsers(dest="knowledge_command", required=True)
+    kq = with_workdir(kn_sub.add_parser("query", help="the top passages the context stage would retrieve for a label"))
+    kq.add_argument("--label", required=True, metavar="TEXT", help="a finding or structure, as a source names it")
+    kq.add_argument("--modality", choices=sorted(MODALITIES), help="the image's modality")
+    kq.add_argument("--body-region", metavar="REGION", help="organ or tissue")
+    kq.add_argument("--k", type=int, default=5, metavar="N", help="passages to show (default 5)")
+    kq.add_argument("--json", action="store_true", help="a JSON list of {passage_id, corpus, focus, title, score, text}")
+    kq.set_defaults(func=cmd_knowledge_query)
 
     init = with_workdir(sub.add_parser("init", help="create the work folder and its Dagster home"))
     init.set_defaults(func=cmd_init)

@@ -19,7 +19,7 @@ def build_knowledge_asset(knowledge: KnowledgeConfig | None) -> dg.AssetsDefinit
     def knowledge_base(context: dg.AssetExecutionContext, workdir: WorkdirResource, embedder: EmbedderResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         passages = parse_medquad(knowledge.root, knowledge.include) if knowledge else frame([], PASSAGES)
         emb = embedder.get()
-        version, rebuilt = build(passages, workdir.get().chroma, emb)
+        version, rebuilt = build(passages, workdir.get().chroma, emb, knowledge.name if knowledge else "")
         progress.advance("", "knowledge_base", passages.height)
         return dg.Output(
             passages,

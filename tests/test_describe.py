@@ -54,7 +54,7 @@ def test_nothing_is_invented_without_regions_or_knowledge():
     out = describe_image(SRC, image, [], None, {})
     assert out["facets"]["roi_location"] == "ROI location: no region is annotated; the source labels the whole image benign."
     assert out["facets"]["relationships"] == "Region relationships: none, as no region is annotated."
-    assert out["facets"]["knowledge"] == "Related knowledge: no passage was retrieved."
+    assert out["facets"]["knowledge"] == "Related knowledge: no supporting passage was found."
     assert out["cited_passages"] == []
     for word in ("tumor", "liver", "hyperdense", "left", "right"):
         assert word not in out["text"]

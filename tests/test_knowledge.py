@@ -90,3 +90,40 @@ def test_retrieval_without_a_knowledge_base_gives_empty_context():
     assert ctx["passage_ids"].to_list() == [[]]
     assert ctx["coarse_caption"][0] == "ultrasound image of the breast, labelled benign by the source."
     assert isinstance(ctx, pl.DataFrame)
+
+
+def test_passages_under_the_score_floor_are_not_cited(kb):
+    from dataclasses import replace
+
+    passages, path, embedder, version, _ = kb
+    sources = load_sources(EXAMPLES / "sources.yaml")
+    nuclei = {"image_id": "img-1", "masks": [{"label": "nucleus"}], "labels": ["nucleus"], "slice_axis": None}
+    polyp = {"image_id": "img-2", "masks": [{"label": "polyp"}], "labels": ["polyp"], "slice_axis": None}
+    col = open_collection(path, embedder)
+    microscopy, endoscopy = sources.source("dsb2018"), sources.source("kvasir-seg")
+    loose = retrieve_context(replace(microscopy, min_score=0.0), [nuclei], col, version)
+    assert len(loose["passage_ids"][0]) == 3  # without a floor, something is always cited
+    assert retrieve_context(replace(microscopy, min_score=0.5), [nuclei], col, version)["passage_ids"].to_list() == [[]]
+    scores = retrieve_context(replace(endoscopy, min_score=0.5), [polyp], col, version)["scores"].to_list()[0]
+    assert scores and min(scores) >= 0.5  # passages about polyps answer a polyp
+
+
+def test_knowledge_query_prints_the_top_passages_as_json(kb, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    passages, _, embedder, _, _ = kb
+    from medtrinity_core.storage import Workdir
+
+    build(passages, Workdir.at(tmp_path).chroma, embedder, "medquad-tiny")
+    out = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "knowledge", "query", "--label", "polyp", "--modality", "endoscopy",
+                          "--body-region", "colon", "--k", "2", "--json", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    hits = json.loads(out.stdout)
+    assert len(hits) == 2 and set(hits[0]) == {"passage_id", "corpus", "focus", "title", "score", "text"}
+    assert hits[0]["focus"] in {"Colonic Polyps", "Colon Cancer"} and hits[0]["corpus"] == "medquad-tiny" and hits[0]["score"] >= hits[1]["score"]
+    assert hits[0]["title"].endswith("?") and hits[0]["passage_id"] in set(passages["passage_id"])
+    missing = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "knowledge", "query", "--label", "x", "--workdir", str(tmp_path / "none")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no knowledge base under")

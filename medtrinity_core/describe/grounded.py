@@ -133,7 +133,7 @@ def knowledge_facet(context: dict, passages: dict[str, dict], terms: list[str]) 
         cited.append(pid)
         parts.append(f"[{pid}] ({passage['focus']}) {supporting_sentence(passage['text'], terms)}")
     if not parts:
-        return "Related knowledge: no passage was retrieved.", []
+        return "Related knowledge: no supporting passage was found.", []
     return "Related knowledge: " + " ".join(parts), cited
 
 

@@ -30,12 +30,18 @@ def coarse_caption(source: SourceConfig, image_row: dict) -> str:
     return f"{what}{region}{tail}."
 
 
-def query_text(source: SourceConfig, image_row: dict) -> str:
-    parts = [", ".join(image_labels(image_row)), source.body_region or "", display_name(source.modality)]
+def compose_query(labels: list[str], body_region: str | None, modality: str | None) -> str:
+    """Labels, organ and modality, in that order: what the knowledge base is asked."""
+    parts = [", ".join(labels), body_region or "", display_name(modality) if modality else ""]
     return " ".join(p for p in parts if p)
 
 
+def query_text(source: SourceConfig, image_row: dict) -> str:
+    return compose_query(image_labels(image_row), source.body_region, source.modality)
+
+
 def retrieve_context(source: SourceConfig, normalized_rows: Iterable[dict], collection, kb_version: str) -> pl.DataFrame:
+    """Top-k passages per distinct query, those under the source's cosine floor (`min_score`) left out."""
     rows = list(normalized_rows)
     queries = [query_text(source, r) for r in rows]
     unique = sorted(set(queries))
@@ -44,7 +50,8 @@ def retrieve_context(source: SourceConfig, normalized_rows: Iterable[dict], coll
         k = min(source.top_k, collection.count())
         result = collection.query(query_texts=unique, n_results=k, include=["distances"])
         for q, ids, dists in zip(unique, result["ids"], result["distances"]):
-            hits[q] = (list(ids), [round(1.0 - float(d), 4) for d in dists])
+            kept = [(pid, round(1.0 - float(d), 4)) for pid, d in zip(ids, dists) if 1.0 - float(d) >= source.min_score]
+            hits[q] = ([pid for pid, _ in kept], [score for _, score in kept])  # under the floor nothing is cited
     out = []
     for row, q in zip(rows, queries):
         ids, scores = hits.get(q, ([], []))
@@ -60,3 +67,18 @@ def retrieve_context(source: SourceConfig, normalized_rows: Iterable[dict], coll
             }
         )
     return frame(out, CONTEXT)
+
+
+def query_passages(collection, label: str, modality: str | None = None, body_region: str | None = None, k: int = 5) -> tuple[str, list[dict]]:
+    """The query the context stage would build for an image with this label, and its top-k passages:
+    `{passage_id, corpus, focus, title, score, text}`, best first."""
+    query = compose_query([label], body_region, modality)
+    if collection is None or not collection.count():
+        return query, []
+    result = collection.query(query_texts=[query], n_results=min(k, collection.count()), include=["documents", "metadatas", "distances"])
+    corpus = (collection.metadata or {}).get("corpus", "")
+    return query, [
+        {"passage_id": pid, "corpus": (meta or {}).get("corpus", corpus), "focus": (meta or {}).get("focus", ""), "title": (meta or {}).get("question", ""),
+         "score": round(1.0 - float(d), 4), "text": doc}
+        for pid, doc, meta, d in zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
+    ]

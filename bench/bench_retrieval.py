@@ -1,0 +1,185 @@
+"""bench-retrieval: does the knowledge base answer the image? A fixed relevance table of finding labels
+across the ten modalities, written the way sources write them (abbreviations, `_` and `+`), each mapped
+to the MedQuAD documents (by focus) that answer it, plus labels the corpus cannot answer. The knowledge
+base is built from the full MedQuAD sample in `../shared/samples` (cached under bench/out/ by content
+version). Prints recall@5, MRR and nDCG@5, queries per second against a floor of exact numpy cosine
+top-k over the same embeddings, the labels it misses, and the cosine score floor it recommends: the
+highest that keeps every hit counted in recall@5, and what that floor removes for unanswerable labels."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import finish, peak_rss_mb, table  # noqa: E402
+
+from medtrinity_core.knowledge.embed import LocalEmbedder  # noqa: E402
+from medtrinity_core.knowledge.medquad import parse_medquad  # noqa: E402
+from medtrinity_core.knowledge.retrieve import query_text  # noqa: E402
+from medtrinity_core.knowledge.store import build, open_collection  # noqa: E402
+from medtrinity_core.sources.schema import SourceConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared" / "samples" / "knowledge" / "medquad"
+CACHE = REPO / "bench" / "out" / "retrieval-chroma"
+K = 5
+
+# (label as a source writes it, modality, body region, foci that answer it)
+RELEVANT = [
+    ("polyp", "endoscopy", "colon", {"Colonic Polyps", "Colon Cancer", "Colorectal Cancer"}),
+    ("colonic_polyp", "endoscopy", "colon", {"Colonic Polyps", "Colon Cancer", "Colorectal Cancer"}),
+    ("ulcerative colitis", "endoscopy", "colon", {"Ulcerative Colitis", "Crohn's Disease", "Colonic Diseases"}),
+    ("esophageal ca", "endoscopy", "esophagus", {"Esophageal Cancer", "Esophagus Disorders"}),
+    ("peptic_ulcer", "endoscopy", "stomach", {"Peptic Ulcer"}),
+    ("melanoma", "dermoscopy", "skin", {"Melanoma", "Skin Cancer"}),
+    ("nevus+melanoma", "dermoscopy", "skin", {"Melanoma", "Skin Cancer"}),
+    ("BCC", "dermoscopy", "skin", {"Skin Cancer"}),
+    ("psoriasis_plaque", "dermoscopy", "skin", {"Psoriasis"}),
+    ("eczema", "dermoscopy", "skin", {"Eczema", "Skin Conditions"}),
+    ("lung opacity", "xray", "chest", {"Pneumonia", "Lung Diseases"}),
+    ("pneumonia", "xray", "chest", {"Pneumonia"}),
+    ("pneumothorax", "xray", "chest", {"Collapsed Lung"}),
+    ("pleural_effusion", "xray", "chest", {"Pleural Disorders", "Pleurisy and Other Pleural Disorders"}),
+    ("emphysema", "xray", "chest", {"Emphysema", "COPD"}),
+    ("fracture", "xray", "bone", {"Fractures", "Osteoporosis"}),
+    ("lung nodule", "ct", "chest", {"Lung Cancer", "Non-Small Cell Lung Cancer", "Small Cell Lung Cancer"}),
+    ("liver tumor", "ct", "abdomen", {"Liver Cancer", "Adult Primary Liver Cancer", "Liver (Hepatocellular) Cancer", "Childhood Liver Cancer"}),
+    ("HCC", "ct", "liver", {"Liver Cancer", "Adult Primary Liver Cancer", "Liver (Hepatocellular) Cancer"}),
+    ("kidney_stone", "ct", "kidney", {"Kidney Stones", "Kidney Stones in Adults", "Kidney Stones in Children"}),
+    ("renal cyst", "ct", "kidney", {"Kidney Cysts", "Polycystic Kidney Disease", "Acquired Cystic Kidney Disease"}),
+    ("pancreatic tumor", "ct", "abdomen", {"Pancreatic Cancer", "Pancreatic Neuroendocrine Tumors (Islet Cell Tumors)"}),
+    ("aortic aneurysm", "ct", "abdomen", {"Aortic Aneurysm", "Aneurysm", "Aneurysms"}),
+    ("PE", "ct", "chest", {"Pulmonary Embolism", "Blood Clots", "Deep Vein Thrombosis"}),
+    ("brain tumor", "mri", "brain", {"Brain Tumors", "Adult Central Nervous System Tumors", "Brain and Spinal Tumors", "Childhood Brain Tumors"}),
+    ("glioma", "mri", "brain", {"Brain Tumors", "Adult Central Nervous System Tumors", "Childhood Brain Stem Glioma", "Brain and Spinal Tumors"}),
+    ("MS lesions", "mri", "brain", {"Multiple Sclerosis"}),
+    ("stroke_infarct", "mri", "brain", {"Stroke"}),
+    ("hydrocephalus", "mri", "brain", {"Hydrocephalus"}),
+    ("breast lesion", "mri", "breast", {"Breast Cancer", "Breast Diseases"}),
+    ("malignant", "ultrasound", "breast", {"Breast Cancer"}),
+    ("gallstones", "ultrasound", "abdomen", {"Gallstones"}),
+    ("ovarian cyst", "ultrasound", "pelvis", {"Ovarian Cysts", "Polycystic Ovary Syndrome", "Ovarian Disorders"}),
+    ("diabetic retinopathy", "fundus", "retina", {"Diabetic Eye Problems"}),
+    ("AMD", "fundus", "retina", {"Macular Degeneration"}),
+    ("glaucoma", "fundus", "optic disc", {"Glaucoma"}),
+    ("retinal_detachment", "fundus", "retina", {"Retinal Detachment", "Retinal Disorders"}),
+    ("invasive ductal carcinoma", "histopathology", "breast", {"Breast Cancer"}),
+    ("adenocarcinoma", "histopathology", "colon", {"Colon Cancer", "Colorectal Cancer"}),
+    ("prostate ca", "histopathology", "prostate", {"Prostate Cancer"}),
+    ("malaria parasite", "microscopy", "blood", {"Malaria"}),
+    ("sickle cells", "microscopy", "blood", {"Sickle Cell Anemia", "Sickle Cell Disease"}),
+    ("leukemia blasts", "microscopy", "blood", {"Leukemia", "Acute Myeloid Leukemia", "Acute Lymphocytic Leukemia", "Adult Acute Myeloid Leukemia",
+                                                "Adult Acute Lymphoblastic Leukemia", "Childhood Acute Lymphoblastic Leukemia"}),
+    ("lymphoma", "pet", "lymph nodes", {"Lymphoma", "Adult Hodgkin Lymphoma", "Adult Non-Hodgkin Lymphoma", "Hodgkin Disease"}),
+    ("soft-tissue sarcoma", "pet", "extremity", {"Adult Soft Tissue Sarcoma", "Childhood Soft Tissue Sarcoma"}),
+]
+# labels no MedQuAD document answers (anatomy, cell structures): nothing should be cited for them
+UNANSWERABLE = [
+    ("nucleus", "microscopy", "cell nuclei"),
+    ("retinal vessels", "fundus", "retina"),
+    ("autochthon_left", "ct", "abdomen"),
+    ("gluteus maximus", "ct", "pelvis"),
+    ("femur right", "ct", "pelvis"),
+    ("inflammatory cells", "histopathology", "breast"),
+]
+
+
+def _source(modality: str, region: str) -> SourceConfig:
+    return SourceConfig(name="bench", modality=modality, license="CC0-1.0", root=REPO, layout="labeled_images", images=".*", body_region=region)
+
+
+def query_of(label: str, modality: str, region: str) -> str:
+    """The pipeline's own query for an image with this label."""
+    return query_text(_source(modality, region), {"masks": [], "labels": [label]})
+
+
+def metrics(ranked_foci: list[list[str]], relevant: list[set[str]]) -> dict:
+    recall = mrr = ndcg = 0.0
+    for foci, good in zip(ranked_foci, relevant):
+        hits = [f in good for f in foci]
+        recall += any(hits[:K])
+        first = next((i for i, h in enumerate(hits) if h), None)
+        mrr += 0.0 if first is None else 1.0 / (first + 1)
+        dcg = sum(1.0 / math.log2(i + 2) for i, h in enumerate(hits[:K]) if h)
+        ideal = sum(1.0 / math.log2(i + 2) for i in range(K))
+        ndcg += dcg / ideal
+    n = len(relevant)
+    return {"recall_at_5": recall / n, "mrr": mrr / n, "ndcg_at_5": ndcg / n}
+
+
+def main() -> None:
+    if not SAMPLE.is_dir():
+        message = f"bench-retrieval: skipped: the MedQuAD sample is not at {SAMPLE}"
+        if os.environ.get("MEDTRINITY_REQUIRE_SAMPLES") == "1":
+            print(message.replace("skipped", "failed"), file=sys.stderr)
+            sys.exit(1)
+        print(message)
+        return
+    passages = parse_medquad(SAMPLE)
+    focus = dict(zip(passages["passage_id"].to_list(), passages["focus"].to_list()))
+    embedder = LocalEmbedder()
+    start = time.perf_counter()
+    version, rebuilt = build(passages, CACHE, embedder)
+    build_s = time.perf_counter() - start
+    collection = open_collection(CACHE, embedder)
+
+    queries = [query_of(label, modality, region) for label, modality, region, _ in RELEVANT]
+    unanswerable = [query_of(label, modality, region) for label, modality, region in UNANSWERABLE]
+    embedder(["warm-up"])
+    start = time.perf_counter()
+    result = collection.query(query_texts=queries, n_results=10, include=["distances"])
+    chroma_s = time.perf_counter() - start
+    ranked = [[focus[p] for p in ids] for ids in result["ids"]]
+    scores = [[1.0 - d for d in dists] for dists in result["distances"]]
+    relevant = [good for *_, good in RELEVANT]
+    found = metrics(ranked, relevant)
+
+    # floor: exact cosine top-k in numpy over the same (normalized) embeddings
+    stored = collection.get(include=["embeddings"])
+    matrix = np.asarray(stored["embeddings"], dtype=np.float32)
+    start = time.perf_counter()
+    q = np.asarray(embedder(queries), dtype=np.float32)
+    sims = q @ matrix.T
+    top = np.argpartition(-sims, 10, axis=1)[:, :10]
+    np.take_along_axis(sims, top, axis=1).argsort(axis=1)
+    floor_s = time.perf_counter() - start
+
+    # the score floor: the highest that keeps every relevant passage that counted in recall@5
+    kept = [max(s for s, f in zip(sc[:K], fo[:K]) if f in good) for sc, fo, good in zip(scores, ranked, relevant) if any(f in good for f in fo[:K])]
+    floor = math.floor(min(kept) * 20) / 20  # in steps of 0.05, rounded down
+    noise = collection.query(query_texts=unanswerable, n_results=K, include=["distances"])
+    silenced = sum(all(1.0 - d < floor for d in dists) for dists in noise["distances"])
+    irrelevant_top5 = sum(s < floor for sc, fo, good in zip(scores, ranked, relevant) for s, f in zip(sc[:K], fo[:K]) if f not in good)
+    misses = [label for (label, *_), fo, good in zip(RELEVANT, ranked, relevant) if not any(f in good for f in fo[:K])]
+
+    qps, floor_qps = len(queries) / chroma_s, len(queries) / floor_s
+    print(f"bench-retrieval: {passages.height} passages from {SAMPLE.name} ({'built' if rebuilt else 'cached'} in {build_s:.0f} s, version {version}), "
+          f"{len(RELEVANT)} answerable and {len(UNANSWERABLE)} unanswerable labels")
+    table([
+        ("recall@5 (target >= 0.9)", f"{found['recall_at_5']:.3f}"),
+        ("MRR (target >= 0.7)", f"{found['mrr']:.3f}"),
+        ("nDCG@5", f"{found['ndcg_at_5']:.3f}"),
+        ("queries/s, Chroma (embedding included)", f"{qps:.1f}"),
+        ("queries/s, floor (numpy exact cosine)", f"{floor_qps:.1f}"),
+        ("ratio to floor", f"{qps / floor_qps:.3f}"),
+        ("recommended score floor", f"{floor:.2f} (keeps every hit counted above)"),
+        ("irrelevant top-5 passages it drops", f"{irrelevant_top5} of {sum(f not in good for fo, good in zip(ranked, relevant) for f in fo[:K])}"),
+        ("unanswerable labels left uncited", f"{silenced} of {len(UNANSWERABLE)}"),
+        ("labels missed at 5", ", ".join(misses) or "none"),
+        ("peak RSS", f"{peak_rss_mb():.0f} MB"),
+    ])
+    rss = peak_rss_mb()
+    finish("retrieval", len(queries), qps, floor_qps, ((rss, rss), (rss, rss)), recall_at_5=round(found["recall_at_5"], 3), mrr=round(found["mrr"], 3),
+           ndcg_at_5=round(found["ndcg_at_5"], 3), queries_per_s=round(qps, 2), score_floor=floor, misses=misses, passages=passages.height)
+
+
+if __name__ == "__main__":
+    main()
