@@ -24,7 +24,7 @@ from common import finish, peak_rss_mb, table  # noqa: E402
 
 from medtrinity_core.knowledge.embed import LocalEmbedder  # noqa: E402
 from medtrinity_core.knowledge.medquad import parse_medquad  # noqa: E402
-from medtrinity_core.knowledge.retrieve import query_text  # noqa: E402
+from medtrinity_core.knowledge.retrieve import compose_query, query_text, unmapped_labels  # noqa: E402
 from medtrinity_core.knowledge.store import build, open_collection  # noqa: E402
 from medtrinity_core.sources.schema import SourceConfig  # noqa: E402
 
@@ -99,8 +99,13 @@ def _source(modality: str, region: str) -> SourceConfig:
 
 
 def query_of(label: str, modality: str, region: str) -> str:
-    """The pipeline's own query for an image with this label."""
+    """The pipeline's own query for an image with this label (through the canonical vocabulary)."""
     return query_text(_source(modality, region), {"masks": [], "labels": [label]})
+
+
+def raw_query_of(label: str, modality: str, region: str) -> str:
+    """The same query without the vocabulary: the label as the source wrote it."""
+    return compose_query([label], region, modality)
 
 
 def metrics(ranked_foci: list[list[str]], relevant: list[set[str]]) -> dict:
@@ -143,6 +148,9 @@ def main() -> None:
     scores = [[1.0 - d for d in dists] for dists in result["distances"]]
     relevant = [good for *_, good in RELEVANT]
     found = metrics(ranked, relevant)
+    raw = collection.query(query_texts=[raw_query_of(label, modality, region) for label, modality, region, _ in RELEVANT], n_results=10, include=["distances"])
+    without = metrics([[focus[p] for p in ids] for ids in raw["ids"]], relevant)
+    unmapped = unmapped_labels(label for label, *_ in RELEVANT)
 
     # floor: exact cosine top-k in numpy over the same (normalized) embeddings
     stored = collection.get(include=["embeddings"])
@@ -171,9 +179,10 @@ def main() -> None:
     print(f"bench-retrieval: {passages.height} passages from {SAMPLE.name} ({'built' if rebuilt else 'cached'} in {build_s:.0f} s, version {version}), "
           f"{len(RELEVANT)} answerable and {len(UNANSWERABLE)} unanswerable labels")
     table([
-        ("recall@5 (target >= 0.9)", f"{found['recall_at_5']:.3f}"),
-        ("MRR (target >= 0.7)", f"{found['mrr']:.3f}"),
-        ("nDCG@5", f"{found['ndcg_at_5']:.3f}"),
+        ("labels outside the vocabulary", f"{len(unmapped)} of {len(RELEVANT)}"),
+        ("recall@5 (target >= 0.9)", f"{found['recall_at_5']:.3f}  (without the vocabulary {without['recall_at_5']:.3f})"),
+        ("MRR (target >= 0.7)", f"{found['mrr']:.3f}  (without {without['mrr']:.3f})"),
+        ("nDCG@5", f"{found['ndcg_at_5']:.3f}  (without {without['ndcg_at_5']:.3f})"),
         ("queries/s, Chroma (embedding included)", f"{qps:.1f}"),
         ("queries/s, floor (numpy exact cosine)", f"{floor_qps:.1f}"),
         ("ratio to floor", f"{qps / floor_qps:.3f}"),
@@ -185,7 +194,8 @@ def main() -> None:
     ])
     rss = peak_rss_mb()
     finish("retrieval", len(queries), qps, floor_qps, ((rss, rss), (rss, rss)), recall_at_5=round(found["recall_at_5"], 3), mrr=round(found["mrr"], 3),
-           ndcg_at_5=round(found["ndcg_at_5"], 3), queries_per_s=round(qps, 2), score_floor=chosen[0], misses=misses, passages=passages.height)
+           ndcg_at_5=round(found["ndcg_at_5"], 3), queries_per_s=round(qps, 2), score_floor=chosen[0], misses=misses, passages=passages.height,
+           recall_at_5_without_vocabulary=round(without["recall_at_5"], 3), mrr_without_vocabulary=round(without["mrr"], 3), unmapped_labels=len(unmapped))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.describe.grounded import describe
 from medtrinity_core.imaging.dedup import deduplicate, unique_images
 from medtrinity_core.imaging.normalize import normalize
-from medtrinity_core.knowledge.retrieve import retrieve_context
+from medtrinity_core.knowledge.retrieve import retrieve_context, unmapped_labels
 from medtrinity_core.knowledge.store import fetch_passages, open_collection
 from medtrinity_core.quality import checks
 from medtrinity_core.quarantine import items_in, read_quarantine, write_quarantine
@@ -122,9 +122,11 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         wd = workdir.get()
         collection = open_collection(wd.chroma, embedder.get())
         version = (collection.metadata or {}).get("kb_version", "") if collection is not None else ""
-        df = retrieve_context(src, unique_images(normalized).iter_rows(named=True), collection, version)
+        images = unique_images(normalized)
+        df = retrieve_context(src, images.iter_rows(named=True), collection, version)
         counts = _images_accounted("context", normalized, df["image_id"], _no_quarantine())
-        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version, **counts)
+        unmapped = unmapped_labels(label for labels in images["labels"].to_list() for label in labels or [])
+        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version, unmapped_labels=dg.MetadataValue.json(unmapped), **counts)
 
     @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description="Multigranular descriptions (grounded generator)", **common)
     def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:

@@ -91,6 +91,8 @@ def test_materialization_metadata_is_in_the_event_log(pipeline):
         unit = "item" if stage == "raw" else "image"
         m = record.asset_materialization.metadata
         assert (m[f"{unit}s_in"].value, m[f"{unit}s_out"].value, m[f"{unit}s_quarantined"].value) == expected
+    context = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([src.name, "context"]), asset_partitions=[shard]), limit=1).records
+    assert context[0].asset_materialization.metadata["unmapped_labels"].value == []  # "polyp" is in the canonical vocabulary
     kb = instance.fetch_materializations(dg.AssetKey("knowledge_base"), limit=1).records[0].asset_materialization.metadata
     assert kb["passages"].value > 10 and len(kb["kb_version"].value) == 16
 

@@ -71,7 +71,7 @@ def test_retrieval_finds_the_disease_of_the_image(kb):
     passages, path, embedder, version, _ = kb
     src = load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg")
     image = {"image_id": "img-1", "masks": [{"label": "polyp"}], "labels": ["polyp"], "slice_axis": None}
-    assert query_text(src, image) == "polyp colon endoscopy"
+    assert query_text(src, image) == "colonic polyp, polyp, colon polyp, colorectal polyp, adenomatous polyp colon endoscopy"  # through the vocabulary
     assert coarse_caption(src, image) == "endoscopy image of the colon with annotated polyp."
     col = open_collection(path, embedder)
     ctx = retrieve_context(src, [image], col, version)
@@ -127,3 +127,39 @@ def test_knowledge_query_prints_the_top_passages_as_json(kb, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "knowledge", "query", "--label", "x", "--workdir", str(tmp_path / "none")],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and missing.stderr.startswith("error: no knowledge base under")
+
+
+def test_the_vocabulary_maps_labels_as_sources_write_them_and_passes_the_rest_through(tmp_path):
+    from pydicom.sr.codedict import codes
+
+    from medtrinity_core.knowledge.retrieve import search_terms, unmapped_labels
+    from medtrinity_core.knowledge.vocabulary import load_vocabulary, normal_form
+
+    vocabulary = load_vocabulary()
+    assert normal_form("Pleural_Effusion+ ") == "pleural effusion"
+    for label, term in (("pleural_effusion", "pleural effusion"), ("PTX", "pneumothorax"), ("HCC", "hepatocellular carcinoma"), ("lung-nodule", "pulmonary nodule"),
+                        ("AMD", "macular degeneration"), ("Kidney_Left", "kidney")):
+        assert vocabulary.lookup(label).term == term, label
+    assert vocabulary.lookup("PE").category == "finding" and vocabulary.lookup("aorta").category == "anatomy"
+    assert dict(vocabulary.lookup("pleural effusion").appearance)["xray"].startswith("a brighter")
+    # codes only from pydicom's codedict, and each one the concept it names
+    coded = [t for t in vocabulary.terms if t.snomed]
+    assert len(coded) >= 10
+    wanted = {value for value, _ in (t.snomed for t in coded)}
+    found = {}
+    for name in codes.SCT.dir():
+        code = getattr(codes.SCT, name)
+        if str(code.value) in wanted:
+            found.setdefault(str(code.value), set()).add(str(code.meaning))  # one code may carry several names (Tumor, Neoplasm)
+    assert all(meaning in found.get(value, ()) for value, meaning in (t.snomed for t in coded))
+    # unmapped labels pass through in normal form, flagged; never guessed
+    assert search_terms(["mass+calcification"]) == ["mass calcification"]
+    assert unmapped_labels(["mass+calcification", "polyp", "GGO"]) == ["GGO", "mass+calcification"]
+    # a user's own file extends the bundled one and wins for names both define
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("- term: ground-glass opacity\n  synonyms: [GGO]\n  category: finding\n  system: respiratory\n- term: colonic adenoma\n  synonyms: [polyp]\n")
+    mine = load_vocabulary(str(extra))
+    assert mine.lookup("ggo").term == "ground-glass opacity" and mine.lookup("polyp").term == "colonic adenoma"
+    extra.write_text("- term: x\n  snomed: NoSuchConcept\n")
+    with pytest.raises(ValueError, match="NoSuchConcept is not a SNOMED CT concept"):
+        load_vocabulary.__wrapped__(str(extra))

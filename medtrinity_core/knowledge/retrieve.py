@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from medtrinity_core.knowledge.vocabulary import load_vocabulary, normal_form
 from medtrinity_core.modalities import display_name
 from medtrinity_core.records import CONTEXT, frame
 from medtrinity_core.sources.schema import SourceConfig
@@ -36,8 +37,25 @@ def compose_query(labels: list[str], body_region: str | None, modality: str | No
     return " ".join(p for p in parts if p)
 
 
+def search_terms(labels: list[str]) -> list[str]:
+    """Each label as the canonical vocabulary has it (term and written-out synonyms), or, unmapped, in
+    normal form (`pleural_effusion` -> `pleural effusion`)."""
+    vocabulary = load_vocabulary()
+    out = []
+    for label in labels:
+        found = vocabulary.lookup(label)
+        out.extend(found.words() if found else [normal_form(label)])
+    return list(dict.fromkeys(out))
+
+
+def unmapped_labels(labels: Iterable[str]) -> list[str]:
+    """Labels the vocabulary does not know: passed through as written, listed for the user."""
+    vocabulary = load_vocabulary()
+    return sorted({label for label in labels if label and vocabulary.lookup(label) is None})
+
+
 def query_text(source: SourceConfig, image_row: dict) -> str:
-    return compose_query(image_labels(image_row), source.body_region, source.modality)
+    return compose_query(search_terms(image_labels(image_row)), source.body_region, source.modality)
 
 
 def retrieve_context(source: SourceConfig, normalized_rows: Iterable[dict], collection, kb_version: str) -> pl.DataFrame:
@@ -72,7 +90,7 @@ def retrieve_context(source: SourceConfig, normalized_rows: Iterable[dict], coll
 def query_passages(collection, label: str, modality: str | None = None, body_region: str | None = None, k: int = 5) -> tuple[str, list[dict]]:
     """The query the context stage would build for an image with this label, and its top-k passages:
     `{passage_id, corpus, focus, title, score, text}`, best first."""
-    query = compose_query([label], body_region, modality)
+    query = compose_query(search_terms([label]), body_region, modality)
     if collection is None or not collection.count():
         return query, []
     result = collection.query(query_texts=[query], n_results=min(k, collection.count()), include=["documents", "metadatas", "distances"])
