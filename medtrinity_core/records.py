@@ -153,6 +153,8 @@ ROI_BRIEF = pl.Struct(
     {
         "roi_id": pl.String,
         "label": pl.String,
+        "term": pl.String,  # the canonical vocabulary's term, null when the label is unmapped
+        "category": pl.String,  # finding | anatomy, null when unmapped
         "method": pl.String,
         "confidence": pl.Float64,
         "bbox": pl.List(pl.Int64),

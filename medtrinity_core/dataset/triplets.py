@@ -8,15 +8,19 @@ import polars as pl
 
 from medtrinity_core import __version__
 from medtrinity_core.ids import stable_id
+from medtrinity_core.knowledge.vocabulary import load_vocabulary
 from medtrinity_core.records import LINEAGE, TRIPLETS, frame
 from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.schema import SourceConfig
 
 
 def _roi_brief(roi: dict) -> dict:
+    term = load_vocabulary().lookup(roi["label"])
     return {
         "roi_id": roi["roi_id"],
         "label": roi["label"],
+        "term": term.term if term else None,
+        "category": term.category if term else None,
         "method": roi["method"],
         "confidence": roi["confidence"],
         "bbox": [roi["x0"], roi["y0"], roi["x1"], roi["y1"]],
