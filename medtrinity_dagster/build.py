@@ -20,7 +20,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None) -> dg.Definitions:
     wd = Workdir.at(workdir)
-    assets: list = [build_knowledge_asset(sources.knowledge)]
+    assets: list = [build_knowledge_asset(sources.corpora)]
     asset_checks: list = []
     for src in sources.sources:
         stage_assets, stage_checks = source_assets(src)

@@ -167,7 +167,7 @@ def _print_table(table) -> None:
 def cmd_validate(args) -> int:
     sources = load_sources(args.file)
     names = ", ".join(f"{s.name} ({s.modality}, {s.layout})" for s in sources.sources)
-    kb = f"; knowledge: {sources.knowledge.name}" if sources.knowledge else ""
+    kb = f"; knowledge: {', '.join(c.name for c in sources.corpora)}" if sources.corpora else ""
     print(f"{args.file}: OK: {len(sources.sources)} sources: {names}{kb}")
     for src in sources.sources:
         problem = match_problem(src)

@@ -3,24 +3,25 @@
 
 import dagster as dg
 
-from medtrinity_core.knowledge.medquad import PASSAGES, parse_medquad
+from medtrinity_core.knowledge.corpora import load_corpora
 from medtrinity_core.knowledge.store import build
-from medtrinity_core.records import frame
 from medtrinity_core.sources.schema import KnowledgeConfig
 from medtrinity_dagster.resources import EmbedderResource, Progress, WorkdirResource
 
 KNOWLEDGE_KEY = dg.AssetKey("knowledge_base")
 
 
-def build_knowledge_asset(knowledge: KnowledgeConfig | None) -> dg.AssetsDefinition:
-    description = f"{knowledge.name}: {knowledge.format} passages embedded into Chroma" if knowledge else "no knowledge corpus configured"
+def build_knowledge_asset(corpora: tuple[KnowledgeConfig, ...]) -> dg.AssetsDefinition:
+    names = ", ".join(f"{c.name} ({c.format})" for c in corpora)
+    description = f"{names}: passages embedded into Chroma" if corpora else "no knowledge corpus configured"
 
     @dg.asset(key=KNOWLEDGE_KEY, group_name="knowledge", io_manager_key="manifest_io", kinds={"chroma"}, description=description)
     def knowledge_base(context: dg.AssetExecutionContext, workdir: WorkdirResource, embedder: EmbedderResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
-        passages = parse_medquad(knowledge.root, knowledge.include) if knowledge else frame([], PASSAGES)
+        passages = load_corpora(corpora)
         emb = embedder.get()
-        version, rebuilt = build(passages, workdir.get().chroma, emb, knowledge.name if knowledge else "")
+        version, rebuilt = build(passages, workdir.get().chroma, emb)
         progress.advance("", "knowledge_base", passages.height)
+        per_corpus = {c.name: {"passages": int((passages["corpus"] == c.name).sum()), "license": c.license, "citation": c.citation} for c in corpora}
         return dg.Output(
             passages,
             metadata={
@@ -29,7 +30,8 @@ def build_knowledge_asset(knowledge: KnowledgeConfig | None) -> dg.AssetsDefinit
                 "kb_version": version,
                 "rebuilt": rebuilt,
                 "embedder": emb.model_id,
-                "license": knowledge.license if knowledge else "",
+                "corpora": dg.MetadataValue.json(per_corpus),
+                "license": ", ".join(sorted({c.license for c in corpora})),
             },
         )
 

@@ -163,3 +163,54 @@ def test_the_vocabulary_maps_labels_as_sources_write_them_and_passes_the_rest_th
     extra.write_text("- term: x\n  snomed: NoSuchConcept\n")
     with pytest.raises(ValueError, match="NoSuchConcept is not a SNOMED CT concept"):
         load_vocabulary.__wrapped__(str(extra))
+
+
+def write_corpora(root):
+    """A JSONL corpus in both MedRAG shapes and a folder of Markdown and text files."""
+    (root / "pubmed").mkdir(parents=True)
+    (root / "pubmed" / "part1.jsonl").write_text(
+        '{"id": "d1", "title": "Pneumothorax after lung biopsy", "content": "A pneumothorax is air in the pleural space. It may follow a biopsy."}\n'
+        '{"id": "d2", "text": "Pleural effusion is fluid between the pleura.", "metadata": {"title": "Pleural effusion", "url": "https://example.org/e"}}\n'
+        '\n'
+        '{"id": "d3", "title": "Copy", "content": "The liver is an organ."}\n'
+    )
+    (root / "notes").mkdir()
+    (root / "notes" / "d1.md").write_text("# Colonic polyps\n\nA polyp is an extra piece of tissue. Most polyps are harmless.\n")
+    (root / "notes" / "liver.txt").write_text("The liver is an organ.\n")  # repeats a JSONL passage: dropped
+    return root
+
+
+def test_jsonl_and_text_corpora_load_with_ids_qualified_by_corpus(tmp_path):
+    from medtrinity_core.knowledge.corpora import load_corpora, parse_jsonl, parse_text
+    from medtrinity_core.sources.schema import KnowledgeConfig
+
+    root = write_corpora(tmp_path)
+    jsonl = parse_jsonl(root / "pubmed")
+    assert jsonl["passage_id"].to_list() == ["d1#0", "d2#0", "d3#0"] and jsonl["focus"].to_list() == ["Pneumothorax after lung biopsy", "Pleural effusion", "Copy"]
+    assert jsonl["url"][1] == "https://example.org/e"
+    text = parse_text(root / "notes")
+    assert text["passage_id"].to_list() == ["d1#0", "liver#0"] and text["focus"][0] == "Colonic polyps" and "#" not in text["text"][0]
+    both = load_corpora([KnowledgeConfig("pubmed-mini", "jsonl", root / "pubmed", "CC0-1.0"), KnowledgeConfig("notes", "text", root / "notes", "CC-BY-4.0")])
+    assert both["passage_id"].to_list() == ["pubmed-mini:d1#0", "pubmed-mini:d2#0", "pubmed-mini:d3#0", "notes:d1#0"]  # d1 in both, distinct ids; liver repeated: dropped
+    assert both["corpus"].to_list() == ["pubmed-mini"] * 3 + ["notes"]
+    (root / "pubmed" / "bad.jsonl").write_text("{not json}\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1: not a JSON object"):
+        parse_jsonl(root / "pubmed")
+
+
+def test_the_sources_file_takes_a_list_of_corpora(tmp_path):
+    from medtrinity_core.errors import SourcesFileError
+
+    write_corpora(tmp_path)
+    (tmp_path / "data").mkdir()
+    base = ("version: 1\nsources:\n  - {name: s1, modality: ct, license: CC0-1.0, root: data, layout: labeled_images, images: '(?P<label>a)\\.png'}\n"
+            "knowledge:\n  - {name: pubmed-mini, format: jsonl, root: pubmed, license: CC0-1.0}\n  - {name: %s, format: %s, root: notes, license: CC-BY-4.0}\n")
+    path = tmp_path / "sources.yaml"
+    path.write_text(base % ("notes", "text"))
+    assert [(c.name, c.format) for c in load_sources(path).corpora] == [("pubmed-mini", "jsonl"), ("notes", "text")]
+    path.write_text(base % ("pubmed-mini", "text"))
+    with pytest.raises(SourcesFileError, match=r"knowledge\[1\]\.name: duplicate corpus name 'pubmed-mini'"):
+        load_sources(path)
+    path.write_text(base % ("notes", "pdf"))
+    with pytest.raises(SourcesFileError, match=r"knowledge\[1\]\.format: 'pdf' is not one of medquad, jsonl, text"):
+        load_sources(path)

@@ -44,7 +44,7 @@ def test_examples_cover_all_ten_modalities_and_every_layout():
     sources = load_sources(EXAMPLES / "sources.yaml")
     assert {s.modality for s in sources.sources} == {"ct", "mri", "xray", "ultrasound", "dermoscopy", "endoscopy", "fundus", "histopathology", "pet", "microscopy"}
     assert {s.layout for s in sources.sources} >= {"image_masks", "volume_labels", "labeled_images"}
-    assert sources.knowledge is not None and sources.knowledge.format == "medquad"
+    assert [(c.name, c.format) for c in sources.corpora] == [("medquad-subset", "medquad")]
     ct = sources.source("sam-med2d-ct")
     assert ct.window == "abdomen" and ct.root == (EXAMPLES / "ct" / "sam_med2d").resolve()
 

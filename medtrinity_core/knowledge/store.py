@@ -28,6 +28,7 @@ def client(path: Path) -> chromadb.ClientAPI:
 
 
 def build(passages: pl.DataFrame, chroma_path: Path, embedder: LocalEmbedder, corpus: str = "") -> tuple[str, bool]:
+    """`corpus` names the passages' corpus where they have no `corpus` column of their own."""
     """(version, rebuilt): the collection is replaced only when the passages or the model changed."""
     version = kb_version(passages, embedder.model_id)
     db = client(chroma_path)
@@ -43,7 +44,11 @@ def build(passages: pl.DataFrame, chroma_path: Path, embedder: LocalEmbedder, co
         col.add(
             ids=part["passage_id"].to_list(),
             documents=part["text"].to_list(),
-            metadatas=[{"focus": f, "doc_id": d, "question": q or ""} for f, d, q in zip(part["focus"].to_list(), part["doc_id"].to_list(), part["question"].to_list())],
+            metadatas=[
+                {"focus": f or "", "doc_id": d, "question": q or "", "corpus": c or corpus}
+                for f, d, q, c in zip(part["focus"].to_list(), part["doc_id"].to_list(), part["question"].to_list(),
+                                      part["corpus"].to_list() if "corpus" in part.columns else [corpus] * part.height)
+            ],
         )
     return version, True
 

@@ -175,7 +175,7 @@ class KnowledgeConfig:
 class SourcesFile:
     path: Path
     sources: tuple[SourceConfig, ...]
-    knowledge: KnowledgeConfig | None = None
+    corpora: tuple[KnowledgeConfig, ...] = ()  # the knowledge corpora, embedded into one knowledge base
     defaults: dict = field(default_factory=dict)
 
     def source(self, name: str) -> SourceConfig:
@@ -489,20 +489,41 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
     )
 
 
-def _parse_knowledge(chk: _Checker, node: LineDict, base: Path) -> KnowledgeConfig:
-    chk.unknown_keys(node, KNOWLEDGE_KEYS, "knowledge")
-    fmt = chk.choice(node, "format", "knowledge.format", ("medquad",), required=True)
+CORPUS_FORMATS = ("medquad", "jsonl", "text")
+
+
+def _parse_knowledge(chk: _Checker, node: LineDict, base: Path, where: str) -> KnowledgeConfig:
+    chk.unknown_keys(node, KNOWLEDGE_KEYS, where)
+    fmt = chk.choice(node, "format", f"{where}.format", CORPUS_FORMATS, required=True)
     include = node.get("include") or []
     if not isinstance(include, list):
-        chk.fail(node, "include", "knowledge.include", "must be a list of glob patterns")
+        chk.fail(node, "include", f"{where}.include", "must be a list of glob patterns")
+    name = chk.string(node, "name", f"{where}.name", required=True)
+    if not NAME_RE.match(name):
+        chk.fail(node, "name", f"{where}.name", "must be lower-case letters, digits and '-' (2-63 characters)")
     return KnowledgeConfig(
-        name=chk.string(node, "name", "knowledge.name", required=True),
+        name=name,
         format=fmt,
-        root=_resolve_root(chk, node, "root", "knowledge.root", base),
-        license=chk.string(node, "license", "knowledge.license", required=True),
-        citation=chk.string(node, "citation", "knowledge.citation"),
+        root=_resolve_root(chk, node, "root", f"{where}.root", base),
+        license=chk.string(node, "license", f"{where}.license", required=True),
+        citation=chk.string(node, "citation", f"{where}.citation"),
         include=tuple(str(p) for p in include),
     )
+
+
+def _parse_corpora(chk: _Checker, doc: LineDict, base: Path) -> tuple[KnowledgeConfig, ...]:
+    """`knowledge:` is one corpus (a mapping) or a list of them, with distinct names."""
+    value = doc["knowledge"]
+    entries = value if isinstance(value, list) else [value]
+    corpora, seen = [], set()
+    for i, entry in enumerate(entries):
+        where = f"knowledge[{i}]" if isinstance(value, list) else "knowledge"
+        corpus = _parse_knowledge(chk, chk.mapping(entry, doc, "knowledge", where), base, where)
+        if corpus.name in seen:
+            chk.fail(entry, "name", f"{where}.name", f"duplicate corpus name '{corpus.name}'")
+        seen.add(corpus.name)
+        corpora.append(corpus)
+    return tuple(corpora)
 
 
 def load_sources(path: str | Path) -> SourcesFile:
@@ -549,7 +570,5 @@ def load_sources(path: str | Path) -> SourcesFile:
         if not hashes.is_file():
             chk.fail(dnode, "hashes", "decontamination.hashes", f"file {hashes} does not exist")
         sources = [replace(s, benchmark_hashes=hashes) for s in sources]
-    knowledge = None
-    if "knowledge" in doc:
-        knowledge = _parse_knowledge(chk, chk.mapping(doc["knowledge"], doc, "knowledge", "knowledge"), base)
-    return SourcesFile(path=path.resolve(), sources=tuple(sources), knowledge=knowledge, defaults=defaults)
+    corpora = _parse_corpora(chk, doc, base) if "knowledge" in doc else ()
+    return SourcesFile(path=path.resolve(), sources=tuple(sources), corpora=corpora, defaults=defaults)
