@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import polars as pl
+
 from medtrinity_core.errors import MedtrinityError
 
 EXCLUSIONS = ("duplicate", "proposal_only", "low_faithfulness", "taken_down")
@@ -33,3 +35,11 @@ def account(stage: str, unit: str, expected: Iterable[str], produced: Iterable[s
     counts = {f"{unit}s_in": len(expected), f"{unit}s_out": len(produced), f"{unit}s_quarantined": len(quarantined - produced)}
     counts.update({f"excluded_{name}": len(keys - produced - quarantined) for name, keys in sorted(excluded.items())})
     return counts
+
+
+def account_images(stage: str, normalized: pl.DataFrame, produced: Iterable[str], quarantined: pl.DataFrame) -> dict[str, int]:
+    """From rois on the unit is the image: each is an output, in quarantine (its item), or a duplicate."""
+    held = set(quarantined["item_id"].to_list())
+    in_quarantine = normalized.filter(pl.col("item_id").is_in(held))["image_id"]
+    duplicates = normalized.filter(pl.col("duplicate_kind").is_not_null())["image_id"]
+    return account(stage, "image", normalized["image_id"], produced, in_quarantine, {"duplicate": duplicates})

@@ -10,11 +10,11 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 
-from medtrinity_core.accounting import account
+from medtrinity_core.accounting import account_images
 from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.describe.grounded import describe
-from medtrinity_core.imaging.dedup import deduplicate, unique_images
-from medtrinity_core.imaging.normalize import normalize
+from medtrinity_core.imaging.dedup import unique_images
+from medtrinity_core.imaging.normalize import normalized_stage
 from medtrinity_core.knowledge.retrieve import retrieve_context, unmapped_labels
 from medtrinity_core.knowledge.store import fetch_passages, open_collection
 from medtrinity_core.quality import checks
@@ -55,14 +55,6 @@ def _finish(context, progress, wd: Workdir, src: SourceConfig, stage: str, df: p
     )
 
 
-def _images_accounted(stage: str, normalized: pl.DataFrame, produced, quarantined: pl.DataFrame) -> dict:
-    """From rois on the unit is the image: each is an output, in quarantine (its item), or a duplicate."""
-    held = set(quarantined["item_id"].to_list())
-    in_quarantine = normalized.filter(pl.col("item_id").is_in(held))["image_id"]
-    duplicates = normalized.filter(pl.col("duplicate_kind").is_not_null())["image_id"]
-    return account(stage, "image", normalized["image_id"], produced, in_quarantine, {"duplicate": duplicates})
-
-
 def _no_quarantine() -> pl.DataFrame:
     return frame([], QUARANTINE)
 
@@ -93,11 +85,8 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common)
     def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
-        df, q = normalize(src, raw.iter_rows(named=True), wd)
-        df, found = deduplicate(df, wd, src.name, context.partition_key, src.near_distance, src.benchmark_hashes)
-        counts = account("normalized", "item", raw["item_id"], df["item_id"], q["item_id"])
-        return _finish(context, progress, wd, src, "normalized", df, q, **counts,
-                       exact_duplicates=found["exact"], near_duplicates=found["near"], benchmark_matches=found["benchmark"])
+        df, q, counts = normalized_stage(src, raw, wd, context.partition_key)
+        return _finish(context, progress, wd, src, "normalized", df, q, **counts)
 
     @dg.asset(
         key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts",
@@ -108,7 +97,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         expert, expert_error = load_expert(src.expert) if src.expert else (None, None)
         everything, normalized = normalized, unique_images(normalized)
         df, q = extract_rois(src, normalized.iter_rows(named=True), wd, expert, expert_error)
-        counts = _images_accounted("rois", everything, normalized["image_id"], q)
+        counts = account_images("rois", everything, normalized["image_id"], q)
         labels = Counter(df["label"].to_list())
         methods = Counter(df["method"].to_list())
         extra = {"images": normalized.height, "labels": dg.MetadataValue.json(dict(labels.most_common(20))), "methods": dg.MetadataValue.json(dict(sorted(methods.items())))}
@@ -124,7 +113,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         version = (collection.metadata or {}).get("kb_version", "") if collection is not None else ""
         images = unique_images(normalized)
         df = retrieve_context(src, images.iter_rows(named=True), collection, version)
-        counts = _images_accounted("context", normalized, df["image_id"], _no_quarantine())
+        counts = account_images("context", normalized, df["image_id"], _no_quarantine())
         unmapped = unmapped_labels(label for labels in images["labels"].to_list() for label in labels or [])
         return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version, unmapped_labels=dg.MetadataValue.json(unmapped), **counts)
 
@@ -134,7 +123,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         collection = open_collection(wd.chroma, embedder.get())
         passages = fetch_passages(collection, [p for ids in context_["passage_ids"].to_list() for p in ids])
         df = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages)
-        counts = _images_accounted("descriptions", normalized, df["image_id"], _no_quarantine())
+        counts = account_images("descriptions", normalized, df["image_id"], _no_quarantine())
         return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded", **counts)
 
     @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common)
@@ -144,7 +133,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
         df, lineage = build_triplets(src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, SourcePaths.of(wd, src), set(later["item_id"].to_list()))
         write_parquet(lineage, wd.lineage_path(src.name, shard))
-        counts = _images_accounted("triplets", normalized, df["image_id"], later)
+        counts = account_images("triplets", normalized, df["image_id"], later)
         return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), **counts)
 
     assets = [raw, normalized, rois, context_, descriptions, triplets]

@@ -113,10 +113,13 @@ def test_knowledge_query_prints_the_top_passages_as_json(kb, tmp_path):
     import subprocess
     import sys
 
-    passages, _, embedder, _, _ = kb
+    _, _, embedder, _, _ = kb
+    from medtrinity_core.knowledge.corpora import load_corpora
+    from medtrinity_core.sources.schema import KnowledgeConfig
     from medtrinity_core.storage import Workdir
 
-    build(passages, Workdir.at(tmp_path).chroma, embedder, "medquad-tiny")
+    passages = load_corpora([KnowledgeConfig("medquad-tiny", "medquad", MEDQUAD, "CC-BY-4.0", include=tuple(KNOWLEDGE_INCLUDE))])
+    build(passages, Workdir.at(tmp_path).chroma, embedder)
     out = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "knowledge", "query", "--label", "polyp", "--modality", "endoscopy",
                           "--body-region", "colon", "--k", "2", "--json", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

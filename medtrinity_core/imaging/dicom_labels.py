@@ -130,12 +130,10 @@ def _seg_by_source_frames(path: Path, ds: pydicom.Dataset, series: Series, names
     sources = _frame_sources(ds)
     if not sources or not all(refs & present for refs in sources):
         return None
+    referenced = set().union(*sources)
+    uids = [u for u in series.sop_uids if u in referenced]
     try:
         seg = hd.seg.segread(str(path))
-        referenced = {r[2] for r in seg.get_source_image_uids()}
-        if not referenced or not referenced <= set(series.sop_uids):
-            return None
-        uids = [u for u in series.sop_uids if u in referenced]
         pixels = np.asarray(seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=False, skip_overlap_checks=True))
     except Exception:  # noqa: BLE001 - highdicom refuses many real-world SEGs; geometry decides then
         return None

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import salted_hash, stable_id
 from medtrinity_core.imaging.body import body_box, body_record
-from medtrinity_core.imaging.dedup import perceptual_hash, pixel_hash
+from medtrinity_core.imaging.dedup import deduplicate, perceptual_hash, pixel_hash
 from medtrinity_core.imaging.dicom import dicom_to_uint8, to_suv
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
 from medtrinity_core.imaging.series import assemble_volumes, frames_volume
@@ -222,19 +222,18 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
         names = ", ".join(a["relpath"] for a in raw["annotations"])
         raise ItemError("ambiguous_annotation", f"{len(raw['annotations'])} label volumes match {raw['relpath']} ({names}); the labels pattern must pick one")
     volumes = read_volumes(inside(source.root, raw["relpath"]), source.volume_index, source.max_voxels)
-    label_sets, matches = [], []
-    for ann in raw["annotations"]:
-        label_sets.append((ann["relpath"], dict(read_volumes(inside(source.root, ann["relpath"]), "all", source.max_voxels))))
-        matches.append({"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": "geometry"})
+    ann = raw["annotations"][0] if raw["annotations"] else None
+    by_index = dict(read_volumes(inside(source.root, ann["relpath"]), "all", source.max_voxels)) if ann else {}
+    matches = [{"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": "geometry"}] if ann else []
     rows = []
     for t, image in volumes:
-        labels, label_file = None, ""
-        for rel, by_index in label_sets:
-            found = by_index.get(t) if t in by_index else by_index.get(None)
+        labels = None
+        if ann:
+            found = by_index.get(t, by_index.get(None))
             if found is None:
-                raise ItemError("mask_geometry_mismatch", f"{rel} has no volume {t} to pair with {raw['relpath']}")
-            labels, label_file = align_labels(found, image, rel), raw["annotations"][0]["public"]
-        rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), label_file, volume_index=t, matches=matches)
+                raise ItemError("mask_geometry_mismatch", f"{ann['relpath']} has no volume {t} to pair with {raw['relpath']}")
+            labels = align_labels(found, image, ann["relpath"])
+        rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), ann["public"] if ann else "", volume_index=t, matches=matches)
     return rows
 
 
@@ -332,3 +331,14 @@ def normalize(source: SourceConfig, raw_rows: Iterable[dict], workdir: Workdir) 
         detail = paths.scrub(detail, [local["relpath"], *(a["relpath"] for a in local["annotations"])])
         quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, reason, detail))
     return frame(rows, NORMALIZED), frame(quarantined, QUARANTINE)
+
+
+def normalized_stage(source: SourceConfig, raw: pl.DataFrame, workdir: Workdir, shard: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """The normalized stage of one shard: its images, marked against every image kept so far (within and
+    across shards and sources), with every raw item accounted for and the duplicates counted."""
+    from medtrinity_core.accounting import account
+
+    images, quarantined = normalize(source, raw.iter_rows(named=True), workdir)
+    images, found = deduplicate(images, workdir, source.name, shard, source.near_distance, source.benchmark_hashes)
+    counts = account(STAGE, "item", raw["item_id"], images["item_id"], quarantined["item_id"])
+    return images, quarantined, {**counts, "exact_duplicates": found["exact"], "near_duplicates": found["near"], "benchmark_matches": found["benchmark"]}

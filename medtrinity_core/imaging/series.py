@@ -12,7 +12,7 @@ import pydicom
 import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
-from medtrinity_core.imaging.readers import MAX_VOXELS, check_voxels, dicom_voxels, pick_volumes, read_dicom
+from medtrinity_core.imaging.readers import MAX_VOXELS, pick_volumes, read_dicom
 from medtrinity_core.sources.paths import inside
 
 HEADER_TAGS = [
@@ -107,18 +107,12 @@ def normal_of(ds: pydicom.Dataset) -> np.ndarray:
 
 
 def _read_slices(root: Path, relpaths: list[str], allow_burned_in: bool, max_voxels: int = MAX_VOXELS) -> list[tuple[pydicom.Dataset, np.ndarray, str]]:
-    """Each slice decoded; the series' declared size is checked against `max_voxels` from the headers first."""
-    total = 0
+    """Each slice decoded. Every file's declared size is checked before it is decoded, and the slices
+    left may not declare more than what remains of the series' `max_voxels`."""
+    slices, total = [], 0
     for rel in relpaths:
-        try:
-            header = pydicom.dcmread(inside(root, rel), stop_before_pixels=True, force=True)
-        except Exception:  # noqa: BLE001 - the decoder below says what is wrong with this file
-            continue
-        total += dicom_voxels(header)
-        check_voxels(total, max_voxels, f"series of {relpaths[0]}")
-    slices = []
-    for rel in relpaths:
-        values, ds = read_dicom(inside(root, rel), allow_burned_in)
+        values, ds = read_dicom(inside(root, rel), allow_burned_in, max_voxels - total)
+        total += values.size
         if values.ndim != 2:
             raise ItemError("unsupported_series", f"{rel} is not a single-frame greyscale slice")
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:

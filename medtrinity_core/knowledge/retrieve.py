@@ -94,9 +94,8 @@ def query_passages(collection, label: str, modality: str | None = None, body_reg
     if collection is None or not collection.count():
         return query, []
     result = collection.query(query_texts=[query], n_results=min(k, collection.count()), include=["documents", "metadatas", "distances"])
-    corpus = (collection.metadata or {}).get("corpus", "")
     return query, [
-        {"passage_id": pid, "corpus": (meta or {}).get("corpus", corpus), "focus": (meta or {}).get("focus", ""), "title": (meta or {}).get("question", ""),
+        {"passage_id": pid, "corpus": (meta or {}).get("corpus", ""), "focus": (meta or {}).get("focus", ""), "title": (meta or {}).get("question", ""),
          "score": round(1.0 - float(d), 4), "text": doc}
         for pid, doc, meta, d in zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
     ]

@@ -27,8 +27,8 @@ def client(path: Path) -> chromadb.ClientAPI:
     return chromadb.PersistentClient(path=str(path), settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=False))
 
 
-def build(passages: pl.DataFrame, chroma_path: Path, embedder: LocalEmbedder, corpus: str = "") -> tuple[str, bool]:
-    """`corpus` names the passages' corpus where they have no `corpus` column of their own."""
+def build(passages: pl.DataFrame, chroma_path: Path, embedder: LocalEmbedder) -> tuple[str, bool]:
+    """Each passage's corpus comes from its `corpus` column (`load_corpora` adds it)."""
     """(version, rebuilt): the collection is replaced only when the passages or the model changed."""
     version = kb_version(passages, embedder.model_id)
     db = client(chroma_path)
@@ -38,16 +38,16 @@ def build(passages: pl.DataFrame, chroma_path: Path, embedder: LocalEmbedder, co
         if (col.metadata or {}).get("kb_version") == version and col.count() == passages.height:
             return version, False
         db.delete_collection(COLLECTION)
-    col = db.create_collection(COLLECTION, embedding_function=embedder, metadata={"kb_version": version, "model": embedder.model_id, "corpus": corpus, "hnsw:space": "cosine"})
+    col = db.create_collection(COLLECTION, embedding_function=embedder, metadata={"kb_version": version, "model": embedder.model_id, "hnsw:space": "cosine"})
     for start in range(0, passages.height, BATCH):
         part = passages.slice(start, BATCH)
         col.add(
             ids=part["passage_id"].to_list(),
             documents=part["text"].to_list(),
             metadatas=[
-                {"focus": f or "", "doc_id": d, "question": q or "", "corpus": c or corpus}
+                {"focus": f or "", "doc_id": d, "question": q or "", "corpus": c or ""}
                 for f, d, q, c in zip(part["focus"].to_list(), part["doc_id"].to_list(), part["question"].to_list(),
-                                      part["corpus"].to_list() if "corpus" in part.columns else [corpus] * part.height)
+                                      part["corpus"].to_list() if "corpus" in part.columns else [None] * part.height)
             ],
         )
     return version, True

@@ -44,11 +44,6 @@ class Vocabulary:
     def lookup(self, label: str) -> Term | None:
         return self.index.get(normal_form(label))
 
-    def map(self, label: str) -> tuple[str, Term | None]:
-        """(the label to search for, its entry): the canonical term, or the label in normal form."""
-        found = self.lookup(label)
-        return (found.term, found) if found else (normal_form(label), None)
-
 
 def _snomed(name: str | None, where: str) -> tuple[str, str] | None:
     if not name:

@@ -24,15 +24,18 @@ class SourcePaths:
     def __init__(self, workdir: Workdir | None, source: str, identifying: bool):
         self.workdir, self.source, self.identifying = workdir, source, identifying
         self.salt = workdir.salt() if identifying and workdir is not None else None
-        self._to_path: dict[str, str] = {}
-        if self.identifying and self.map_path.exists():
-            table = read_parquet(self.map_path)
-            self._to_path = dict(zip(table["token"].to_list(), table["relpath"].to_list()))
+        self._to_path = self._read_map() if identifying else {}
         self._known = len(self._to_path)
 
     @classmethod
     def of(cls, workdir: Workdir | None, source) -> "SourcePaths":
         return cls(workdir, source.name, bool(source.paths_identify_patients))
+
+    def _read_map(self) -> dict[str, str]:
+        if not self.map_path.exists():
+            return {}
+        table = read_parquet(self.map_path)
+        return dict(zip(table["token"].to_list(), table["relpath"].to_list()))
 
     @property
     def map_path(self):
@@ -74,10 +77,7 @@ class SourcePaths:
         if not self.identifying or len(self._to_path) == self._known:
             return
         with self.workdir.lock(f"paths-{self.source}"):
-            current = dict(self._to_path)
-            if self.map_path.exists():
-                table = read_parquet(self.map_path)
-                current.update(zip(table["token"].to_list(), table["relpath"].to_list()))
+            current = {**self._to_path, **self._read_map()}
             rows = sorted(current.items())
             write_parquet(pl.DataFrame({"token": [t for t, _ in rows], "relpath": [r for _, r in rows]}, schema=MAP), self.map_path)
             self._to_path, self._known = current, len(current)
