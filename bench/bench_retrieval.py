@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import finish, peak_rss_mb, table  # noqa: E402
 
-from medtrinity_core.knowledge.embed import LocalEmbedder  # noqa: E402
 from medtrinity_core.knowledge.medquad import parse_medquad  # noqa: E402
-from medtrinity_core.knowledge.retrieve import compose_query, query_text, unmapped_labels  # noqa: E402
-from medtrinity_core.knowledge.store import build, open_collection  # noqa: E402
-from medtrinity_core.sources.schema import SourceConfig  # noqa: E402
+from medtrinity_core.knowledge.retrieve import compose_query, finding_words  # noqa: E402
+from medtrinity_core.knowledge.store import build, chunker_for, embedder_for, nearest, open_collection  # noqa: E402
+from medtrinity_core.knowledge.vocabulary import SourceVocabulary, load_vocabulary  # noqa: E402
+from medtrinity_core.sources.schema import RetrievalConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "samples" / "knowledge" / "medquad"
@@ -94,13 +94,13 @@ UNANSWERABLE = [
 ]
 
 
-def _source(modality: str, region: str) -> SourceConfig:
-    return SourceConfig(name="bench", modality=modality, license="CC0-1.0", root=REPO, layout="labeled_images", images=".*", body_region=region)
+VOCABULARY = SourceVocabulary(load_vocabulary())
 
 
 def query_of(label: str, modality: str, region: str) -> str:
-    """The pipeline's own query for an image with this label (through the canonical vocabulary)."""
-    return query_text(_source(modality, region), {"masks": [], "labels": [label]})
+    """The pipeline's own query for an image with this one label and no measured region (through the
+    canonical vocabulary)."""
+    return compose_query(finding_words(VOCABULARY, label)[1], region, modality)
 
 
 def raw_query_of(label: str, modality: str, region: str) -> str:
@@ -130,41 +130,44 @@ def main() -> None:
             sys.exit(1)
         print(message)
         return
-    passages = parse_medquad(SAMPLE)
-    focus = dict(zip(passages["passage_id"].to_list(), passages["focus"].to_list()))
-    embedder = LocalEmbedder()
+    cfg = RetrievalConfig()
+    embedder = embedder_for(cfg)
     start = time.perf_counter()
-    version, rebuilt = build(passages, CACHE, embedder)
+    passages = parse_medquad(SAMPLE, chunker_for(cfg, embedder))
+    chunk_s = time.perf_counter() - start
+    focus = dict(zip(passages["passage_id"].to_list(), passages["focus"].to_list()))
+    start = time.perf_counter()
+    version, rebuilt = build(passages, cfg, CACHE, embedder)
     build_s = time.perf_counter() - start
-    collection = open_collection(CACHE, embedder)
+    collection = open_collection(cfg, CACHE)
+
+    def ranked_of(query_texts: list[str], n: int = 10) -> tuple[list[list[str]], list[list[float]]]:
+        hits = nearest(collection, embedder.embed_queries(query_texts), n)
+        return [[focus[h["passage_id"]] for h in q] for q in hits], [[h["score"] for h in q] for q in hits]
 
     queries = [query_of(label, modality, region) for label, modality, region, _ in RELEVANT]
     unanswerable = [query_of(label, modality, region) for label, modality, region in UNANSWERABLE]
-    embedder(["warm-up"])
+    embedder.embed_queries(["warm-up"])
     start = time.perf_counter()
-    result = collection.query(query_texts=queries, n_results=10, include=["distances"])
+    ranked, scores = ranked_of(queries)
     chroma_s = time.perf_counter() - start
-    ranked = [[focus[p] for p in ids] for ids in result["ids"]]
-    scores = [[1.0 - d for d in dists] for dists in result["distances"]]
     relevant = [good for *_, good in RELEVANT]
     found = metrics(ranked, relevant)
-    raw = collection.query(query_texts=[raw_query_of(label, modality, region) for label, modality, region, _ in RELEVANT], n_results=10, include=["distances"])
-    without = metrics([[focus[p] for p in ids] for ids in raw["ids"]], relevant)
-    unmapped = unmapped_labels(label for label, *_ in RELEVANT)
+    without = metrics(ranked_of([raw_query_of(label, modality, region) for label, modality, region, _ in RELEVANT])[0], relevant)
+    unmapped = VOCABULARY.unmapped(label for label, *_ in RELEVANT)
 
     # floor: exact cosine top-k in numpy over the same (normalized) embeddings
     stored = collection.get(include=["embeddings"])
     matrix = np.asarray(stored["embeddings"], dtype=np.float32)
     start = time.perf_counter()
-    q = np.asarray(embedder(queries), dtype=np.float32)
+    q = np.asarray(embedder.embed_queries(queries), dtype=np.float32)
     sims = q @ matrix.T
     top = np.argpartition(-sims, 10, axis=1)[:, :10]
     np.take_along_axis(sims, top, axis=1).argsort(axis=1)
     floor_s = time.perf_counter() - start
 
     # the score floor: swept; the default is the highest that costs at most RECALL_COST of recall@5
-    noise = collection.query(query_texts=unanswerable, n_results=K, include=["distances"])
-    noise_scores = [[1.0 - d for d in dists] for dists in noise["distances"]]
+    noise_scores = ranked_of(unanswerable, K)[1]
     irrelevant = [s for sc, fo, good in zip(scores, ranked, relevant) for s, f in zip(sc[:K], fo[:K]) if f not in good]
     sweep = []
     for floor in [round(0.30 + 0.05 * i, 2) for i in range(8)]:
@@ -176,7 +179,8 @@ def main() -> None:
     misses = [label for (label, *_), fo, good in zip(RELEVANT, ranked, relevant) if not any(f in good for f in fo[:K])]
 
     qps, floor_qps = len(queries) / chroma_s, len(queries) / floor_s
-    print(f"bench-retrieval: {passages.height} passages from {SAMPLE.name} ({'built' if rebuilt else 'cached'} in {build_s:.0f} s, version {version}), "
+    print(f"bench-retrieval: {passages.height} passages from {SAMPLE.name} (chunked by the embedder's tokenizer in {chunk_s:.0f} s, "
+          f"{cfg.max_tokens} tokens, {cfg.overlap_tokens} overlapping; {'built' if rebuilt else 'cached'} in {build_s:.0f} s, version {version}), "
           f"{len(RELEVANT)} answerable and {len(UNANSWERABLE)} unanswerable labels")
     table([
         ("labels outside the vocabulary", f"{len(unmapped)} of {len(RELEVANT)}"),

@@ -116,13 +116,26 @@ ROIS = {
     "rle_counts": pl.List(pl.Int64),
 }
 
+QUERY = pl.Struct({"finding": pl.String, "query": pl.String})
+
+PASSAGE_REF = pl.Struct(
+    {
+        "passage_id": pl.String,
+        "finding": pl.String,  # the finding (canonical term, else the label) it was retrieved for
+        "score": pl.Float64,  # cosine similarity to that finding's query
+        "focus": pl.String,
+        "corpus": pl.String,
+        "license": pl.String,  # the corpus's licence and citation, carried to every triplet citing it
+        "citation": pl.String,
+    }
+)
+
 CONTEXT = {
     "image_id": pl.String,
     "source": pl.String,
     "coarse_caption": pl.String,
-    "query": pl.String,
-    "passage_ids": pl.List(pl.String),
-    "scores": pl.List(pl.Float64),
+    "queries": pl.List(QUERY),  # one per distinct finding on the image
+    "passages": pl.List(PASSAGE_REF),  # merged across findings, at or above the cosine floor
     "kb_version": pl.String,
 }
 
@@ -181,7 +194,7 @@ PROVENANCE = pl.Struct(
         "roi_methods": pl.List(pl.String),
         "roi_model": pl.String,
         "kb_version": pl.String,
-        "passage_ids": pl.List(pl.String),
+        "passages": pl.List(PASSAGE_REF),  # the passages the description cites
         "template_version": pl.String,
         "generator": pl.String,
         "generator_model": pl.String,

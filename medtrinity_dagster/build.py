@@ -11,7 +11,7 @@ from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import source_assets
 from medtrinity_dagster.io_manager import ManifestIOManager
 from medtrinity_dagster.knowledge import build_knowledge_asset
-from medtrinity_dagster.resources import EmbedderResource, NoProgress, WorkdirResource
+from medtrinity_dagster.resources import KnowledgeResource, NoProgress, WorkdirResource
 
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; the design relies on them (checks run per shard).
@@ -28,7 +28,7 @@ def build_definitions(sources: SourcesFile, workdir: str, progress: object | Non
         asset_checks += stage_checks
     resources = {
         "workdir": WorkdirResource(root=str(wd.root)),
-        "embedder": EmbedderResource(),
+        "knowledge": KnowledgeResource.of(sources.retrieval),
         "manifest_io": ManifestIOManager(base_dir=str(wd.manifests)),
         "progress": progress or NoProgress(),
     }

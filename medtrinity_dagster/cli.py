@@ -209,16 +209,31 @@ def cmd_preview(args) -> int:
 def cmd_knowledge_query(args) -> int:
     import json
 
-    from medtrinity_core.knowledge.embed import LocalEmbedder
     from medtrinity_core.knowledge.retrieve import query_passages
-    from medtrinity_core.knowledge.store import open_collection
+    from medtrinity_core.knowledge.store import embedder_for, open_collection
+    from medtrinity_core.knowledge.vocabulary import SourceVocabulary, load_vocabulary, source_vocabulary
+    from medtrinity_core.sources.schema import RetrievalConfig, load_sources
 
     wd = Workdir.at(args.workdir)
     _quiet()
-    collection = open_collection(wd.chroma, LocalEmbedder())
+    sources = load_sources(args.sources) if args.sources else None
+    retrieval = sources.retrieval if sources else RetrievalConfig()
+    if args.source and not sources:
+        raise MedtrinityError("--source needs --sources FILE")
+    src = None
+    if args.source:
+        try:
+            src = sources.source(args.source)
+        except KeyError:
+            raise MedtrinityError(f"{args.sources} has no source named {args.source}") from None
+    extra = str(sources.vocabulary) if sources and sources.vocabulary else None
+    vocabulary = source_vocabulary(src) if src else SourceVocabulary(load_vocabulary(extra))
+    collection = open_collection(retrieval, wd.chroma)
     if collection is None:
-        raise MedtrinityError(f"no knowledge base under {wd.chroma}: run `medtrinity run` (or materialize knowledge_base) first")
-    query, hits = query_passages(collection, args.label, args.modality, args.body_region, args.k)
+        raise MedtrinityError(f"no knowledge base in {retrieval.server or wd.chroma} ({retrieval.collection}): run `medtrinity run` (or materialize knowledge_base) first")
+    modality = args.modality or (src.modality if src else None)
+    body_region = args.body_region or (src.body_region if src else None)
+    query, hits = query_passages(collection, embedder_for(retrieval), vocabulary, args.label, modality, body_region, args.k)
     if args.json:
         print(json.dumps(hits, indent=1))
         return EXIT_OK
@@ -273,6 +288,8 @@ def parser() -> argparse.ArgumentParser:
     kq.add_argument("--body-region", metavar="REGION", help="organ or tissue")
     kq.add_argument("--k", type=int, default=5, metavar="N", help="passages to show (default 5)")
     kq.add_argument("--json", action="store_true", help="a JSON list of {passage_id, corpus, focus, title, score, text}")
+    kq.add_argument("--sources", metavar="FILE", help="sources file whose retrieval settings (embedder, server) and vocabulary apply")
+    kq.add_argument("--source", metavar="NAME", help="a source of FILE whose terms, findings, modality and body region apply")
     kq.set_defaults(func=cmd_knowledge_query)
 
     init = with_workdir(sub.add_parser("init", help="create the work folder and its Dagster home"))

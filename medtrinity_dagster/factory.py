@@ -15,8 +15,9 @@ from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.describe.grounded import describe
 from medtrinity_core.imaging.dedup import unique_images
 from medtrinity_core.imaging.normalize import normalized_stage
-from medtrinity_core.knowledge.retrieve import retrieve_context, unmapped_labels
+from medtrinity_core.knowledge.retrieve import retrieve_context
 from medtrinity_core.knowledge.store import fetch_passages, open_collection
+from medtrinity_core.knowledge.vocabulary import source_vocabulary
 from medtrinity_core.quality import checks
 from medtrinity_core.quarantine import items_in, read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
@@ -29,7 +30,7 @@ from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import read_plan
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
-from medtrinity_dagster.resources import EmbedderResource, Progress, WorkdirResource
+from medtrinity_dagster.resources import KnowledgeResource, Progress, WorkdirResource
 
 STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
 
@@ -106,22 +107,24 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         extra.update(_previews(wd, src, context.partition_key, normalized, df))
         return _finish(context, progress, wd, src, "rois", df, q, **extra, **counts)
 
-    @dg.asset(key=key("context"), ins=ins("normalized"), deps=[KNOWLEDGE_KEY], description="Top-k knowledge passages per image", **common)
-    def context_(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame) -> dg.Output:
+    @dg.asset(key=key("context"), ins=ins("normalized", "rois"), deps=[KNOWLEDGE_KEY], description="Knowledge passages per finding on each image", **common)
+    def context_(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource, normalized: pl.DataFrame, rois: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
-        collection = open_collection(wd.chroma, embedder.get())
-        version = (collection.metadata or {}).get("kb_version", "") if collection is not None else ""
+        collection = open_collection(knowledge.config(), wd.chroma)
         images = unique_images(normalized)
-        df = retrieve_context(src, images.iter_rows(named=True), collection, version)
+        rois = dataset_rois(rois, src)
+        df = retrieve_context(src, images.iter_rows(named=True), rois, collection, knowledge.embedder())
         counts = account_images("context", normalized, df["image_id"], _no_quarantine())
-        unmapped = unmapped_labels(label for labels in images["labels"].to_list() for label in labels or [])
-        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version, unmapped_labels=dg.MetadataValue.json(unmapped), **counts)
+        labels = rois["label"].to_list() + [label for labels in images["labels"].to_list() for label in labels or []]
+        unmapped = source_vocabulary(src).unmapped(labels)
+        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=df["kb_version"][0] if df.height else "",
+                       unmapped_labels=dg.MetadataValue.json(unmapped), **counts)
 
     @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description="Multigranular descriptions (grounded generator)", **common)
-    def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], embedder: EmbedderResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
+    def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
-        collection = open_collection(wd.chroma, embedder.get())
-        passages = fetch_passages(collection, [p for ids in context_["passage_ids"].to_list() for p in ids])
+        collection = open_collection(knowledge.config(), wd.chroma)
+        passages = fetch_passages(collection, [p["passage_id"] for refs in context_["passages"].to_list() for p in refs])
         df = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages)
         counts = account_images("descriptions", normalized, df["image_id"], _no_quarantine())
         return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded", **counts)

@@ -4,9 +4,9 @@
 import dagster as dg
 
 from medtrinity_core.knowledge.corpora import load_corpora
-from medtrinity_core.knowledge.store import build
+from medtrinity_core.knowledge.store import build, chunker_for
 from medtrinity_core.sources.schema import KnowledgeConfig
-from medtrinity_dagster.resources import EmbedderResource, Progress, WorkdirResource
+from medtrinity_dagster.resources import KnowledgeResource, Progress, WorkdirResource
 
 KNOWLEDGE_KEY = dg.AssetKey("knowledge_base")
 
@@ -16,10 +16,10 @@ def build_knowledge_asset(corpora: tuple[KnowledgeConfig, ...]) -> dg.AssetsDefi
     description = f"{names}: passages embedded into Chroma" if corpora else "no knowledge corpus configured"
 
     @dg.asset(key=KNOWLEDGE_KEY, group_name="knowledge", io_manager_key="manifest_io", kinds={"chroma"}, description=description)
-    def knowledge_base(context: dg.AssetExecutionContext, workdir: WorkdirResource, embedder: EmbedderResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
-        passages = load_corpora(corpora)
-        emb = embedder.get()
-        version, rebuilt = build(passages, workdir.get().chroma, emb)
+    def knowledge_base(context: dg.AssetExecutionContext, workdir: WorkdirResource, knowledge: KnowledgeResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
+        cfg, emb = knowledge.config(), knowledge.embedder()
+        passages = load_corpora(corpora, chunker_for(cfg, emb))
+        version, rebuilt = build(passages, cfg, workdir.get().chroma, emb)
         progress.advance("", "knowledge_base", passages.height)
         per_corpus = {c.name: {"passages": int((passages["corpus"] == c.name).sum()), "license": c.license, "citation": c.citation} for c in corpora}
         return dg.Output(
@@ -30,6 +30,8 @@ def build_knowledge_asset(corpora: tuple[KnowledgeConfig, ...]) -> dg.AssetsDefi
                 "kb_version": version,
                 "rebuilt": rebuilt,
                 "embedder": emb.model_id,
+                "chunking": f"{cfg.max_tokens} tokens, {cfg.overlap_tokens} overlapping",
+                "store": cfg.server or "embedded",
                 "corpora": dg.MetadataValue.json(per_corpus),
                 "license": ", ".join(sorted({c.license for c in corpora})),
             },

@@ -1,4 +1,5 @@
-"""Resources: the work folder, the embedder, and an optional progress reporter (the CLI's bars)."""
+"""Resources: the work folder, the knowledge settings (embedder, chunking, store), and an optional
+progress reporter (the CLI's bars)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from typing import Protocol
 
 import dagster as dg
 
-from medtrinity_core.knowledge.embed import LocalEmbedder
+from pathlib import Path
+
+from medtrinity_core.knowledge.embed import Embedder
+from medtrinity_core.knowledge.store import embedder_for
+from medtrinity_core.sources.schema import RetrievalConfig
 from medtrinity_core.storage import Workdir
 
 
@@ -19,13 +24,32 @@ class WorkdirResource(dg.ConfigurableResource):
         return Workdir.at(self.root)
 
 
-class EmbedderResource(dg.ConfigurableResource):
-    """A local sentence-transformers directory; empty means the bundled all-MiniLM-L6-v2."""
+class KnowledgeResource(dg.ConfigurableResource):
+    """The sources file's `retrieval:` settings: the embedder folder (empty: the bundled all-MiniLM-L6-v2)
+    and its prefixes, passage chunking, and the Chroma server (empty: embedded in the work folder)."""
 
     model_dir: str = ""
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    max_tokens: int = RetrievalConfig.max_tokens
+    overlap_tokens: int = RetrievalConfig.overlap_tokens
+    server: str = ""
+    token_env: str = ""
+    collection: str = RetrievalConfig.collection
 
-    def get(self) -> LocalEmbedder:
-        return LocalEmbedder(self.model_dir or None)
+    @classmethod
+    def of(cls, cfg: RetrievalConfig) -> "KnowledgeResource":
+        return cls(model_dir=str(cfg.model_dir or ""), query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix, max_tokens=cfg.max_tokens,
+                   overlap_tokens=cfg.overlap_tokens, server=cfg.server or "", token_env=cfg.token_env or "", collection=cfg.collection)
+
+    def config(self) -> RetrievalConfig:
+        return RetrievalConfig(
+            model_dir=Path(self.model_dir) if self.model_dir else None, query_prefix=self.query_prefix, passage_prefix=self.passage_prefix,
+            max_tokens=self.max_tokens, overlap_tokens=self.overlap_tokens, server=self.server or None, token_env=self.token_env or None, collection=self.collection,
+        )
+
+    def embedder(self) -> Embedder:
+        return embedder_for(self.config())
 
 
 class Progress(Protocol):

@@ -104,10 +104,12 @@ def test_triplets_join_description_rois_and_provenance(pipeline):
     row = triplets.row(0, named=True)
     prov = row["provenance"]
     assert prov["license"] == "LicenseRef-research-only"
-    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v2"
+    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v3"
     assert prov["roi_methods"] == ["ground_truth_mask"]
     assert {(r["label"], r["term"], r["category"]) for r in row["rois"]} == {("polyp", "colonic polyp", "finding")}  # canonical term on each ROI
-    assert prov["passage_ids"] and all(p in row["description"] for p in prov["passage_ids"])
+    assert prov["passages"] and all(p["passage_id"] in row["description"] for p in prov["passages"])
+    # each cited passage names the finding it answers and its corpus's licence and citation
+    assert {(p["finding"], p["corpus"], p["license"]) for p in prov["passages"]} == {("colonic polyp", "medquad-tiny", "CC-BY-4.0")}
     assert len(prov["source_sha256"]) == 64
     assert {r["roi_id"] for r in row["rois"]} == set(rois.filter(pl.col("image_id") == row["image_id"])["roi_id"].to_list())
     assert wd.resolve(row["image_uri"]).exists()

@@ -21,7 +21,9 @@ IMAGE = {"image_id": "img-1", "item_id": "item-1", "relpath": "PATIENT_DOE_JOHN/
 DESC = frame([{"image_id": "img-1", "source": "hosp", "text": "Modality: CT. Organ and tissue: the abdomen.", "facets": None, "cited_passages": ["p#0"],
                "generator": "grounded", "generator_model": None, "generator_params": "{}", "template_version": "grounded-v1"}], DESCRIPTIONS)
 PLAIN = SourcePaths(None, "hosp", False)  # a source whose paths are not identifying: written as they are
-CTX = frame([{"image_id": "img-1", "source": "hosp", "coarse_caption": "CT image.", "query": "q", "passage_ids": ["p#0"], "scores": [0.9], "kb_version": "kb1"}], CONTEXT)
+REFS = [{"passage_id": pid, "finding": "liver tumor", "score": 0.9 - n / 10, "focus": "Liver Cancer", "corpus": "pubmed", "license": "CC0-1.0", "citation": "PubMed"}
+        for n, pid in enumerate(["q#0", "p#0"])]
+CTX = frame([{"image_id": "img-1", "source": "hosp", "coarse_caption": "CT image.", "queries": [{"finding": "liver tumor", "query": "q"}], "passages": REFS, "kb_version": "kb1"}], CONTEXT)
 
 
 def test_patient_identifying_paths_are_salted_in_triplets_but_kept_in_lineage(tmp_path):
@@ -42,7 +44,8 @@ def test_provenance_and_exclusion_of_items_quarantined_downstream():
     triplets, _ = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, PLAIN)
     prov = triplets["provenance"][0]
     assert prov["source_relpath"] == "PATIENT_DOE_JOHN/ct.dcm" and not prov["source_path_hashed"]
-    assert prov["kb_version"] == "kb1" and prov["passage_ids"] == ["p#0"] and prov["package_version"] == "0.1.0"
+    assert prov["kb_version"] == "kb1" and prov["package_version"] == "0.1.0"
+    assert prov["passages"] == [REFS[1]]  # only what the description cites, with its corpus's licence and citation
     assert triplets["coarse_caption"][0] == "CT image."
     none, lineage = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, DESC, PLAIN, excluded_items={"item-1"})
     assert none.height == 0 and lineage.height == 0

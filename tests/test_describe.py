@@ -19,7 +19,11 @@ def roi(roi_id, label, area, location, contrast="hyperdense", relations=()):
 
 IMAGE = {"image_id": "img-1", "masks": [{"label": "liver"}, {"label": "tumor"}], "labels": ["liver", "tumor"], "slice_axis": None, "slice_index": None}
 PASSAGES = {"p1#0": {"text": "The liver is an organ. A liver tumor may be benign.", "focus": "Liver Cancer"}}
-CONTEXT_ROW = {"image_id": "img-1", "passage_ids": ["p1#0", "missing#0"]}
+def ref(pid: str, finding: str = "liver tumor", score: float = 0.7) -> dict:
+    return {"passage_id": pid, "finding": finding, "score": score, "focus": "Liver Cancer", "corpus": "c", "license": "CC0-1.0", "citation": ""}
+
+
+CONTEXT_ROW = {"image_id": "img-1", "passages": [ref("missing#0"), ref("p1#0")]}
 
 
 def test_five_facets_from_measured_facts():
@@ -36,7 +40,7 @@ def test_five_facets_from_measured_facts():
     assert f["relationships"] == "Region relationships: the liver contains the tumor (3% of the image diagonal between centres)."
     # only passages that exist are cited, and the quoted sentence mentions the labels
     assert out["cited_passages"] == ["p1#0"]
-    assert f["knowledge"] == "Related knowledge: [p1#0] (Liver Cancer) The liver is an organ."
+    assert f["knowledge"] == "Related knowledge: [p1#0] (Liver Cancer; on liver tumor) The liver is an organ."
     assert out["text"].startswith("Modality: CT. Organ and tissue: the abdomen")
 
 
@@ -67,7 +71,7 @@ def test_supporting_sentence_prefers_label_terms():
 
 def test_describe_builds_one_row_per_image():
     rois = frame([{**roi("r1", "liver", 2000, "centre of the image"), "image_id": "img-1", "rle_counts": []}], ROIS)
-    ctx = frame([{**CONTEXT_ROW, "source": "s", "coarse_caption": "", "query": "", "scores": [0.5, 0.4], "kb_version": "v"}], CONTEXT)
+    ctx = frame([{**CONTEXT_ROW, "source": "s", "coarse_caption": "", "queries": [{"finding": "liver tumor", "query": "q"}], "kb_version": "v"}], CONTEXT)
     df = describe(SRC, [IMAGE, {**IMAGE, "image_id": "img-2"}], rois, ctx, PASSAGES)
     assert df["image_id"].to_list() == ["img-1", "img-2"]
     assert df.filter(pl.col("image_id") == "img-2")["cited_passages"].to_list() == [[]]

@@ -45,7 +45,7 @@ def trace(workdir: Workdir, triplet_id: str) -> tuple[dict, list[Step]]:
     path, d = _rows(workdir, src, "descriptions", shard, "image_id", image_id)
     steps.append(Step("descriptions", src, shard, path, f"generator {d['generator'][0]} ({d['template_version'][0]}), cites {', '.join(d['cited_passages'][0]) or 'nothing'}" if d.height else "row missing"))
     path, c = _rows(workdir, src, "context", shard, "image_id", image_id)
-    steps.append(Step("context", src, shard, path, f"query '{c['query'][0]}', knowledge base {c['kb_version'][0]}, passages {', '.join(c['passage_ids'][0])}" if c.height else "row missing"))
+    steps.append(Step("context", src, shard, path, f"queries {'; '.join(repr(q['query']) for q in c['queries'][0]) or 'none'}, knowledge base {c['kb_version'][0]}, passages {', '.join(p['passage_id'] + ' (' + p['finding'] + ')' for p in c['passages'][0]) or 'none'}" if c.height else "row missing"))
     path, r = _rows(workdir, src, "rois", shard, "image_id", image_id)
     steps.append(Step("rois", src, shard, path, f"{r.height} ROI(s): {', '.join(sorted(set(r['label'].to_list()))) or 'none'}"))
     path, n = _rows(workdir, src, "normalized", shard, "image_id", image_id)

@@ -8,19 +8,19 @@ import polars as pl
 
 from medtrinity_core import __version__
 from medtrinity_core.ids import stable_id
-from medtrinity_core.knowledge.vocabulary import load_vocabulary
+from medtrinity_core.knowledge.vocabulary import SourceVocabulary, source_vocabulary
 from medtrinity_core.records import LINEAGE, TRIPLETS, frame
 from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.schema import SourceConfig
 
 
-def _roi_brief(roi: dict) -> dict:
-    term = load_vocabulary().lookup(roi["label"])
+def _roi_brief(roi: dict, vocabulary: SourceVocabulary) -> dict:
+    term = vocabulary.term(roi["label"])
     return {
         "roi_id": roi["roi_id"],
         "label": roi["label"],
         "term": term.term if term else None,
-        "category": term.category if term else None,
+        "category": vocabulary.category(roi["label"]),
         "method": roi["method"],
         "confidence": roi["confidence"],
         "bbox": [roi["x0"], roi["y0"], roi["x1"], roi["y1"]],
@@ -28,6 +28,13 @@ def _roi_brief(roi: dict) -> dict:
         "location": roi["location"],
         "rle_counts": roi["rle_counts"],
     }
+
+
+def _cited(refs: list[dict], cited: list[str]) -> list[dict]:
+    """The context's passage references (finding, score, corpus, licence, citation) the description cites,
+    in the order it cites them."""
+    by_id = {ref["passage_id"]: ref for ref in refs}
+    return [by_id.get(pid) or {"passage_id": pid} for pid in cited]
 
 
 def build_triplets(
@@ -48,6 +55,7 @@ def build_triplets(
         rois_by_image.setdefault(roi["image_id"], []).append(roi)
     ctx = {c["image_id"]: c for c in context.iter_rows(named=True)}
     desc = {d["image_id"]: d for d in descriptions.iter_rows(named=True)}
+    vocabulary = source_vocabulary(source)
     rows, lineage = [], []
     for img in images:
         if img["item_id"] in excluded_items or img["image_id"] not in desc:
@@ -65,7 +73,7 @@ def build_triplets(
                 "image_sha256": img["image_sha256"],
                 "width": img["width"],
                 "height": img["height"],
-                "rois": [_roi_brief(r) for r in image_rois],
+                "rois": [_roi_brief(r, vocabulary) for r in image_rois],
                 "coarse_caption": c.get("coarse_caption"),
                 "description": d["text"],
                 "facets": d["facets"],
@@ -86,7 +94,7 @@ def build_triplets(
                     "roi_methods": sorted({r["method"] for r in image_rois}),
                     "roi_model": ", ".join(sorted({r["model_id"] for r in image_rois if r["model_id"]})) or None,
                     "kb_version": c.get("kb_version"),
-                    "passage_ids": d["cited_passages"],
+                    "passages": _cited(c.get("passages") or [], d["cited_passages"]),
                     "template_version": d["template_version"],
                     "generator": d["generator"],
                     "generator_model": d["generator_model"],

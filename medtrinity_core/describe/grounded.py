@@ -15,7 +15,7 @@ from medtrinity_core.records import DESCRIPTIONS, frame
 from medtrinity_core.sources.schema import SourceConfig
 
 GENERATOR = "grounded"
-TEMPLATE_VERSION = "grounded-v2"
+TEMPLATE_VERSION = "grounded-v3"
 PASSAGES_QUOTED = 2
 RELATIONS_STATED = 4
 VERBS = {"contains": "contains", "inside": "lies within", "overlaps": "overlaps", "touches": "touches"}
@@ -125,13 +125,17 @@ def supporting_sentence(text: str, terms: list[str]) -> str:
 
 
 def knowledge_facet(context: dict, passages: dict[str, dict], terms: list[str]) -> tuple[str, list[str]]:
+    """Quotes the first passages of the context (round robin over its findings), each with the finding it
+    was retrieved for; the sentence quoted is the first naming the finding, the organ or a label."""
     cited, parts = [], []
-    for pid in (context or {}).get("passage_ids", [])[:PASSAGES_QUOTED]:
-        passage = passages.get(pid)
+    for ref in (context or {}).get("passages") or []:
+        passage = passages.get(ref["passage_id"])
         if not passage:
             continue
-        cited.append(pid)
-        parts.append(f"[{pid}] ({passage['focus']}) {supporting_sentence(passage['text'], terms)}")
+        cited.append(ref["passage_id"])
+        parts.append(f"[{ref['passage_id']}] ({passage.get('focus', '')}; on {ref['finding']}) {supporting_sentence(passage['text'], [ref['finding'], *terms])}")
+        if len(cited) == PASSAGES_QUOTED:
+            break
     if not parts:
         return "Related knowledge: no supporting passage was found.", []
     return "Related knowledge: " + " ".join(parts), cited

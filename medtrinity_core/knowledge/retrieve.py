@@ -1,15 +1,30 @@
-"""The context stage: a coarse caption and a retrieval query per image, and its top-k passages."""
+"""The context stage: a coarse caption per image, one retrieval query per distinct finding on it, and the
+passages each query finds, merged.
+
+A finding's query is its canonical term and written-out synonyms (or, unmapped, the label in normal form),
+the salient facts measured on its regions (how many, how large), and the coarse caption's organ and
+modality. Anatomy labels are described by their measurements and are not queried. Passages under the
+source's cosine floor (`min_score`) are not cited; with `mmr` set, each finding's passages are chosen by
+maximal marginal relevance among a wider pool. Every passage is tied to the finding it was retrieved for.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from medtrinity_core.knowledge.vocabulary import load_vocabulary, normal_form
+from medtrinity_core.knowledge.store import nearest, version_of
+from medtrinity_core.knowledge.vocabulary import SourceVocabulary, normal_form, source_vocabulary
 from medtrinity_core.modalities import display_name
 from medtrinity_core.records import CONTEXT, frame
-from medtrinity_core.sources.schema import SourceConfig
+
+if TYPE_CHECKING:
+    from medtrinity_core.knowledge.embed import Embedder
+    from medtrinity_core.sources.schema import SourceConfig
+
+MMR_POOL = 4  # with MMR, each finding's top-k is chosen from this many times k candidates
 
 
 def image_labels(image_row: dict) -> list[str]:
@@ -31,71 +46,114 @@ def coarse_caption(source: SourceConfig, image_row: dict) -> str:
     return f"{what}{region}{tail}."
 
 
-def compose_query(labels: list[str], body_region: str | None, modality: str | None) -> str:
-    """Labels, organ and modality, in that order: what the knowledge base is asked."""
-    parts = [", ".join(labels), body_region or "", display_name(modality) if modality else ""]
+def compose_query(words: list[str], body_region: str | None, modality: str | None, facts: str = "") -> str:
+    """Finding words, measured facts, organ and modality, in that order: what the knowledge base is asked."""
+    parts = [", ".join(words), facts, body_region or "", display_name(modality) if modality else ""]
     return " ".join(p for p in parts if p)
 
 
-def search_terms(labels: list[str]) -> list[str]:
-    """Each label as the canonical vocabulary has it (term and written-out synonyms), or, unmapped, in
+def finding_words(vocabulary: SourceVocabulary, label: str) -> tuple[str, list[str]]:
+    """(finding, search words): the canonical term and its written-out synonyms, or, unmapped, the label in
     normal form (`pleural_effusion` -> `pleural effusion`)."""
-    vocabulary = load_vocabulary()
-    out = []
+    term = vocabulary.term(label)
+    return (term.term, term.words()) if term else (normal_form(label), [normal_form(label)])
+
+
+def salient_facts(regions: list[dict]) -> str:
+    """How many regions and how large the largest is, in words a passage would use."""
+    if not regions:
+        return ""
+    largest = max(regions, key=lambda r: r["area_px"])
+    return " ".join(w for w in ("multiple" if len(regions) > 1 else "", largest.get("size_class") or "") if w)
+
+
+def finding_queries(source: SourceConfig, image_row: dict, rois: list[dict]) -> list[tuple[str, str]]:
+    """(finding, query) for each distinct finding on the image: its ROIs' labels (largest region first),
+    then the source's image-level labels."""
+    vocabulary = source_vocabulary(source)
+    regions: dict[str, list[dict]] = {}
+    for roi in sorted(rois, key=lambda r: (-r["area_px"], r["roi_id"])):
+        regions.setdefault(roi["label"], []).append(roi)
+    labels = list(regions) + [label for label in image_labels(image_row) if label not in regions]
+    out: dict[str, tuple[list[str], list[dict]]] = {}
     for label in labels:
-        found = vocabulary.lookup(label)
-        out.extend(found.words() if found else [normal_form(label)])
-    return list(dict.fromkeys(out))
+        if not label or not vocabulary.is_finding(label):
+            continue
+        finding, words = finding_words(vocabulary, label)
+        known_words, known_regions = out.get(finding, ([], []))
+        out[finding] = (list(dict.fromkeys(known_words + words)), known_regions + regions.get(label, []))
+    return [(finding, compose_query(words, source.body_region, source.modality, salient_facts(found))) for finding, (words, found) in out.items()]
 
 
-def unmapped_labels(labels: Iterable[str]) -> list[str]:
-    """Labels the vocabulary does not know: passed through as written, listed for the user."""
-    vocabulary = load_vocabulary()
-    return sorted({label for label in labels if label and vocabulary.lookup(label) is None})
+def _cosine(a, b) -> float:
+    return float(sum(x * y for x, y in zip(a, b)))
 
 
-def query_text(source: SourceConfig, image_row: dict) -> str:
-    return compose_query(search_terms(image_labels(image_row)), source.body_region, source.modality)
+def mmr(candidates: list[dict], k: int, weight: float) -> list[dict]:
+    """Maximal marginal relevance: each pick maximizes weight x score - (1 - weight) x its highest
+    similarity to a passage already picked. `candidates` carry `score` and `embedding` (unit vectors)."""
+    picked, left = [], list(candidates)
+    while left and len(picked) < k:
+        best = max(left, key=lambda c: weight * c["score"] - (1 - weight) * max((_cosine(c["embedding"], p["embedding"]) for p in picked), default=0.0))
+        picked.append(best)
+        left.remove(best)
+    return picked
 
 
-def retrieve_context(source: SourceConfig, normalized_rows: Iterable[dict], collection, kb_version: str) -> pl.DataFrame:
-    """Top-k passages per distinct query, those under the source's cosine floor (`min_score`) left out."""
-    rows = list(normalized_rows)
-    queries = [query_text(source, r) for r in rows]
+def search(collection, embedder: Embedder, queries: list[str], k: int, floor: float, diversity: float | None = None) -> dict[str, list[dict]]:
+    """The passages of each distinct query (embedded in one batch), best first, none under `floor`."""
     unique = sorted(set(queries))
-    hits: dict[str, tuple[list[str], list[float]]] = {}
-    if unique and collection is not None and collection.count():
-        k = min(source.top_k, collection.count())
-        result = collection.query(query_texts=unique, n_results=k, include=["distances"])
-        for q, ids, dists in zip(unique, result["ids"], result["distances"]):
-            kept = [(pid, round(1.0 - float(d), 4)) for pid, d in zip(ids, dists) if 1.0 - float(d) >= source.min_score]
-            hits[q] = ([pid for pid, _ in kept], [score for _, score in kept])  # under the floor nothing is cited
-    out = []
-    for row, q in zip(rows, queries):
-        ids, scores = hits.get(q, ([], []))
-        out.append(
-            {
-                "image_id": row["image_id"],
-                "source": source.name,
-                "coarse_caption": coarse_caption(source, row),
-                "query": q,
-                "passage_ids": ids,
-                "scores": scores,
-                "kb_version": kb_version,
-            }
-        )
-    return frame(out, CONTEXT)
+    pool = k * MMR_POOL if diversity is not None else k
+    results = nearest(collection, embedder.embed_queries(unique) if unique else [], pool, embeddings=diversity is not None)
+    out = {}
+    for query, hits in zip(unique, results):
+        kept = [h for h in hits if h["score"] >= floor]  # under the floor nothing is cited
+        out[query] = mmr(kept, k, diversity) if diversity is not None else kept[:k]
+    return out
 
 
-def query_passages(collection, label: str, modality: str | None = None, body_region: str | None = None, k: int = 5) -> tuple[str, list[dict]]:
-    """The query the context stage would build for an image with this label, and its top-k passages:
-    `{passage_id, corpus, focus, title, score, text}`, best first."""
-    query = compose_query(search_terms([label]), body_region, modality)
-    if collection is None or not collection.count():
-        return query, []
-    result = collection.query(query_texts=[query], n_results=min(k, collection.count()), include=["documents", "metadatas", "distances"])
-    return query, [
-        {"passage_id": pid, "corpus": (meta or {}).get("corpus", ""), "focus": (meta or {}).get("focus", ""), "title": (meta or {}).get("question", ""),
-         "score": round(1.0 - float(d), 4), "text": doc}
-        for pid, doc, meta, d in zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])
-    ]
+def _merge(per_finding: list[tuple[str, list[dict]]]) -> list[dict]:
+    """Round robin over the findings by rank, so the first passages quoted cover different findings; a
+    passage found for two findings stays with the first."""
+    merged, seen = [], set()
+    for rank in range(max((len(hits) for _, hits in per_finding), default=0)):
+        for finding, hits in per_finding:
+            if rank < len(hits) and hits[rank]["passage_id"] not in seen:
+                hit = hits[rank]
+                seen.add(hit["passage_id"])
+                merged.append({"passage_id": hit["passage_id"], "finding": finding, "score": hit["score"], "focus": hit.get("focus", ""),
+                               "corpus": hit.get("corpus", ""), "license": hit.get("license", ""), "citation": hit.get("citation", "")})
+    return merged
+
+
+def retrieve_context(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, collection, embedder: Embedder) -> pl.DataFrame:
+    """One context row per image: its queries and the merged passages they found."""
+    images = list(images)
+    by_image: dict[str, list[dict]] = {}
+    for roi in rois.iter_rows(named=True):
+        by_image.setdefault(roi["image_id"], []).append(roi)
+    queries = {img["image_id"]: finding_queries(source, img, by_image.get(img["image_id"], [])) for img in images}
+    found = search(collection, embedder, [q for qs in queries.values() for _, q in qs], source.top_k, source.min_score, source.mmr)
+    version = version_of(collection)
+    return frame([
+        {
+            "image_id": img["image_id"],
+            "source": source.name,
+            "coarse_caption": coarse_caption(source, img),
+            "queries": [{"finding": f, "query": q} for f, q in queries[img["image_id"]]],
+            "passages": _merge([(f, found.get(q, [])) for f, q in queries[img["image_id"]]]),
+            "kb_version": version,
+        }
+        for img in images
+    ], CONTEXT)
+
+
+def query_passages(collection, embedder: Embedder, vocabulary: SourceVocabulary, label: str, modality: str | None = None,
+                   body_region: str | None = None, k: int = 5) -> tuple[str, list[dict]]:
+    """The query the context stage would build for an image with this one label and no measured region,
+    and its top-k passages (no floor): `{passage_id, corpus, focus, title, score, text}`, best first."""
+    _, words = finding_words(vocabulary, label)
+    query = compose_query(words, body_region, modality)
+    hits = nearest(collection, embedder.embed_queries([query]), k)[0]
+    return query, [{"passage_id": h["passage_id"], "corpus": h.get("corpus", ""), "focus": h.get("focus", ""), "title": h.get("question", ""),
+                    "score": h["score"], "text": h["text"]} for h in hits]

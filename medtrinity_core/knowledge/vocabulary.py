@@ -1,7 +1,9 @@
 """The canonical label vocabulary: source labels ("pleural_effusion", "PTX", "liver+tumor") to one
 canonical term with synonyms, a category (finding | anatomy), an organ system, the appearance a finding
-is expected to have per modality, and a SNOMED CT code taken from `pydicom.sr.codedict` (the only
-source of codes on this machine). A label that matches no entry passes through unmapped, flagged."""
+is expected to have per modality, and codes only from sources on this machine: SNOMED CT from
+`pydicom.sr.codedict`, UMLS CUIs as MedQuAD annotates its documents' focus. A source may map its labels
+explicitly (`terms:`) and say which are findings (`findings:`); a label that matches nothing passes
+through unmapped, flagged — never guessed."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class Term:
     synonyms: tuple[str, ...] = ()
     appearance: tuple[tuple[str, str], ...] = ()  # modality -> expected appearance
     snomed: tuple[str, str] | None = None  # (code value, meaning) from pydicom's codedict
+    umls: tuple[str, ...] = ()  # UMLS CUIs, as MedQuAD's FocusAnnotations give them
 
     def words(self) -> list[str]:
         """The canonical term first, then its written-out synonyms (abbreviations of three letters or less
@@ -57,6 +60,14 @@ def _snomed(name: str | None, where: str) -> tuple[str, str] | None:
     return str(code.value), str(code.meaning)
 
 
+def _cuis(value, where: str) -> tuple[str, ...]:
+    cuis = tuple(str(v) for v in value or ())
+    bad = [c for c in cuis if not re.fullmatch(r"C\d{7}", c)]
+    if bad:
+        raise ValueError(f"{where}: {bad[0]} is not a UMLS CUI (C and seven digits)")
+    return cuis
+
+
 def parse_vocabulary(entries: list, where: str) -> list[Term]:
     terms = []
     for n, entry in enumerate(entries or []):
@@ -71,6 +82,7 @@ def parse_vocabulary(entries: list, where: str) -> list[Term]:
             synonyms=tuple(str(s) for s in entry.get("synonyms") or ()),
             appearance=tuple(sorted((str(k), str(v)) for k, v in (entry.get("appearance") or {}).items())),
             snomed=_snomed(entry.get("snomed"), here),
+            umls=_cuis(entry.get("umls"), here),
         ))
     return terms
 
@@ -84,10 +96,66 @@ def build_vocabulary(terms: list[Term]) -> Vocabulary:
     return vocabulary
 
 
-@lru_cache(maxsize=8)
 def load_vocabulary(extra: str | None = None) -> Vocabulary:
-    """The bundled vocabulary, extended (and overridden name by name) by a user's YAML file."""
+    """The bundled vocabulary, extended (and overridden name by name) by a user's YAML file; read again
+    when that file changes (a long-running code server sees an edit)."""
+    if not extra:
+        return _load_vocabulary(None, None)
+    stat = Path(extra).stat()
+    return _load_vocabulary(extra, (stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=8)
+def _load_vocabulary(extra: str | None, version: tuple[int, int] | None) -> Vocabulary:
     terms = parse_vocabulary(yaml.safe_load(BUNDLED.read_text()), BUNDLED.name)
     if extra:
         terms += parse_vocabulary(yaml.safe_load(Path(extra).read_text()), Path(extra).name)
     return build_vocabulary(terms)
+
+
+@dataclass(frozen=True)
+class SourceVocabulary:
+    """The vocabulary as one source sees it: its explicit `terms:` first, its `findings:` deciding which
+    labels are findings (without the key, the vocabulary's category; unmapped labels count as findings,
+    since nothing says they are anatomy)."""
+
+    vocabulary: Vocabulary
+    terms: tuple[tuple[str, str], ...] = ()  # normal form of a label -> canonical term name
+    findings: frozenset[str] | None = None  # normal forms
+
+    def term(self, label: str) -> Term | None:
+        explicit = dict(self.terms).get(normal_form(label))
+        return self.vocabulary.lookup(explicit) if explicit else self.vocabulary.lookup(label)
+
+    def category(self, label: str) -> str | None:
+        """finding | anatomy | None (unknown): a label the source lists in `findings:` is a finding; one
+        it leaves out is not, and keeps the vocabulary's category only when that is anatomy."""
+        found = self.term(label)
+        category = found.category if found else None
+        if self.findings is None:
+            return category
+        return "finding" if normal_form(label) in self.findings else (category if category != "finding" else None)
+
+    def is_finding(self, label: str) -> bool:
+        """Queried for knowledge: findings, and, where the source lists none, unmapped labels too."""
+        if self.findings is not None:
+            return normal_form(label) in self.findings
+        return self.category(label) in ("finding", None)
+
+    def unmapped(self, labels) -> list[str]:
+        """Labels neither the source nor the vocabulary maps: passed through as written, listed for the user."""
+        return sorted({label for label in labels if label and self.term(label) is None})
+
+
+@lru_cache(maxsize=64)
+def _source_vocabulary(extra: str | None, terms: tuple[tuple[str, str], ...], findings: tuple[str, ...] | None) -> SourceVocabulary:
+    return SourceVocabulary(
+        load_vocabulary(extra),
+        tuple((normal_form(label), term) for label, term in terms),
+        None if findings is None else frozenset(normal_form(f) for f in findings),
+    )
+
+
+def source_vocabulary(source) -> SourceVocabulary:
+    """For a `SourceConfig` (its `vocabulary`, `terms` and `findings`)."""
+    return _source_vocabulary(str(source.vocabulary) if source.vocabulary else None, source.terms, source.findings)

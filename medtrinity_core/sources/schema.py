@@ -9,8 +9,11 @@ import string
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import yaml
+
 from medtrinity_core.errors import SourcesFileError
 from medtrinity_core.imaging.intensity import CT_WINDOWS
+from medtrinity_core.knowledge.vocabulary import load_vocabulary
 from medtrinity_core.modalities import MODALITIES
 from medtrinity_core.sources.yaml_lines import DuplicateKey, LineDict, load_with_lines
 
@@ -36,7 +39,7 @@ SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
     "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "boxes", "expert", "proposals", "include_proposals",
-    "orientation", "volume_index", "midline_band", *DEFAULTS,
+    "orientation", "volume_index", "midline_band", "terms", "findings", "mmr", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
 EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device", "trust_code"}
@@ -45,6 +48,8 @@ ALLOWED_NETWORKS = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet"
 CODE_KINDS = ("torchscript", "bundle")  # TorchScript is code; a bundle's config evaluates expressions
 MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label_map"}
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
+RETRIEVAL_KEYS = {"model_dir", "query_prefix", "passage_prefix", "max_tokens", "overlap_tokens", "server", "token_env", "collection"}
+TOP_KEYS = {"version", "defaults", "sources", "knowledge", "retrieval", "vocabulary", "decontamination"}
 ORIENTATIONS = ("radiological_axial", "radiological_coronal", "chest_pa")
 VOLUME_INDEX = ("first", "middle", "all")
 POSITIVE = {"shard_size": 1, "max_side": 16, "top_k": 1, "max_voxels": 1}  # keys whose zero would mean nothing at all
@@ -130,6 +135,10 @@ class SourceConfig:
     orientation: str | None = None  # 2D sources oriented by convention: radiological_axial, radiological_coronal, chest_pa
     volume_index: str | int | None = None  # 4D volumes: first, middle, N (0-based) or all; unset rejects them
     midline_band: float = 0.10  # share of the body's width (height) around its centre called midline (central)
+    terms: tuple[tuple[str, str], ...] = ()  # source label -> canonical vocabulary term, stated by the source
+    findings: tuple[str, ...] | None = None  # the labels that are findings (the rest anatomy); None: as the vocabulary says
+    mmr: float | None = None  # maximal marginal relevance: 1.0 relevance only ... 0.0 diversity only; None: off
+    vocabulary: Path | None = None  # the sources file's own vocabulary, extending the bundled one
     benchmark_hashes: Path | None = None  # images to exclude (benchmark test sets): one hash per line
     shard_size: int = DEFAULTS["shard_size"]
     max_side: int = DEFAULTS["max_side"]
@@ -172,11 +181,27 @@ class KnowledgeConfig:
 
 
 @dataclass(frozen=True)
+class RetrievalConfig:
+    """How corpora are embedded and where the knowledge base lives (the sources file's `retrieval:`)."""
+
+    model_dir: Path | None = None  # a sentence-transformers folder; None: the bundled all-MiniLM-L6-v2
+    query_prefix: str = ""  # prepended to every query (E5: "query: ", BGE: "Represent this sentence ...")
+    passage_prefix: str = ""  # prepended to every passage (E5: "passage: ")
+    max_tokens: int = 160  # longest passage, in the embedder's tokens
+    overlap_tokens: int = 32  # whole sentences repeated from the end of the passage before, at most this many tokens
+    server: str | None = None  # http(s)://host:port of a Chroma server; None: embedded Chroma in the work folder
+    token_env: str | None = None  # environment variable holding the server's bearer token
+    collection: str = "medtrinity-knowledge"
+
+
+@dataclass(frozen=True)
 class SourcesFile:
     path: Path
     sources: tuple[SourceConfig, ...]
     corpora: tuple[KnowledgeConfig, ...] = ()  # the knowledge corpora, embedded into one knowledge base
     defaults: dict = field(default_factory=dict)
+    retrieval: RetrievalConfig = RetrievalConfig()
+    vocabulary: Path | None = None
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -425,7 +450,83 @@ def _check_inside(chk: _Checker, owner, key: str, where: str, root: Path) -> Non
         chk.fail(owner, key, where, f"{owner[key]} resolves outside the source root {root}; only files under the root are read")
 
 
-def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict) -> SourceConfig:
+def _parse_vocabulary_file(chk: _Checker, doc: LineDict, base: Path) -> Path | None:
+    """`vocabulary:` a YAML file of terms extending the bundled vocabulary, checked as it loads."""
+    if "vocabulary" not in doc:
+        return None
+    file = (base / chk.string(doc, "vocabulary", "vocabulary", required=True)).resolve()
+    if not file.is_file():
+        chk.fail(doc, "vocabulary", "vocabulary", f"file {file} does not exist")
+    try:
+        load_vocabulary(str(file))
+    except (ValueError, yaml.YAMLError) as exc:
+        chk.fail(doc, "vocabulary", "vocabulary", str(exc))
+    return file
+
+
+def _parse_terms(chk: _Checker, node: LineDict, path: str, vocabulary_file: Path | None) -> tuple[tuple[str, str], ...]:
+    """`terms: {GGO: ground-glass opacity}`: each target must be a term (or synonym) of the vocabulary."""
+    value = node.get("terms") or {}
+    if not isinstance(value, dict):
+        chk.fail(node, "terms", f"{path}.terms", "must map source labels to canonical vocabulary terms")
+    vocabulary = load_vocabulary(str(vocabulary_file) if vocabulary_file else None)
+    out = []
+    for label, target in value.items():
+        found = vocabulary.lookup(str(target))
+        if found is None:
+            chk.fail(value, label, f"{path}.terms.{label}", f"'{target}' is not a term of the vocabulary; add it to your `vocabulary:` file")
+        out.append((str(label), found.term))
+    return tuple(sorted(out))
+
+
+def _parse_findings(chk: _Checker, node: LineDict, path: str) -> tuple[str, ...] | None:
+    if "findings" not in node:
+        return None
+    value = node["findings"]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        chk.fail(node, "findings", f"{path}.findings", "must list the source's labels that are findings")
+    return tuple(sorted(set(value)))
+
+
+def _parse_mmr(chk: _Checker, node: LineDict, path: str) -> float | None:
+    if node.get("mmr") is None:
+        return None
+    value = chk.integer(node, "mmr", f"{path}.mmr", None, kind=float)
+    if value > 1:
+        chk.fail(node, "mmr", f"{path}.mmr", "must be from 0 (diversity only) to 1 (relevance only)")
+    return value
+
+
+def _parse_retrieval(chk: _Checker, doc: LineDict, base: Path) -> RetrievalConfig:
+    node = chk.mapping(doc["retrieval"], doc, "retrieval", "retrieval")
+    chk.unknown_keys(node, RETRIEVAL_KEYS, "retrieval")
+    model_dir = chk.string(node, "model_dir", "retrieval.model_dir")
+    if model_dir is not None:
+        model_dir = (base / model_dir).resolve()
+        if not model_dir.is_dir():
+            chk.fail(node, "model_dir", "retrieval.model_dir", f"folder {model_dir} does not exist")
+    max_tokens = chk.integer(node, "max_tokens", "retrieval.max_tokens", RetrievalConfig.max_tokens, minimum=8)
+    overlap = chk.integer(node, "overlap_tokens", "retrieval.overlap_tokens", RetrievalConfig.overlap_tokens)
+    if overlap >= max_tokens // 2:
+        chk.fail(node, "overlap_tokens", "retrieval.overlap_tokens", f"must be under half of max_tokens ({max_tokens // 2})")
+    server = chk.string(node, "server", "retrieval.server")
+    if server is not None and not re.match(r"^https?://[^/:]+(:\d+)?/?$", server):
+        chk.fail(node, "server", "retrieval.server", "must be http(s)://host[:port]")
+    token_env = chk.string(node, "token_env", "retrieval.token_env")
+    if token_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
+        chk.fail(node, "token_env", "retrieval.token_env", "must name an environment variable (the token itself never goes in the file)")
+    collection = chk.string(node, "collection", "retrieval.collection") or RetrievalConfig.collection
+    if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$", collection):
+        chk.fail(node, "collection", "retrieval.collection", "must be 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
+    return RetrievalConfig(
+        model_dir=model_dir,
+        query_prefix=chk.string(node, "query_prefix", "retrieval.query_prefix") or "",
+        passage_prefix=chk.string(node, "passage_prefix", "retrieval.passage_prefix") or "",
+        max_tokens=max_tokens, overlap_tokens=overlap, server=server, token_env=token_env, collection=collection,
+    )
+
+
+def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict, vocabulary_file: Path | None = None) -> SourceConfig:
     chk.unknown_keys(node, SOURCE_KEYS, path)
     for key in REQUIRED:
         chk.string(node, key, f"{path}.{key}", required=True)
@@ -485,6 +586,10 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         orientation=chk.choice(node, "orientation", f"{path}.orientation", ORIENTATIONS),
         volume_index=_parse_volume_index(chk, node, path),
         midline_band=_parse_band(chk, node, path),
+        terms=_parse_terms(chk, node, path, vocabulary_file),
+        findings=_parse_findings(chk, node, path),
+        mmr=_parse_mmr(chk, node, path),
+        vocabulary=vocabulary_file,
         **numbers,
     )
 
@@ -543,7 +648,7 @@ def load_sources(path: str | Path) -> SourcesFile:
         raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", exc))) from None
     if not isinstance(doc, LineDict):
         raise SourcesFileError(str(path), None, "file", "must be a mapping with `version` and `sources`")
-    chk.unknown_keys(doc, {"version", "defaults", "sources", "knowledge", "decontamination"}, "")
+    chk.unknown_keys(doc, TOP_KEYS, "")
     if doc.get("version") != 1:
         chk.fail(doc, "version", "version", "must be 1")
     defaults = dict(DEFAULTS)
@@ -555,10 +660,11 @@ def load_sources(path: str | Path) -> SourcesFile:
     if not isinstance(entries, list) or not entries:
         chk.fail(doc, "sources", "sources", "must be a non-empty list")
     base = path.resolve().parent
+    vocabulary_file = _parse_vocabulary_file(chk, doc, base)
     sources, seen = [], set()
     for i, entry in enumerate(entries):
         node = chk.mapping(entry, doc, "sources", f"sources[{i}]")
-        src = _parse_source(chk, node, f"sources[{i}]", base, defaults)
+        src = _parse_source(chk, node, f"sources[{i}]", base, defaults, vocabulary_file)
         if src.name in seen:
             chk.fail(node, "name", f"sources[{i}].name", f"duplicate source name '{src.name}'")
         seen.add(src.name)
@@ -571,4 +677,5 @@ def load_sources(path: str | Path) -> SourcesFile:
             chk.fail(dnode, "hashes", "decontamination.hashes", f"file {hashes} does not exist")
         sources = [replace(s, benchmark_hashes=hashes) for s in sources]
     corpora = _parse_corpora(chk, doc, base) if "knowledge" in doc else ()
-    return SourcesFile(path=path.resolve(), sources=tuple(sources), corpora=corpora, defaults=defaults)
+    retrieval = _parse_retrieval(chk, doc, base) if "retrieval" in doc else RetrievalConfig()
+    return SourcesFile(path=path.resolve(), sources=tuple(sources), corpora=corpora, defaults=defaults, retrieval=retrieval, vocabulary=vocabulary_file)
