@@ -64,7 +64,7 @@ class Embedder:
         """Tokens of each text as this model's tokenizer cuts it, without special tokens."""
         if not texts:
             return []
-        return [len(ids) for ids in _load(self.folder).tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return [len(ids) for ids in _load(self.folder).tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
     def _encode(self, texts: list[str]):
         import numpy as np

@@ -16,6 +16,7 @@ import yaml
 
 BUNDLED = Path(__file__).with_name("vocabulary.yaml")
 CATEGORIES = ("finding", "anatomy")
+SIDES = {"left", "right", "lt", "rt", "l", "r", "bilateral"}
 
 
 def normal_form(label: str) -> str:
@@ -45,7 +46,13 @@ class Vocabulary:
     index: dict[str, Term] = field(default_factory=dict)
 
     def lookup(self, label: str) -> Term | None:
-        return self.index.get(normal_form(label))
+        """By normal form; failing that, without its side (`kidney_left` is the kidney, on the left)."""
+        key = normal_form(label)
+        found = self.index.get(key)
+        if found is None:
+            bare = " ".join(w for w in key.split() if w not in SIDES)
+            found = self.index.get(bare) if bare and bare != key else None
+        return found
 
 
 def _snomed(name: str | None, where: str) -> tuple[str, str] | None:
