@@ -37,9 +37,11 @@ def account(stage: str, unit: str, expected: Iterable[str], produced: Iterable[s
     return counts
 
 
-def account_images(stage: str, normalized: pl.DataFrame, produced: Iterable[str], quarantined: pl.DataFrame) -> dict[str, int]:
-    """From rois on the unit is the image: each is an output, in quarantine (its item), or a duplicate."""
+def account_images(stage: str, normalized: pl.DataFrame, produced: Iterable[str], quarantined: pl.DataFrame,
+                   excluded: dict[str, Iterable[str]] | None = None) -> dict[str, int]:
+    """From rois on the unit is the image: each is an output, in quarantine (its item), a duplicate, or
+    under another named exclusion (`low_faithfulness` at triplets)."""
     held = set(quarantined["item_id"].to_list())
     in_quarantine = normalized.filter(pl.col("item_id").is_in(held))["image_id"]
     duplicates = normalized.filter(pl.col("duplicate_kind").is_not_null())["image_id"]
-    return account(stage, "image", normalized["image_id"], produced, in_quarantine, {"duplicate": duplicates})
+    return account(stage, "image", normalized["image_id"], produced, in_quarantine, {"duplicate": duplicates, **(excluded or {})})

@@ -150,16 +150,24 @@ FACETS = pl.Struct(
     }
 )
 
+CONTRADICTION = pl.Struct({"facet": pl.String, "claim": pl.String, "fact": pl.String})
+SUSPECT = pl.Struct({"label": pl.String, "expected": pl.String, "measured": pl.String})
+
 DESCRIPTIONS = {
     "image_id": pl.String,
     "source": pl.String,
     "text": pl.String,
     "facets": FACETS,
     "cited_passages": pl.List(pl.String),
-    "generator": pl.String,
+    "generator": pl.String,  # the backend: grounded | transformers | openai
     "generator_model": pl.String,
     "generator_params": pl.String,
-    "template_version": pl.String,
+    "template_version": pl.String,  # the template or prompt, with its content hash
+    "missing_facets": pl.List(pl.String),  # facets a model's answer lacked (recorded, never filled in)
+    "faithfulness": pl.Float64,  # supported required claims / required claims
+    "contradictions": pl.List(CONTRADICTION),
+    "annotation_suspect": pl.List(SUSPECT),  # a finding whose measured contrast contradicts its expected appearance
+    "usage": pl.String,  # JSON: a model's token counts; null for grounded
 }
 
 ROI_BRIEF = pl.Struct(
@@ -216,6 +224,7 @@ TRIPLETS = {
     "coarse_caption": pl.String,
     "description": pl.String,
     "facets": FACETS,
+    "faithfulness": pl.Float64,
     "license": pl.String,
     "provenance": PROVENANCE,
 }

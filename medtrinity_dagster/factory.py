@@ -5,6 +5,7 @@ manifest with metadata; quarantined items are written beside it.
 """
 
 
+import json
 from collections import Counter
 
 import dagster as dg
@@ -12,7 +13,7 @@ import polars as pl
 
 from medtrinity_core.accounting import account_images
 from medtrinity_core.dataset.triplets import build_triplets
-from medtrinity_core.describe.grounded import describe
+from medtrinity_core.describe.stage import describe, make_generator
 from medtrinity_core.imaging.dedup import unique_images
 from medtrinity_core.imaging.normalize import normalized_stage
 from medtrinity_core.knowledge.retrieve import retrieve_context
@@ -62,13 +63,11 @@ def _no_quarantine() -> pl.DataFrame:
 
 def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     parts = dg.DynamicPartitionsDefinition(name=partitions_name(src))
-    common = dict(
-        partitions_def=parts,
-        group_name=src.slug,
-        io_manager_key="manifest_io",
-        code_version=src.fingerprint(),
-        kinds={"polars"},
-    )
+    base = dict(partitions_def=parts, group_name=src.slug, io_manager_key="manifest_io", kinds={"polars"})
+
+    def common(stage: str) -> dict:
+        """Each stage's code version hashes only the configuration it (and its upstream) reads."""
+        return {**base, "code_version": src.fingerprint(stage)}
 
     def key(stage: str) -> dg.AssetKey:
         return dg.AssetKey([src.name, stage])
@@ -77,13 +76,13 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         # `context` is Dagster's execution-context argument, so that input is named `context_`.
         return {("context_" if s == "context" else s): dg.AssetIn(key=key(s)) for s in stages}
 
-    @dg.asset(key=key("raw"), description=f"Inventory of {src.name} items ({src.layout}) under {src.root}", **common)
+    @dg.asset(key=key("raw"), description=f"Inventory of {src.name} items ({src.layout}) under {src.root}", **common("raw"))
     def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         wd = workdir.get()
         df, q, counts = raw_stage(src, read_plan(wd, src.name).get(context.partition_key, []), wd)
         return _finish(context, progress, wd, src, "raw", df, q, **counts)
 
-    @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common)
+    @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common("normalized"))
     def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         df, q, counts = normalized_stage(src, raw, wd, context.partition_key)
@@ -91,7 +90,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
 
     @dg.asset(
         key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts",
-        pool="gpu" if src.expert else None, **common,
+        pool="gpu" if src.expert else None, **common("rois"),
     )
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
@@ -107,7 +106,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         extra.update(_previews(wd, src, context.partition_key, normalized, df))
         return _finish(context, progress, wd, src, "rois", df, q, **extra, **counts)
 
-    @dg.asset(key=key("context"), ins=ins("normalized", "rois"), deps=[KNOWLEDGE_KEY], description="Knowledge passages per finding on each image", **common)
+    @dg.asset(key=key("context"), ins=ins("normalized", "rois"), deps=[KNOWLEDGE_KEY], description="Knowledge passages per finding on each image", **common("context"))
     def context_(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource, normalized: pl.DataFrame, rois: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         collection = open_collection(knowledge.config(), wd.chroma)
@@ -120,23 +119,40 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=df["kb_version"][0] if df.height else "",
                        unmapped_labels=dg.MetadataValue.json(unmapped), **counts)
 
-    @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description="Multigranular descriptions (grounded generator)", **common)
+    spec = src.generator
+    generator_meta = {"generator": spec.backend, "generator_model": spec.model or "", "prompt": spec.prompt if spec.backend != "grounded" else "grounded template"}
+
+    @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description=f"Multigranular descriptions ({spec.backend} generator), each scored for faithfulness",
+              metadata=generator_meta, pool="gpu" if spec.backend == "transformers" else None, **common("descriptions"))
     def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         collection = open_collection(knowledge.config(), wd.chroma)
         passages = fetch_passages(collection, [p["passage_id"] for refs in context_["passages"].to_list() for p in refs])
-        df = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages)
-        counts = account_images("descriptions", normalized, df["image_id"], _no_quarantine())
-        return _finish(context, progress, wd, src, "descriptions", df, _no_quarantine(), generator="grounded", **counts)
+        generator = make_generator(src.generator)
+        df, q, generated = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages, generator, wd)
+        counts = account_images("descriptions", normalized, df["image_id"], q)
+        low = df.filter(pl.col("faithfulness") < src.min_faithfulness).height
+        usage = [json.loads(u) for u in df["usage"].drop_nulls().to_list()]
+        extra = {
+            "generator": generator.name, "generator_model": generator.model_id or "", "prompt_version": generator.prompt_version, **generated,
+            "mean_faithfulness": round(float(df["faithfulness"].mean()), 4) if df.height else None, "low_faithfulness": low,
+            "with_contradictions": df.filter(pl.col("contradictions").list.len() > 0).height,
+            "annotation_suspect": df.filter(pl.col("annotation_suspect").list.len() > 0).height,
+            "missing_facets": df.filter(pl.col("missing_facets").list.len() > 0).height,
+        }
+        if usage:
+            extra["tokens"] = dg.MetadataValue.json({k: sum(u.get(k, 0) for u in usage) for k in ("prompt_tokens", "completion_tokens")})
+        return _finish(context, progress, wd, src, "descriptions", df, q, **extra, **counts)
 
-    @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common)
+    @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common("triplets"))
     def triplets(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame, descriptions: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         shard = context.partition_key
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
         df, lineage = build_triplets(src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, SourcePaths.of(wd, src), set(later["item_id"].to_list()))
         write_parquet(lineage, wd.lineage_path(src.name, shard))
-        counts = account_images("triplets", normalized, df["image_id"], later)
+        low = descriptions.filter(pl.col("faithfulness") < src.min_faithfulness)["image_id"]
+        counts = account_images("triplets", normalized, df["image_id"], later, {"low_faithfulness": low})
         return _finish(context, progress, wd, src, "triplets", df, _no_quarantine(), **counts)
 
     assets = [raw, normalized, rois, context_, descriptions, triplets]
@@ -173,6 +189,12 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
     def boxes_inside_image(rois: pl.DataFrame) -> dg.AssetCheckResult:
         return _result(*checks.boxes_inside_image(rois))
 
+    @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="faithfulness", blocking=True,
+                    description=f"Mean faithfulness at least {src.min_mean_faithfulness} and descriptions with a contradiction at most "
+                                f"{src.max_contradiction_rate:.0%}; a failed partition gets no triplets")
+    def faithfulness(descriptions: pl.DataFrame) -> dg.AssetCheckResult:
+        return _result(*checks.faithfulness(descriptions, src.min_mean_faithfulness, src.max_contradiction_rate))
+
     @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="unique_triplet_ids", description="Every triplet id appears once")
     def unique_triplet_ids(triplets: pl.DataFrame) -> dg.AssetCheckResult:
         return _result(*checks.unique_ids(triplets, "triplet_id"))
@@ -191,4 +213,4 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
         meta["reasons"] = dict(sorted(Counter(q["reason"].to_list()).items()))
         return _result(passed, meta, dg.AssetCheckSeverity.WARN)
 
-    return [unique_image_ids, unique_roi_ids, boxes_inside_image, unique_triplet_ids, names_modality_and_organ, quarantine_share]
+    return [unique_image_ids, unique_roi_ids, boxes_inside_image, faithfulness, unique_triplet_ids, names_modality_and_organ, quarantine_share]

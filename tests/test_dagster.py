@@ -33,7 +33,7 @@ def test_definitions_load_for_every_example_source(tmp_path):
     assert len(keys) == 1 + 6 * len(sources.sources)
     groups = {graph.get(dg.AssetKey(["kvasir-seg", "raw"])).group_name}
     assert groups == {"kvasir_seg"}
-    assert len(list(defs.asset_checks)) == 6 * len(sources.sources)
+    assert len(list(defs.asset_checks)) == 7 * len(sources.sources)
 
 
 def test_workspace_module_loads_from_environment(tmp_path):
@@ -68,7 +68,7 @@ def test_bad_input_is_quarantined_with_reasons(pipeline):
 def test_every_check_ran_per_partition_and_passed(pipeline):
     evaluations = pipeline["result"].get_asset_check_evaluations()
     names = sorted(e.check_name for e in evaluations)
-    assert names == sorted(["unique_image_ids", "unique_roi_ids", "boxes_inside_image", "unique_triplet_ids", "names_modality_and_organ", "quarantine_share"])
+    assert names == sorted(["unique_image_ids", "unique_roi_ids", "boxes_inside_image", "faithfulness", "unique_triplet_ids", "names_modality_and_organ", "quarantine_share"])
     failed = {e.check_name for e in evaluations if not e.passed}
     # 2 of 5 items quarantined is over the default 25 % share: reported as a warning, nothing else fails
     assert failed == {"quarantine_share"}
@@ -104,7 +104,7 @@ def test_triplets_join_description_rois_and_provenance(pipeline):
     row = triplets.row(0, named=True)
     prov = row["provenance"]
     assert prov["license"] == "LicenseRef-research-only"
-    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v3"
+    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v4"
     assert prov["roi_methods"] == ["ground_truth_mask"]
     assert {(r["label"], r["term"], r["category"]) for r in row["rois"]} == {("polyp", "colonic polyp", "finding")}  # canonical term on each ROI
     assert prov["passages"] and all(p["passage_id"] in row["description"] for p in prov["passages"])
@@ -140,3 +140,27 @@ def test_sources_with_an_expert_model_run_their_rois_in_the_gpu_pool(tmp_path):
     assets, _ = source_assets(replace(src, expert=ExpertSpec(kind="torchscript", path=tmp_path / "m.ts", labels=((1, "lesion"),))))
     pools = {a.key.path[-1]: a.op.pool for a in assets}
     assert pools["rois"] == "gpu" and pools["normalized"] is None
+
+
+def test_each_stage_has_its_own_code_version_so_a_new_prompt_marks_only_descriptions_and_triplets_stale(tmp_path):
+    from dataclasses import replace
+
+    from medtrinity_core.sources.schema import load_sources
+    from medtrinity_dagster.build import build_definitions
+
+    from .conftest import EXAMPLES
+
+    sources = load_sources(EXAMPLES / "sources.yaml")
+    src = sources.source("kvasir-seg")
+    prompt = tmp_path / "my-prompt.txt"
+    prompt.write_text("Describe {modality} of the {organ}. Facts: {facts}")
+    changed = replace(sources, sources=(replace(src, generator=replace(src.generator, prompt=str(prompt))),))
+
+    def versions(file):
+        defs = build_definitions(file, str(tmp_path / "wd"))
+        graph = defs.resolve_asset_graph()
+        return {stage: graph.get(dg.AssetKey(["kvasir-seg", stage])).code_version for stage in ("raw", "normalized", "rois", "context", "descriptions", "triplets")}
+
+    before, after = versions(replace(sources, sources=(src,))), versions(changed)
+    assert [stage for stage in before if before[stage] != after[stage]] == ["descriptions", "triplets"]
+    assert len(set(before.values())) == 6  # every stage its own version

@@ -19,7 +19,7 @@ SRC = SourceConfig(name="hosp", modality="ct", license="LicenseRef-unstated", ro
 IMAGE = {"image_id": "img-1", "item_id": "item-1", "relpath": "PATIENT_DOE_JOHN/ct.dcm", "source_sha256": "a" * 64, "slice_axis": None,
          "slice_index": None, "normalization": "{}", "image_uri": "images/aa/bb/x.png", "image_sha256": "b" * 64, "width": 10, "height": 10}
 DESC = frame([{"image_id": "img-1", "source": "hosp", "text": "Modality: CT. Organ and tissue: the abdomen.", "facets": None, "cited_passages": ["p#0"],
-               "generator": "grounded", "generator_model": None, "generator_params": "{}", "template_version": "grounded-v1"}], DESCRIPTIONS)
+               "generator": "grounded", "generator_model": None, "generator_params": "{}", "template_version": "grounded-v1", "faithfulness": 1.0}], DESCRIPTIONS)
 PLAIN = SourcePaths(None, "hosp", False)  # a source whose paths are not identifying: written as they are
 REFS = [{"passage_id": pid, "finding": "liver tumor", "score": 0.9 - n / 10, "focus": "Liver Cancer", "corpus": "pubmed", "license": "CC0-1.0", "citation": "PubMed"}
         for n, pid in enumerate(["q#0", "p#0"])]

@@ -30,6 +30,11 @@ def _roi_brief(roi: dict, vocabulary: SourceVocabulary) -> dict:
     }
 
 
+def faithful(source: SourceConfig, description: dict) -> bool:
+    score = description.get("faithfulness")
+    return score is not None and score >= source.min_faithfulness
+
+
 def _cited(refs: list[dict], cited: list[str]) -> list[dict]:
     """The context's passage references (finding, score, corpus, licence, citation) the description cites,
     in the order it cites them."""
@@ -48,7 +53,8 @@ def build_triplets(
     excluded_items: set[str] = frozenset(),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(triplets, lineage index rows). Images of items quarantined downstream of normalization are left
-    out. Image rows carry public paths (salted hashes where paths identify patients); the private
+    out, and so are descriptions scoring under the source's `min_faithfulness` (the exclusion
+    `low_faithfulness`). Image rows carry public paths (salted hashes where paths identify patients); the private
     lineage index holds the path itself."""
     rois_by_image: dict[str, list[dict]] = {}
     for roi in rois.sort(["image_id", "area_px", "roi_id"], descending=[False, True, False]).iter_rows(named=True):
@@ -58,7 +64,7 @@ def build_triplets(
     vocabulary = source_vocabulary(source)
     rows, lineage = [], []
     for img in images:
-        if img["item_id"] in excluded_items or img["image_id"] not in desc:
+        if img["item_id"] in excluded_items or img["image_id"] not in desc or not faithful(source, desc[img["image_id"]]):
             continue
         d, c = desc[img["image_id"]], ctx.get(img["image_id"], {})
         image_rois = rois_by_image.get(img["image_id"], [])
@@ -77,6 +83,7 @@ def build_triplets(
                 "coarse_caption": c.get("coarse_caption"),
                 "description": d["text"],
                 "facets": d["facets"],
+                "faithfulness": d["faithfulness"],
                 "license": source.license,
                 "provenance": {
                     "source": source.name,

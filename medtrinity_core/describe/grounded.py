@@ -1,118 +1,170 @@
-"""The `grounded` generator: deterministic, CPU-only, composes the five facets from measured ROI facts
-and retrieved passages. It states nothing its inputs do not hold, and cites the passages it quotes."""
+"""The `grounded` generator: deterministic, CPU-only. It writes the five facets as a radiologist would —
+full sentences, findings first and placed by anatomy — from the measured facts and the retrieved
+passages, and states nothing they do not hold. Each facet has at least three phrasings, chosen by a hash
+of the image id and the facet, so output is deterministic while a dataset is not one sentence repeated.
+The facets stay stored separately; the text joins them: modality and organ, findings, anatomy, colour
+and texture, relationships, knowledge."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable
 
-import polars as pl
-
-from medtrinity_core.knowledge.retrieve import image_labels
+from medtrinity_core.describe.facts import Facts, LabelFacts
 from medtrinity_core.modalities import display_name
-from medtrinity_core.records import DESCRIPTIONS, frame
-from medtrinity_core.sources.schema import SourceConfig
 
-GENERATOR = "grounded"
-TEMPLATE_VERSION = "grounded-v3"
+NAME = "grounded"
+TEMPLATE_VERSION = "grounded-v4"
 PASSAGES_QUOTED = 2
-RELATIONS_STATED = 4
-VERBS = {"contains": "contains", "inside": "lies within", "overlaps": "overlaps", "touches": "touches"}
-PARAMS = json.dumps({"passages_quoted": PASSAGES_QUOTED, "relations_stated": RELATIONS_STATED}, sort_keys=True)
+PARAMS = json.dumps({"passages_quoted": PASSAGES_QUOTED}, sort_keys=True)
+NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def pick(facts: Facts, facet: str, options: list[str]) -> str:
+    """One of `options`, the same for the same image and facet on every run."""
+    n = int(hashlib.sha256(f"{facts.image_id}\x1f{facet}".encode()).hexdigest()[:8], 16)
+    return options[n % len(options)]
 
 
-def _by_label(rois: list[dict]) -> list[tuple[str, list[dict]]]:
-    """Labels ordered by their largest region, each with its regions largest first."""
-    groups: dict[str, list[dict]] = {}
-    for roi in sorted(rois, key=lambda r: (-r["area_px"], r["roi_id"])):
-        groups.setdefault(roi["label"], []).append(roi)
-    return list(groups.items())
+def _number(n: int) -> str:
+    return NUMBERS[n] if n < len(NUMBERS) else str(n)
 
 
-def modality_facet(source: SourceConfig, image: dict) -> str:
-    text = f"Modality: {display_name(source.modality)}"
-    if image.get("slice_axis"):
-        text += f", {image['slice_axis']} slice {image['slice_index']} of a volume"
-    return text + "."
+def _a(word: str) -> str:
+    """The article as the word is said: "an MRI slice", "an X-ray image", "a PET slice", "an oval polyp"."""
+    first = word.split()[0] if word.split() else word
+    acronym = first.replace("-", "").isupper() or first.startswith("X-")
+    vowel = first[:1] in "AEFHILMNORSX" if acronym else first[:1].lower() in "aeiou"
+    return ("an " if vowel else "a ") + word
 
 
-def organ_facet(source: SourceConfig, image: dict) -> str:
-    labels = image_labels(image)
-    region = f"the {source.body_region}" if source.body_region else "region not stated by the source"
-    structures = f"; annotated: {', '.join(labels)}" if image["masks"] and labels else ""
-    return f"Organ and tissue: {region}{structures}."
+def _plural(label: str) -> bool:
+    """"retinal vessels", "neoplastic cells": a label naming many things takes a plural verb."""
+    last = label.split()[-1].lower() if label.split() else ""
+    return last.endswith("s") and not last.endswith(("ss", "us", "is", "sis"))
 
 
-def _origin(roi: dict) -> str:
-    if roi["method"] == "expert_model":
-        return f", segmented by model {roi['model_id']} (confidence {roi['confidence']:.2f})"
-    if roi["method"] == "proposal":
-        return f", an unverified proposal (confidence {roi['confidence']:.2f})"
-    if roi["method"] == "ground_truth_box":
-        return ", from an annotated box"
+def _be(label: str) -> str:
+    return "are" if _plural(label) else "is"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def modality_facet(facts: Facts) -> str:
+    name = display_name(facts.modality)
+    what = f"{facts.slice_axis} {name} slice" if facts.slice_axis else f"{name} image"
+    if facts.slice_axis and facts.slice_index is not None:
+        what += f" (slice {facts.slice_index} of the volume)"
+    return pick(facts, "modality", [f"This is {_a(what)}.", f"{_cap(_a(what))} is shown.", f"The image is {_a(what)}."])
+
+
+def organ_facet(facts: Facts) -> str:
+    if not facts.body_region:
+        return "The source does not state the organ or tissue."
+    region = facts.body_region
+    return pick(facts, "organ", [f"It shows the {region}.", f"The field of view covers the {region}.", f"The {region} is imaged."])
+
+
+def _where(f: LabelFacts) -> str:
+    if f.within:
+        return f"{f.within} ({f.location})"
+    return f"in the {f.location}"
+
+
+def _size(f: LabelFacts) -> str:
+    size = f"{f.area_pct:.1f}% of the image"
+    if f.area_mm2:
+        size += f", about {f.area_mm2:.0f} mm²"
+    return size
+
+
+def _origin(f: LabelFacts) -> str:
+    if f.method == "expert_model":
+        return f" It was segmented by model {f.model_id} (confidence {f.confidence:.2f})."
+    if f.method == "proposal":
+        return f" It is an unverified proposal (confidence {f.confidence:.2f})."
+    if f.method == "ground_truth_box":
+        return " It comes from an annotated box."
     return ""
 
 
-def location_facet(image: dict, groups: list[tuple[str, list[dict]]]) -> str:
-    if not groups:
-        if image["masks"]:
-            return "ROI location: no annotated region reaches the minimum size on this image."
-        labels = image_labels(image)
-        if labels:
-            return f"ROI location: no region is annotated; the source labels the whole image {', '.join(labels)}."
-        return "ROI location: no region of interest is annotated."
+def region_sentence(facts: Facts, f: LabelFacts) -> str:
+    """Where one label lies, how large and what shape, in one of three phrasings; every sentence names
+    the label, so each claim has its subject."""
+    adjectives = ", ".join(a for a in (f.size_class, f.shape) if a)
+    margin = f" with {f.margin} margins" if f.margin else ""
+    volume = f" ({f.volume_ml:.1f} ml in the whole volume)" if f.volume_ml else ""
+    if f.count > 1:
+        head = f"{_cap(_number(f.count))} regions of {f.label} are seen"
+        options = [
+            f"{head}; the largest {f.label} region, {adjectives}{margin}, lies {_where(f)} and covers {_size(f)}{volume}.",
+            f"{head}. The largest {f.label} region is {adjectives}{margin}, {_where(f)}, covering {_size(f)}{volume}.",
+            f"{head}, the largest {f.label} region being {adjectives}{margin} and {_where(f)}, covering {_size(f)}{volume}.",
+        ]
+    elif _plural(f.label):
+        options = [
+            f"{_cap(_a(adjectives + ' region')) if adjectives else 'A region'} of {f.label}{margin} lies {_where(f)}, covering {_size(f)}{volume}.",
+            f"There is {_a(adjectives + ' region') if adjectives else 'a region'} of {f.label}{margin} {_where(f)}, covering {_size(f)}{volume}.",
+            f"The region of {f.label} is {adjectives or 'outlined'}{margin}, {_where(f)}, and covers {_size(f)}{volume}.",
+        ]
+    else:
+        thing = f"{adjectives} {f.label}" if adjectives else f.label
+        options = [
+            f"{_cap(_a(thing))}{margin} lies {_where(f)}, covering {_size(f)}{volume}.",
+            f"There is {_a(thing)}{margin} {_where(f)}, covering {_size(f)}{volume}.",
+            f"The {f.label} is {adjectives or 'outlined'}{margin}, {_where(f)}, and covers {_size(f)}{volume}.",
+        ]
+    return pick(facts, f"region:{f.label}", options) + _origin(f)
+
+
+def location_facet(facts: Facts) -> str:
+    measured = [f for f in facts.labels if f.count]
+    if not measured:
+        whole = [f.label for f in facts.labels]
+        if whole:
+            return pick(facts, "whole", [f"No region is annotated; the source labels the whole image {', '.join(whole)}.",
+                                         f"The source labels the image as a whole ({', '.join(whole)}) and marks no region.",
+                                         f"No region is outlined: the label {', '.join(whole)} applies to the whole image."])
+        if facts.annotated:
+            return "No annotated region reaches the minimum size on this image."
+        return pick(facts, "none", ["No region of interest is annotated.", "The image has no annotated region.", "No region is outlined on this image."])
+    findings = [f for f in measured if f.is_finding]
+    anatomy = [f for f in measured if not f.is_finding]
+    return " ".join(region_sentence(facts, f) for f in findings + anatomy)
+
+
+def appearance_facet(facts: Facts) -> str:
+    measured = [f for f in facts.labels if f.count and f.contrast]
+    if not measured:
+        return "No region is measured for colour or texture."
     parts = []
-    for label, regions in groups:
-        top = regions[0]
-        size = f"{100 * top['area_ratio']:.1f}% of the image, {top['size_class']}"
-        if top.get("area_mm2"):
-            size += f", about {top['area_mm2']:.0f} mm²"
-        if top.get("volume_ml"):
-            size += f"; {top['volume_ml']:.1f} ml in the whole volume"
-        shape = f", {top['shape']} and {top['margin']}" if top.get("shape") else ""
-        lead = f"{label} ({_plural(len(regions), 'region')})" if len(regions) > 1 else label
-        where = ("the largest lies " if len(regions) > 1 else "") + (f"{top['within_location']} ({top['location']})" if top.get("within_location") else f"in the {top['location']}")
-        parts.append(f"{lead}: {where}, covering {size}{shape}{_origin(top)}")
-    return "ROI location: " + "; ".join(parts) + "."
+    for f in measured:
+        colour = f", {f.colour} in colour" if f.colour else ""
+        plural = _plural(f.label)
+        parts.append(pick(facts, f"look:{f.label}", [
+            f"The {f.label} {_be(f.label)} {f.contrast} relative to the surrounding tissue{colour}, with {f.texture} texture.",
+            f"Relative to {'their' if plural else 'its'} surroundings the {f.label} {'appear' if plural else 'appears'} {f.contrast}{colour}, "
+            f"{'their' if plural else 'its'} texture {f.texture}.",
+            f"The {f.label} {'look' if plural else 'looks'} {f.contrast} against the adjacent tissue{colour} and {f.texture} in texture.",
+        ]))
+    return " ".join(parts)
 
 
-def appearance_facet(groups: list[tuple[str, list[dict]]]) -> str:
-    if not groups:
-        return "Colour and texture: no region is measured."
-    parts = []
-    for label, regions in groups:
-        top = regions[0]
-        colour = f", {top['colour']} in colour" if top.get("colour") else ""
-        parts.append(f"{label}: {top['contrast']} relative to the surrounding tissue{colour}, {top['texture']} texture")
-    return "Colour and texture: " + "; ".join(parts) + "."
-
-
-def relations_facet(rois: list[dict]) -> str:
-    if len(rois) < 2:
-        return "Region relationships: " + ("only one region is annotated." if rois else "none, as no region is annotated.")
-    statements, seen = [], set()
-    by_id = {r["roi_id"]: r for r in rois}
-    for roi in sorted(rois, key=lambda r: (-r["area_px"], r["roi_id"])):
-        for rel in roi["relations"] or []:
-            pair = frozenset((roi["label"], rel["other_label"]))  # each pair of labels once, by its largest regions
-            if pair in seen or rel["other_roi_id"] not in by_id:
-                continue
-            seen.add(pair)
-            other = f"another {rel['other_label']} region" if rel["other_label"] == roi["label"] else f"the {rel['other_label']}"
-            subject = f"one {roi['label']} region" if rel["other_label"] == roi["label"] else f"the {roi['label']}"
-            verb = VERBS.get(rel["relation"], f"lies {rel['relation']}")
-            apart = f"{rel['distance_mm']:.0f} mm" if rel.get("distance_mm") else f"{rel['distance_pct']:.0f}% of the image diagonal"
-            statements.append(f"{subject} {verb} {other} ({apart} between centres)")
-            if len(statements) == RELATIONS_STATED:
-                break
-        if len(statements) == RELATIONS_STATED:
-            break
-    return "Region relationships: " + "; ".join(statements) + "." if statements else "Region relationships: none measured."
+def relations_facet(facts: Facts) -> str:
+    if not facts.relations:
+        regions = sum(f.count for f in facts.labels)
+        return "Only one region is annotated, so no relationship is measured." if regions == 1 else "No relationship between regions is measured."
+    statements = []
+    for rel in facts.relations:
+        same = rel.subject == rel.other
+        subject = f"one {rel.subject} region" if same else f"the {rel.subject}"
+        other = f"another {rel.other} region" if same else f"the {rel.other}"
+        statements.append(f"{subject} {rel.verb} {other} ({rel.apart} between centres)")
+    joined = "; ".join(statements)
+    return pick(facts, "relations", [f"{_cap(joined)}.", f"Between the regions, {joined}.", f"Measured between centres: {joined}."])
 
 
 def supporting_sentence(text: str, terms: list[str]) -> str:
@@ -124,53 +176,45 @@ def supporting_sentence(text: str, terms: list[str]) -> str:
     return sentences[0] if sentences else ""
 
 
-def knowledge_facet(context: dict, passages: dict[str, dict], terms: list[str]) -> tuple[str, list[str]]:
-    """Quotes the first passages of the context (round robin over its findings), each with the finding it
-    was retrieved for; the sentence quoted is the first naming the finding, the organ or a label."""
+def knowledge_facet(facts: Facts) -> tuple[str, list[str]]:
+    """Quotes the first passages (round robin over the findings), each with the finding it was retrieved
+    for; the sentence quoted is the first naming the finding, the organ or a label."""
+    terms = [f.label for f in facts.labels] + ([facts.body_region] if facts.body_region else [])
     cited, parts = [], []
-    for ref in (context or {}).get("passages") or []:
-        passage = passages.get(ref["passage_id"])
-        if not passage:
-            continue
-        cited.append(ref["passage_id"])
-        parts.append(f"[{ref['passage_id']}] ({passage.get('focus', '')}; on {ref['finding']}) {supporting_sentence(passage['text'], [ref['finding'], *terms])}")
-        if len(cited) == PASSAGES_QUOTED:
-            break
+    for p in facts.passages[:PASSAGES_QUOTED]:
+        quote = supporting_sentence(p.text, [p.finding, *terms])
+        cited.append(p.passage_id)
+        parts.append(pick(facts, f"cite:{p.passage_id}", [
+            f'On {p.finding}, a passage about {p.focus} notes: "{quote}" [{p.passage_id}].',
+            f'For {p.finding}, the knowledge base ({p.focus}) says: "{quote}" [{p.passage_id}].',
+            f'Background on {p.finding} ({p.focus}): "{quote}" [{p.passage_id}].',
+        ]))
     if not parts:
-        return "Related knowledge: no supporting passage was found.", []
-    return "Related knowledge: " + " ".join(parts), cited
+        return pick(facts, "noknowledge", ["No supporting passage was found in the knowledge base.", "The knowledge base holds no supporting passage for this image.",
+                                           "No supporting passage was found."]), []
+    return " ".join(parts), cited
 
 
-def describe_image(source: SourceConfig, image: dict, rois: list[dict], context: dict | None, passages: dict[str, dict]) -> dict:
-    groups = _by_label(rois)
-    terms = image_labels(image) + ([source.body_region] if source.body_region else [])
-    knowledge, cited = knowledge_facet(context, passages, terms)
-    facets = {
-        "modality": modality_facet(source, image),
-        "organ_tissue": organ_facet(source, image),
-        "roi_location": location_facet(image, groups),
-        "colour_texture": appearance_facet(groups),
-        "relationships": relations_facet(rois),
-        "knowledge": knowledge,
-    }
-    return {
-        "image_id": image["image_id"],
-        "source": source.name,
-        "text": " ".join(facets.values()),
-        "facets": facets,
-        "cited_passages": cited,
-        "generator": GENERATOR,
-        "generator_model": None,
-        "generator_params": PARAMS,
-        "template_version": TEMPLATE_VERSION,
-    }
+class GroundedGenerator:
+    """The CPU default: composes text from the facts; needs no model."""
 
+    name = NAME
+    model_id = None
+    prompt_version = TEMPLATE_VERSION
+    params = PARAMS
+    needs_image = False
 
-def describe(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, context: pl.DataFrame, passages: dict[str, dict]) -> pl.DataFrame:
-    """`passages` maps passage id to {"text", "focus"} for (at least) every id in `context`."""
-    rois_by_image: dict[str, list[dict]] = {}
-    for roi in rois.iter_rows(named=True):
-        rois_by_image.setdefault(roi["image_id"], []).append(roi)
-    context_by_image = {c["image_id"]: c for c in context.iter_rows(named=True)}
-    rows = [describe_image(source, img, rois_by_image.get(img["image_id"], []), context_by_image.get(img["image_id"]), passages) for img in images]
-    return frame(rows, DESCRIPTIONS)
+    def generate(self, batch: list[tuple[Facts, bytes | None]]) -> list[dict]:
+        out = []
+        for facts, _ in batch:
+            knowledge, cited = knowledge_facet(facts)
+            facets = {
+                "modality": modality_facet(facts),
+                "organ_tissue": organ_facet(facts),
+                "roi_location": location_facet(facts),
+                "colour_texture": appearance_facet(facts),
+                "relationships": relations_facet(facts),
+                "knowledge": knowledge,
+            }
+            out.append({"text": " ".join(facets.values()), "facets": facets, "cited_passages": cited, "missing_facets": [], "usage": None, "error": None})
+        return out

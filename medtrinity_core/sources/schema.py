@@ -34,12 +34,15 @@ DEFAULTS = {
     "max_quarantine_share": 0.25,  # above this share of quarantined items, `run` exits 1
     "max_voxels": 1_000_000_000,  # a volume, DICOM object or series declaring more (from its headers) is a decompression bomb
     "min_score": 0.55,  # cosine score under which a retrieved passage is not cited (chosen on bench-retrieval)
+    "min_faithfulness": 0.8,  # a description scoring under this stays in its manifest and is excluded from triplets
+    "min_mean_faithfulness": 0.9,  # the descriptions check fails a partition whose mean score is under this
+    "max_contradiction_rate": 0.05,  # ...or whose share of descriptions with a contradiction is over this
 }
 SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
     "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "boxes", "expert", "proposals", "include_proposals",
-    "orientation", "volume_index", "midline_band", "terms", "findings", "mmr", *DEFAULTS,
+    "orientation", "volume_index", "midline_band", "terms", "findings", "mmr", "generator", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
 EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device", "trust_code"}
@@ -49,7 +52,10 @@ CODE_KINDS = ("torchscript", "bundle")  # TorchScript is code; a bundle's config
 MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label_map"}
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
 RETRIEVAL_KEYS = {"model_dir", "query_prefix", "passage_prefix", "max_tokens", "overlap_tokens", "server", "token_env", "collection"}
-TOP_KEYS = {"version", "defaults", "sources", "knowledge", "retrieval", "vocabulary", "decontamination"}
+TOP_KEYS = {"version", "defaults", "sources", "knowledge", "retrieval", "vocabulary", "generator", "decontamination"}
+BACKENDS = ("grounded", "transformers", "openai")
+GENERATOR_KEYS = {"backend", "model", "url", "api_key_env", "prompt", "max_new_tokens", "temperature", "concurrency", "timeout_s", "retries",
+                  "backoff_s", "batch_size", "device", "dtype"}
 ORIENTATIONS = ("radiological_axial", "radiological_coronal", "chest_pa")
 VOLUME_INDEX = ("first", "middle", "all")
 POSITIVE = {"shard_size": 1, "max_side": 16, "top_k": 1, "max_voxels": 1}  # keys whose zero would mean nothing at all
@@ -106,6 +112,26 @@ class ExpertSpec:
 
 
 @dataclass(frozen=True)
+class GeneratorSpec:
+    """Which backend writes the descriptions (the sources file's `generator:`, per source or top level)."""
+
+    backend: str = "grounded"
+    model: str | None = None  # transformers: a local model folder; openai: the model name the server serves
+    url: str | None = None  # openai: the server's base URL, e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # openai: the environment variable holding the key
+    prompt: str = "describe-v1"  # a prompt template bundled in medtrinity_core/describe/prompts, or a path to one
+    max_new_tokens: int = 384
+    temperature: float = 0.0  # 0: greedy
+    concurrency: int = 4  # openai: requests in flight
+    timeout_s: float = 60.0  # openai: per request
+    retries: int = 4  # openai: on 429, 5xx, timeouts and malformed answers
+    backoff_s: float = 0.5  # openai: first back-off; doubled each retry, with jitter
+    batch_size: int = 4  # transformers: images per forward pass
+    device: str = "auto"  # transformers: auto (CUDA when present), cpu, cuda, cuda:N
+    dtype: str = "auto"  # transformers: auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str
     modality: str
@@ -139,6 +165,7 @@ class SourceConfig:
     findings: tuple[str, ...] | None = None  # the labels that are findings (the rest anatomy); None: as the vocabulary says
     mmr: float | None = None  # maximal marginal relevance: 1.0 relevance only ... 0.0 diversity only; None: off
     vocabulary: Path | None = None  # the sources file's own vocabulary, extending the bundled one
+    generator: GeneratorSpec = GeneratorSpec()
     benchmark_hashes: Path | None = None  # images to exclude (benchmark test sets): one hash per line
     shard_size: int = DEFAULTS["shard_size"]
     max_side: int = DEFAULTS["max_side"]
@@ -150,6 +177,9 @@ class SourceConfig:
     max_quarantine_share: float = DEFAULTS["max_quarantine_share"]
     max_voxels: int = DEFAULTS["max_voxels"]
     min_score: float = DEFAULTS["min_score"]
+    min_faithfulness: float = DEFAULTS["min_faithfulness"]
+    min_mean_faithfulness: float = DEFAULTS["min_mean_faithfulness"]
+    max_contradiction_rate: float = DEFAULTS["max_contradiction_rate"]
 
     @property
     def slug(self) -> str:
@@ -163,11 +193,32 @@ class SourceConfig:
         """A DICOM segment or ROI name through the label map (`{Liver: liver}`)."""
         return dict(self.label_map).get(name, name)
 
-    def fingerprint(self) -> str:
-        """Changes whenever the source's configuration does: the assets' code version."""
+    def fingerprint(self, stage: str | None = None) -> str:
+        """A hash of the configuration a stage reads (and, through its upstream stage, all it depends
+        on), plus the package version: the stage asset's code version. Without a stage, all of it."""
+        from medtrinity_core import __version__
+
         data = asdict(self)
-        data["root"] = str(self.root)
+        if stage is not None:
+            data = {k: v for k, v in data.items() if k in STAGE_KEYS[stage]}
+            data["upstream"] = self.fingerprint(STAGES_BEFORE[stage]) if STAGES_BEFORE[stage] else ""
+        data["package"] = __version__
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# The keys each stage reads beyond what its upstream stage read (its code version hashes these and the
+# upstream stage's version): a new generator marks descriptions and triplets stale, not normalized.
+STAGE_KEYS = {
+    "raw": {"name", "root", "layout", "images", "masks", "labels", "label_map", "label", "labels_csv", "boxes", "paths_identify_patients",
+            "shard_size", "max_voxels", "volume_index"},
+    "normalized": {"modality", "window", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "max_side",
+                   "negatives_per_volume", "near_distance", "benchmark_hashes"},
+    "rois": {"min_roi_pixels", "min_roi_fraction", "expert", "proposals", "orientation", "midline_band"},
+    "context": {"body_region", "top_k", "min_score", "mmr", "terms", "findings", "vocabulary", "include_proposals"},
+    "descriptions": {"generator", "min_faithfulness", "min_mean_faithfulness", "max_contradiction_rate"},
+    "triplets": {"license", "license_note", "citation"},
+}
+STAGES_BEFORE = {"raw": None, "normalized": "raw", "rois": "normalized", "context": "rois", "descriptions": "context", "triplets": "descriptions"}
 
 
 @dataclass(frozen=True)
@@ -200,6 +251,7 @@ class SourcesFile:
     sources: tuple[SourceConfig, ...]
     corpora: tuple[KnowledgeConfig, ...] = ()  # the knowledge corpora, embedded into one knowledge base
     defaults: dict = field(default_factory=dict)
+    generator: GeneratorSpec = GeneratorSpec()  # the top-level default
     retrieval: RetrievalConfig = RetrievalConfig()
     vocabulary: Path | None = None
 
@@ -497,6 +549,50 @@ def _parse_mmr(chk: _Checker, node: LineDict, path: str) -> float | None:
     return value
 
 
+def _parse_generator(chk: _Checker, parent: LineDict, where: str, base: Path, default: GeneratorSpec) -> GeneratorSpec:
+    """A generator mapping; keys it leaves out come from `default` (the top-level `generator:`)."""
+    key = where.rsplit(".", 1)[-1]
+    node = chk.mapping(parent[key], parent, key, where)
+    chk.unknown_keys(node, GENERATOR_KEYS, where)
+    backend = chk.choice(node, "backend", f"{where}.backend", BACKENDS) or default.backend
+    values = {"backend": backend}
+    for name in ("model", "url", "api_key_env", "prompt", "device", "dtype"):
+        if name in node:
+            values[name] = chk.string(node, name, f"{where}.{name}")
+    for name, minimum in (("max_new_tokens", 1), ("concurrency", 1), ("retries", 0), ("batch_size", 1)):
+        if name in node:
+            values[name] = chk.integer(node, name, f"{where}.{name}", None, minimum=minimum)
+    for name in ("temperature", "timeout_s", "backoff_s"):
+        if name in node:
+            values[name] = chk.integer(node, name, f"{where}.{name}", None, kind=float)
+    spec = replace(default, **values)
+    if backend == "transformers":
+        if not spec.model:
+            chk.fail(node, "backend", f"{where}.model", "the transformers backend needs `model`: a local model folder")
+        folder = (base / spec.model).resolve()
+        if not folder.is_dir():
+            chk.fail(node, "model" if "model" in node else "backend", f"{where}.model", f"folder {folder} does not exist")
+        spec = replace(spec, model=str(folder))
+    if backend == "openai":
+        if not (spec.url and spec.model):
+            chk.fail(node, "backend", f"{where}.url", "the openai backend needs `url` (the server's base URL, e.g. http://127.0.0.1:8000/v1) and `model`")
+        if not re.match(r"^https?://", spec.url):
+            chk.fail(node, "url", f"{where}.url", "must start with http:// or https://")
+    if spec.api_key_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", spec.api_key_env):
+        chk.fail(node, "api_key_env", f"{where}.api_key_env", "must name an environment variable (the key itself never goes in the file)")
+    if spec.device not in ("auto", "cpu", "cuda") and not re.match(r"^cuda:\d+$", spec.device):
+        chk.fail(node, "device", f"{where}.device", "must be auto, cpu, cuda or cuda:N")
+    if spec.dtype not in ("auto", "bfloat16", "float16", "float32"):
+        chk.fail(node, "dtype", f"{where}.dtype", "must be auto, bfloat16, float16 or float32")
+    from medtrinity_core.describe.prompts import PromptError, load_prompt
+
+    try:
+        prompt = load_prompt(spec.prompt, base)
+    except PromptError as exc:
+        chk.fail(node, "prompt" if "prompt" in node else "backend", f"{where}.prompt", str(exc))
+    return replace(spec, prompt=prompt.ref)
+
+
 def _parse_retrieval(chk: _Checker, doc: LineDict, base: Path) -> RetrievalConfig:
     node = chk.mapping(doc["retrieval"], doc, "retrieval", "retrieval")
     chk.unknown_keys(node, RETRIEVAL_KEYS, "retrieval")
@@ -661,10 +757,15 @@ def load_sources(path: str | Path) -> SourcesFile:
         chk.fail(doc, "sources", "sources", "must be a non-empty list")
     base = path.resolve().parent
     vocabulary_file = _parse_vocabulary_file(chk, doc, base)
+    default_generator = _parse_generator(chk, doc, "generator", base, GeneratorSpec()) if "generator" in doc else GeneratorSpec()
     sources, seen = [], set()
     for i, entry in enumerate(entries):
         node = chk.mapping(entry, doc, "sources", f"sources[{i}]")
         src = _parse_source(chk, node, f"sources[{i}]", base, defaults, vocabulary_file)
+        if "generator" in node:
+            src = replace(src, generator=_parse_generator(chk, node, f"sources[{i}].generator", base, default_generator))
+        else:
+            src = replace(src, generator=default_generator)
         if src.name in seen:
             chk.fail(node, "name", f"sources[{i}].name", f"duplicate source name '{src.name}'")
         seen.add(src.name)
@@ -678,4 +779,5 @@ def load_sources(path: str | Path) -> SourcesFile:
         sources = [replace(s, benchmark_hashes=hashes) for s in sources]
     corpora = _parse_corpora(chk, doc, base) if "knowledge" in doc else ()
     retrieval = _parse_retrieval(chk, doc, base) if "retrieval" in doc else RetrievalConfig()
-    return SourcesFile(path=path.resolve(), sources=tuple(sources), corpora=corpora, defaults=defaults, retrieval=retrieval, vocabulary=vocabulary_file)
+    return SourcesFile(path=path.resolve(), sources=tuple(sources), corpora=corpora, defaults=defaults, retrieval=retrieval, vocabulary=vocabulary_file,
+                       generator=default_generator)
