@@ -13,7 +13,7 @@ export DAGSTER_HOME := $(abspath $(WORKDIR))/dagster
 export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 
-.PHONY: venv demo test ui bench-normalize bench-rois bench-retrieval clean
+.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval clean
 
 venv: $(STAMP)
 
@@ -26,8 +26,14 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(VENV)/bin/medtrinity run --workdir $(WORKDIR) --sources examples/sources.yaml
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -q
+
+# The review page's test opens it in headless Chromium, installed from Debian packages when missing.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
 ui: $(STAMP)
 	$(VENV)/bin/medtrinity init --workdir $(WORKDIR)

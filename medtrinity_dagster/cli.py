@@ -194,6 +194,22 @@ def cmd_lineage(args) -> int:
     return EXIT_OK
 
 
+def cmd_review(args) -> int:
+    from pathlib import Path
+
+    from medtrinity_core.describe.review import write_review
+
+    sources = load_sources(args.sources)
+    try:
+        src = sources.source(args.source)
+    except KeyError:
+        raise MedtrinityError(f"{args.sources} has no source named {args.source}") from None
+    out = Path(args.out)
+    cards = write_review(Workdir.at(args.workdir), src, args.sample, out)
+    print(f"{out / 'index.html'}: {cards} image(s) of {src.name}, flagged first")
+    return EXIT_OK
+
+
 def cmd_preview(args) -> int:
     from medtrinity_core.roi.preview import find_image, preview_png
     from medtrinity_core.storage import atomic_write_bytes
@@ -279,6 +295,13 @@ def parser() -> argparse.ArgumentParser:
     prev.add_argument("image_id", metavar="IMAGE_ID")
     prev.add_argument("--out", required=True, metavar="FILE", help="PNG file to write")
     prev.set_defaults(func=cmd_preview)
+
+    rev = with_workdir(sub.add_parser("review", help="write an HTML page of sampled descriptions with overlays, facts, scores and flags"))
+    rev.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")
+    rev.add_argument("--source", required=True, metavar="NAME", help="the source to review")
+    rev.add_argument("--sample", type=int, default=50, metavar="N", help="images to show, flagged first (default 50)")
+    rev.add_argument("--out", required=True, metavar="DIR", help="folder to write index.html and images/ into")
+    rev.set_defaults(func=cmd_review)
 
     kn = sub.add_parser("knowledge", help="work with the knowledge base")
     kn_sub = kn.add_subparsers(dest="knowledge_command", required=True)

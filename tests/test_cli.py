@@ -56,6 +56,12 @@ def test_run_writes_triplets_and_is_reproducible(tmp_path, clean_source):
     assert second.returncode == 0, second.stderr
     assert path.read_bytes() == before  # same ids, byte-identical rows
     assert (workdir / "dagster" / "dagster.yaml").exists()
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(workdir / "dagster")) as instance:
+        runs = instance.fetch_materializations(dg.AssetKey(["tiny-kvasir", "descriptions"]), limit=2).records
+        assert [r.asset_materialization.metadata["generated"].value for r in runs] == [0, 3]  # the second run generated nothing
+        assert runs[0].asset_materialization.metadata["cached"].value == 3
 
     tid = triplets.sort("triplet_id")["triplet_id"][0]
     lineage = medtrinity("lineage", tid, "--workdir", str(workdir))
@@ -114,3 +120,26 @@ def test_a_source_that_matches_nothing_fails_the_run_and_warns_on_validate(tmp_p
     empty.write_text(clean_source.read_text().replace("root: kvasir", f"root: {tmp_path / 'empty'}"))
     out = medtrinity("run", "--workdir", str(tmp_path / "wd2"), "--sources", str(empty), "--no-progress", "--select", "raw")
     assert out.returncode == 1 and f"error: tiny-kvasir: root {tmp_path / 'empty'} holds no files" in out.stderr
+
+
+def test_review_writes_a_page_that_a_browser_renders_with_every_image(tmp_path, clean_source):
+    """Opened in headless Chromium: one card per sampled image, each image loaded (non-zero natural width)."""
+    import shutil
+
+    workdir = tmp_path / "wd"
+    assert medtrinity("run", "--workdir", str(workdir), "--sources", str(clean_source)).returncode == 0
+    out = tmp_path / "review"
+    review = medtrinity("review", "--sources", str(clean_source), "--source", "tiny-kvasir", "--sample", "2", "--out", str(out), "--workdir", str(workdir))
+    assert review.returncode == 0, review.stderr
+    assert review.stdout.strip() == f"{out / 'index.html'}: 2 image(s) of tiny-kvasir, flagged first"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is not installed: `make test` installs it (apt-get install chromium)"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", (out / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    cards = re.findall(r'<div class="card[^"]*" data-image-id="(img-[0-9a-f]+)"', dom)
+    widths = re.findall(r'<img [^>]*data-natural-width="(\d+)"', dom)
+    assert len(cards) == 2 and len(set(cards)) == 2
+    assert len(widths) == 2 and all(int(w) > 0 for w in widths)
+    assert "faithfulness 1.00" in dom
+    missing = medtrinity("review", "--sources", str(clean_source), "--source", "nope", "--out", str(out), "--workdir", str(workdir))
+    assert missing.returncode == 1 and missing.stderr.strip() == f"error: {clean_source} has no source named nope"
