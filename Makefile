@@ -13,7 +13,7 @@ export DAGSTER_HOME := $(abspath $(WORKDIR))/dagster
 export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 
-.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval clean
+.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval bench-generate clean
 
 venv: $(STAMP)
 
@@ -50,3 +50,6 @@ bench-rois: $(STAMP)
 
 bench-retrieval: $(STAMP)
 	$(PY) bench/bench_retrieval.py
+
+bench-generate: $(STAMP)
+	$(PY) bench/bench_generate.py

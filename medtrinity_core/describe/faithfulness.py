@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from medtrinity_core.describe.facts import Facts, LabelFacts
 from medtrinity_core.knowledge.vocabulary import normal_form
@@ -82,24 +83,36 @@ class Score:
     annotation_suspect: list[dict] = field(default_factory=list)
 
 
-def _names(f: LabelFacts) -> list[str]:
-    """How a text may name this label: as written, its canonical term and synonyms (and plurals)."""
+@lru_cache(maxsize=4096)
+def _names_of(label: str, term: str | None) -> tuple[str, ...]:
+    """How a text may name a label: as written, its canonical term and synonyms, longest first."""
     from medtrinity_core.knowledge.vocabulary import load_vocabulary
 
-    names = {normal_form(f.label)}
-    if f.term:
-        names.add(f.term)
-        term = load_vocabulary().lookup(f.term)
-        names.update(normal_form(s) for s in (term.synonyms if term else ()))
-    return sorted((n for n in names if len(n) > 2), key=len, reverse=True)
+    names = {normal_form(label)}
+    if term:
+        names.add(term)
+        found = load_vocabulary().lookup(term)
+        names.update(normal_form(s) for s in (found.synonyms if found else ()))
+    return tuple(sorted((n for n in names if len(n) > 2), key=lambda n: (-len(n), n)))
 
 
-def _mentions(text: str, names: list[str]) -> list[tuple[int, int]]:
-    spans = []
-    for name in names:
-        words = r"[\s_+\-]+".join(re.escape(w) for w in name.split())
-        spans += [(m.start(), m.end()) for m in re.finditer(rf"\b{words}(?:s|es)?\b", text, flags=re.IGNORECASE)]
-    return sorted(set(spans))
+def _names(f: LabelFacts) -> tuple[str, ...]:
+    return _names_of(f.label, f.term)
+
+
+def _words(name: str) -> str:
+    return r"[\s_+\-]+".join(re.escape(w) for w in name.split())
+
+
+@lru_cache(maxsize=4096)
+def _pattern(names: tuple[str, ...]) -> re.Pattern:
+    return re.compile(rf"\b(?:{'|'.join(_words(n) for n in names)})(?:s|es)?\b", flags=re.IGNORECASE)
+
+
+def _mentions(text: str, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    if not names:
+        return []
+    return [(m.start(), m.end()) for m in _pattern(names).finditer(text)]
 
 
 def _sentences(text: str) -> list[tuple[int, str]]:
@@ -148,31 +161,68 @@ def _modality_claims(facts: Facts, text: str, contradictions: list[dict]) -> int
     return int(own)
 
 
+ORGAN_PATTERNS = {organ: (tuple(re.findall(r"[a-z]{3,}", re.sub(r"\\[a-z]|[a-z]\?", " ", pattern))), re.compile(pattern)) for organ, pattern in ORGANS.items()}
+
+
+def _organs_in(text: str) -> dict[str, str]:
+    """Organ -> the first words naming it in `text` (lower case). A literal stem is looked for first: the
+    regular expression runs only where one occurs."""
+    low, found = text.lower(), {}
+    for organ, (stems, pattern) in ORGAN_PATTERNS.items():
+        if any(stem in low for stem in stems):
+            hit = pattern.search(low)
+            if hit:
+                found[organ] = hit.group(0)
+    return found
+
+
+@lru_cache(maxsize=4096)
+def _allowed_organs(region: str, names: tuple[str, ...]) -> frozenset[str]:
+    """The organs a description of this image may name: the region's, those it holds, the labels'."""
+    allowed = set(_organs_in(region)) | REGION_HOLDS.get(region, set())
+    for name in names:
+        allowed |= set(_organs_in(name))
+    return frozenset(allowed)
+
+
 def _organ_claims(facts: Facts, text: str, contradictions: list[dict]) -> tuple[int, int]:
     """(required, supported) for the organ; organs outside the image are contradictions."""
-    low = text.lower()
-    allowed: set[str] = set()
     region = (facts.body_region or "").lower()
-    for organ, pattern in ORGANS.items():
-        if re.search(pattern, region):
-            allowed.add(organ)
-    allowed |= REGION_HOLDS.get(region, set())
-    for f in facts.labels:
-        for name in (f.label, f.term or ""):
-            allowed |= {organ for organ, pattern in ORGANS.items() if re.search(pattern, name.lower())}
-    for organ, pattern in ORGANS.items():
-        hit = re.search(pattern, low)
-        if hit and organ not in allowed and region:
-            contradictions.append({"facet": "organ_tissue", "claim": hit.group(0), "fact": facts.body_region})
     if not region:
         return 0, 0
-    stated = region in low or any(re.search(ORGANS[o], low) for o in allowed if re.search(ORGANS[o], region))
-    return 1, int(stated)
+    allowed = _allowed_organs(region, tuple(sorted({n for f in facts.labels for n in (f.label, f.term or "")})))
+    stated = _organs_in(text)
+    for organ, words in stated.items():
+        if organ not in allowed:
+            contradictions.append({"facet": "organ_tissue", "claim": words, "fact": facts.body_region})
+    return 1, int(region in text.lower() or bool(set(stated) & set(_organs_in(region))))
+
+
+def _labelled_sentences(facts: Facts, text: str) -> list[tuple[str, dict[str, list[tuple[int, int]]]]]:
+    """Each sentence with the labels it names (label -> spans within it); a sentence naming none
+    ("The largest is medium...") keeps the previous sentence's subject."""
+    spans = sorted((a, b, f.label) for f in facts.labels for a, b in _mentions(text, _names(f)))
+    out, subject, i = [], None, 0
+    for start, sentence in _sentences(text):
+        end = start + len(sentence)
+        while i < len(spans) and spans[i][0] < start:
+            i += 1
+        here: dict[str, list[tuple[int, int]]] = {}
+        j = i
+        while j < len(spans) and spans[j][0] < end:
+            a, b, label = spans[j]
+            here.setdefault(label, []).append((a - start, b - start))
+            j += 1
+        if not here and subject:
+            here = {subject: [(0, 0)]}
+        subject = min((v[0][0], k) for k, v in here.items())[1] if here else None
+        out.append((sentence, here))
+    return out
 
 
 def _label_claims(facts: Facts, claim_text: str, place_text: str, contradictions: list[dict]) -> tuple[int, int]:
     required = supported = 0
-    spans = {f.label: _mentions(place_text, _names(f)) for f in facts.labels}
+    sentences = _labelled_sentences(facts, place_text)
     for f in facts.findings:
         required += 1
         named = bool(_mentions(claim_text, _names(f)))
@@ -180,13 +230,7 @@ def _label_claims(facts: Facts, claim_text: str, place_text: str, contradictions
         if not f.count:
             continue  # an image-level label: nothing measured to place or size
         sides, sizes = set(), set()
-        subject = None
-        for start, sentence in _sentences(place_text):
-            here = {label: [(a - start, b - start) for a, b in ls if start <= a < start + len(sentence)] for label, ls in spans.items()}
-            here = {k: v for k, v in here.items() if v}
-            if not here and subject:
-                here = {subject: [(0, 0)]}  # "The largest is medium...": the subject carries over
-            subject = min((v[0][0], k) for k, v in here.items())[1] if here else None
+        for sentence, here in sentences:
             if f.label not in here:
                 continue
             for pattern, side in ((LEFT, "left"), (RIGHT, "right"), (MIDLINE, "midline")):
@@ -202,7 +246,7 @@ def _label_claims(facts: Facts, claim_text: str, place_text: str, contradictions
                     stated = float(m.group("pct"))
                     if abs(stated - f.area_pct) > max(0.5, 0.2 * f.area_pct):
                         contradictions.append({"facet": "roi_location", "claim": f"{f.label}: {m.group(0)}", "fact": f"{f.area_pct}% of the image"})
-            names = "|".join(r"[\s_+\-]+".join(re.escape(w) for w in n.split()) for n in _names(f))
+            names = "|".join(_words(n) for n in _names(f))
             for m in re.finditer(rf"\b{NUMBER}\s+(?:regions? of (?:the )?|[\w-]+,?\s+){{0,3}}(?:{names})(?:s|es)?\b", sentence, flags=re.IGNORECASE):
                 n = _count_of(m.group("n"))
                 if n is not None and not (n == f.count or (n == -1 and f.count > 1)):
@@ -223,19 +267,36 @@ def _label_claims(facts: Facts, claim_text: str, place_text: str, contradictions
     return required, supported
 
 
-def _phantom_findings(facts: Facts, text: str, contradictions: list[dict]) -> None:
-    """A vocabulary finding named in the text that is not on the image."""
+@lru_cache(maxsize=1)
+def _finding_names() -> tuple[dict[str, str], re.Pattern]:
+    """Every vocabulary finding's names (canonical term and written-out synonyms, and their plurals) ->
+    (the name, its term), and one pattern finding any of them."""
     from medtrinity_core.knowledge.vocabulary import load_vocabulary
 
+    owner: dict[str, tuple[str, str]] = {}
+    for term in load_vocabulary().terms:
+        if term.category == "finding":
+            for name in {term.term, *(normal_form(s) for s in term.synonyms if len(s) > 3)}:
+                for said in (name, name + "s", name + "es"):
+                    owner.setdefault(normal_form(said), (name, term.term))
+    names = tuple(sorted({name for name, _ in owner.values()}, key=lambda n: (-len(n), n)))
+    return owner, _pattern(names)
+
+
+def _phantom_findings(facts: Facts, text: str, contradictions: list[dict]) -> None:
+    """A vocabulary finding named in the text that is not on the image."""
+    owner, pattern = _finding_names()
+    low = re.sub(r"[_+\-\s]+", " ", text.lower())
+    if not any(said in low for said in owner):
+        return
     present = {f.term or normal_form(f.label) for f in facts.labels}
     present_names = {n for f in facts.labels for n in _names(f)}
-    for term in load_vocabulary().terms:
-        if term.category != "finding" or term.term in present:
+    for m in pattern.finditer(text):
+        name, term = owner.get(normal_form(m.group(0)), (None, None))
+        if name is None or term in present or name in present_names or any(name in p for p in present_names):
             continue
-        names = [n for n in {term.term, *(normal_form(s) for s in term.synonyms if len(s) > 3)} if n not in present_names and not any(n in p for p in present_names)]
-        hit = _mentions(text, names)
-        if hit:
-            contradictions.append({"facet": "roi_location", "claim": text[hit[0][0]:hit[0][1]], "fact": "not annotated on this image"})
+        contradictions.append({"facet": "roi_location", "claim": m.group(0), "fact": "not annotated on this image"})
+        return
 
 
 def annotation_suspects(facts: Facts) -> list[dict]:
