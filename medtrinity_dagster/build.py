@@ -11,7 +11,7 @@ from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import source_assets
 from medtrinity_dagster.io_manager import ManifestIOManager
 from medtrinity_dagster.knowledge import build_knowledge_asset
-from medtrinity_dagster.resources import KnowledgeResource, NoProgress, WorkdirResource
+from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, NoProgress, WorkdirResource
 
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; the design relies on them (checks run per shard).
@@ -29,6 +29,7 @@ def build_definitions(sources: SourcesFile, workdir: str, progress: object | Non
     resources = {
         "workdir": WorkdirResource(root=str(wd.root)),
         "knowledge": KnowledgeResource.of(sources.retrieval),
+        "generator": GeneratorResource(),
         "manifest_io": ManifestIOManager(base_dir=str(wd.manifests)),
         "progress": progress or NoProgress(),
     }

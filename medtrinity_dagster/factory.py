@@ -13,7 +13,7 @@ import polars as pl
 
 from medtrinity_core.accounting import account_images
 from medtrinity_core.dataset.triplets import build_triplets
-from medtrinity_core.describe.stage import describe, make_generator
+from medtrinity_core.describe.stage import describe, prompt_version_of
 from medtrinity_core.imaging.dedup import unique_images
 from medtrinity_core.imaging.normalize import normalized_stage
 from medtrinity_core.knowledge.retrieve import retrieve_context
@@ -31,7 +31,7 @@ from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import read_plan
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
-from medtrinity_dagster.resources import KnowledgeResource, Progress, WorkdirResource
+from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, Progress, WorkdirResource
 
 STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
 
@@ -120,21 +120,22 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
                        unmapped_labels=dg.MetadataValue.json(unmapped), **counts)
 
     spec = src.generator
-    generator_meta = {"generator": spec.backend, "generator_model": spec.model or "", "prompt": spec.prompt if spec.backend != "grounded" else "grounded template"}
+    generator_meta = {"generator": spec.backend, "generator_model": spec.model or "", "prompt_version": prompt_version_of(spec)}
 
     @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description=f"Multigranular descriptions ({spec.backend} generator), each scored for faithfulness",
               metadata=generator_meta, pool="gpu" if spec.backend == "transformers" else None, **common("descriptions"))
-    def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
+    def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource,
+                     generator: GeneratorResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         collection = open_collection(knowledge.config(), wd.chroma)
         passages = fetch_passages(collection, [p["passage_id"] for refs in context_["passages"].to_list() for p in refs])
-        generator = make_generator(src.generator)
-        df, q, generated = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages, generator, wd)
+        writer = generator.get(src.generator)
+        df, q, generated = describe(src, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, passages, writer, wd)
         counts = account_images("descriptions", normalized, df["image_id"], q)
         low = df.filter(pl.col("faithfulness") < src.min_faithfulness).height
         usage = [json.loads(u) for u in df["usage"].drop_nulls().to_list()]
         extra = {
-            "generator": generator.name, "generator_model": generator.model_id or "", "prompt_version": generator.prompt_version, **generated,
+            "generator": writer.name, "generator_model": writer.model_id or "", "prompt_version": writer.prompt_version, **generated,
             "mean_faithfulness": round(float(df["faithfulness"].mean()), 4) if df.height else None, "low_faithfulness": low,
             "with_contradictions": df.filter(pl.col("contradictions").list.len() > 0).height,
             "annotation_suspect": df.filter(pl.col("annotation_suspect").list.len() > 0).height,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from medtrinity_core.knowledge.embed import Embedder
 from medtrinity_core.knowledge.store import embedder_for
-from medtrinity_core.sources.schema import RetrievalConfig
+from medtrinity_core.sources.schema import GeneratorSpec, RetrievalConfig
 from medtrinity_core.storage import Workdir
 
 
@@ -50,6 +50,16 @@ class KnowledgeResource(dg.ConfigurableResource):
 
     def embedder(self) -> Embedder:
         return embedder_for(self.config())
+
+
+class GeneratorResource(dg.ConfigurableResource):
+    """Writes descriptions: the backend each source names (`generator:`), one instance per configuration
+    and process, so a model loads once."""
+
+    def get(self, spec: GeneratorSpec):
+        from medtrinity_core.describe.stage import make_generator
+
+        return make_generator(spec)
 
 
 class Progress(Protocol):

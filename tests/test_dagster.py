@@ -33,6 +33,9 @@ def test_definitions_load_for_every_example_source(tmp_path):
     assert len(keys) == 1 + 6 * len(sources.sources)
     groups = {graph.get(dg.AssetKey(["kvasir-seg", "raw"])).group_name}
     assert groups == {"kvasir_seg"}
+    # the generator each source's descriptions use is shown on the asset itself
+    meta = graph.get(dg.AssetKey(["kvasir-seg", "descriptions"])).metadata
+    assert meta["generator"] == "grounded" and meta["prompt_version"].startswith("grounded-v")
     assert len(list(defs.asset_checks)) == 7 * len(sources.sources)
 
 

@@ -10,7 +10,7 @@ import polars as pl
 from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.ids import salted_hash
 from medtrinity_core.quality import checks
-from medtrinity_core.records import CONTEXT, DESCRIPTIONS, ROIS, frame
+from medtrinity_core.records import CONTEXT, DESCRIPTIONS, QUARANTINE, ROIS, frame
 from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
@@ -63,3 +63,16 @@ def test_checks_catch_duplicates_boxes_outside_and_missing_modality():
     assert checks.descriptions_name_modality_and_organ(trips.head(1), "ct", "abdomen")[0]
     assert checks.quarantine_share(1, 10, 0.25) == (True, {"quarantined": 1, "items": 10, "share": 0.1, "max_share": 0.25})
     assert not checks.quarantine_share(3, 10, 0.25)[0]
+
+
+def test_descriptions_under_min_faithfulness_stay_out_of_triplets_and_are_counted():
+    from medtrinity_core.accounting import account_images
+
+    low = DESC.with_columns(pl.lit(0.5).alias("faithfulness"))
+    triplets, lineage = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
+    assert triplets.height == 0 and lineage.height == 0
+    kept, _ = build_triplets(replace(SRC, min_faithfulness=0.5), "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
+    assert kept["faithfulness"].to_list() == [0.5]  # at the threshold a row is kept, its score carried
+    normalized = pl.DataFrame({"image_id": ["img-1"], "item_id": ["item-1"], "duplicate_kind": [None]}, schema={"image_id": pl.String, "item_id": pl.String, "duplicate_kind": pl.String})
+    counts = account_images("triplets", normalized, triplets["image_id"], frame([], QUARANTINE), {"low_faithfulness": ["img-1"]})
+    assert counts["excluded_low_faithfulness"] == 1 and counts["images_out"] == 0

@@ -113,3 +113,36 @@ def test_the_stage_scores_every_row_caches_generation_and_quarantines_a_failure(
 
     df, q, _ = describe(SRC, images, rois, ctx, PASSAGES, Failing(), wd)
     assert df.height == 0 and q["reason"].to_list() == ["generator_error"] * 2 and q["detail"][0] == "server said 500 five times"
+
+
+def test_the_generator_is_chosen_per_source_over_a_top_level_default(tmp_path):
+    import pytest
+
+    from medtrinity_core.errors import SourcesFileError
+    from medtrinity_core.sources.schema import load_sources
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "mine.txt").write_text("Describe the {modality} image of the {organ}: {facts}")
+    head = ("version: 1\ngenerator: {backend: openai, url: 'http://127.0.0.1:9/v1', model: vlm, concurrency: 8, api_key_env: VLM_KEY}\nsources:\n"
+            "  - {name: s1, modality: ct, license: CC0-1.0, root: data, layout: labeled_images, images: '(?P<label>a)\\.png'}\n"
+            "  - {name: s2, modality: ct, license: CC0-1.0, root: data, layout: labeled_images, images: '(?P<label>a)\\.png', generator: %s}\n")
+    path = tmp_path / "sources.yaml"
+    path.write_text(head % "{prompt: mine.txt, temperature: 0.2}")
+    s1, s2 = load_sources(path).sources
+    assert (s1.generator.backend, s1.generator.concurrency, s1.generator.prompt) == ("openai", 8, "describe-v1")
+    assert (s2.generator.backend, s2.generator.concurrency, s2.generator.temperature, s2.generator.prompt) == ("openai", 8, 0.2, str(tmp_path / "mine.txt"))
+    for override, message in (("{backend: grounded}", None),
+                              ("{backend: llama}", r"sources\[1\]\.generator\.backend: 'llama' is not one of grounded, transformers, openai"),
+                              ("{prompt: nope}", r"sources\[1\]\.generator\.prompt: prompt 'nope' is neither a bundled template"),
+                              ("{api_key_env: 'sk-123'}", r"sources\[1\]\.generator\.api_key_env: must name an environment variable"),
+                              ("{device: gpu0}", r"sources\[1\]\.generator\.device: must be auto, cpu, cuda or cuda:N")):
+        path.write_text(head % override)
+        if message is None:
+            assert load_sources(path).sources[1].generator.backend == "grounded"
+            continue
+        with pytest.raises(SourcesFileError, match=r"sources.yaml:5: " + message):
+            load_sources(path)
+    (tmp_path / "mine.txt").write_text("Describe {image}")
+    path.write_text(head % "{prompt: mine.txt}")
+    with pytest.raises(SourcesFileError, match=r"unknown placeholder \{image\}"):
+        load_sources(path)

@@ -52,6 +52,17 @@ def make_generator(spec: GeneratorSpec) -> Generator:
     return TransformersGenerator(spec)
 
 
+def prompt_version_of(spec: GeneratorSpec) -> str:
+    """The template (grounded) or prompt file, with its content hash, without loading a model."""
+    if spec.backend == "grounded":
+        from medtrinity_core.describe.grounded import TEMPLATE_VERSION
+
+        return TEMPLATE_VERSION
+    from medtrinity_core.describe.prompts import load_prompt
+
+    return load_prompt(spec.prompt).version
+
+
 def boxed_png(workdir: Workdir, image: dict, rois: list[dict]) -> bytes:
     """The normalized image, RGB, with each ROI's box drawn on a copy: what a model is shown."""
     from PIL import Image, ImageDraw

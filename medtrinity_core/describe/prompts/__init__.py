@@ -56,7 +56,8 @@ class Prompt:
 
 
 @lru_cache(maxsize=32)
-def _read(path: str) -> str:
+def _read(path: str, version: tuple[int, int]) -> str:
+    """Read once per content version (modification time and size): an edited file is read again."""
     return Path(path).read_text(encoding="utf-8")
 
 
@@ -67,7 +68,8 @@ def load_prompt(ref: str, base: Path | None = None) -> Prompt:
     if not path.is_file():
         names = ", ".join(sorted(p.stem for p in BUNDLED.glob("*.txt")))
         raise PromptError(f"prompt {ref!r} is neither a bundled template ({names}) nor a file")
-    text = _read(str(path))
+    stat = path.stat()
+    text = _read(str(path), (stat.st_mtime_ns, stat.st_size))
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(text) if name}
     except ValueError as exc:
