@@ -194,6 +194,7 @@ PROVENANCE = pl.Struct(
         "source_path_hashed": pl.Boolean,
         "source_sha256": pl.String,
         "item_id": pl.String,
+        "patient_key": pl.String,  # salted hash of the patient id where the source has one (DICOM): splits keep a patient whole
         "slice_axis": pl.String,
         "slice_index": pl.Int64,
         "volume_index": pl.Int64,

@@ -11,6 +11,7 @@ from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import source_assets
 from medtrinity_dagster.io_manager import ManifestIOManager
 from medtrinity_dagster.knowledge import build_knowledge_asset
+from medtrinity_dagster.release import build_exports_asset
 from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, NoProgress, WorkdirResource
 
 
@@ -20,7 +21,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None) -> dg.Definitions:
     wd = Workdir.at(workdir)
-    assets: list = [build_knowledge_asset(sources.corpora)]
+    assets: list = [build_knowledge_asset(sources.corpora), build_exports_asset(sources)]
     asset_checks: list = []
     for src in sources.sources:
         stage_assets, stage_checks = source_assets(src)

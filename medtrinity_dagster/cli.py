@@ -194,6 +194,52 @@ def cmd_lineage(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from medtrinity_core.release.collect import Filters
+    from medtrinity_core.release.export import export
+    from medtrinity_core.release.splits import DEFAULT_FRACTIONS, parse_fractions
+
+    sources = load_sources(args.sources)
+    try:
+        fractions = parse_fractions(args.splits) if args.splits else DEFAULT_FRACTIONS
+    except ValueError as exc:
+        raise MedtrinityError(str(exc)) from None
+    filters = Filters(license_group=args.license_group, licenses=tuple(x for x in (args.licenses or "").split(",") if x),
+                      min_faithfulness=args.min_faithfulness, sources=tuple(args.source or ()), fractions=fractions)
+    summary = export(Workdir.at(args.workdir), sources, Path(args.out), args.format, filters)
+    splits = ", ".join(f"{k} {v}" for k, v in summary["counts"]["split"].items())
+    dropped = f"; left out: {', '.join(f'{v} ({k})' for k, v in summary['dropped'].items())}" if summary["dropped"] else ""
+    print(f"{args.out}: {summary['rows']} records as {summary['format']} ({splits}) in {len(summary['files'])} file(s){dropped}; "
+          f"card README.md, croissant.json, SHA256SUMS")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from pathlib import Path
+
+    from medtrinity_core.release.checksums import verify
+
+    problems = verify(Path(args.dir))
+    for problem in problems:
+        print(f"{args.dir}: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_FAILED
+    print(f"{args.dir}: every file matches SHA256SUMS; every image and mask decodes; counts match the card")
+    return EXIT_OK
+
+
+def cmd_decontam_build(args) -> int:
+    from pathlib import Path
+
+    from medtrinity_core.release.decontam import build_list
+
+    images, failed = build_list([Path(p) for p in args.images], Path(args.out), args.modality)
+    print(f"{args.out}: {images} benchmark image(s) hashed" + (f"; {failed} file(s) could not be read" if failed else ""))
+    return EXIT_OK
+
+
 def cmd_review(args) -> int:
     from pathlib import Path
 
@@ -295,6 +341,29 @@ def parser() -> argparse.ArgumentParser:
     prev.add_argument("image_id", metavar="IMAGE_ID")
     prev.add_argument("--out", required=True, metavar="FILE", help="PNG file to write")
     prev.set_defaults(func=cmd_preview)
+
+    exp = with_workdir(sub.add_parser("export", help="write the dataset in a format trainers read, with splits, a card and checksums"))
+    exp.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")
+    exp.add_argument("--out", required=True, metavar="DIR", help="export folder (new, empty, or an earlier export to replace)")
+    exp.add_argument("--format", required=True, choices=["hf", "parquet", "medtrinity", "webdataset", "llava", "coco"])
+    exp.add_argument("--license-group", default="all", choices=["commercial", "noncommercial", "all"])
+    exp.add_argument("--licenses", metavar="ID,...", help="only rows under these SPDX ids")
+    exp.add_argument("--min-faithfulness", type=float, metavar="X", help="only rows scoring at least X")
+    exp.add_argument("--source", nargs="+", metavar="NAME", help="only these sources")
+    exp.add_argument("--splits", metavar="NAME=F,...", help="split fractions by patient (default train=0.8,validation=0.1,test=0.1)")
+    exp.set_defaults(func=cmd_export)
+
+    ver = sub.add_parser("verify", help="re-hash an export and check every row's image and masks; exit 1 naming each problem")
+    ver.add_argument("dir", metavar="DIR")
+    ver.set_defaults(func=cmd_verify)
+
+    dec = sub.add_parser("decontam", help="decontamination lists")
+    dec_sub = dec.add_subparsers(dest="decontam_command", required=True)
+    dbuild = dec_sub.add_parser("build", help="hash benchmark test images in the normalized stage's pixel space")
+    dbuild.add_argument("--images", nargs="+", required=True, metavar="DIR", help="folders of benchmark test images")
+    dbuild.add_argument("--out", required=True, metavar="FILE", help="the list to write (name it under decontamination: {hashes: FILE})")
+    dbuild.add_argument("--modality", default="xray", choices=sorted(MODALITIES), help="how DICOM files among them are windowed (default xray)")
+    dbuild.set_defaults(func=cmd_decontam_build)
 
     rev = with_workdir(sub.add_parser("review", help="write an HTML page of sampled descriptions with overlays, facts, scores and flags"))
     rev.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")

@@ -30,7 +30,7 @@ def test_definitions_load_for_every_example_source(tmp_path):
             assert f"{src.name}/{stage}" in keys
         # each source's context depends on the shared knowledge base
         assert dg.AssetKey("knowledge_base") in graph.get(dg.AssetKey([src.name, "context"])).parent_keys
-    assert len(keys) == 1 + 6 * len(sources.sources)
+    assert len(keys) == 2 + 6 * len(sources.sources) and "exports" in keys
     groups = {graph.get(dg.AssetKey(["kvasir-seg", "raw"])).group_name}
     assert groups == {"kvasir_seg"}
     # the generator each source's descriptions use is shown on the asset itself
@@ -44,7 +44,7 @@ def test_workspace_module_loads_from_environment(tmp_path):
     code = "from medtrinity_dagster.definitions import defs; print(len(list(defs.resolve_asset_graph().get_all_asset_keys())))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "61"
+    assert out.stdout.strip().splitlines()[-1] == "62"  # knowledge_base, exports and six stages for each of the ten sources
 
 
 def test_whole_graph_materializes_and_keeps_good_items(pipeline):

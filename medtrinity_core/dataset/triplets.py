@@ -93,6 +93,7 @@ def build_triplets(
                     "source_path_hashed": source.paths_identify_patients,
                     "source_sha256": img["source_sha256"],
                     "item_id": img["item_id"],
+                    "patient_key": img.get("patient_key"),
                     "slice_axis": img["slice_axis"],
                     "slice_index": img["slice_index"],
                     "volume_index": img.get("volume_index"),
