@@ -123,7 +123,7 @@ def write_card(out: Path, fmt: str, files: list[str], collection: Collection, fi
     size = "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M" if n < 1_000_000 else "n>1M"
     header = ["---", f"license: {'other' if len(licenses) != 1 or licenses[0].startswith('LicenseRef-') else licenses[0].lower()}",
               "license_details: " + json.dumps(", ".join(licenses)), "task_categories:", "- image-to-text", "- image-segmentation",
-              "- visual-question-answering", "tags:", "- medical", "- multimodal", f"size_categories:", f"- {size}"]
+              "- visual-question-answering", "tags:", "- medical", "- multimodal", "size_categories:", f"- {size}"]
     if fmt in ("hf", "medtrinity"):
         header += ["configs:", "- config_name: default", "  data_files:"] + [f"  - split: {s}\n    path: data/{s}-*.parquet" for s in tally["split"]]
     header.append("---")
