@@ -147,7 +147,12 @@ def cmd_run(args) -> int:
 
 
 def _brief(meta: dict) -> str:
-    return ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in list(meta.items())[:4])
+    """A suite's failing expectations with their row counts and first rows; else the first metadata."""
+    values = {k: getattr(v, "value", v) for k, v in meta.items()}
+    if "suite" in values:
+        failing = [*values.get("errors", []), *values.get("warnings", [])]
+        return "; ".join(f"{f['expectation']}: {f['failing_rows']} row(s), e.g. {', '.join(f['examples'][:3])}" for f in failing)
+    return ", ".join(f"{k}={v}" for k, v in list(values.items())[:4])
 
 
 def _print_table(table) -> None:

@@ -19,7 +19,8 @@ from medtrinity_core.imaging.normalize import normalized_stage
 from medtrinity_core.knowledge.retrieve import retrieve_context
 from medtrinity_core.knowledge.store import fetch_passages, open_collection
 from medtrinity_core.knowledge.vocabulary import source_vocabulary
-from medtrinity_core.quality import checks
+from medtrinity_core.quality import checks, suites
+from medtrinity_core.quality.names import patient_name_tokens
 from medtrinity_core.quarantine import items_in, read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
 from medtrinity_core.roi.expert import load_expert
@@ -177,18 +178,34 @@ def _result(passed: bool, metadata: dict, severity=dg.AssetCheckSeverity.ERROR) 
     return dg.AssetCheckResult(passed=passed, severity=severity, metadata={k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v for k, v in metadata.items()})
 
 
+def _suite_result(result) -> dg.AssetCheckResult:
+    """An error-severity failure fails the blocking check (downstream stages do not run); warnings alone
+    fail it with WARN severity, which blocks nothing."""
+    severity = dg.AssetCheckSeverity.ERROR if result.errors else dg.AssetCheckSeverity.WARN
+    return _result(not result.errors and not result.warnings, result.metadata(), severity)
+
+
 def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefinition]:
-    @dg.asset_check(asset=key("normalized"), partitions_def=parts, name="unique_image_ids", description="Every image id appears once")
-    def unique_image_ids(normalized: pl.DataFrame) -> dg.AssetCheckResult:
-        return _result(*checks.unique_ids(normalized, "image_id"))
+    config = json.loads(src.quality)
 
-    @dg.asset_check(asset=key("rois"), partitions_def=parts, name="unique_roi_ids", description="Every ROI id appears once")
-    def unique_roi_ids(rois: pl.DataFrame) -> dg.AssetCheckResult:
-        return _result(*checks.unique_ids(rois, "roi_id"))
+    def history(wd: Workdir) -> pl.DataFrame:
+        frames = [read_parquet(p).select("label", "area_ratio") for p in sorted(wd.manifests.glob(f"{src.name}/rois/*.parquet"), key=str)]
+        return pl.concat(frames) if frames else pl.DataFrame(schema={"label": pl.String, "area_ratio": pl.Float64})
 
-    @dg.asset_check(asset=key("rois"), partitions_def=parts, name="boxes_inside_image", description="Every ROI box lies inside its image")
-    def boxes_inside_image(rois: pl.DataFrame) -> dg.AssetCheckResult:
-        return _result(*checks.boxes_inside_image(rois))
+    def names(wd: Workdir, shard: str) -> dict:
+        raw, normalized = (read_parquet(wd.manifest_path(src.name, s, shard)) for s in ("raw", "normalized"))
+        return patient_name_tokens(src, raw, normalized, SourcePaths.of(wd, src))
+
+    @dg.asset_check(asset=key("normalized"), partitions_def=parts, name="normalized_suite", blocking=True,
+                    description="GX: ids non-null and unique, sizes and normalization parameters in range; masks non-empty, of their image's shape, none duplicated")
+    def normalized_suite(normalized: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        return _suite_result(suites.normalized_suite(normalized, workdir.get(), config))
+
+    @dg.asset_check(asset=key("rois"), partitions_def=parts, name="rois_suite", blocking=True,
+                    description="GX: ROI ids non-null and unique, labels present, boxes inside the image, 0 < area ratio <= 1; label outliers and unmapped labels warn")
+    def rois_suite(rois: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        vocabulary = source_vocabulary(src)
+        return _suite_result(suites.rois_suite(rois, history(workdir.get()), config, lambda label: vocabulary.term(label) is not None))
 
     @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="faithfulness", blocking=True,
                     description=f"Mean faithfulness at least {src.min_mean_faithfulness} and descriptions with a contradiction at most "
@@ -196,13 +213,15 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
     def faithfulness(descriptions: pl.DataFrame) -> dg.AssetCheckResult:
         return _result(*checks.faithfulness(descriptions, src.min_mean_faithfulness, src.max_contradiction_rate))
 
-    @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="unique_triplet_ids", description="Every triplet id appears once")
-    def unique_triplet_ids(triplets: pl.DataFrame) -> dg.AssetCheckResult:
-        return _result(*checks.unique_ids(triplets, "triplet_id"))
+    @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="descriptions_suite", blocking=True,
+                    description="GX: ids unique, length within bounds, every facet written or recorded missing, no patient data in any text")
+    def descriptions_suite(context: dg.AssetCheckExecutionContext, descriptions: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        return _suite_result(suites.descriptions_suite(descriptions, config, names(workdir.get(), context.partition_key)))
 
-    @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="names_modality_and_organ", description="Each description names its modality, and its organ when the source states one")
-    def names_modality_and_organ(triplets: pl.DataFrame) -> dg.AssetCheckResult:
-        return _result(*checks.descriptions_name_modality_and_organ(triplets, src.modality, src.body_region))
+    @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="triplets_suite", blocking=True,
+                    description="GX: ids non-null and unique, allowed modalities, a licence on every row, modality and organ named, no patient data in any text field")
+    def triplets_suite(context: dg.AssetCheckExecutionContext, triplets: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        return _suite_result(suites.triplets_suite(triplets, src.modality, src.body_region, config, names(workdir.get(), context.partition_key)))
 
     @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="quarantine_share", description="Share of the shard's items in quarantine, against max_quarantine_share")
     def quarantine_share(context: dg.AssetCheckExecutionContext, workdir: WorkdirResource) -> dg.AssetCheckResult:
@@ -214,4 +233,4 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
         meta["reasons"] = dict(sorted(Counter(q["reason"].to_list()).items()))
         return _result(passed, meta, dg.AssetCheckSeverity.WARN)
 
-    return [unique_image_ids, unique_roi_ids, boxes_inside_image, faithfulness, unique_triplet_ids, names_modality_and_organ, quarantine_share]
+    return [normalized_suite, rois_suite, faithfulness, descriptions_suite, triplets_suite, quarantine_share]

@@ -304,7 +304,8 @@ def test_the_vocabulary_maps_labels_as_sources_write_them_and_passes_the_rest_th
     assert vocabulary.lookup("PE").category == "finding" and vocabulary.lookup("aorta").category == "anatomy"
     # a side is matched without it, and only a side: an unknown structure stays unknown
     assert vocabulary.lookup("lung_lower_lobe_right").term == "lung" and vocabulary.lookup("gluteus maximus left").term == "gluteal muscles"
-    assert vocabulary.lookup("autochthon_left") is None and vocabulary.lookup("left") is None
+    assert vocabulary.lookup("rib_left_9").term == "rib" and vocabulary.lookup("vertebrae_T9").term == "vertebra"  # levels too
+    assert vocabulary.lookup("iliopsoas_left") is None and vocabulary.lookup("left") is None
     assert dict(vocabulary.lookup("pleural effusion").appearance)["xray"].startswith("a brighter")
     # codes only from pydicom's codedict, and each one the concept it names
     coded = [t for t in vocabulary.terms if t.snomed]

@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 BUNDLED = Path(__file__).with_name("vocabulary.yaml")
-CATEGORIES = ("finding", "anatomy")
+CATEGORIES = ("finding", "anatomy", "normal")  # normal: a class saying nothing abnormal is shown (never queried)
 SIDES = {"left", "right", "lt", "rt", "l", "r", "bilateral"}
+LEVEL = re.compile(r"^[ctls]?\d{1,2}$")  # a rib's number, a vertebral level (C1-C7, T1-T12, L1-L5, S1)
 
 
 def normal_form(label: str) -> str:
@@ -46,11 +47,12 @@ class Vocabulary:
     index: dict[str, Term] = field(default_factory=dict)
 
     def lookup(self, label: str) -> Term | None:
-        """By normal form; failing that, without its side (`kidney_left` is the kidney, on the left)."""
+        """By normal form; failing that, without its side or level (`kidney_left` is the kidney, on the
+        left; `rib_left_9` a rib; `vertebrae_T9` a vertebra)."""
         key = normal_form(label)
         found = self.index.get(key)
         if found is None:
-            bare = " ".join(w for w in key.split() if w not in SIDES)
+            bare = " ".join(w for w in key.split() if w not in SIDES and not LEVEL.match(w))
             found = self.index.get(bare) if bare and bare != key else None
         return found
 

@@ -42,7 +42,7 @@ SOURCE_KEYS = {
     "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
     "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
     "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "boxes", "expert", "proposals", "include_proposals",
-    "orientation", "volume_index", "midline_band", "terms", "findings", "mmr", "generator", *DEFAULTS,
+    "orientation", "volume_index", "midline_band", "terms", "findings", "mmr", "generator", "quality", *DEFAULTS,
 }
 BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
 EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device", "trust_code"}
@@ -166,6 +166,7 @@ class SourceConfig:
     mmr: float | None = None  # maximal marginal relevance: 1.0 relevance only ... 0.0 diversity only; None: off
     vocabulary: Path | None = None  # the sources file's own vocabulary, extending the bundled one
     generator: GeneratorSpec = GeneratorSpec()
+    quality: str = "{}"  # JSON of the `quality:` mapping: severities, label ranges, description length bounds
     benchmark_hashes: Path | None = None  # images to exclude (benchmark test sets): one hash per line
     shard_size: int = DEFAULTS["shard_size"]
     max_side: int = DEFAULTS["max_side"]
@@ -540,6 +541,40 @@ def _parse_findings(chk: _Checker, node: LineDict, path: str) -> tuple[str, ...]
     return tuple(sorted(set(value)))
 
 
+QUALITY_KEYS = {"severity", "label_ranges", "description_chars"}
+SEVERITY_NAMES = ("empty_mask", "duplicate_mask", "outlier", "length", "patient_data")
+
+
+def _pair(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and value[0] <= value[1]
+
+
+def _parse_quality(chk: _Checker, node: LineDict, path: str) -> str:
+    """`quality:` severities (error | warn) of the suites' expectations, per-label ranges of area ratio
+    and count, and description length bounds; kept as JSON (the config stays hashable)."""
+    if "quality" not in node:
+        return "{}"
+    q = chk.mapping(node["quality"], node, "quality", f"{path}.quality")
+    chk.unknown_keys(q, QUALITY_KEYS, f"{path}.quality")
+    severity = q.get("severity") or {}
+    if not isinstance(severity, dict):
+        chk.fail(q, "severity", f"{path}.quality.severity", f"must map expectations ({', '.join(SEVERITY_NAMES)}) to error or warn")
+    for name in severity:
+        if name not in SEVERITY_NAMES:
+            chk.fail(severity, name, f"{path}.quality.severity.{name}", f"unknown expectation (known: {', '.join(SEVERITY_NAMES)})")
+        chk.choice(severity, name, f"{path}.quality.severity.{name}", ("error", "warn"))
+    ranges = q.get("label_ranges") or {}
+    if not isinstance(ranges, dict):
+        chk.fail(q, "label_ranges", f"{path}.quality.label_ranges", "must map labels to {area_ratio: [lo, hi], count: [lo, hi]}")
+    for label, spec in ranges.items():
+        if not isinstance(spec, dict) or set(spec) - {"area_ratio", "count"} or not all(_pair(v) for v in spec.values()):
+            chk.fail(ranges, label, f"{path}.quality.label_ranges.{label}", "must be {area_ratio: [lo, hi], count: [lo, hi]} with lo <= hi")
+    chars = q.get("description_chars")
+    if chars is not None and not _pair(chars):
+        chk.fail(q, "description_chars", f"{path}.quality.description_chars", "must be [min, max] characters")
+    return json.dumps({"severity": dict(severity), "label_ranges": {k: dict(v) for k, v in ranges.items()}, **({"description_chars": chars} if chars else {})}, sort_keys=True)
+
+
 def _parse_mmr(chk: _Checker, node: LineDict, path: str) -> float | None:
     if node.get("mmr") is None:
         return None
@@ -685,6 +720,7 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         terms=_parse_terms(chk, node, path, vocabulary_file),
         findings=_parse_findings(chk, node, path),
         mmr=_parse_mmr(chk, node, path),
+        quality=_parse_quality(chk, node, path),
         vocabulary=vocabulary_file,
         **numbers,
     )
