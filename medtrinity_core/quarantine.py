@@ -13,6 +13,14 @@ def write_quarantine(workdir: Workdir, source: str, stage: str, shard: str, rows
     write_parquet(rows.select(list(QUARANTINE)), workdir.quarantine_path(source, stage, shard))
 
 
+WITHDRAWN = ("taken_down",)  # removed on request: not a defect of the data, so outside the quarantine share
+
+
+def defects(quarantined: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine rows for what was wrong with an item, without items withdrawn on request."""
+    return quarantined.filter(~pl.col("reason").is_in(WITHDRAWN))
+
+
 def items_in(good_raw_rows: int, quarantined: pl.DataFrame) -> int:
     """Items a shard or source started with: inventoried ones plus those the raw stage quarantined."""
     return good_raw_rows + quarantined.filter(pl.col("stage") == "raw").height

@@ -245,6 +245,64 @@ def cmd_decontam_build(args) -> int:
     return EXIT_OK
 
 
+def _vacuum(dagster_home, run_ids: set[str]) -> None:
+    """Deleting a run leaves its asset-check evaluations (which name failing rows), and deleted rows stay
+    in an SQLite file's free pages until it is rebuilt: remove the former and rebuild every database of
+    the local instance, so nothing of a takedown is left on disk."""
+    import sqlite3
+    from pathlib import Path
+
+    for db in sorted(Path(str(dagster_home)).rglob("*.db")):
+        conn = sqlite3.connect(db)
+        try:
+            if conn.execute("select 1 from sqlite_master where name = 'asset_check_executions'").fetchone():
+                conn.executemany("delete from asset_check_executions where run_id = ?", [(r,) for r in sorted(run_ids)])
+                conn.commit()
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
+
+
+def cmd_takedown(args) -> int:
+    import contextlib
+    import io
+
+    import dagster as dg
+
+    from medtrinity_core.sources.identity import SourcePaths
+    from medtrinity_core.takedown import remove, request
+    from medtrinity_dagster.factory import STAGES
+
+    sources = load_sources(args.sources)
+    try:
+        src = sources.source(args.source)
+    except KeyError:
+        raise MedtrinityError(f"{args.sources} has no source named {args.source}") from None
+    kind, value = next((k, v) for k, v in (("path", args.path), ("path_hash", args.path_hash), ("patient_key", args.patient_key)) if v)
+    wd = Workdir.at(args.workdir)
+    rec = request(wd, src, kind, value, SourcePaths.of(wd, src))
+    report, shards = remove(wd, src.name, set(rec["items"]))
+    old_runs = set()
+    if shards:
+        instance = _instance(wd)
+        for stage in STAGES:
+            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([src.name, stage]), asset_partitions=sorted(shards)), limit=1000).records
+            old_runs |= {r.run_id for r in records}
+        quiet = io.StringIO()
+        with contextlib.redirect_stdout(quiet):
+            code = cmd_run(argparse.Namespace(sources=args.sources, select=[s for s in STAGES], source=[src.name], no_progress=True, workdir=args.workdir))
+        for run_id in sorted(old_runs):
+            instance.delete_run(run_id)  # their event logs held the removed rows' metadata and previews
+        _vacuum(wd.dagster_home, old_runs)
+        if code != EXIT_OK:
+            print(quiet.getvalue(), end="")
+    for line in report:
+        print(f"removed {line}")
+    print(f"takedown recorded for {src.name} ({kind}): {len(rec['items'])} item(s), {len(report)} derived row(s) and file(s) removed, "
+          f"shard(s) {', '.join(sorted(shards)) or 'none'} re-materialized, {len(old_runs)} earlier run(s) deleted from the event log")
+    return EXIT_OK
+
+
 def cmd_review(args) -> int:
     from pathlib import Path
 
@@ -369,6 +427,15 @@ def parser() -> argparse.ArgumentParser:
     dbuild.add_argument("--out", required=True, metavar="FILE", help="the list to write (name it under decontamination: {hashes: FILE})")
     dbuild.add_argument("--modality", default="xray", choices=sorted(MODALITIES), help="how DICOM files among them are windowed (default xray)")
     dbuild.set_defaults(func=cmd_decontam_build)
+
+    td = with_workdir(sub.add_parser("takedown", help="remove a path, a path hash or a patient from the dataset, now and on every later run"))
+    td.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")
+    td.add_argument("--source", required=True, metavar="NAME")
+    which = td.add_mutually_exclusive_group(required=True)
+    which.add_argument("--path", metavar="PATH", help="a file or folder under the source's root")
+    which.add_argument("--path-hash", metavar="H", help="a path's public token (path-<hash>) as triplets show it")
+    which.add_argument("--patient-key", metavar="K", help="a patient key as provenance shows it")
+    td.set_defaults(func=cmd_takedown)
 
     rev = with_workdir(sub.add_parser("review", help="write an HTML page of sampled descriptions with overlays, facts, scores and flags"))
     rev.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")

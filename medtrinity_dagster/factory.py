@@ -21,7 +21,7 @@ from medtrinity_core.knowledge.store import fetch_passages, open_collection
 from medtrinity_core.knowledge.vocabulary import source_vocabulary
 from medtrinity_core.quality import checks, suites
 from medtrinity_core.quality.names import patient_name_tokens
-from medtrinity_core.quarantine import items_in, read_quarantine, write_quarantine
+from medtrinity_core.quarantine import defects, items_in, read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
 from medtrinity_core.roi.expert import load_expert
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
@@ -227,7 +227,7 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
     def quarantine_share(context: dg.AssetCheckExecutionContext, workdir: WorkdirResource) -> dg.AssetCheckResult:
         wd = workdir.get()
         shard = context.partition_key
-        q = read_quarantine(wd, src.name, shard)
+        q = defects(read_quarantine(wd, src.name, shard))
         items = items_in(read_parquet(wd.manifest_path(src.name, "raw", shard)).height, q)
         passed, meta = checks.quarantine_share(q["item_id"].n_unique(), items, src.max_quarantine_share)
         meta["reasons"] = dict(sorted(Counter(q["reason"].to_list()).items()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from medtrinity_core.quarantine import items_in, read_quarantine
+from medtrinity_core.quarantine import defects, items_in, read_quarantine
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir, read_parquet
 
@@ -17,7 +17,7 @@ def _count(workdir: Workdir, source: str, stage: str) -> int:
 def summarize(workdir: Workdir, sources: list[SourceConfig]) -> pl.DataFrame:
     rows = []
     for src in sources:
-        q = read_quarantine(workdir, src.name)
+        q = defects(read_quarantine(workdir, src.name))  # taken-down items are gone from the dataset, not defects
         rows.append(
             {
                 "source": src.name,

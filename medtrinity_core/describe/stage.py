@@ -115,8 +115,8 @@ def describe(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, c
         batch = [(facts[img["image_id"]], boxed_png(workdir, img, rois_by_image.get(img["image_id"], [])) if generator.needs_image else None) for img, _ in chunk]
         for (img, key), out in zip(chunk, generator.generate(batch)):
             results[img["image_id"]] = out
-            if not out.get("error"):
-                atomic_write_bytes(_cache_path(workdir, key), json.dumps(out, sort_keys=True).encode())
+            if not out.get("error"):  # the image's hash goes with it, so a takedown finds it
+                atomic_write_bytes(_cache_path(workdir, key), json.dumps({**out, "image_sha256": img.get("image_sha256")}, sort_keys=True).encode())
     rows, quarantined = [], []
     for img in images:
         out = results[img["image_id"]]

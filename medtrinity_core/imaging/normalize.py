@@ -333,12 +333,37 @@ def normalize(source: SourceConfig, raw_rows: Iterable[dict], workdir: Workdir) 
     return frame(rows, NORMALIZED), frame(quarantined, QUARANTINE)
 
 
+def _taken_down(source: SourceConfig, images: pl.DataFrame, quarantined: pl.DataFrame, workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Items of a patient named in a takedown request leave here, their PNGs deleted (a new file of that
+    patient can only be known once its header is read)."""
+    from medtrinity_core.takedown import load
+
+    keys = load(workdir, source.name).patient_keys
+    if not keys or images.is_empty():
+        return images, quarantined
+    down = images.filter(pl.col("patient_key").is_in(sorted(keys)))
+    if down.is_empty():
+        return images, quarantined
+    items = set(down["item_id"].to_list())
+    kept = images.filter(~pl.col("item_id").is_in(sorted(items)))
+    kept_uris = {u for row in kept.iter_rows(named=True) for u in [row["image_uri"], *(m["uri"] for m in row["masks"] or [])]}
+    for row in down.iter_rows(named=True):
+        for uri in [row["image_uri"], *(m["uri"] for m in row["masks"] or [])]:
+            if uri not in kept_uris:
+                workdir.resolve(uri).unlink(missing_ok=True)
+    rows = {r["item_id"]: r for r in down.iter_rows(named=True)}
+    q = frame([{"item_id": i, "source": source.name, "relpath": rows[i]["relpath"], "stage": STAGE, "reason": "taken_down",
+                "detail": "a takedown request names this item's patient"} for i in sorted(items)], QUARANTINE)
+    return kept, pl.concat([quarantined, q])
+
+
 def normalized_stage(source: SourceConfig, raw: pl.DataFrame, workdir: Workdir, shard: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """The normalized stage of one shard: its images, marked against every image kept so far (within and
     across shards and sources), with every raw item accounted for and the duplicates counted."""
     from medtrinity_core.accounting import account
 
     images, quarantined = normalize(source, raw.iter_rows(named=True), workdir)
+    images, quarantined = _taken_down(source, images, quarantined, workdir)
     images, found = deduplicate(images, workdir, source.name, shard, source.near_distance, source.benchmark_hashes)
     counts = account(STAGE, "item", raw["item_id"], images["item_id"], quarantined["item_id"])
     return images, quarantined, {**counts, "exact_duplicates": found["exact"], "near_duplicates": found["near"], "benchmark_matches": found["benchmark"]}

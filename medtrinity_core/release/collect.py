@@ -14,6 +14,7 @@ from medtrinity_core.quarantine import read_quarantine
 from medtrinity_core.release.licenses import GROUPS, allowed
 from medtrinity_core.release.splits import DEFAULT_FRACTIONS, split_key, split_of
 from medtrinity_core.storage import Workdir, read_parquet
+from medtrinity_core.takedown import load as load_takedowns
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,12 @@ def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Coll
         raise MedtrinityError(f"--source {unknown[0]} is not a source of the sources file")
     rows, dropped, decontaminated = [], Counter(), {}
     for name in names:
+        taken = load_takedowns(workdir, name)
         for path in sorted(workdir.manifests.glob(f"{name}/triplets/*.parquet"), key=str):
             for row in read_parquet(path).iter_rows(named=True):
-                if not allowed(row["license"], filters.license_group):
+                if taken.covers(row["provenance"]["item_id"], row["provenance"]["source_relpath"]) or row["provenance"].get("patient_key") in taken.patient_keys:
+                    dropped["taken down"] += 1
+                elif not allowed(row["license"], filters.license_group):
                     dropped[f"licence group {filters.license_group}"] += 1
                 elif filters.licenses and row["license"] not in filters.licenses:
                     dropped["licence not listed"] += 1

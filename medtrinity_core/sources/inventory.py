@@ -102,9 +102,17 @@ def raw_stage(source: SourceConfig, planned: list[str], workdir) -> tuple[pl.Dat
     planned path accounted for; the private path map gains what it learned."""
     from medtrinity_core.accounting import account
 
+    from medtrinity_core.takedown import load
+
     paths = SourcePaths.of(workdir, source)
     items, missing = shard_items(source, planned, paths)
     df, q = inventory(source, items, paths)
     paths.save()
+    taken = load(workdir, source.name)
+    down = [r for r in df.iter_rows(named=True) if taken.covers(r["item_id"], r["relpath"], paths.private(r["relpath"]) if paths.identifying else None)]
+    if down:
+        df = df.filter(~pl.col("item_id").is_in([r["item_id"] for r in down]))
+        missing += [{"item_id": r["item_id"], "source": source.name, "relpath": r["relpath"], "stage": STAGE, "reason": "taken_down",
+                     "detail": "a takedown request covers this item (takedown/)"} for r in down]
     q = pl.concat([frame(missing, QUARANTINE), q])
     return df, q, account(STAGE, "item", planned, df["relpath"], q["relpath"])
