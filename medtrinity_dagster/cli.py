@@ -199,6 +199,14 @@ def cmd_lineage(args) -> int:
     return EXIT_OK
 
 
+def _named_source(sources, args):
+    """`--source NAME` of `--sources FILE`, or a one-line error."""
+    try:
+        return sources.source(args.source)
+    except KeyError:
+        raise MedtrinityError(f"{args.sources} has no source named {args.source}") from None
+
+
 def cmd_export(args) -> int:
     from pathlib import Path
 
@@ -274,10 +282,7 @@ def cmd_takedown(args) -> int:
     from medtrinity_dagster.factory import STAGES
 
     sources = load_sources(args.sources)
-    try:
-        src = sources.source(args.source)
-    except KeyError:
-        raise MedtrinityError(f"{args.sources} has no source named {args.source}") from None
+    src = _named_source(sources, args)
     kind, value = next((k, v) for k, v in (("path", args.path), ("path_hash", args.path_hash), ("patient_key", args.patient_key)) if v)
     wd = Workdir.at(args.workdir)
     rec = request(wd, src, kind, value, SourcePaths.of(wd, src))
@@ -309,10 +314,7 @@ def cmd_review(args) -> int:
     from medtrinity_core.describe.review import write_review
 
     sources = load_sources(args.sources)
-    try:
-        src = sources.source(args.source)
-    except KeyError:
-        raise MedtrinityError(f"{args.sources} has no source named {args.source}") from None
+    src = _named_source(sources, args)
     out = Path(args.out)
     cards = write_review(Workdir.at(args.workdir), src, args.sample, out)
     print(f"{out / 'index.html'}: {cards} image(s) of {src.name}, flagged first")
@@ -345,12 +347,7 @@ def cmd_knowledge_query(args) -> int:
     retrieval = sources.retrieval if sources else RetrievalConfig()
     if args.source and not sources:
         raise MedtrinityError("--source needs --sources FILE")
-    src = None
-    if args.source:
-        try:
-            src = sources.source(args.source)
-        except KeyError:
-            raise MedtrinityError(f"{args.sources} has no source named {args.source}") from None
+    src = _named_source(sources, args) if args.source else None
     extra = str(sources.vocabulary) if sources and sources.vocabulary else None
     vocabulary = source_vocabulary(src) if src else SourceVocabulary(load_vocabulary(extra))
     collection = open_collection(retrieval, wd.chroma)

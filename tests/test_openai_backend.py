@@ -164,30 +164,16 @@ def test_headed_answers_parse_and_missing_facets_are_recorded(server):
 def test_a_garbage_answer_is_kept_scored_low_and_stopped_by_the_gate(server, tiny_sources, tmp_path):
     """Through Dagster: a source whose model answers nothing useful gets descriptions scored 0, its
     blocking faithfulness check fails, and the partition has no triplets."""
-    import dagster as dg
+    from medtrinity_core.storage import read_parquet
 
-    from medtrinity_core.sources.schema import load_sources
-    from medtrinity_core.sources.shards import update_plan
-    from medtrinity_core.storage import Workdir, read_parquet
-    from medtrinity_dagster.build import build_definitions
-    from medtrinity_dagster.factory import partitions_name
+    from .conftest import materialize_source
 
     text = tiny_sources.read_text() + f"    generator: {{backend: openai, url: '{server.url}', model: tiny-vlm, backoff_s: 0.05}}\n"
     path = tiny_sources.parent / "garbage-sources.yaml"
     path.write_text(text)
-    sources = load_sources(path)
-    src = sources.sources[0]
-    wd = Workdir.at(tmp_path / "wd")
-    plan = update_plan(wd, src)
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(partitions_name(src), list(plan))
-    defs = build_definitions(sources, str(wd.root))
-    everything = [*defs.assets, *defs.asset_checks]
-    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
     server.script = ["garbage"] * 20
-    shard = sorted(plan)[0]
-    result = dg.materialize(everything, resources=defs.resources, instance=instance, partition_key=shard, raise_on_error=False,
-                            selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in ("raw", "normalized", "rois", "context", "descriptions", "triplets")]))
+    run = materialize_source(path, tmp_path / "wd")
+    wd, src, shard, result = run["workdir"], run["source"], run["shard"], run["result"]
     descriptions = read_parquet(wd.manifest_path(src.name, "descriptions", shard))
     assert descriptions.height >= 1 and descriptions["faithfulness"].max() == 0.0
     assert set(descriptions["missing_facets"].to_list()[0]) == {"modality", "organ_tissue", "roi_location", "colour_texture", "relationships", "knowledge"}

@@ -121,24 +121,12 @@ def test_a_failed_rois_suite_blocks_the_partitions_descriptions(tiny_sources, tm
     import dagster as dg
 
     from medtrinity_core.sources.schema import load_sources
-    from medtrinity_core.sources.shards import update_plan
-    from medtrinity_dagster.build import build_definitions
-    from medtrinity_dagster.factory import partitions_name
+
+    from .conftest import materialize_source
 
     path = tiny_sources.parent / "strict-sources.yaml"
     path.write_text(tiny_sources.read_text() + "    quality: {label_ranges: {polyp: {area_ratio: [0.9, 1.0]}}, severity: {outlier: error}}\n")
-    sources = load_sources(path)
-    src = sources.sources[0]
-    wd = Workdir.at(tmp_path / "wd")
-    plan = update_plan(wd, src)
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(partitions_name(src), list(plan))
-    defs = build_definitions(sources, str(wd.root))
-    everything = [*defs.assets, *defs.asset_checks]
-    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
-    shard = sorted(plan)[0]
-    result = dg.materialize(everything, resources=defs.resources, instance=instance, partition_key=shard, raise_on_error=False,
-                            selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in ("raw", "normalized", "rois", "context", "descriptions", "triplets")]))
+    result = materialize_source(path, tmp_path / "wd")["result"]
     check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "rois_suite")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["errors"].value[0]["expectation"] == "area ratios inside the label's range"
