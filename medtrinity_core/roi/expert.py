@@ -12,20 +12,26 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.ids import sha256_file
 from medtrinity_core.sources.schema import ALLOWED_NETWORKS, CODE_KINDS, ExpertSpec
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _load_weights(path: Path) -> dict:
+    import torch  # heavy: imported where a model is loaded, so loading the Definitions stays fast
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _bundle_network(folder: Path) -> tuple[torch.nn.Module, Path]:
+    import torch
     from monai.bundle import ConfigParser
 
     configs = [folder / "configs" / name for name in ("inference.json", "inference.yaml", "train.json")]
@@ -46,6 +52,8 @@ def _bundle_network(folder: Path) -> tuple[torch.nn.Module, Path]:
 def load_network(spec: ExpertSpec) -> tuple[torch.nn.Module, Path]:
     if spec.kind in CODE_KINDS and not spec.trust_code:
         raise MedtrinityError(f"expert kind {spec.kind} runs code from {spec.path} on load; the source must set trust_code: true")
+    import torch
+
     if spec.kind == "torchscript":
         return torch.jit.load(str(spec.path), map_location="cpu"), spec.path
     if spec.kind == "state_dict":
@@ -64,6 +72,8 @@ class ExpertModel:
     """Predicts a label map and a per-pixel confidence for each 8-bit image."""
 
     def __init__(self, spec: ExpertSpec):
+        import torch
+
         self.spec = spec
         cuda = torch.cuda.is_available()
         self.device = torch.device(("cuda" if cuda else "cpu") if spec.device == "auto" else spec.device)
@@ -72,6 +82,8 @@ class ExpertModel:
         self.model_id = f"{spec.kind}:{spec.path.name}@{sha256_file(weights)[:12]}"
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        import torch
+
         pixels = image.astype(np.float32) / 255.0
         if pixels.ndim == 2:
             pixels = np.repeat(pixels[None], self.spec.in_channels, axis=0)
@@ -81,8 +93,14 @@ class ExpertModel:
             pixels = np.transpose(pixels, (2, 0, 1))
         return torch.from_numpy(np.ascontiguousarray(pixels))
 
-    @torch.no_grad()
     def predict(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        import torch
+
+        with torch.no_grad():
+            return self._predict(images)
+
+    def _predict(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        import torch
         from monai.inferers import sliding_window_inference
 
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(images)
