@@ -12,14 +12,15 @@ from medtrinity_dagster.factory import source_assets
 from medtrinity_dagster.io_manager import ManifestIOManager
 from medtrinity_dagster.knowledge import build_knowledge_asset
 from medtrinity_dagster.release import build_exports_asset
-from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, NoProgress, WorkdirResource
+from medtrinity_dagster.sensors import build_landing_sensor
+from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, NoProgress, WorkdirResource
 
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; the design relies on them (checks run per shard).
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
-def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None) -> dg.Definitions:
+def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None, landing: str | None = None) -> dg.Definitions:
     wd = Workdir.at(workdir)
     assets: list = [build_knowledge_asset(sources.corpora), build_exports_asset(sources)]
     asset_checks: list = []
@@ -31,7 +32,8 @@ def build_definitions(sources: SourcesFile, workdir: str, progress: object | Non
         "workdir": WorkdirResource(root=str(wd.root)),
         "knowledge": KnowledgeResource.of(sources.retrieval),
         "generator": GeneratorResource(),
+        "landing": LandingResource(root=landing or ""),
         "manifest_io": ManifestIOManager(base_dir=str(wd.manifests)),
         "progress": progress or NoProgress(),
     }
-    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources)
+    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources, sensors=[build_landing_sensor(sources)])

@@ -27,12 +27,13 @@ from medtrinity_core.roi.expert import load_expert
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
 from medtrinity_core.roi.preview import markdown_image, write_previews
 from medtrinity_core.sources.identity import SourcePaths
+from medtrinity_core.sources.drops import for_shard
 from medtrinity_core.sources.inventory import raw_stage
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import read_plan
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
-from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, Progress, WorkdirResource
+from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, Progress, WorkdirResource
 
 STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
 
@@ -78,15 +79,16 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         return {("context_" if s == "context" else s): dg.AssetIn(key=key(s)) for s in stages}
 
     @dg.asset(key=key("raw"), description=f"Inventory of {src.name} items ({src.layout}) under {src.root}", **common("raw"))
-    def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
+    def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, landing: LandingResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         wd = workdir.get()
-        df, q, counts = raw_stage(src, read_plan(wd, src.name).get(context.partition_key, []), wd)
+        shard_src = for_shard(src, context.partition_key, landing.path())  # a landing-zone drop's shard reads its drop's folder only
+        df, q, counts = raw_stage(shard_src, read_plan(wd, src.name).get(context.partition_key, []), wd)
         return _finish(context, progress, wd, src, "raw", df, q, **counts)
 
     @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common("normalized"))
-    def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
+    def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, landing: LandingResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
-        df, q, counts = normalized_stage(src, raw, wd, context.partition_key)
+        df, q, counts = normalized_stage(for_shard(src, context.partition_key, landing.path()), raw, wd, context.partition_key)
         return _finish(context, progress, wd, src, "normalized", df, q, **counts)
 
     @dg.asset(
@@ -147,11 +149,13 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         return _finish(context, progress, wd, src, "descriptions", df, q, **extra, **counts)
 
     @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common("triplets"))
-    def triplets(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame, descriptions: pl.DataFrame) -> dg.Output:
+    def triplets(context: dg.AssetExecutionContext, workdir: WorkdirResource, landing: LandingResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame, descriptions: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
         shard = context.partition_key
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
-        df, lineage = build_triplets(src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions, SourcePaths.of(wd, src), set(later["item_id"].to_list()))
+        shard_src = for_shard(src, shard, landing.path())
+        df, lineage = build_triplets(shard_src, shard, unique_images(normalized).iter_rows(named=True), dataset_rois(rois, src), context_, descriptions,
+                                     SourcePaths.of(wd, shard_src), set(later["item_id"].to_list()))
         write_parquet(lineage, wd.lineage_path(src.name, shard))
         low = descriptions.filter(pl.col("faithfulness") < src.min_faithfulness)["image_id"]
         counts = account_images("triplets", normalized, df["image_id"], later, {"low_faithfulness": low})
@@ -192,9 +196,10 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
         frames = [read_parquet(p).select("label", "area_ratio") for p in sorted(wd.manifests.glob(f"{src.name}/rois/*.parquet"), key=str)]
         return pl.concat(frames) if frames else pl.DataFrame(schema={"label": pl.String, "area_ratio": pl.Float64})
 
-    def names(wd: Workdir, shard: str) -> dict:
+    def names(wd: Workdir, shard: str, landing_root) -> dict:
         raw, normalized = (read_parquet(wd.manifest_path(src.name, s, shard)) for s in ("raw", "normalized"))
-        return patient_name_tokens(src, raw, normalized, SourcePaths.of(wd, src))
+        shard_src = for_shard(src, shard, landing_root)
+        return patient_name_tokens(shard_src, raw, normalized, SourcePaths.of(wd, shard_src))
 
     @dg.asset_check(asset=key("normalized"), partitions_def=parts, name="normalized_suite", blocking=True,
                     description="GX: ids non-null and unique, sizes and normalization parameters in range; masks non-empty, of their image's shape, none duplicated")
@@ -215,13 +220,13 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
 
     @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="descriptions_suite", blocking=True,
                     description="GX: ids unique, length within bounds, every facet written or recorded missing, no patient data in any text")
-    def descriptions_suite(context: dg.AssetCheckExecutionContext, descriptions: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
-        return _suite_result(suites.descriptions_suite(descriptions, config, names(workdir.get(), context.partition_key)))
+    def descriptions_suite(context: dg.AssetCheckExecutionContext, descriptions: pl.DataFrame, workdir: WorkdirResource, landing: LandingResource) -> dg.AssetCheckResult:
+        return _suite_result(suites.descriptions_suite(descriptions, config, names(workdir.get(), context.partition_key, landing.path())))
 
     @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="triplets_suite", blocking=True,
                     description="GX: ids non-null and unique, allowed modalities, a licence on every row, modality and organ named, no patient data in any text field")
-    def triplets_suite(context: dg.AssetCheckExecutionContext, triplets: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
-        return _suite_result(suites.triplets_suite(triplets, src.modality, src.body_region, config, names(workdir.get(), context.partition_key)))
+    def triplets_suite(context: dg.AssetCheckExecutionContext, triplets: pl.DataFrame, workdir: WorkdirResource, landing: LandingResource) -> dg.AssetCheckResult:
+        return _suite_result(suites.triplets_suite(triplets, src.modality, src.body_region, config, names(workdir.get(), context.partition_key, landing.path())))
 
     @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="quarantine_share", description="Share of the shard's items in quarantine, against max_quarantine_share")
     def quarantine_share(context: dg.AssetCheckExecutionContext, workdir: WorkdirResource) -> dg.AssetCheckResult:

@@ -62,6 +62,18 @@ class GeneratorResource(dg.ConfigurableResource):
         return make_generator(spec)
 
 
+class LandingResource(dg.ConfigurableResource):
+    """The landing zone: `<root>/<source>/<drop>/` folders the `landing_zone` sensor picks up once they
+    hold `_READY` (default: the MEDTRINITY_LANDING environment variable; empty: no landing zone)."""
+
+    root: str = ""
+
+    def path(self) -> Path | None:
+        from medtrinity_core.sources.drops import landing_root
+
+        return landing_root(self.root or None)
+
+
 class Progress(Protocol):
     def advance(self, source: str, stage: str, items: int) -> None: ...
 

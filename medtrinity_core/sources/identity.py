@@ -21,15 +21,20 @@ PREFIX = "path-"
 class SourcePaths:
     """Public tokens for a source's relative paths, and the private map back."""
 
-    def __init__(self, workdir: Workdir | None, source: str, identifying: bool):
-        self.workdir, self.source, self.identifying = workdir, source, identifying
+    def __init__(self, workdir: Workdir | None, source: str, identifying: bool, drop: str = "base"):
+        self.workdir, self.source, self.identifying, self.drop = workdir, source, identifying, drop
         self.salt = workdir.salt() if identifying and workdir is not None else None
         self._to_path = self._read_map() if identifying else {}
         self._known = len(self._to_path)
 
     @classmethod
     def of(cls, workdir: Workdir | None, source) -> "SourcePaths":
-        return cls(workdir, source.name, bool(source.paths_identify_patients))
+        return cls(workdir, source.name, bool(source.paths_identify_patients), source.drop)
+
+    def _in_source(self, relpath: str) -> str:
+        """A path under the drop's folder as the source knows it: `<drop>/<path>` outside the base drop,
+        so two drops holding `img001.png` never share an id."""
+        return relpath if self.drop == "base" else f"{self.drop}/{relpath}"
 
     def _read_map(self) -> dict[str, str]:
         if not self.map_path.exists():
@@ -43,6 +48,7 @@ class SourcePaths:
 
     def public(self, relpath: str) -> str:
         """What may be written: the path itself, or its salted hash (remembered for `private`)."""
+        relpath = self._in_source(relpath)
         if not self.identifying:
             return relpath
         if self.salt is None:
@@ -52,13 +58,18 @@ class SourcePaths:
         return token
 
     def private(self, token: str) -> str:
-        """The relative path a public token stands for."""
-        if not self.identifying:
+        """The path (relative to the drop's folder) a public token stands for."""
+        if self.identifying:
+            try:
+                token = self._to_path[token]
+            except KeyError:
+                raise KeyError(f"{token} is not in the private path map of source {self.source}") from None
+        if self.drop == "base":
             return token
-        try:
-            return self._to_path[token]
-        except KeyError:
-            raise KeyError(f"{token} is not in the private path map of source {self.source}") from None
+        prefix = f"{self.drop}/"
+        if not token.startswith(prefix):
+            raise KeyError(f"{token} is not a path of drop {self.drop} of source {self.source}")
+        return token[len(prefix):]
 
     def scrub(self, text: str | None, relpaths: list[str]) -> str | None:
         """A message with each of these paths, and its file name, replaced by its token."""

@@ -167,6 +167,7 @@ class SourceConfig:
     vocabulary: Path | None = None  # the sources file's own vocabulary, extending the bundled one
     generator: GeneratorSpec = GeneratorSpec()
     quality: str = "{}"  # JSON of the `quality:` mapping: severities, label ranges, description length bounds
+    drop: str = "base"  # the landing-zone drop whose folder `root` is (base: the source's own root)
     benchmark_hashes: Path | None = None  # images to exclude (benchmark test sets): one hash per line
     shard_size: int = DEFAULTS["shard_size"]
     max_side: int = DEFAULTS["max_side"]

@@ -43,16 +43,9 @@ def write_plan(workdir: Workdir, source: str, plan: dict[str, list[str]]) -> Non
 
 
 def update_plan(workdir: Workdir, source) -> dict[str, list[str]]:
-    """Plan every file the source's pattern selects (rejected ones too: their shard quarantines them)."""
-    from medtrinity_core.sources.discover import discover
+    """Plan every file the source's pattern selects under its own root (drop `base`; rejected files too:
+    their shard quarantines them). The whole plan is returned."""
+    from medtrinity_core.sources.drops import plan_drop
 
-    from medtrinity_core.sources.identity import SourcePaths
-
-    items, rejected = discover(source)
-    paths = SourcePaths.of(workdir, source)  # plans hold public paths: salted hashes where paths identify patients
-    planned = [paths.public(rel) for rel in [i.relpath for i in items] + [r.relpath for r in rejected]]
-    paths.save()
-    with workdir.lock(f"plan-{source.name}"):  # read-modify-write: a concurrent run must not lose shards
-        plan = extend_plan(read_plan(workdir, source.name), planned, source.shard_size)
-        write_plan(workdir, source.name, plan)
-    return plan
+    plan_drop(workdir, source)
+    return read_plan(workdir, source.name)

@@ -1,0 +1,91 @@
+"""The landing zone: `<landing>/<source>/<drop>/` folders, each a root for its source's patterns, picked
+up once a `_READY` marker says the drop is complete. A drop is planned once into shards
+`<drop>-NNNN` by the same function the command line uses for the source's own root (drop `base`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from medtrinity_core.errors import MedtrinityError
+from medtrinity_core.sources.shards import DEFAULT_DROP, extend_plan, read_plan, write_plan
+
+READY = "_READY"
+DROP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,62}$")  # no "-": shard keys are <drop>-NNNN
+LANDING_ENV = "MEDTRINITY_LANDING"
+
+
+def landing_root(value: str | None = None) -> Path | None:
+    root = value or os.environ.get(LANDING_ENV)
+    return Path(root) if root else None
+
+
+def drop_of(shard: str) -> str:
+    return shard.rsplit("-", 1)[0]
+
+
+def for_drop(source, drop: str, landing: Path | None):
+    """The source as one drop sees it: its patterns rooted at the drop's folder (reads stay inside it)."""
+    if drop == DEFAULT_DROP:
+        return source
+    if landing is None:
+        raise MedtrinityError(f"shard of drop {drop} of source {source.name}: no landing zone is configured ({LANDING_ENV})")
+    return replace(source, root=(landing / source.name / drop).resolve(), drop=drop)
+
+
+def for_shard(source, shard: str, landing: Path | None):
+    return for_drop(source, drop_of(shard), landing)
+
+
+def ready_drops(landing: Path, source: str) -> list[str]:
+    """Drops of a source whose `_READY` marker exists, by name; half-written ones wait."""
+    folder = landing / source
+    if not folder.is_dir():
+        return []
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and os.path.exists(os.path.join(e.path, READY)))
+
+
+def plan_drop(workdir, source, drop: str = DEFAULT_DROP, landing: Path | None = None) -> dict[str, list[str]]:
+    """The shards of one drop (planning it again gives the same shards: items already planned keep
+    theirs, an item is never split). Returns the drop's shards only."""
+    from medtrinity_core.sources.discover import discover
+    from medtrinity_core.sources.identity import SourcePaths
+
+    if drop != DEFAULT_DROP and not DROP_RE.match(drop):
+        raise MedtrinityError(f"drop folder {drop!r}: names are letters, digits, '_' and '.' (no '-': shard keys are <drop>-NNNN)")
+    dropped = for_drop(source, drop, landing)
+    items, rejected = discover(dropped)
+    paths = SourcePaths.of(workdir, dropped)  # plans hold public paths: <drop>/<path>, salted where paths identify patients
+    planned = [paths.public(rel) for rel in [i.relpath for i in items] + [r.relpath for r in rejected]]
+    paths.save()
+    with workdir.lock(f"plan-{source.name}"):  # read-modify-write: a concurrent run must not lose shards
+        plan = extend_plan(read_plan(workdir, source.name), planned, source.shard_size, drop)
+        write_plan(workdir, source.name, plan)
+    return {k: v for k, v in plan.items() if drop_of(k) == drop}
+
+
+def scan(landing: Path, source_names: set[str], seen: set[str], limit: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """(new ready drops as (source, drop), up to `limit` of them; problems to report once): folders of
+    unknown sources and badly named drops are reported, never planned. `seen` holds `source/drop` keys
+    (and `?name` keys of folders already reported) of earlier ticks."""
+    drops, problems = [], []
+    for entry in sorted(os.scandir(landing), key=lambda e: e.name) if landing.is_dir() else []:
+        if not entry.is_dir():
+            continue
+        if entry.name not in source_names:
+            if f"?{entry.name}" not in seen:
+                problems.append(f"?{entry.name}")
+            continue
+        for drop in ready_drops(landing, entry.name):
+            key = f"{entry.name}/{drop}"
+            if key in seen:
+                continue
+            if not DROP_RE.match(drop):
+                problems.append(key)
+                continue
+            drops.append((entry.name, drop))
+            if len(drops) == limit:
+                return drops, problems
+    return drops, problems

@@ -1,0 +1,82 @@
+"""The landing-zone sensor, evaluated with `build_sensor_context`: ready drops become shard partitions
+and keyed run requests once; half-written drops wait; unknown sources are reported once; a drop's shard
+runs with relpaths `<drop>/<path>` read from its own folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import dagster as dg
+import pytest
+
+from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.storage import Workdir, read_parquet
+from medtrinity_dagster.build import build_definitions
+from medtrinity_dagster.factory import STAGES, partitions_name
+
+from .conftest import KVASIR
+
+
+@pytest.fixture()
+def zone(tmp_path, tiny_sources):
+    landing = tmp_path / "landing"
+    for drop in ("d1", "d2"):
+        shutil.copytree(KVASIR, landing / "tiny-kvasir" / drop)
+    (landing / "tiny-kvasir" / "d1" / "_READY").touch()  # d2 is still being written
+    (landing / "unknown-source" / "x").mkdir(parents=True)
+    (landing / "unknown-source" / "x" / "_READY").touch()
+    sources = load_sources(tiny_sources)
+    defs = build_definitions(sources, str(tmp_path / "wd"), landing=str(landing))
+    return {"landing": landing, "sources": sources, "defs": defs, "wd": Workdir.at(tmp_path / "wd")}
+
+
+def tick(zone, cursor=None, instance=None):
+    sensor = zone["defs"].get_sensor_def("landing_zone")
+    with dg.build_sensor_context(cursor=cursor, instance=instance or dg.DagsterInstance.ephemeral(), resources=zone["defs"].resources) as context:
+        return sensor(context)
+
+
+def test_a_ready_drop_becomes_partitions_and_keyed_runs_once(zone):
+    assert zone["defs"].get_sensor_def("landing_zone").default_status == dg.DefaultSensorStatus.RUNNING
+    first = tick(zone)
+    assert [r.run_key for r in first.run_requests] == ["tiny-kvasir:d1-0000"] and first.run_requests[0].partition_key == "d1-0000"
+    assert [(p.partitions_def_name, p.partition_keys) for p in first.dynamic_partitions_requests] == [("tiny_kvasir__shards", ["d1-0000"])]
+    assert set(first.run_requests[0].asset_selection) == {dg.AssetKey(["tiny-kvasir", s]) for s in STAGES}
+    assert json.loads(first.cursor) == ["?unknown-source", "tiny-kvasir/d1"]  # the unknown folder is reported once
+    again = tick(zone, first.cursor)  # a restart with the same cursor requests nothing
+    assert again.run_requests == [] and json.loads(again.cursor) == json.loads(first.cursor)
+    planned_twice = tick(zone)  # even without the cursor the plan is the same and the run key dedupes the run
+    assert [r.run_key for r in planned_twice.run_requests] == ["tiny-kvasir:d1-0000"]
+    (zone["landing"] / "tiny-kvasir" / "d2" / "_READY").touch()
+    later = tick(zone, first.cursor)
+    assert [r.run_key for r in later.run_requests] == ["tiny-kvasir:d2-0000"]
+    plan = json.loads((zone["wd"].plans / "tiny-kvasir.json").read_text())
+    assert sorted(plan) == ["d1-0000", "d2-0000"] and all(p.startswith("d1/") for p in plan["d1-0000"])
+
+
+def test_a_drop_whose_files_match_nothing_is_reported_and_not_retried(zone):
+    empty = zone["landing"] / "tiny-kvasir" / "d3"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing here")
+    (empty / "_READY").touch()
+    result = tick(zone)
+    assert [r.run_key for r in result.run_requests] == ["tiny-kvasir:d1-0000"] and "tiny-kvasir/d3" in json.loads(result.cursor)
+    assert tick(zone, result.cursor).run_requests == []
+
+
+def test_a_drops_shard_runs_from_its_own_folder_with_drop_relpaths(zone):
+    instance = dg.DagsterInstance.ephemeral()
+    result = tick(zone, instance=instance)
+    src = zone["sources"].sources[0]
+    instance.add_dynamic_partitions(partitions_name(src), result.dynamic_partitions_requests[0].partition_keys)
+    defs = zone["defs"]
+    run = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, partition_key="d1-0000",
+                         selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in STAGES]), raise_on_error=False)
+    assert run.success
+    raw = read_parquet(zone["wd"].manifest_path(src.name, "raw", "d1-0000"))
+    assert raw.height == 3 and all(r.startswith("d1/images/") for r in raw["relpath"].to_list())
+    triplets = read_parquet(zone["wd"].manifest_path(src.name, "triplets", "d1-0000"))
+    assert triplets.height == 3 and {t["provenance"]["source_relpath"].split("/")[0] for t in triplets.iter_rows(named=True)} == {"d1"}
+    lineage = read_parquet(zone["wd"].lineage_path(src.name, "d1-0000"))
+    assert set(lineage["source_root"].to_list()) == {str((zone["landing"] / "tiny-kvasir" / "d1").resolve())}
