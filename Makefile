@@ -13,7 +13,7 @@ export DAGSTER_HOME := $(abspath $(WORKDIR))/dagster
 export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 
-.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval bench-generate clean
+.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval bench-generate bench-sensor clean
 
 venv: $(STAMP)
 
@@ -53,3 +53,6 @@ bench-retrieval: $(STAMP)
 
 bench-generate: $(STAMP)
 	$(PY) bench/bench_generate.py
+
+bench-sensor: $(STAMP)
+	$(PY) bench/bench_sensor.py
