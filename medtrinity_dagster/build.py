@@ -22,7 +22,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None, landing: str | None = None) -> dg.Definitions:
     wd = Workdir.at(workdir)
-    assets: list = [build_knowledge_asset(sources.corpora), build_exports_asset(sources)]
+    assets: list = [build_knowledge_asset(sources), build_exports_asset(sources)]
     asset_checks: list = []
     for src in sources.sources:
         stage_assets, stage_checks = source_assets(src)

@@ -81,6 +81,7 @@ def cmd_run(args) -> int:
     from medtrinity_core.sources.shards import update_plan
     from medtrinity_dagster.build import build_definitions
     from medtrinity_dagster.factory import STAGES, partitions_name
+    from medtrinity_dagster.incremental import first_stale, knowledge_current
     from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
 
     sources = load_sources(args.sources)
@@ -107,16 +108,29 @@ def cmd_run(args) -> int:
     defs = build_definitions(sources, str(wd.root), progress=progress)
     all_assets = [*defs.assets, *defs.asset_checks]
     failures, failed_checks = [], []
+    incremental = not args.force and not args.select  # --select names stages to run; --force runs everything
+    skipped = 0
     try:
-        if with_kb:
+        kb_current, kb_version = knowledge_current(instance, sources) if incremental else (False, None)
+        if with_kb and not kb_current:
             result = materialize(all_assets, resources=defs.resources, instance=instance, selection=[KNOWLEDGE_KEY], run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run"})
             if not result.success:
                 failures.append(f"knowledge_base: {_failure_message(result)}")
+            kb_version = knowledge_current(instance, sources)[1]
+        elif with_kb:
+            skipped += 1
         if stages and not failures:
             for src in chosen:
-                keys = [AssetKey([src.name, s]) for s in stages]
-                selection = AssetSelection.assets(*keys)
                 for shard in sorted(plans[src.name]):
+                    start = first_stale(instance, wd, src, shard, kb_version) if incremental else 0
+                    if start is None:
+                        skipped += 1
+                        for stage in stages:
+                            progress.advance(src.name, stage, 0)
+                        continue
+                    for stage in stages[:start]:
+                        progress.advance(src.name, stage, 0)
+                    selection = AssetSelection.assets(*[AssetKey([src.name, s]) for s in stages[start:]])
                     result = materialize(all_assets, resources=defs.resources, instance=instance, selection=selection, partition_key=shard, run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run"})
                     if not result.success:
                         failures.append(f"{src.name} shard {shard}: {_failure_message(result)}")
@@ -127,6 +141,8 @@ def cmd_run(args) -> int:
         progress.close()
     table = summarize(wd, chosen)
     _print_table(table)
+    if skipped:
+        print(f"skipped {skipped} partition(s) already up to date (missing and stale ones were run; --force runs all)")
     code = EXIT_OK
     for line in empty:  # a typo in `root` or `images` must not look like success
         print(f"error: {line}", file=sys.stderr)
@@ -295,7 +311,7 @@ def cmd_takedown(args) -> int:
             old_runs |= {r.run_id for r in records}
         quiet = io.StringIO()
         with contextlib.redirect_stdout(quiet):
-            code = cmd_run(argparse.Namespace(sources=args.sources, select=[s for s in STAGES], source=[src.name], no_progress=True, workdir=args.workdir))
+            code = cmd_run(argparse.Namespace(sources=args.sources, select=[s for s in STAGES], source=[src.name], no_progress=True, force=True, workdir=args.workdir))
         for run_id in sorted(old_runs):
             instance.delete_run(run_id)  # their event logs held the removed rows' metadata and previews
         _vacuum(wd.dagster_home, old_runs)
@@ -385,6 +401,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--select", nargs="+", metavar="STAGE", choices=["knowledge_base", "raw", "normalized", "rois", "context", "descriptions", "triplets"], help="only these stages (upstream manifests must exist)")
     run.add_argument("--source", nargs="+", metavar="NAME", help="only these sources")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--force", action="store_true", help="re-materialize every partition, not only missing and stale ones")
     run.set_defaults(func=cmd_run)
 
     src = sub.add_parser("sources", help="work with sources files")

@@ -17,7 +17,7 @@ from medtrinity_core.describe.stage import describe, prompt_version_of
 from medtrinity_core.imaging.dedup import unique_images
 from medtrinity_core.imaging.normalize import normalized_stage
 from medtrinity_core.knowledge.retrieve import retrieve_context
-from medtrinity_core.knowledge.store import fetch_passages, open_collection
+from medtrinity_core.knowledge.store import fetch_passages, open_collection, version_of
 from medtrinity_core.knowledge.vocabulary import source_vocabulary
 from medtrinity_core.quality import checks, suites
 from medtrinity_core.quality.names import patient_name_tokens
@@ -119,7 +119,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         counts = account_images("context", normalized, df["image_id"], _no_quarantine())
         labels = rois["label"].to_list() + [label for labels in images["labels"].to_list() for label in labels or []]
         unmapped = source_vocabulary(src).unmapped(labels)
-        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=df["kb_version"][0] if df.height else "",
+        return _finish(context, progress, wd, src, "context", df, _no_quarantine(), kb_version=version_of(collection),
                        unmapped_labels=dg.MetadataValue.json(unmapped), **counts)
 
     spec = src.generator

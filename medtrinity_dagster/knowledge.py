@@ -11,12 +11,17 @@ from medtrinity_dagster.resources import KnowledgeResource, Progress, WorkdirRes
 KNOWLEDGE_KEY = dg.AssetKey("knowledge_base")
 
 
-def build_knowledge_asset(corpora: tuple[KnowledgeConfig, ...]) -> dg.AssetsDefinition:
+def build_knowledge_asset(sources) -> dg.AssetsDefinition:
+    """`sources`: the sources file; its corpora and retrieval settings make the knowledge base."""
+    corpora: tuple[KnowledgeConfig, ...] = sources.corpora
     names = ", ".join(f"{c.name} ({c.format})" for c in corpora)
     description = f"{names}: passages embedded into Chroma" if corpora else "no knowledge corpus configured"
 
     @dg.asset(key=KNOWLEDGE_KEY, group_name="knowledge", io_manager_key="manifest_io", kinds={"chroma"}, description=description)
     def knowledge_base(context: dg.AssetExecutionContext, workdir: WorkdirResource, knowledge: KnowledgeResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
+        from medtrinity_dagster.incremental import knowledge_inputs
+
+        inputs = knowledge_inputs(sources)  # what `medtrinity run` compares to skip an unchanged knowledge base
         cfg, emb = knowledge.config(), knowledge.embedder()
         passages = load_corpora(corpora, chunker_for(cfg, emb))
         version, rebuilt = build(passages, cfg, workdir.get().chroma, emb)
@@ -34,6 +39,7 @@ def build_knowledge_asset(corpora: tuple[KnowledgeConfig, ...]) -> dg.AssetsDefi
                 "store": cfg.server or "embedded",
                 "corpora": dg.MetadataValue.json(per_corpus),
                 "license": ", ".join(sorted({c.license for c in corpora})),
+                "inputs": inputs,
             },
         )
 

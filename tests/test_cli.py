@@ -143,3 +143,34 @@ def test_review_writes_a_page_that_a_browser_renders_with_every_image(tmp_path, 
     assert "faithfulness 1.00" in dom
     missing = medtrinity("review", "--sources", str(clean_source), "--source", "nope", "--out", str(out), "--workdir", str(workdir))
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: {clean_source} has no source named nope"
+
+
+def test_a_second_run_does_no_work_and_a_changed_setting_reruns_only_what_reads_it(tmp_path, clean_source):
+    import dagster as dg
+
+    second = ("  - name: tiny-two\n    modality: endoscopy\n    license: CC0-1.0\n    root: kvasir\n    layout: image_masks\n"
+              "    images: 'images/(?P<id>[^/]+)\\.jpg'\n    masks:\n      - pattern: 'masks/{id}\\.jpg'\n        label: polyp\n        threshold: 128\n")
+    two = clean_source.read_text() + second
+    sources = clean_source.parent / "two-sources.yaml"
+    sources.write_text(two)
+    workdir = tmp_path / "wd"
+    assert medtrinity("run", "--workdir", str(workdir), "--sources", str(sources)).returncode == 0
+
+    def counts() -> dict:
+        with dg.DagsterInstance.from_config(str(workdir / "dagster")) as instance:
+            return {(s, stage): len(instance.fetch_materializations(dg.AssetKey([s, stage]), limit=100).records)
+                    for s in ("tiny-kvasir", "tiny-two") for stage in ("raw", "normalized", "triplets")}
+
+    before = counts()
+    again = medtrinity("run", "--workdir", str(workdir), "--sources", str(sources))
+    assert again.returncode == 0 and "skipped 3 partition(s) already up to date" in again.stdout  # two shards and the knowledge base
+    assert counts() == before
+    sources.write_text(two + "    max_side: 256\n")  # the second source's normalization changes
+    changed = medtrinity("run", "--workdir", str(workdir), "--sources", str(sources))
+    assert changed.returncode == 0, changed.stderr
+    after = counts()
+    delta = {k: after[k] - before[k] for k in after}
+    assert delta == {("tiny-kvasir", "raw"): 0, ("tiny-kvasir", "normalized"): 0, ("tiny-kvasir", "triplets"): 0,
+                     ("tiny-two", "raw"): 0, ("tiny-two", "normalized"): 1, ("tiny-two", "triplets"): 1}
+    forced = medtrinity("run", "--workdir", str(workdir), "--sources", str(sources), "--source", "tiny-two", "--force")
+    assert forced.returncode == 0 and counts()[("tiny-two", "raw")] == after[("tiny-two", "raw")] + 1

@@ -1,0 +1,61 @@
+"""What a `medtrinity run` still has to do: for each shard partition, the first stage that is missing or
+stale — never materialized, its manifest gone, written under another code version of that stage (the
+configuration it reads), built on an older upstream materialization, or (context) on another knowledge
+base — from which that partition re-runs; and whether the knowledge base's inputs changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import dagster as dg
+
+from medtrinity_core.storage import Workdir
+from medtrinity_dagster.factory import STAGES
+from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
+
+
+def knowledge_inputs(sources) -> str:
+    """The corpora's files (path, size, modification time), the retrieval settings and the package
+    version: the knowledge base is rebuilt only when one of them changes."""
+    from medtrinity_core import __version__
+
+    h = hashlib.sha256(json.dumps([__version__, repr(sources.retrieval)], default=str).encode())
+    for corpus in sources.corpora:
+        h.update(f"{corpus}".encode())
+        for path in sorted(p for p in corpus.root.rglob("*") if p.is_file()):
+            stat = path.stat()
+            h.update(f"{path.relative_to(corpus.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None):
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
+    return records[0] if records else None
+
+
+def knowledge_current(instance: dg.DagsterInstance, sources) -> tuple[bool, str | None]:
+    """(up to date, its kb version)."""
+    record = _latest(instance, KNOWLEDGE_KEY)
+    if record is None:
+        return False, None
+    meta = record.asset_materialization.metadata
+    version = getattr(meta.get("kb_version"), "value", None)
+    return getattr(meta.get("inputs"), "value", None) == knowledge_inputs(sources), version
+
+
+def first_stale(instance: dg.DagsterInstance, wd: Workdir, src, shard: str, kb_version: str | None) -> int | None:
+    """Index in STAGES of the first stage to re-run for this partition; None when all are current."""
+    previous = None
+    for i, stage in enumerate(STAGES):
+        record = _latest(instance, dg.AssetKey([src.name, stage]), shard)
+        if record is None or not wd.manifest_path(src.name, stage, shard).exists():
+            return i
+        if record.asset_materialization.tags.get("dagster/code_version") != src.fingerprint(stage):
+            return i
+        if previous is not None and record.timestamp < previous:
+            return i  # an upstream stage was materialized after this one
+        if stage == "context" and kb_version and getattr(record.asset_materialization.metadata.get("kb_version"), "value", None) != kb_version:
+            return i
+        previous = record.timestamp
+    return None
