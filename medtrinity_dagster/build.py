@@ -16,6 +16,10 @@ from medtrinity_dagster.sensors import build_landing_sensor
 from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, NoProgress, WorkdirResource
 
 
+# The daemon's automation sensor, on by default: downstream stages follow a materialized raw shard.
+AUTOMATION = dg.AutomationConditionSensorDefinition("medtrinity_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+                                                    minimum_interval_seconds=30)
+
 # Partitioned asset checks are a preview feature in Dagster 1.13; the design relies on them (checks run per shard).
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
@@ -36,4 +40,4 @@ def build_definitions(sources: SourcesFile, workdir: str, progress: object | Non
         "manifest_io": ManifestIOManager(base_dir=str(wd.manifests)),
         "progress": progress or NoProgress(),
     }
-    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources, sensors=[build_landing_sensor(sources)])
+    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources, sensors=[build_landing_sensor(sources), AUTOMATION])

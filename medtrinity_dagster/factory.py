@@ -38,6 +38,13 @@ from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, L
 STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
 
 
+# A partition's stage runs once its upstream partition is newly materialized and every blocking check on
+# that upstream passed; a knowledge-base rebuild alone re-runs nothing (`medtrinity run` re-runs the
+# context built on an older knowledge base).
+FOLLOW = (dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(KNOWLEDGE_KEY))
+          & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label("follows its upstream partition")
+
+
 def partitions_name(source: SourceConfig) -> str:
     return f"{source.slug}__shards"
 
@@ -68,8 +75,10 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     base = dict(partitions_def=parts, group_name=src.slug, io_manager_key="manifest_io", kinds={"polars"})
 
     def common(stage: str) -> dict:
-        """Each stage's code version hashes only the configuration it (and its upstream) reads."""
-        return {**base, "code_version": src.fingerprint(stage)}
+        """Each stage's code version hashes only the configuration it (and its upstream) reads; every
+        stage after raw follows its upstream partition by declarative automation (raw is requested by the
+        landing-zone sensor or a person)."""
+        return {**base, "code_version": src.fingerprint(stage), **({"automation_condition": FOLLOW} if stage != "raw" else {})}
 
     def key(stage: str) -> dg.AssetKey:
         return dg.AssetKey([src.name, stage])

@@ -80,3 +80,18 @@ def test_a_drops_shard_runs_from_its_own_folder_with_drop_relpaths(zone):
     assert triplets.height == 3 and {t["provenance"]["source_relpath"].split("/")[0] for t in triplets.iter_rows(named=True)} == {"d1"}
     lineage = read_parquet(zone["wd"].lineage_path(src.name, "d1-0000"))
     assert set(lineage["source_root"].to_list()) == {str((zone["landing"] / "tiny-kvasir" / "d1").resolve())}
+
+
+def test_downstream_stages_follow_a_materialized_raw_shard_by_automation(zone):
+    instance = dg.DagsterInstance.ephemeral()
+    result = tick(zone, instance=instance)
+    src, defs = zone["sources"].sources[0], zone["defs"]
+    instance.add_dynamic_partitions(partitions_name(src), result.dynamic_partitions_requests[0].partition_keys)
+    everything = [*defs.assets, *defs.asset_checks]
+    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0  # nothing upstream has happened yet
+    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000", selection=[dg.AssetKey([src.name, "raw"])])
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(dg.AssetKey([src.name, "normalized"])) == {"d1-0000"}
+    assert second.total_requested == 1  # one stage at a time: normalized, then what follows it
