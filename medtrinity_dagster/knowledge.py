@@ -29,6 +29,7 @@ def build_knowledge_asset(sources) -> dg.AssetsDefinition:
         per_corpus = {c.name: {"passages": int((passages["corpus"] == c.name).sum()), "license": c.license, "citation": c.citation} for c in corpora}
         return dg.Output(
             passages,
+            data_version=dg.DataVersion(version),  # its content: a rebuild with other passages marks the contexts built on it stale
             metadata={
                 "passages": passages.height,
                 "documents": passages["doc_id"].n_unique(),

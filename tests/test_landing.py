@@ -95,3 +95,32 @@ def test_downstream_stages_follow_a_materialized_raw_shard_by_automation(zone):
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey([src.name, "normalized"])) == {"d1-0000"}
     assert second.total_requested == 1  # one stage at a time: normalized, then what follows it
+
+
+def test_a_changed_knowledge_base_marks_the_contexts_built_on_it_stale(zone, tiny_sources, tmp_path):
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest
+
+    instance = dg.DagsterInstance.ephemeral()
+    src, defs = zone["sources"].sources[0], zone["defs"]
+    result = tick(zone, instance=instance)
+    instance.add_dynamic_partitions(partitions_name(src), result.dynamic_partitions_requests[0].partition_keys)
+    everything = [*defs.assets, *defs.asset_checks]
+    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
+    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000", selection=[dg.AssetKey([src.name, s]) for s in STAGES])
+    context_key = dg.AssetKey([src.name, "context"])
+
+    def status(graph_defs):
+        resolver = CachingStaleStatusResolver(instance, graph_defs.resolve_asset_graph(), LoadingContextForTest(instance))  # what the UI asks
+        return resolver.get_status(context_key, "d1-0000")
+
+    assert status(defs) == StaleStatus.FRESH
+    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])  # same corpus: same data version
+    assert status(defs) == StaleStatus.FRESH
+    from dataclasses import replace
+
+    sources = load_sources(tiny_sources)
+    fewer = replace(sources, corpora=(replace(sources.corpora[0], include=("*/0000218.xml",)),))  # another corpus: other passages
+    changed = build_definitions(fewer, str(zone["wd"].root), landing=str(zone["landing"]))
+    dg.materialize([*changed.assets, *changed.asset_checks], resources=changed.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
+    assert status(changed) == StaleStatus.STALE
