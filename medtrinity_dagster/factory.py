@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 
 from medtrinity_core.accounting import account_images
+from medtrinity_core.dataset.lineage import audit
 from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.describe.stage import describe, prompt_version_of
 from medtrinity_core.imaging.dedup import unique_images
@@ -237,6 +238,12 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
     def triplets_suite(context: dg.AssetCheckExecutionContext, triplets: pl.DataFrame, workdir: WorkdirResource, landing: LandingResource) -> dg.AssetCheckResult:
         return _suite_result(suites.triplets_suite(triplets, src.modality, src.body_region, config, names(workdir.get(), context.partition_key, landing.path())))
 
+    @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="lineage_audit",
+                    description="A sample of up to 20 triplets traced through every stage to a source file whose sha256 still matches (run it from the UI any time)")
+    def lineage_audit(context: dg.AssetCheckExecutionContext, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        checked, problems = audit(workdir.get(), src.name, context.partition_key)
+        return _result(not problems, {"checked": checked, "problems": problems[:20]}, dg.AssetCheckSeverity.WARN)
+
     @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="quarantine_share", description="Share of the shard's items in quarantine, against max_quarantine_share")
     def quarantine_share(context: dg.AssetCheckExecutionContext, workdir: WorkdirResource) -> dg.AssetCheckResult:
         wd = workdir.get()
@@ -247,4 +254,4 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
         meta["reasons"] = dict(sorted(Counter(q["reason"].to_list()).items()))
         return _result(passed, meta, dg.AssetCheckSeverity.WARN)
 
-    return [normalized_suite, rois_suite, faithfulness, descriptions_suite, triplets_suite, quarantine_share]
+    return [normalized_suite, rois_suite, faithfulness, descriptions_suite, triplets_suite, lineage_audit, quarantine_share]

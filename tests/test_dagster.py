@@ -36,7 +36,7 @@ def test_definitions_load_for_every_example_source(tmp_path):
     # the generator each source's descriptions use is shown on the asset itself
     meta = graph.get(dg.AssetKey(["kvasir-seg", "descriptions"])).metadata
     assert meta["generator"] == "grounded" and meta["prompt_version"].startswith("grounded-v")
-    assert len(list(defs.asset_checks)) == 6 * len(sources.sources)
+    assert len(list(defs.asset_checks)) == 7 * len(sources.sources)
 
 
 def test_workspace_module_loads_from_environment(tmp_path):
@@ -71,7 +71,7 @@ def test_bad_input_is_quarantined_with_reasons(pipeline):
 def test_every_check_ran_per_partition_and_passed(pipeline):
     evaluations = pipeline["result"].get_asset_check_evaluations()
     names = sorted(e.check_name for e in evaluations)
-    assert names == sorted(["normalized_suite", "rois_suite", "faithfulness", "descriptions_suite", "triplets_suite", "quarantine_share"])
+    assert names == sorted(["normalized_suite", "rois_suite", "faithfulness", "descriptions_suite", "triplets_suite", "lineage_audit", "quarantine_share"])
     failed = {e.check_name for e in evaluations if not e.passed}
     # 2 of 5 items quarantined is over the default 25 % share: reported as a warning, nothing else fails
     assert failed == {"quarantine_share"}

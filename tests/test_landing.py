@@ -80,6 +80,17 @@ def test_a_drops_shard_runs_from_its_own_folder_with_drop_relpaths(zone):
     assert triplets.height == 3 and {t["provenance"]["source_relpath"].split("/")[0] for t in triplets.iter_rows(named=True)} == {"d1"}
     lineage = read_parquet(zone["wd"].lineage_path(src.name, "d1-0000"))
     assert set(lineage["source_root"].to_list()) == {str((zone["landing"] / "tiny-kvasir" / "d1").resolve())}
+    # the lineage audit (a check a user can run from the UI) traces each triplet to a file whose hash still matches
+    audit = next(e for e in run.get_asset_check_evaluations() if e.check_name == "lineage_audit")
+    assert audit.passed and audit.metadata["checked"].value == 3
+    from medtrinity_core.dataset.lineage import audit as audit_shard
+
+    images = sorted((zone["landing"] / "tiny-kvasir" / "d1" / "images").glob("*.jpg"))
+    images[0].write_bytes(images[0].read_bytes() + b"edited")
+    images[1].unlink()
+    checked, problems = audit_shard(zone["wd"], src.name, "d1-0000")
+    assert checked == 3 and len(problems) == 2
+    assert any(f"images/{images[0].name} changed since it was read" in p for p in problems) and any(f"images/{images[1].name} has vanished" in p for p in problems)
 
 
 def test_downstream_stages_follow_a_materialized_raw_shard_by_automation(zone):
