@@ -25,6 +25,15 @@ DAGSTER_YAML = """\
 # Written by medtrinity: the embedded default (SQLite under this folder).
 telemetry:
   enabled: false
+concurrency:
+  pools:
+    default_limit: 1  # the one pool is `gpu` (expert models, the transformers generator): one step at a time
+  runs:
+    tag_concurrency_limits:  # at most two runs of one source at once (runs carry medtrinity/source)
+      - key: medtrinity/source
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 2
 """
 
 

@@ -131,7 +131,7 @@ def cmd_run(args) -> int:
                     for stage in stages[:start]:
                         progress.advance(src.name, stage, 0)
                     selection = AssetSelection.assets(*[AssetKey([src.name, s]) for s in stages[start:]])
-                    result = materialize(all_assets, resources=defs.resources, instance=instance, selection=selection, partition_key=shard, run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run"})
+                    result = materialize(all_assets, resources=defs.resources, instance=instance, selection=selection, partition_key=shard, run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run", "medtrinity/source": src.name})
                     if not result.success:
                         failures.append(f"{src.name} shard {shard}: {_failure_message(result)}")
                     for ev in result.get_asset_check_evaluations():

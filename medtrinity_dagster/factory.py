@@ -73,7 +73,7 @@ def _no_quarantine() -> pl.DataFrame:
 
 def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     parts = dg.DynamicPartitionsDefinition(name=partitions_name(src))
-    base = dict(partitions_def=parts, group_name=src.slug, io_manager_key="manifest_io", kinds={"polars"})
+    base = dict(partitions_def=parts, group_name=src.slug, io_manager_key="manifest_io", kinds={"polars"}, tags={"medtrinity/source": src.name})
 
     def common(stage: str) -> dict:
         """Each stage's code version hashes only the configuration it (and its upstream) reads; every

@@ -181,3 +181,16 @@ def test_loading_the_definitions_imports_no_heavy_library():
     lines = out.stdout.strip().splitlines()
     assert lines[-2] == "[]", lines
     print(lines[-1])
+
+
+def test_the_instance_the_project_writes_limits_the_gpu_pool_and_runs_per_source(tmp_path):
+    from medtrinity_core.storage import Workdir
+
+    home = Workdir.at(tmp_path).ensure().dagster_home
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 1
+        assert config.run_queue_config.tag_concurrency_limits == [{"key": "medtrinity/source", "value": {"applyLimitPerUniqueValue": True}, "limit": 2}]
+    defs = build_definitions(load_sources(EXAMPLES / "sources.yaml"), str(tmp_path))
+    raw = next(a for a in defs.assets if a.key == dg.AssetKey(["kvasir-seg", "raw"]))
+    assert raw.tags_by_key[raw.key]["medtrinity/source"] == "kvasir-seg"
