@@ -101,7 +101,6 @@ def raw_stage(source: SourceConfig, planned: list[str], workdir) -> tuple[pl.Dat
     """The raw stage of one shard: its planned (public) paths to an inventory and quarantine rows, every
     planned path accounted for; the private path map gains what it learned."""
     from medtrinity_core.accounting import account
-
     from medtrinity_core.takedown import load
 
     paths = SourcePaths.of(workdir, source)
