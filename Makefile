@@ -12,6 +12,7 @@ export ANONYMIZED_TELEMETRY := False
 export DAGSTER_HOME := $(abspath $(WORKDIR))/dagster
 export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
+export MEDTRINITY_LANDING ?= $(abspath $(WORKDIR))/landing
 
 .PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval bench-generate bench-sensor clean
 
