@@ -14,7 +14,7 @@ export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 export MEDTRINITY_LANDING ?= $(abspath $(WORKDIR))/landing
 
-.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval bench-generate bench-sensor clean
+.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
 
 venv: $(STAMP)
 
@@ -57,3 +57,6 @@ bench-generate: $(STAMP)
 
 bench-sensor: $(STAMP)
 	$(PY) bench/bench_sensor.py
+
+bench-plan: $(STAMP)
+	$(PY) bench/bench_plan.py

@@ -12,13 +12,13 @@ from medtrinity_dagster.factory import source_assets
 from medtrinity_dagster.io_manager import ManifestIOManager
 from medtrinity_dagster.knowledge import build_knowledge_asset
 from medtrinity_dagster.release import build_exports_asset
-from medtrinity_dagster.sensors import build_landing_sensor
+from medtrinity_dagster.sensors import build_landing_sensor, sensor_interval
 from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, NoProgress, WorkdirResource
 
 
 # The daemon's automation sensor, on by default: downstream stages follow a materialized raw shard.
 AUTOMATION = dg.AutomationConditionSensorDefinition("medtrinity_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
-                                                    minimum_interval_seconds=30)
+                                                    minimum_interval_seconds=sensor_interval())
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; the design relies on them (checks run per shard).
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)

@@ -31,7 +31,7 @@ from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.drops import for_shard
 from medtrinity_core.sources.inventory import raw_stage
 from medtrinity_core.sources.schema import SourceConfig
-from medtrinity_core.sources.shards import read_plan
+from medtrinity_core.sources.shards import planned_shard
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
 from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, Progress, WorkdirResource
@@ -40,10 +40,11 @@ STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
 
 
 # A partition's stage runs once its upstream partition is newly materialized and every blocking check on
-# that upstream passed; a knowledge-base rebuild alone re-runs nothing (`medtrinity run` re-runs the
-# context built on an older knowledge base).
+# that upstream passed, and (for `context`) once the knowledge base exists; a knowledge-base rebuild alone
+# re-runs nothing (`medtrinity run` re-runs the context built on an older knowledge base).
 FOLLOW = (dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(KNOWLEDGE_KEY))
-          & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label("follows its upstream partition")
+          & dg.AutomationCondition.all_deps_blocking_checks_passed()
+          & ~dg.AutomationCondition.any_deps_missing()).with_label("follows its upstream partition")
 
 
 def partitions_name(source: SourceConfig) -> str:
@@ -92,7 +93,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     def raw(context: dg.AssetExecutionContext, workdir: WorkdirResource, landing: LandingResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         wd = workdir.get()
         shard_src = for_shard(src, context.partition_key, landing.path())  # a landing-zone drop's shard reads its drop's folder only
-        df, q, counts = raw_stage(shard_src, read_plan(wd, src.name).get(context.partition_key, []), wd)
+        df, q, counts = raw_stage(shard_src, planned_shard(wd, src.name, context.partition_key), wd)
         return _finish(context, progress, wd, src, "raw", df, q, **counts)
 
     @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common("normalized"))

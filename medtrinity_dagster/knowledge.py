@@ -10,6 +10,11 @@ from medtrinity_dagster.resources import KnowledgeResource, Progress, WorkdirRes
 
 KNOWLEDGE_KEY = dg.AssetKey("knowledge_base")
 
+# Built by automation while it has never been materialized (a fresh deployment's first drop needs it),
+# once: a failed build waits for a person; rebuilt by a person or `medtrinity run`.
+BUILT_WHEN_MISSING = (dg.AutomationCondition.missing() & ~dg.AutomationCondition.in_progress()
+                      & ~dg.AutomationCondition.execution_failed()).with_label("built when missing")
+
 
 def build_knowledge_asset(sources) -> dg.AssetsDefinition:
     """`sources`: the sources file; its corpora and retrieval settings make the knowledge base."""
@@ -17,7 +22,8 @@ def build_knowledge_asset(sources) -> dg.AssetsDefinition:
     names = ", ".join(f"{c.name} ({c.format})" for c in corpora)
     description = f"{names}: passages embedded into Chroma" if corpora else "no knowledge corpus configured"
 
-    @dg.asset(key=KNOWLEDGE_KEY, group_name="knowledge", io_manager_key="manifest_io", kinds={"chroma"}, description=description)
+    @dg.asset(key=KNOWLEDGE_KEY, group_name="knowledge", io_manager_key="manifest_io", kinds={"chroma"}, description=description,
+              automation_condition=BUILT_WHEN_MISSING)
     def knowledge_base(context: dg.AssetExecutionContext, workdir: WorkdirResource, knowledge: KnowledgeResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
         from medtrinity_dagster.incremental import knowledge_inputs
 

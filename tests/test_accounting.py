@@ -22,6 +22,7 @@ from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.series import assemble
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import shard_items
+from medtrinity_core.sources.shards import plan_entries
 from medtrinity_core.sources.schema import BoxSpec, LabelsCsv, MaskSpec, SourceConfig
 from medtrinity_core.storage import Workdir
 
@@ -34,8 +35,7 @@ LICENSE = "LicenseRef-test"
 def reasons(src, wd) -> dict[str, str]:
     """relpath -> reason for every rejected or quarantined item of a source run to normalized."""
     items, rejected, raw, images, q = through_normalized(src, wd)
-    planned = [i.relpath for i in items] + [r.relpath for r in rejected]
-    wanted, raw_q = shard_items(src, planned)
+    wanted, raw_q = shard_items(src, plan_entries(src))
     from medtrinity_core.sources.inventory import inventory
 
     _, inv_q = inventory(src, wanted)
@@ -117,7 +117,7 @@ def test_a_labels_csv_outside_the_root_quarantines_the_shard_with_the_reason(tmp
     (tmp_path / "labels.csv").write_text("image,label\na.png,benign\n")
     src = SourceConfig(name="l", modality="ultrasound", license=LICENSE, root=root, layout="labeled_images", images=r".+\.png",
                        labels_csv=LabelsCsv("../labels.csv", "image", "label"))
-    items, q = shard_items(src, ["a.png"])
+    items, q = shard_items(src, plan_entries(src))
     assert items == [] and [(r["relpath"], r["reason"]) for r in q] == [("a.png", "outside_root")]
 
 

@@ -17,12 +17,14 @@ def _normalize_shard(root: str, workdir: str, shard: str, relpath: str, barrier,
     from medtrinity_core.imaging.normalize import normalize
     from medtrinity_core.sources.inventory import inventory, shard_items
     from medtrinity_core.sources.schema import SourceConfig
+    from medtrinity_core.sources.shards import plan_entries
     from medtrinity_core.storage import Workdir
 
     src = SourceConfig(name="race", modality="dermoscopy", license="LicenseRef-test", root=Path(root), layout="labeled_images",
                        images=r"(?P<label>[a-z]+)/.+\.png")
     wd = Workdir.at(workdir)
-    items, _ = shard_items(src, [relpath])
+    entries = plan_entries(src)
+    items, _ = shard_items(src, entries.filter(entries["relpath"] == relpath))
     raw, _ = inventory(src, items)
     images, _ = normalize(src, raw.iter_rows(named=True), wd)
     barrier.wait(timeout=60)  # both processes reach the shared state together

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.sources.shards import read_plan
 from medtrinity_core.storage import Workdir, read_parquet
 from medtrinity_dagster.build import build_definitions
 from medtrinity_dagster.factory import STAGES, partitions_name
@@ -42,7 +43,8 @@ def test_a_ready_drop_becomes_partitions_and_keyed_runs_once(zone):
     first = tick(zone)
     assert [r.run_key for r in first.run_requests] == ["tiny-kvasir:d1-0000"] and first.run_requests[0].partition_key == "d1-0000"
     assert [(p.partitions_def_name, p.partition_keys) for p in first.dynamic_partitions_requests] == [("tiny_kvasir__shards", ["d1-0000"])]
-    assert set(first.run_requests[0].asset_selection) == {dg.AssetKey(["tiny-kvasir", s]) for s in STAGES}
+    # no knowledge base yet: the run stops before context (automation builds the knowledge base and carries on)
+    assert first.run_requests[0].asset_selection == [dg.AssetKey(["tiny-kvasir", s]) for s in ("raw", "normalized", "rois")]
     assert json.loads(first.cursor) == ["?unknown-source", "tiny-kvasir/d1"]  # the unknown folder is reported once
     again = tick(zone, first.cursor)  # a restart with the same cursor requests nothing
     assert again.run_requests == [] and json.loads(again.cursor) == json.loads(first.cursor)
@@ -51,8 +53,33 @@ def test_a_ready_drop_becomes_partitions_and_keyed_runs_once(zone):
     (zone["landing"] / "tiny-kvasir" / "d2" / "_READY").touch()
     later = tick(zone, first.cursor)
     assert [r.run_key for r in later.run_requests] == ["tiny-kvasir:d2-0000"]
-    plan = json.loads((zone["wd"].plans / "tiny-kvasir.json").read_text())
+    plan = read_plan(zone["wd"], "tiny-kvasir")
     assert sorted(plan) == ["d1-0000", "d2-0000"] and all(p.startswith("d1/") for p in plan["d1-0000"])
+
+
+def test_with_a_knowledge_base_a_drops_run_covers_every_stage(zone):
+    instance = dg.DagsterInstance.ephemeral()
+    defs = zone["defs"]
+    dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
+    result = tick(zone, instance=instance)
+    assert result.run_requests[0].asset_selection == [dg.AssetKey(["tiny-kvasir", s]) for s in STAGES]
+
+
+def test_a_missing_knowledge_base_is_built_by_automation_and_context_waits_for_it(zone):
+    instance = dg.DagsterInstance.ephemeral()
+    src, defs = zone["sources"].sources[0], zone["defs"]
+    instance.add_dynamic_partitions(partitions_name(src), tick(zone, instance=instance).dynamic_partitions_requests[0].partition_keys)
+    everything = [*defs.assets, *defs.asset_checks]
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)  # the daemon's first tick, on a fresh deployment
+    assert first.get_requested_partitions(dg.AssetKey("knowledge_base")) == {None}
+    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000",  # the drop's run, before context
+                   selection=[dg.AssetKey([src.name, s]) for s in ("raw", "normalized", "rois")])
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(dg.AssetKey([src.name, "context"])) == set()  # waits for the knowledge base
+    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert third.get_requested_partitions(dg.AssetKey([src.name, "context"])) == {"d1-0000"}
+    assert third.get_requested_partitions(dg.AssetKey("knowledge_base")) == set()  # built: not requested again
 
 
 def test_a_drop_whose_files_match_nothing_is_reported_and_not_retried(zone):

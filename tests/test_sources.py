@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import textwrap
+from dataclasses import replace
 
 import pytest
 
@@ -11,7 +14,7 @@ from medtrinity_core.errors import SourcesFileError
 from medtrinity_core.sources.discover import discover, fill_template, list_files
 from medtrinity_core.sources.inventory import inventory, shard_items
 from medtrinity_core.sources.schema import load_sources
-from medtrinity_core.sources.shards import extend_plan, read_plan, update_plan
+from medtrinity_core.sources.shards import extend_plan, planned_shard, read_plan, update_plan
 from medtrinity_core.storage import Workdir
 
 from .conftest import EXAMPLES
@@ -126,12 +129,15 @@ def test_shard_plans_are_stable_when_files_arrive():
 
 def test_inventory_hashes_and_quarantines_missing_and_empty_files(tmp_path):
     src = load_sources(EXAMPLES / "sources.yaml").source("busi")
-    wd = Workdir.at(tmp_path)
+    shutil.copytree(src.root, tmp_path / "busi")
+    (tmp_path / "busi" / "benign_9.png").write_bytes((src.root / "benign_1.png").read_bytes())
+    src = replace(src, root=tmp_path / "busi")
+    wd = Workdir.at(tmp_path / "wd")
     plan = update_plan(wd, src)
-    assert read_plan(wd, "busi") == plan
-    relpaths = plan["base-0000"] + ["gone_1.png"]
-    items, missing = shard_items(src, relpaths)
-    assert [m["reason"] for m in missing] == ["missing"]
+    assert read_plan(wd, "busi") == plan and "benign_9.png" in plan["base-0000"]
+    (tmp_path / "busi" / "benign_9.png").unlink()  # deleted after planning
+    items, missing = shard_items(src, planned_shard(wd, "busi", "base-0000"))
+    assert [(m["relpath"], m["reason"]) for m in missing] == [("benign_9.png", "missing")]
     df, q = inventory(src, items)
     assert df.height == 3 and q.height == 0
     row = df.filter(df["relpath"] == "benign_1.png").row(0, named=True)
@@ -139,6 +145,61 @@ def test_inventory_hashes_and_quarantines_missing_and_empty_files(tmp_path):
     import hashlib
 
     assert row["sha256"] == hashlib.sha256((src.root / "benign_1.png").read_bytes()).hexdigest()
+
+
+def test_a_shard_plan_is_a_parquet_file_holding_each_items_annotations(tmp_path):
+    src = load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg")
+    wd = Workdir.at(tmp_path)
+    plan = update_plan(wd, src)
+    entries = planned_shard(wd, src.name, "base-0000")
+    assert (wd.plans / src.name / "base-0000.parquet").exists()
+    assert sorted(entries["relpath"].to_list()) == sorted(plan["base-0000"])
+    items, _ = discover(src)
+    by_path = {r["relpath"]: r for r in entries.iter_rows(named=True)}
+    for item in items:
+        assert [a["relpath"] for a in by_path[item.relpath]["annotations"]] == [a.relpath for a in item.annotations]
+        assert by_path[item.relpath]["kind"] == item.kind and by_path[item.relpath]["reason"] is None
+
+
+def test_a_raw_partition_reads_its_own_shard_and_never_discovers_the_source(tmp_path, monkeypatch):
+    import medtrinity_core.sources.discover as discover_module
+    from medtrinity_core.sources.inventory import raw_stage
+
+    src = load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg")
+    wd = Workdir.at(tmp_path)
+    update_plan(wd, src)
+    monkeypatch.setattr(discover_module, "discover", lambda *a: pytest.fail("the raw stage ran discovery"))
+    monkeypatch.setattr(discover_module, "list_files", lambda *a: pytest.fail("the raw stage listed the source"))
+    df, q, counts = raw_stage(src, planned_shard(wd, src.name, "base-0000"), wd)
+    assert df.height == 3 and q.height == 0 and all(len(a) == 1 for a in df["annotations"].to_list())
+
+
+def test_a_plan_of_an_earlier_version_is_converted_to_shard_files(tmp_path):
+    src = load_sources(EXAMPLES / "sources.yaml").source("busi")
+    wd = Workdir.at(tmp_path)
+    wd.plans.mkdir(parents=True)
+    legacy = {"base-0000": ["benign_1.png", "vanished.png"], "base-0001": ["malignant_1.png"]}
+    (wd.plans / "busi.json").write_text(json.dumps(legacy))
+    plan = update_plan(wd, src)
+    assert not (wd.plans / "busi.json").exists()
+    assert plan["base-0000"] == legacy["base-0000"] and plan["base-0001"] == legacy["base-0001"]
+    assert set(plan) == {"base-0000", "base-0001", "base-0002"}  # the file the old plan lacked fills a new shard
+    reasons = dict(planned_shard(wd, "busi", "base-0000").select("relpath", "reason").iter_rows())
+    assert reasons == {"benign_1.png": None, "vanished.png": "missing"}
+
+
+def test_mask_templates_pair_by_their_plain_prefix_and_other_templates_by_a_scan():
+    from medtrinity_core.sources.discover import TemplateFiles
+
+    files = ["images/a_b.png", "masks/a_b.png", "masks/a_b_liver_000.png", "masks/a.png", "masks/ab.png", "masks/a_b_x.png"]
+    one = TemplateFiles(r"masks/{id}\.png", files)
+    assert one.prefix == "masks/" and [rel for rel, _ in one.matches({"id": "a_b"})] == ["masks/a_b.png"]
+    assert [rel for rel, _ in one.matches({"id": "a"})] == ["masks/a.png"]
+    labelled = TemplateFiles(r"masks/{id}_(?P<label>[a-z_]+?)_\d{{3}}\.png", files)  # the label group may hold '_'
+    assert [m.group("label") for _, m in labelled.matches({"id": "a_b"})] == ["liver"]
+    assert [m.group("label") for _, m in labelled.matches({"id": "a"})] == ["b_liver"]  # as the scan found it
+    scanned = TemplateFiles(r"(masks|labels)/{id}_x\.png", files)  # a regex before the field: every file is scanned
+    assert scanned.prefix is None and [rel for rel, _ in scanned.matches({"id": "a_b"})] == ["masks/a_b_x.png"]
 
 
 def test_zero_byte_file_is_quarantined(tmp_path):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,20 +105,46 @@ def fill_template(pattern: str, fields: dict[str, str]) -> str:
     return pattern.format(**{k: re.escape(v) for k, v in fields.items() if v is not None})
 
 
+LITERAL_RE = re.compile(r"(?:[A-Za-z0-9/_ -]|\\[.\-_/ ])*")
+
+
+class TemplateFiles:
+    """The files a `{field}` template (a mask, label-volume or box-file pattern) selects for an image.
+
+    Scanning every file for every image made pairing O(images x files): 10^10 regex matches for a
+    100,000-file source. When the template starts with plain text up to its first `{field}` (as
+    `masks/{id}_...` does), every file it can select for an image starts with that text followed by the
+    image's value of the field: those files are found by bisection in the sorted file list and the exact
+    pattern confirms each. Templates starting with a regex construct are scanned as before."""
+
+    def __init__(self, pattern: str, files: list[str]):
+        self.pattern, self.files = pattern, sorted(files)
+        literal, self.field, _, _ = next(iter(string.Formatter().parse(pattern)), ("", None, None, None))
+        plain = LITERAL_RE.fullmatch(literal) is not None
+        self.prefix = re.sub(r"\\(.)", r"\1", literal) if plain and self.field else None
+
+    def matches(self, fields: dict[str, str]) -> list[tuple[str, re.Match]]:
+        """(file, match of the pattern filled with the image's fields), in file order."""
+        regex = re.compile(fill_template(self.pattern, fields))
+        if self.prefix is None or fields.get(self.field) is None:
+            candidates = self.files
+        else:
+            start = self.prefix + fields[self.field]
+            first = bisect.bisect_left(self.files, start)
+            candidates = itertools.takewhile(lambda rel: rel.startswith(start), itertools.islice(self.files, first, None))
+        return [(rel, m) for rel in candidates if (m := regex.fullmatch(rel))]
+
+
 def _label_words(label: str, spec: MaskSpec) -> str:
     for old, new in spec.label_words:
         label = label.replace(old, new)
     return label.strip()
 
 
-def _masks_for(spec: MaskSpec, fields: dict, files: list[str], image_rel: str) -> list[Annotation]:
-    regex = re.compile(fill_template(spec.pattern, fields))
+def _masks_for(spec: MaskSpec, fields: dict, masks: TemplateFiles, image_rel: str) -> list[Annotation]:
     out = []
-    for rel in files:
+    for rel, m in masks.matches(fields):
         if rel == image_rel:
-            continue
-        m = regex.fullmatch(rel)
-        if not m:
             continue
         if spec.label_map:
             out.extend(Annotation(rel, name, "mask", None, value) for value, name in spec.label_map)
@@ -195,6 +224,9 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
         items, more = _dicom_items(source, [rel for rel in files if image_re.fullmatch(rel)])
         return items, rejected + more
     csv_labels = _csv_labels(source) if source.labels_csv else {}
+    masks = [(spec, TemplateFiles(spec.pattern, files)) for spec in source.masks] if source.layout == "image_masks" else []
+    label_files = TemplateFiles(source.labels, files) if source.layout == "volume_labels" else None
+    box_files = TemplateFiles(source.boxes.pattern, files) if source.layout == "image_boxes" and source.boxes.format == "yolo" else None
     items = []
     for rel in files:
         m = image_re.fullmatch(rel)
@@ -209,20 +241,18 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
         annotations: list[Annotation] = []
         labels: list[str] = []
         if source.layout == "image_masks":
-            for spec in source.masks:
-                annotations.extend(_masks_for(spec, fields, files, rel))
+            for spec, spec_files in masks:
+                annotations.extend(_masks_for(spec, fields, spec_files, rel))
             labels = sorted({a.label for a in annotations})
             if not annotations:
                 rejected.append(Rejected(rel, "no_mask", f"{rel}: no file matches the source's mask patterns ({', '.join(m.pattern for m in source.masks)})"))
                 continue
         elif source.layout == "volume_labels":
-            regex = re.compile(fill_template(source.labels, fields))
-            annotations = [Annotation(f, None, "label_volume") for f in files if f != rel and regex.fullmatch(f)]
+            annotations = [Annotation(f, None, "label_volume") for f, _ in label_files.matches(fields) if f != rel]
             labels = [name for _, name in source.label_map]
         elif source.layout == "image_boxes":
             if source.boxes.format == "yolo":
-                regex = re.compile(fill_template(source.boxes.pattern, fields))
-                annotations = [Annotation(f, None, "boxes") for f in files if regex.fullmatch(f)]  # several: normalize refuses them
+                annotations = [Annotation(f, None, "boxes") for f, _ in box_files.matches(fields)]  # several: normalize refuses them
             else:  # one COCO or CSV file for all images; missing or outside the root, the raw stage says so
                 annotations = [Annotation(source.boxes.file, None, "boxes")]
         elif source.layout == "labeled_images":

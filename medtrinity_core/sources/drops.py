@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medtrinity_core.errors import MedtrinityError
-from medtrinity_core.sources.shards import DEFAULT_DROP, extend_plan, read_plan, write_plan
+from medtrinity_core.sources.shards import DEFAULT_DROP, extend_plan, legacy_plan, plan_entries, read_plan, write_shards
 
 READY = "_READY"
 DROP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,62}$")  # no "-": shard keys are <drop>-NNNN
@@ -48,22 +48,22 @@ def ready_drops(landing: Path, source: str) -> list[str]:
 
 
 def plan_drop(workdir, source, drop: str = DEFAULT_DROP, landing: Path | None = None) -> dict[str, list[str]]:
-    """The shards of one drop (planning it again gives the same shards: items already planned keep
-    theirs, an item is never split). Returns the drop's shards only."""
-    from medtrinity_core.sources.discover import discover
+    """The shards of one drop, discovered once, here: each new shard's entries are written to its own
+    plan file (planning again gives the same shards: items already planned keep theirs, an item is never
+    split). Returns the drop's shards only."""
     from medtrinity_core.sources.identity import SourcePaths
 
     if drop != DEFAULT_DROP and not DROP_RE.match(drop):
         raise MedtrinityError(f"drop folder {drop!r}: names are letters, digits, '_' and '.' (no '-': shard keys are <drop>-NNNN)")
     dropped = for_drop(source, drop, landing)
-    items, rejected = discover(dropped)
     paths = SourcePaths.of(workdir, dropped)  # plans hold public paths: <drop>/<path>, salted where paths identify patients
-    planned = [paths.public(rel) for rel in [i.relpath for i in items] + [r.relpath for r in rejected]]
+    entries = plan_entries(dropped, paths)
     paths.save()
     with workdir.lock(f"plan-{source.name}"):  # read-modify-write: a concurrent run must not lose shards
-        plan = extend_plan(read_plan(workdir, source.name), planned, source.shard_size, drop)
-        write_plan(workdir, source.name, plan)
-    return {k: v for k, v in plan.items() if drop_of(k) == drop}
+        earlier = {**legacy_plan(workdir, source.name), **read_plan(workdir, source.name)}
+        plan = {k: v for k, v in extend_plan(earlier, entries["relpath"].to_list(), source.shard_size, drop).items() if drop_of(k) == drop}
+        write_shards(workdir, source.name, plan, entries)
+    return plan
 
 
 def scan(landing: Path, source_names: set[str], seen: set[str], limit: int) -> tuple[list[tuple[str, str]], list[str]]:

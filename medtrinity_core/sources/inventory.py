@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import polars as pl
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import sha256_file, stable_id
 from medtrinity_core.records import QUARANTINE, RAW, frame, quarantine_row
-from medtrinity_core.sources.discover import Item, Rejected, discover
+from medtrinity_core.sources.discover import Annotation, Item
 from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import SourceConfig
@@ -15,33 +19,33 @@ from medtrinity_core.sources.schema import SourceConfig
 STAGE = "raw"
 
 
-def shard_items(source: SourceConfig, planned: list[str], paths: SourcePaths | None = None) -> tuple[list[Item], list[dict]]:
-    """The shard's items (from the plan's public paths), plus quarantine rows for planned files that are
-    gone or were rejected; quarantine rows carry public paths and scrubbed details."""
+def shard_items(source: SourceConfig, entries: pl.DataFrame, paths: SourcePaths | None = None) -> tuple[list[Item], list[dict]]:
+    """The shard's items from its plan entries (discovery is not run again: the raw stage's work grows
+    with the shard, not the source), plus quarantine rows for planned files that were rejected when
+    planned, or that are gone or no longer match the source's pattern; quarantine rows carry public
+    paths and scrubbed details."""
     paths = paths or SourcePaths(None, source.name, False)
+    image_re = re.compile(source.images)
 
     def held(token: str, reason: str, detail: str, rel: str | None) -> dict:
         return quarantine_row(stable_id("item", source.name, token), source.name, token, STAGE, reason, paths.scrub(detail, [rel] if rel else []))
 
-    try:
-        items, rejected = discover(source)
-    except (ItemError, OSError, ValueError, pl.exceptions.PolarsError) as exc:  # e.g. a labels_csv that cannot be read
-        reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("discovery_error", f"{type(exc).__name__}: {exc}"[:300])
-        return [], [held(token, reason, f"discovery failed: {detail}", None) for token in planned]
-    by_rel = {item.relpath: item for item in items}
-    rejected_by_rel = {r.relpath: r for r in rejected}
     wanted, quarantined = [], []
-    for token in planned:
+    for row in entries.iter_rows(named=True):
+        token = row["relpath"]
         try:
             rel = paths.private(token)
+            annotations = tuple(Annotation(paths.private(a["relpath"]), a["label"], a["kind"], a["threshold"], a["value"], a["match"])
+                                for a in row["annotations"] or [])
         except KeyError as exc:
             quarantined.append(held(token, "missing", str(exc.args[0]), None))
             continue
-        if rel in by_rel:
-            wanted.append(by_rel[rel])
-            continue
-        r = rejected_by_rel.get(rel) or Rejected(rel, "missing", f"{rel} is in the shard plan but no longer matches a file under {source.root}")
-        quarantined.append(held(token, r.reason, r.detail, rel))
+        if row["reason"]:
+            quarantined.append(held(token, row["reason"], row["detail"], rel))
+        elif not image_re.fullmatch(rel) or not os.path.lexists(Path(source.root) / rel):
+            quarantined.append(held(token, "missing", f"{rel} is in the shard plan but no longer matches a file under {source.root}", rel))
+        else:
+            wanted.append(Item(stable_id("item", source.name, rel), source.name, rel, row["kind"], row["format"], annotations, tuple(row["labels"] or ())))
     return wanted, quarantined
 
 
@@ -97,14 +101,15 @@ def inventory(source: SourceConfig, items: list[Item], paths: SourcePaths | None
     return frame(rows, RAW), frame(quarantined, QUARANTINE)
 
 
-def raw_stage(source: SourceConfig, planned: list[str], workdir) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
-    """The raw stage of one shard: its planned (public) paths to an inventory and quarantine rows, every
-    planned path accounted for; the private path map gains what it learned."""
+def raw_stage(source: SourceConfig, entries: pl.DataFrame, workdir) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """The raw stage of one shard: its plan entries to an inventory and quarantine rows, every planned
+    path accounted for; the private path map gains what it learned."""
     from medtrinity_core.accounting import account
     from medtrinity_core.takedown import load
 
     paths = SourcePaths.of(workdir, source)
-    items, missing = shard_items(source, planned, paths)
+    planned = entries["relpath"].to_list()
+    items, missing = shard_items(source, entries, paths)
     df, q = inventory(source, items, paths)
     paths.save()
     taken = load(workdir, source.name)

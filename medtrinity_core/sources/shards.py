@@ -1,16 +1,34 @@
 """Shard plans: which items belong to which partition, stable across re-runs and new files.
 
-A plan is fixed once written: items already planned keep their shard, new items fill new shards,
-so a shard's contents (and its outputs) never shift under a re-run.
+A drop is discovered once, when it is planned. Each shard's plan is a Parquet file of its own,
+`plans/<source>/<shard>.parquet`, written once: one row per planned file (public path) with what
+discovery found for it, an item (kind, format, annotation files, labels) or a rejection (reason,
+detail). A raw partition reads its own shard's file only, so its work grows with the shard, not the
+source. Items already planned keep their shard; new files fill new shards.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
-from medtrinity_core.storage import Workdir, atomic_write_bytes
+import polars as pl
+
+from medtrinity_core.errors import MedtrinityError
+from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
 DEFAULT_DROP = "base"
+
+PLAN_ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "value": pl.Int64, "match": pl.String})
+PLAN = {
+    "relpath": pl.String,  # public path: `<drop>/<path>` outside the base drop, salted where paths identify patients
+    "kind": pl.String,  # null for a rejected file
+    "format": pl.String,
+    "annotations": pl.List(PLAN_ANNOTATION),
+    "labels": pl.List(pl.String),
+    "reason": pl.String,  # set for a rejected file: its shard quarantines it
+    "detail": pl.String,
+}
 
 
 def shard_key(drop: str, number: int) -> str:
@@ -29,17 +47,79 @@ def extend_plan(plan: dict[str, list[str]], relpaths: list[str], shard_size: int
     return out
 
 
-def plan_path(workdir: Workdir, source: str):
-    return workdir.plans / f"{source}.json"
+def plan_folder(workdir: Workdir, source: str):
+    return workdir.plans / source
+
+
+def shard_plan_path(workdir: Workdir, source: str, shard: str):
+    return plan_folder(workdir, source) / f"{shard}.parquet"
+
+
+def planned_shard(workdir: Workdir, source: str, shard: str) -> pl.DataFrame:
+    """One shard's plan entries: all a raw partition reads of the plan."""
+    path = shard_plan_path(workdir, source, shard)
+    if not path.exists():
+        hint = " (plans/<source>.json of an earlier version are converted by `medtrinity run`)" if legacy_plan(workdir, source) else ""
+        raise MedtrinityError(f"shard {shard} of source {source} has no plan file {path}{hint}")
+    return read_parquet(path)
 
 
 def read_plan(workdir: Workdir, source: str) -> dict[str, list[str]]:
-    path = plan_path(workdir, source)
+    """Every shard of the source with its planned (public) paths: read when planning, never by a partition."""
+    folder = plan_folder(workdir, source)
+    if not folder.exists():
+        return {}
+    plan = {}
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.name.endswith(".parquet"):
+            with path.open("rb") as fh:
+                plan[path.name[: -len(".parquet")]] = pl.read_parquet(fh, columns=["relpath"])["relpath"].to_list()
+    return plan
+
+
+def plan_entries(source, paths=None) -> pl.DataFrame:
+    """What discovery finds under the source's (or drop's) root, as plan rows with public paths: every
+    file the pattern selects, an item or a rejection. A discovery that fails as a whole (a labels CSV
+    that cannot be read) rejects every file the image pattern selects, with its reason."""
+    from medtrinity_core.errors import ItemError
+    from medtrinity_core.sources.discover import Rejected, discover, list_files
+    from medtrinity_core.sources.identity import SourcePaths
+
+    paths = paths or SourcePaths(None, source.name, False)
+    try:
+        items, rejected = discover(source)
+    except (ItemError, OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("discovery_error", f"{type(exc).__name__}: {exc}"[:300])
+        files, rejected = list_files(source.root)
+        image_re = re.compile(source.images)
+        items, rejected = [], rejected + [Rejected(rel, reason, f"discovery failed: {detail}") for rel in files if image_re.fullmatch(rel)]
+    rows = [{"relpath": paths.public(i.relpath), "kind": i.kind, "format": i.format, "labels": list(i.labels),
+             "annotations": [{"relpath": paths.public(a.relpath), "label": a.label, "kind": a.kind, "threshold": a.threshold,
+                              "value": a.value, "match": a.match} for a in i.annotations]} for i in items]
+    rows += [{"relpath": paths.public(r.relpath), "reason": r.reason, "detail": paths.scrub(r.detail, [r.relpath])} for r in rejected]
+    return pl.DataFrame([{k: r.get(k) for k in PLAN} for r in rows], schema=PLAN, orient="row") if rows else pl.DataFrame(schema=PLAN)
+
+
+def legacy_plan(workdir: Workdir, source: str) -> dict[str, list[str]]:
+    """A plan written by an earlier version (`plans/<source>.json`: shard -> paths), or {}."""
+    path = workdir.plans / f"{source}.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def write_plan(workdir: Workdir, source: str, plan: dict[str, list[str]]) -> None:
-    atomic_write_bytes(plan_path(workdir, source), json.dumps(plan, indent=1, sort_keys=True).encode())
+def write_shards(workdir: Workdir, source: str, plan: dict[str, list[str]], entries: pl.DataFrame) -> None:
+    """Write each shard of `plan` that has no file yet, from this planning's entries (a shard is never
+    rewritten). A shard of an earlier version's JSON plan is converted the same way; a path of it that
+    discovery no longer finds is planned as `missing`. The JSON goes once every shard it lists has a file."""
+    by_path = {row["relpath"]: row for row in entries.iter_rows(named=True)}
+    for shard, tokens in plan.items():
+        path = shard_plan_path(workdir, source, shard)
+        if path.exists():
+            continue
+        rows = [by_path.get(t) or {"relpath": t, "reason": "missing", "detail": f"{t} was planned but no longer matches a file"} for t in tokens]
+        write_parquet(pl.DataFrame([{k: r.get(k) for k in PLAN} for r in rows], schema=PLAN, orient="row") if rows else pl.DataFrame(schema=PLAN), path)
+    old = workdir.plans / f"{source}.json"
+    if old.exists() and all(shard_plan_path(workdir, source, k).exists() for k in legacy_plan(workdir, source)):
+        old.unlink()
 
 
 def update_plan(workdir: Workdir, source) -> dict[str, list[str]]:

@@ -1,0 +1,168 @@
+"""The Dagster UI as a user meets it: the webserver and daemon as real processes, its GraphQL API, and
+headless Chromium rendering its pages. `make ui-check` and the daemon-and-webserver test use it.
+
+`python -m medtrinity_dagster.ui --workdir DIR --sources FILE --source NAME --out DIR` materializes
+the source's shards if the work folder has none (`medtrinity run`), starts `dagster-webserver` on a free
+port of 127.0.0.1, fails on a code-location load error, opens the asset graph, the source's partition
+view and a ROI preview in Chromium, waits until each page's DOM shows what it should (asset names, shard
+keys, the preview image), saves a screenshot of each, and exits 1 naming what it did not find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def service(args: list[str], env: dict, log: Path):
+    """A process in its own process group (its children too), stopped with the group at the end."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+
+def webserver(port: int, env: dict, log: Path):
+    return service([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")], env, log)
+
+
+def daemon(env: dict, log: Path):
+    return service([str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], env, log)
+
+
+def graphql(port: int, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer = json.loads(response.read())
+    if answer.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {answer['errors']}")
+    return answer["data"]
+
+
+LOCATIONS = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+def wait_for_locations(port: int, proc: subprocess.Popen, timeout: float = 180) -> list[str]:
+    """Wait until the webserver answers and its code locations have loaded; their load errors ([] if none)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the webserver exited with {proc.returncode}")
+        try:
+            entries = graphql(port, LOCATIONS, timeout=10)["workspaceOrError"]["locationEntries"]
+        except (urllib.error.URLError, ConnectionError, TimeoutError, RuntimeError):
+            entries = []
+        if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+            return [f"{e['name']}: {e['locationOrLoadError']['message']}" for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
+        time.sleep(1)
+    raise TimeoutError(f"the webserver on port {port} did not load its code location in {timeout:.0f} s")
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    raise FileNotFoundError("Chromium is not installed (`apt-get install chromium`; `make test` and `make ui-check` install it)")
+
+
+def render(url: str, screenshot: Path, budget_ms: int = 20000) -> str:
+    """The page's DOM once its scripts have run (and a 1400x1000 screenshot of it)."""
+    base = [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--virtual-time-budget={budget_ms}", "--window-size=1400,1000"]
+    with_profile = lambda extra: base + [f"--user-data-dir={screenshot.parent / '.chromium'}", *extra, url]  # noqa: E731
+    dom = subprocess.run(with_profile(["--dump-dom"]), capture_output=True, text=True, timeout=120).stdout
+    subprocess.run(with_profile([f"--screenshot={screenshot}"]), capture_output=True, timeout=120)
+    return dom
+
+
+def check_pages(port: int, source: str, shard: str, out: Path) -> list[str]:
+    """Render the asset graph, the source's partition view and a ROI preview; what each lacked ([] if all shown)."""
+    out.mkdir(parents=True, exist_ok=True)
+    group = source.replace("-", "_")
+    pages = [
+        ("asset-graph", f"/asset-groups/{group}", ["raw", "normalized", "triplets", "knowledge_base"]),
+        ("partitions", f"/assets/{source}/raw?view=partitions", [shard]),
+        ("roi-preview", f"/assets/{source}/rois?view=events&partition={shard}", ["preview_0", "data:image/png;base64"]),
+    ]
+    problems = []
+    for name, path, wanted in pages:
+        dom = render(f"http://127.0.0.1:{port}{path}", out / f"{name}.png")
+        (out / f"{name}.html").write_text(dom)
+        missing = [w for w in wanted if w not in dom]
+        if missing:
+            problems.append(f"{name} ({path}): the page does not show {', '.join(missing)}")
+        if not (out / f"{name}.png").exists():
+            problems.append(f"{name}: no screenshot was written")
+    return problems
+
+
+def ui_check(workdir: Path, sources: Path, source: str, out: Path) -> list[str]:
+    from medtrinity_core.sources.shards import read_plan
+    from medtrinity_core.storage import Workdir
+
+    env = {**os.environ, "DAGSTER_HOME": str(workdir / "dagster"), "MEDTRINITY_WORKDIR": str(workdir), "MEDTRINITY_SOURCES": str(sources),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    wd = Workdir.at(workdir)
+    if not any(wd.manifest_path(source, "rois", k).exists() for k in read_plan(wd, source)):
+        subprocess.run([str(BIN / "medtrinity"), "run", "--workdir", str(workdir), "--sources", str(sources), "--source", source, "--no-progress"],
+                       env=env, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    shard = sorted(read_plan(wd, source))[0]
+    port = free_port()
+    out.mkdir(parents=True, exist_ok=True)
+    with webserver(port, env, out / "webserver.log") as proc:
+        errors = wait_for_locations(port, proc)
+        if errors:
+            return [f"code location failed to load: {e}" for e in errors]
+        return check_pages(port, source, shard, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m medtrinity_dagster.ui", description="Open the Dagster UI in headless Chromium and check what it shows.")
+    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--sources", type=Path, required=True)
+    p.add_argument("--source", required=True, help="the source whose partitions and preview are opened")
+    p.add_argument("--out", type=Path, required=True, help="folder for the screenshots and page DOMs")
+    args = p.parse_args(argv)
+    problems = ui_check(args.workdir.resolve(), args.sources.resolve(), args.source, args.out.resolve())
+    for problem in problems:
+        print(f"ui-check: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"ui-check: the asset graph, the partitions of {args.source} and a ROI preview render; screenshots in {args.out}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
