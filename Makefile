@@ -14,7 +14,7 @@ export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 export MEDTRINITY_LANDING ?= $(abspath $(WORKDIR))/landing
 
-.PHONY: venv demo test chromium ui bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
+.PHONY: venv demo test chromium ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,12 @@ chromium:
 ui: $(STAMP)
 	$(VENV)/bin/medtrinity init --workdir $(WORKDIR)
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+# Opens the asset graph, one source's partitions and a ROI preview in headless Chromium (materializing that
+# source first if the work folder has none of it); screenshots and page DOMs go to $(WORKDIR)/ui-check.
+UI_SOURCE ?= drive
+ui-check: $(STAMP) chromium
+	$(PY) -m medtrinity_dagster.ui --workdir $(WORKDIR) --sources $(MEDTRINITY_SOURCES) --source $(UI_SOURCE) --out $(WORKDIR)/ui-check
 
 clean:
 	rm -rf $(WORKDIR)

@@ -66,6 +66,7 @@ def _instance(wd: Workdir):
     return DagsterInstance.get()
 
 
+
 def _failure_message(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
@@ -382,8 +383,22 @@ def cmd_knowledge_query(args) -> int:
     return EXIT_OK
 
 
+def init_instance(wd: Workdir) -> None:
+    """Create the work folder, its instance configuration and the instance's storage, once, before the
+    webserver and the daemon start together (both creating a fresh SQLite storage at once races its
+    schema migration: "more than one head present")."""
+    from dagster import AssetKey
+
+    instance = _instance(wd)
+    instance.get_runs(limit=1)
+    instance.get_latest_materialization_event(AssetKey("knowledge_base"))
+    instance.all_instigator_state()
+    instance.dispose()
+
+
 def cmd_init(args) -> int:
-    wd = Workdir.at(args.workdir).ensure()
+    wd = Workdir.at(args.workdir)
+    init_instance(wd)
     print(f"work folder {wd.root} ready (DAGSTER_HOME={wd.dagster_home})")
     return EXIT_OK
 

@@ -99,33 +99,119 @@ def chromium() -> str:
     raise FileNotFoundError("Chromium is not installed (`apt-get install chromium`; `make test` and `make ui-check` install it)")
 
 
-def render(url: str, screenshot: Path, budget_ms: int = 20000) -> str:
-    """The page's DOM once its scripts have run (and a 1400x1000 screenshot of it)."""
-    base = [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--virtual-time-budget={budget_ms}", "--window-size=1400,1000"]
-    with_profile = lambda extra: base + [f"--user-data-dir={screenshot.parent / '.chromium'}", *extra, url]  # noqa: E731
-    dom = subprocess.run(with_profile(["--dump-dom"]), capture_output=True, text=True, timeout=120).stdout
-    subprocess.run(with_profile([f"--screenshot={screenshot}"]), capture_output=True, timeout=120)
-    return dom
+class Browser:
+    """Headless Chromium driven over its DevTools protocol: open a page, wait until its DOM shows given
+    text (a screenshot of a loading spinner is not a pass), click, screenshot."""
+
+    def __init__(self, profile: Path, width: int = 1400, height: int = 1000):
+        profile.mkdir(parents=True, exist_ok=True)
+        args = [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                "--remote-debugging-port=0", f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline, line = time.monotonic() + 60, ""
+        while "DevTools listening on" not in line:
+            line = self.proc.stderr.readline()
+            if (not line and self.proc.poll() is not None) or time.monotonic() > deadline:
+                raise RuntimeError(f"Chromium did not start its DevTools endpoint: {line.strip()}")
+        port = line.strip().rsplit(":", 1)[1].split("/", 1)[0]
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT"), timeout=30) as r:
+            target = json.loads(r.read())
+        from websockets.sync.client import connect
+
+        self.ws = connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=30).__enter__()
+        self.next_id = 0
+        self.send("Page.enable")
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
+    def send(self, method: str, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=60))
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def js(self, expression: str):
+        return self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True).get("result", {}).get("value")
+
+    def open(self, url: str) -> None:
+        self.send("Page.navigate", url=url)
+
+    def wait_for(self, wanted: list[str], timeout: float = 90, expression: str = "document.body ? document.body.innerText : ''") -> list[str]:
+        """Poll until the page's text holds every wanted string; those still missing at the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.js(expression) or ""
+            missing = [w for w in wanted if w not in text]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.5)
+
+    def click(self, x: float, y: float) -> None:
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def screenshot(self, path: Path) -> None:
+        import base64
+
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+
+    def html(self) -> str:
+        return self.js("document.documentElement.outerHTML") or ""
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
 
 
-def check_pages(port: int, source: str, shard: str, out: Path) -> list[str]:
-    """Render the asset graph, the source's partition view and a ROI preview; what each lacked ([] if all shown)."""
+# The preview is markdown metadata: the events page shows it behind a "[Show Markdown]" link (the
+# innermost element with that text), clicked as a person would, by the mouse at its centre.
+SHOW_PREVIEW = """(() => { const link = [...document.querySelectorAll('a, button')].find(e => e.children.length === 0
+  && e.innerText && e.innerText.trim() === '[Show Markdown]');
+  if (!link) return null; link.scrollIntoView(); const r = link.getBoundingClientRect();
+  return [r.left + r.width / 2, r.top + r.height / 2]; })()"""
+PREVIEW_SHOWN = """(() => { const img = [...document.querySelectorAll('img')].find(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0);
+  return img ? 'preview image ' + img.naturalWidth : ''; })()"""
+
+
+def check_pages(port: int, source: str, shard: str, out: Path, location: str = "medtrinity_dagster.definitions") -> list[str]:
+    """Render the source's asset graph, its partition view and a ROI preview; what each lacked ([] if all shown)."""
     out.mkdir(parents=True, exist_ok=True)
+    graphql(port, "mutation { setNuxSeen }")  # the community sign-up dialog a fresh instance shows once
+    base = f"http://127.0.0.1:{port}"
     group = source.replace("-", "_")
-    pages = [
-        ("asset-graph", f"/asset-groups/{group}", ["raw", "normalized", "triplets", "knowledge_base"]),
-        ("partitions", f"/assets/{source}/raw?view=partitions", [shard]),
-        ("roi-preview", f"/assets/{source}/rois?view=events&partition={shard}", ["preview_0", "data:image/png;base64"]),
-    ]
     problems = []
-    for name, path, wanted in pages:
-        dom = render(f"http://127.0.0.1:{port}{path}", out / f"{name}.png")
-        (out / f"{name}.html").write_text(dom)
-        missing = [w for w in wanted if w not in dom]
-        if missing:
-            problems.append(f"{name} ({path}): the page does not show {', '.join(missing)}")
-        if not (out / f"{name}.png").exists():
-            problems.append(f"{name}: no screenshot was written")
+    browser = Browser(out / ".chromium")
+    try:
+        pages = [
+            ("asset-graph", f"/locations/__repository__@{location}/asset-groups/{group}", ["raw", "normalized", "rois", "context", "descriptions", "triplets", "knowledge_base"]),
+            ("partitions", f"/assets/{source}/raw?view=partitions", [shard, "Materialized"]),
+            ("roi-preview", f"/assets/{source}/rois?view=events&partition={shard}", ["preview_0", shard]),
+        ]
+        for name, path, wanted in pages:
+            browser.open(base + path)
+            missing = browser.wait_for(wanted)
+            if name == "roi-preview" and not missing:
+                if at := browser.js(SHOW_PREVIEW):
+                    browser.click(*at)
+                    missing = browser.wait_for(["preview image"], expression=PREVIEW_SHOWN, timeout=30)
+                else:
+                    missing = ["[Show Markdown] link of preview_0"]
+            time.sleep(1)  # let the last layout settle before the picture
+            browser.screenshot(out / f"{name}.png")
+            (out / f"{name}.html").write_text(browser.html())
+            if missing:
+                problems.append(f"{name} ({path}): the page does not show {', '.join(missing)}")
+    finally:
+        browser.close()
     return problems
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import itertools
 import os
 import re
 import string
@@ -130,8 +129,10 @@ class TemplateFiles:
             candidates = self.files
         else:
             start = self.prefix + fields[self.field]
-            first = bisect.bisect_left(self.files, start)
-            candidates = itertools.takewhile(lambda rel: rel.startswith(start), itertools.islice(self.files, first, None))
+            first = last = bisect.bisect_left(self.files, start)
+            while last < len(self.files) and self.files[last].startswith(start):
+                last += 1
+            candidates = self.files[first:last]
         return [(rel, m) for rel in candidates if (m := regex.fullmatch(rel))]
 
 
