@@ -14,7 +14,7 @@ export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 export MEDTRINITY_LANDING ?= $(abspath $(WORKDIR))/landing
 
-.PHONY: venv demo test chromium ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
+.PHONY: venv demo test chromium postgres ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(VENV)/bin/medtrinity run --workdir $(WORKDIR) --sources examples/sources.yaml
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgres
 	$(PY) -m pytest -q
 
 # The review page's test opens it in headless Chromium, installed from Debian packages when missing.
@@ -35,6 +35,13 @@ chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
+
+# The Postgres instance's tests start a PostgreSQL server of their own (initdb as an unprivileged user),
+# from the Debian packages, installed when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }; }
 
 ui: $(STAMP)
 	$(VENV)/bin/medtrinity init --workdir $(WORKDIR)

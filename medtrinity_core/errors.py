@@ -16,6 +16,10 @@ class SourcesFileError(MedtrinityError):
         super().__init__(f"{where}: {key}: {message}")
 
 
+class UsageError(MedtrinityError):
+    """A command given a file or value it cannot use (exit code 2, as a bad sources file)."""
+
+
 class ItemError(MedtrinityError):
     """One input item cannot be processed; it goes to quarantine with this reason."""
 

@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections import defaultdict
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -19,7 +20,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from medtrinity_core.errors import MedtrinityError, SourcesFileError  # noqa: E402
+from medtrinity_core.errors import MedtrinityError, SourcesFileError, UsageError  # noqa: E402
 from medtrinity_core.modalities import MODALITIES  # noqa: E402
 from medtrinity_core.sources.discover import match_problem  # noqa: E402
 from medtrinity_core.sources.schema import load_sources  # noqa: E402
@@ -383,6 +384,33 @@ def cmd_knowledge_query(args) -> int:
     return EXIT_OK
 
 
+def install_instance(wd: Workdir, path: str) -> None:
+    """Make an instance configuration (for example docker/dagster.yaml: Postgres) the work folder's
+    `dagster/dagster.yaml`; commands keep it from then on. Its `{env: NAME}` values must be set."""
+    import yaml
+
+    from medtrinity_core.pglock import unset_variables
+    from medtrinity_core.storage import atomic_write_bytes
+
+    source = Path(path)
+    try:
+        config = yaml.safe_load(source.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"instance configuration {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"instance configuration {path}: not a mapping of Dagster instance settings")
+    if unset := unset_variables(config):
+        raise UsageError(f"instance configuration {path}: environment variable {', '.join(sorted(set(unset)))} is not set")
+    from dagster._core.instance.config import dagster_instance_config
+
+    try:
+        dagster_instance_config(str(source.parent.resolve()), config_filename=source.name)  # Dagster's own schema
+    except Exception as exc:  # noqa: BLE001 - Dagster raises several kinds; one line names the file
+        raise UsageError(f"instance configuration {path}: {str(exc).strip().splitlines()[0]}") from None
+    wd.dagster_home.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(wd.dagster_home / "dagster.yaml", source.read_bytes())
+
+
 def init_instance(wd: Workdir) -> None:
     """Create the work folder, its instance configuration and the instance's storage, once, before the
     webserver and the daemon start together (both creating a fresh SQLite storage at once races its
@@ -398,6 +426,8 @@ def init_instance(wd: Workdir) -> None:
 
 def cmd_init(args) -> int:
     wd = Workdir.at(args.workdir)
+    if args.instance:
+        install_instance(wd, args.instance)
     init_instance(wd)
     print(f"work folder {wd.root} ready (DAGSTER_HOME={wd.dagster_home})")
     return EXIT_OK
@@ -486,6 +516,7 @@ def parser() -> argparse.ArgumentParser:
     kq.set_defaults(func=cmd_knowledge_query)
 
     init = with_workdir(sub.add_parser("init", help="create the work folder and its Dagster home"))
+    init.add_argument("--instance", metavar="FILE", help="an instance configuration to use (e.g. docker/dagster.yaml for Postgres)")
     init.set_defaults(func=cmd_init)
     return p
 
@@ -494,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except SourcesFileError as exc:
+    except (SourcesFileError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except MedtrinityError as exc:
