@@ -146,14 +146,15 @@ class Workdir:
     def lock(self, name: str):
         """An inter-process lock for read-modify-write state shared by runs on this work folder (the UI
         and the command line, two launches): the salt, shard plans, the dedup index. With a Postgres
-        instance (`DIR/dagster/dagster.yaml` naming Postgres storage) an advisory lock on that server,
-        which serializes every machine that shares it; otherwise a file under `locks/` (for an
-        object-store work folder, on this machine only)."""
+        instance (`$DAGSTER_HOME/dagster.yaml` or `DIR/dagster/dagster.yaml` naming Postgres storage) an
+        advisory lock on that server, which serializes every machine that shares it; otherwise a file
+        under `locks/` (for an object-store work folder, on this machine only)."""
         from filelock import FileLock
 
         from medtrinity_core.pglock import AdvisoryLock, postgres_params
 
-        if params := postgres_params(self.dagster_home / "dagster.yaml"):
+        home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else self.dagster_home  # the chart's, on Kubernetes
+        if params := postgres_params(home / "dagster.yaml") or postgres_params(self.dagster_home / "dagster.yaml"):
             return AdvisoryLock(params, str(self.root), name)
         if _is_local(self.root):
             folder = Path(self.root.path) / "locks"

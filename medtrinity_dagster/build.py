@@ -10,6 +10,7 @@ from medtrinity_core.sources.schema import SourcesFile
 from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import source_assets
 from medtrinity_dagster.io_manager import ManifestIOManager
+from medtrinity_dagster.k8s import executor
 from medtrinity_dagster.knowledge import build_knowledge_asset
 from medtrinity_dagster.release import build_exports_asset
 from medtrinity_dagster.sensors import build_landing_sensor, sensor_interval
@@ -40,4 +41,5 @@ def build_definitions(sources: SourcesFile, workdir: str, progress: object | Non
         "manifest_io": ManifestIOManager(base_dir=str(wd.manifests)),
         "progress": progress or NoProgress(),
     }
-    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources, sensors=[build_landing_sensor(sources), AUTOMATION])
+    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources, sensors=[build_landing_sensor(sources), AUTOMATION],
+                          executor=executor())

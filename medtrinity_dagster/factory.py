@@ -33,6 +33,7 @@ from medtrinity_core.sources.inventory import raw_stage
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import planned_shard
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
+from medtrinity_dagster.k8s import gpu_op_tags
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
 from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, Progress, WorkdirResource
 
@@ -104,7 +105,7 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
 
     @dg.asset(
         key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts",
-        pool="gpu" if src.expert else None, **common("rois"),
+        pool="gpu" if src.expert else None, op_tags=gpu_op_tags("gpu" if src.expert else None), **common("rois"),
     )
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
@@ -137,7 +138,8 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
     generator_meta = {"generator": spec.backend, "generator_model": spec.model or "", "prompt_version": prompt_version_of(spec)}
 
     @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description=f"Multigranular descriptions ({spec.backend} generator), each scored for faithfulness",
-              metadata=generator_meta, pool="gpu" if spec.backend == "transformers" else None, **common("descriptions"))
+              metadata=generator_meta, pool="gpu" if spec.backend == "transformers" else None,
+              op_tags=gpu_op_tags("gpu" if spec.backend == "transformers" else None), **common("descriptions"))
     def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource,
                      generator: GeneratorResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
