@@ -14,6 +14,18 @@ BOX = pl.Struct({"label": pl.String, "x0": pl.Float64, "y0": pl.Float64, "x1": p
 BODY = pl.Struct({"x0": pl.Float64, "y0": pl.Float64, "x1": pl.Float64, "y1": pl.Float64, "cx": pl.Float64, "cy": pl.Float64})
 LABEL_VOLUME = pl.Struct({"label": pl.String, "volume_ml": pl.Float64})
 
+# A shard plan's rows (plans/<source>/<shard>.parquet): each planned file with what discovery found.
+PLAN_ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "value": pl.Int64, "match": pl.String})
+PLAN = {
+    "relpath": pl.String,  # public path: `<drop>/<path>` outside the base drop, salted where paths identify patients
+    "kind": pl.String,  # null for a rejected file
+    "format": pl.String,
+    "annotations": pl.List(PLAN_ANNOTATION),
+    "labels": pl.List(pl.String),
+    "reason": pl.String,  # set for a rejected file: its shard quarantines it
+    "detail": pl.String,
+}
+
 QUARANTINE = {
     "item_id": pl.String,
     "source": pl.String,

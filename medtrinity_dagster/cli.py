@@ -67,7 +67,6 @@ def _instance(wd: Workdir):
     return DagsterInstance.get()
 
 
-
 def _failure_message(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:

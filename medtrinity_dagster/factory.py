@@ -103,9 +103,11 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         df, q, counts = normalized_stage(for_shard(src, context.partition_key, landing.path()), raw, wd, context.partition_key)
         return _finish(context, progress, wd, src, "normalized", df, q, **counts)
 
+    rois_pool = "gpu" if src.expert else None
+
     @dg.asset(
         key=key("rois"), ins=ins("normalized"), description="Regions of interest with measured facts",
-        pool="gpu" if src.expert else None, op_tags=gpu_op_tags("gpu" if src.expert else None), **common("rois"),
+        pool=rois_pool, op_tags=gpu_op_tags(rois_pool), **common("rois"),
     )
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
         wd = workdir.get()
@@ -136,10 +138,10 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
 
     spec = src.generator
     generator_meta = {"generator": spec.backend, "generator_model": spec.model or "", "prompt_version": prompt_version_of(spec)}
+    describe_pool = "gpu" if spec.backend == "transformers" else None
 
     @dg.asset(key=key("descriptions"), ins=ins("normalized", "rois", "context"), description=f"Multigranular descriptions ({spec.backend} generator), each scored for faithfulness",
-              metadata=generator_meta, pool="gpu" if spec.backend == "transformers" else None,
-              op_tags=gpu_op_tags("gpu" if spec.backend == "transformers" else None), **common("descriptions"))
+              metadata=generator_meta, pool=describe_pool, op_tags=gpu_op_tags(describe_pool), **common("descriptions"))
     def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource,
                      generator: GeneratorResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
         wd = workdir.get()

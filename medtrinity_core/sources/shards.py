@@ -15,21 +15,10 @@ import re
 import polars as pl
 
 from medtrinity_core.errors import MedtrinityError
+from medtrinity_core.records import PLAN, frame
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
 DEFAULT_DROP = "base"
-
-PLAN_ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.String, "threshold": pl.Int64, "value": pl.Int64, "match": pl.String})
-PLAN = {
-    "relpath": pl.String,  # public path: `<drop>/<path>` outside the base drop, salted where paths identify patients
-    "kind": pl.String,  # null for a rejected file
-    "format": pl.String,
-    "annotations": pl.List(PLAN_ANNOTATION),
-    "labels": pl.List(pl.String),
-    "reason": pl.String,  # set for a rejected file: its shard quarantines it
-    "detail": pl.String,
-}
-
 
 def shard_key(drop: str, number: int) -> str:
     return f"{drop}-{number:04d}"
@@ -97,7 +86,7 @@ def plan_entries(source, paths=None) -> pl.DataFrame:
              "annotations": [{"relpath": paths.public(a.relpath), "label": a.label, "kind": a.kind, "threshold": a.threshold,
                               "value": a.value, "match": a.match} for a in i.annotations]} for i in items]
     rows += [{"relpath": paths.public(r.relpath), "reason": r.reason, "detail": paths.scrub(r.detail, [r.relpath])} for r in rejected]
-    return pl.DataFrame([{k: r.get(k) for k in PLAN} for r in rows], schema=PLAN, orient="row") if rows else pl.DataFrame(schema=PLAN)
+    return frame(rows, PLAN)
 
 
 def legacy_plan(workdir: Workdir, source: str) -> dict[str, list[str]]:
@@ -116,7 +105,7 @@ def write_shards(workdir: Workdir, source: str, plan: dict[str, list[str]], entr
         if path.exists():
             continue
         rows = [by_path.get(t) or {"relpath": t, "reason": "missing", "detail": f"{t} was planned but no longer matches a file"} for t in tokens]
-        write_parquet(pl.DataFrame([{k: r.get(k) for k in PLAN} for r in rows], schema=PLAN, orient="row") if rows else pl.DataFrame(schema=PLAN), path)
+        write_parquet(frame(rows, PLAN), path)
     old = workdir.plans / f"{source}.json"
     if old.exists() and all(shard_plan_path(workdir, source, k).exists() for k in legacy_plan(workdir, source)):
         old.unlink()
