@@ -223,9 +223,14 @@ def ui_check(workdir: Path, sources: Path, source: str, out: Path) -> list[str]:
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     wd = Workdir.at(workdir)
     if not any(wd.manifest_path(source, "rois", k).exists() for k in read_plan(wd, source)):
-        subprocess.run([str(BIN / "medtrinity"), "run", "--workdir", str(workdir), "--sources", str(sources), "--source", source, "--no-progress"],
-                       env=env, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    shard = sorted(read_plan(wd, source))[0]
+        run = subprocess.run([str(BIN / "medtrinity"), "run", "--workdir", str(workdir), "--sources", str(sources), "--source", source, "--no-progress"],
+                             env=env, cwd=REPO, capture_output=True, text=True)
+        if run.returncode != 0:
+            return [f"medtrinity run --source {source} failed: {(run.stderr.strip().splitlines() or ['no message'])[-1]}"]
+    shards = sorted(read_plan(wd, source))
+    if not shards:
+        return [f"source {source} has no shard in {workdir}"]
+    shard = shards[0]
     port = free_port()
     out.mkdir(parents=True, exist_ok=True)
     with webserver(port, env, out / "webserver.log") as proc:
