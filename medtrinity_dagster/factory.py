@@ -1,7 +1,10 @@
 """One chain of stage assets per source, from the sources file: `<source>/raw` ... `<source>/triplets`.
 
 Each asset body reads its upstream manifest, calls medtrinity_core, and returns the downstream
-manifest with metadata; quarantined items are written beside it.
+manifest with metadata; quarantined items are written beside it. The stages' image libraries (Pillow,
+SimpleITK, pydicom, scipy, scikit-image) are imported by the asset bodies that use them, so every
+process that loads the Definitions (the daemon's runs, each step of the multiprocess executor) pays
+only for Dagster and the sources file.
 """
 
 
@@ -13,20 +16,13 @@ import polars as pl
 
 from medtrinity_core.accounting import account_images
 from medtrinity_core.dataset.lineage import audit
-from medtrinity_core.dataset.triplets import build_triplets
 from medtrinity_core.describe.stage import describe, prompt_version_of
-from medtrinity_core.imaging.dedup import unique_images
-from medtrinity_core.imaging.normalize import normalized_stage
-from medtrinity_core.knowledge.retrieve import retrieve_context
 from medtrinity_core.knowledge.store import fetch_passages, open_collection, version_of
 from medtrinity_core.knowledge.vocabulary import source_vocabulary
 from medtrinity_core.quality import checks, suites
 from medtrinity_core.quality.names import patient_name_tokens
 from medtrinity_core.quarantine import defects, items_in, read_quarantine, write_quarantine
 from medtrinity_core.records import QUARANTINE, frame
-from medtrinity_core.roi.expert import load_expert
-from medtrinity_core.roi.extract import dataset_rois, extract_rois
-from medtrinity_core.roi.preview import markdown_image, write_previews
 from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.drops import for_shard
 from medtrinity_core.sources.inventory import raw_stage
@@ -99,6 +95,8 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
 
     @dg.asset(key=key("normalized"), ins=ins("raw"), description="2D 8-bit PNGs and masks, content-addressed", **common("normalized"))
     def normalized(context: dg.AssetExecutionContext, workdir: WorkdirResource, landing: LandingResource, progress: dg.ResourceParam[Progress], raw: pl.DataFrame) -> dg.Output:
+        from medtrinity_core.imaging.normalize import normalized_stage
+
         wd = workdir.get()
         df, q, counts = normalized_stage(for_shard(src, context.partition_key, landing.path()), raw, wd, context.partition_key)
         return _finish(context, progress, wd, src, "normalized", df, q, **counts)
@@ -110,6 +108,10 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         pool=rois_pool, op_tags=gpu_op_tags(rois_pool), **common("rois"),
     )
     def rois(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame) -> dg.Output:
+        from medtrinity_core.imaging.dedup import unique_images
+        from medtrinity_core.roi.expert import load_expert
+        from medtrinity_core.roi.extract import extract_rois
+
         wd = workdir.get()
         expert, expert_error = load_expert(src.expert) if src.expert else (None, None)
         everything, normalized = normalized, unique_images(normalized)
@@ -125,6 +127,10 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
 
     @dg.asset(key=key("context"), ins=ins("normalized", "rois"), deps=[KNOWLEDGE_KEY], description="Knowledge passages per finding on each image", **common("context"))
     def context_(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource, normalized: pl.DataFrame, rois: pl.DataFrame) -> dg.Output:
+        from medtrinity_core.imaging.dedup import unique_images
+        from medtrinity_core.knowledge.retrieve import retrieve_context
+        from medtrinity_core.roi.extract import dataset_rois
+
         wd = workdir.get()
         collection = open_collection(knowledge.config(), wd.chroma)
         images = unique_images(normalized)
@@ -144,6 +150,9 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
               metadata=generator_meta, pool=describe_pool, op_tags=gpu_op_tags(describe_pool), **common("descriptions"))
     def descriptions(context: dg.AssetExecutionContext, workdir: WorkdirResource, progress: dg.ResourceParam[Progress], knowledge: KnowledgeResource,
                      generator: GeneratorResource, normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame) -> dg.Output:
+        from medtrinity_core.imaging.dedup import unique_images
+        from medtrinity_core.roi.extract import dataset_rois
+
         wd = workdir.get()
         collection = open_collection(knowledge.config(), wd.chroma)
         passages = fetch_passages(collection, [p["passage_id"] for refs in context_["passages"].to_list() for p in refs])
@@ -165,6 +174,10 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
 
     @dg.asset(key=key("triplets"), ins=ins("normalized", "rois", "context", "descriptions"), description="Image-ROI-description triplets with provenance", **common("triplets"))
     def triplets(context: dg.AssetExecutionContext, workdir: WorkdirResource, landing: LandingResource, progress: dg.ResourceParam[Progress], normalized: pl.DataFrame, rois: pl.DataFrame, context_: pl.DataFrame, descriptions: pl.DataFrame) -> dg.Output:
+        from medtrinity_core.dataset.triplets import build_triplets
+        from medtrinity_core.imaging.dedup import unique_images
+        from medtrinity_core.roi.extract import dataset_rois
+
         wd = workdir.get()
         shard = context.partition_key
         later = read_quarantine(wd, src.name, shard).filter(pl.col("stage").is_in(["rois", "context", "descriptions"]))
@@ -186,6 +199,8 @@ PREVIEW_SIDE = 384
 
 def _previews(wd: Workdir, src: SourceConfig, shard: str, images: pl.DataFrame, rois: pl.DataFrame) -> dict:
     """Overlays shown inline in the UI, with the path of each file."""
+    from medtrinity_core.roi.preview import markdown_image, write_previews
+
     out = {}
     for n, (path, png, title) in enumerate(write_previews(wd, src.name, shard, images, rois, PREVIEWS_PER_SHARD, PREVIEW_SIDE)):
         out[f"preview_{n}"] = dg.MetadataValue.md(markdown_image(png, title))

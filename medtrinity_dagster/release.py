@@ -7,10 +7,7 @@ from typing import Optional
 
 import dagster as dg
 
-from medtrinity_core.release.card import PLOTS
 from medtrinity_core.release.collect import Filters
-from medtrinity_core.release.export import export
-from medtrinity_core.roi.preview import markdown_image
 from medtrinity_core.sources.schema import SourcesFile
 from medtrinity_dagster.resources import WorkdirResource
 
@@ -30,6 +27,10 @@ def build_exports_asset(sources: SourcesFile) -> dg.AssetsDefinition:
     @dg.asset(key="exports", group_name="release", deps=[dg.AssetKey([s.name, "triplets"]) for s in sources.sources], kinds={"parquet"},
               description="The dataset in the formats trainers read (hf, medtrinity, webdataset, llava, coco), with patient-level splits, a card and checksums")
     def exports(context: dg.AssetExecutionContext, config: ExportConfig, workdir: WorkdirResource) -> dg.MaterializeResult:
+        from medtrinity_core.release.card import PLOTS  # the formats' and plots' libraries load with the asset, not the Definitions
+        from medtrinity_core.release.export import export
+        from medtrinity_core.roi.preview import markdown_image
+
         wd = workdir.get()
         if not config.formats:
             raise dg.Failure("exports: name at least one format (hf, medtrinity, webdataset, llava, coco)")

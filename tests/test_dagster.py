@@ -171,10 +171,12 @@ def test_each_stage_has_its_own_code_version_so_a_new_prompt_marks_only_descript
 
 def test_loading_the_definitions_imports_no_heavy_library():
     """Every run and step loads the code location: torch, MONAI, transformers, Chroma, sentence-transformers,
-    Great Expectations and the release libraries are imported only where they are used."""
+    Great Expectations, the release libraries, the image libraries and dagster-k8s are imported only where
+    they are used."""
     env = {**os.environ, "MEDTRINITY_SOURCES": str(EXAMPLES / "sources.yaml")}
     code = ("import sys, time; t = time.time(); from medtrinity_dagster.definitions import defs; defs.resolve_asset_graph(); "
-            "heavy = ('torch', 'monai', 'transformers', 'chromadb', 'sentence_transformers', 'great_expectations', 'mlcroissant', 'matplotlib', 'pyarrow'); "
+            "heavy = ('torch', 'monai', 'transformers', 'chromadb', 'sentence_transformers', 'great_expectations', 'mlcroissant', 'matplotlib', 'pyarrow', "
+            "'scipy', 'skimage', 'SimpleITK', 'pydicom', 'nibabel', 'highdicom', 'dagster_k8s'); "
             "print(sorted(m for m in heavy if m in sys.modules)); print(f'definitions load in {time.time() - t:.2f} s')")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -32,8 +32,14 @@ class Term:
     system: str
     synonyms: tuple[str, ...] = ()
     appearance: tuple[tuple[str, str], ...] = ()  # modality -> expected appearance
-    snomed: tuple[str, str] | None = None  # (code value, meaning) from pydicom's codedict
+    snomed_name: str | None = None  # a SNOMED CT concept of pydicom's codedict, by its keyword
     umls: tuple[str, ...] = ()  # UMLS CUIs, as MedQuAD's FocusAnnotations give them
+
+    @property
+    def snomed(self) -> tuple[str, str] | None:
+        """(code value, meaning) from pydicom's codedict, looked up when asked (its 0.2-0.4 s import is
+        kept out of loading the Definitions; the bundled names are checked by a test, a user's at load)."""
+        return _snomed(self.snomed_name, self.term)
 
     def words(self) -> list[str]:
         """The canonical term first, then its written-out synonyms (abbreviations of three letters or less
@@ -57,6 +63,7 @@ class Vocabulary:
         return found
 
 
+@lru_cache(maxsize=None)
 def _snomed(name: str | None, where: str) -> tuple[str, str] | None:
     if not name:
         return None
@@ -69,6 +76,12 @@ def _snomed(name: str | None, where: str) -> tuple[str, str] | None:
     return str(code.value), str(code.meaning)
 
 
+def _checked(name: str | None, where: str, check: bool) -> str | None:
+    if name and check:
+        _snomed(str(name), where)  # a user's file: an unknown concept is an error naming the entry
+    return str(name) if name else None
+
+
 def _cuis(value, where: str) -> tuple[str, ...]:
     cuis = tuple(str(v) for v in value or ())
     bad = [c for c in cuis if not re.fullmatch(r"C\d{7}", c)]
@@ -77,7 +90,7 @@ def _cuis(value, where: str) -> tuple[str, ...]:
     return cuis
 
 
-def parse_vocabulary(entries: list, where: str) -> list[Term]:
+def parse_vocabulary(entries: list, where: str, check_codes: bool = True) -> list[Term]:
     terms = []
     for n, entry in enumerate(entries or []):
         here = f"{where}[{n}]"
@@ -90,7 +103,7 @@ def parse_vocabulary(entries: list, where: str) -> list[Term]:
             term=str(entry["term"]), category=category, system=str(entry.get("system", "")),
             synonyms=tuple(str(s) for s in entry.get("synonyms") or ()),
             appearance=tuple(sorted((str(k), str(v)) for k, v in (entry.get("appearance") or {}).items())),
-            snomed=_snomed(entry.get("snomed"), here),
+            snomed_name=_checked(entry.get("snomed"), here, check_codes),
             umls=_cuis(entry.get("umls"), here),
         ))
     return terms
@@ -116,7 +129,7 @@ def load_vocabulary(extra: str | None = None) -> Vocabulary:
 
 @lru_cache(maxsize=8)
 def _load_vocabulary(extra: str | None, version: tuple[int, int] | None) -> Vocabulary:
-    terms = parse_vocabulary(yaml.safe_load(BUNDLED.read_text()), BUNDLED.name)
+    terms = parse_vocabulary(yaml.safe_load(BUNDLED.read_text()), BUNDLED.name, check_codes=False)  # checked by a test
     if extra:
         terms += parse_vocabulary(yaml.safe_load(Path(extra).read_text()), Path(extra).name)
     return build_vocabulary(terms)
