@@ -174,3 +174,37 @@ def test_a_second_run_does_no_work_and_a_changed_setting_reruns_only_what_reads_
                      ("tiny-two", "raw"): 0, ("tiny-two", "normalized"): 1, ("tiny-two", "triplets"): 1}
     forced = medtrinity("run", "--workdir", str(workdir), "--sources", str(sources), "--source", "tiny-two", "--force")
     assert forced.returncode == 0 and counts()[("tiny-two", "raw")] == after[("tiny-two", "raw")] + 1
+
+
+def test_new_files_fill_a_new_shard_and_only_that_shard_runs(tmp_path, clean_source):
+    import shutil
+
+    import dagster as dg
+    import numpy as np
+    from PIL import Image
+
+    shutil.copytree(clean_source.parent, tmp_path / "src", ignore=shutil.ignore_patterns("*.yaml"))
+    sources = tmp_path / "src" / "sources.yaml"
+    sources.write_text(clean_source.read_text())
+    workdir = tmp_path / "wd"
+    assert medtrinity("run", "--workdir", str(workdir), "--sources", str(sources)).returncode == 0
+    pixels = np.random.default_rng(3).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "src" / "kvasir" / "images" / "arrived.jpg")
+    mask = np.zeros((96, 96), np.uint8)
+    mask[30:60, 20:70] = 255
+    Image.fromarray(mask).save(tmp_path / "src" / "kvasir" / "masks" / "arrived.jpg")
+    with dg.DagsterInstance.from_config(str(workdir / "dagster")) as instance:
+        first = instance.get_runs()
+    grown = medtrinity("run", "--workdir", str(workdir), "--sources", str(sources))
+    assert grown.returncode == 0, grown.stderr
+    assert "skipped 2 partition(s) already up to date" in grown.stdout  # the first shard and the knowledge base
+    with dg.DagsterInstance.from_config(str(workdir / "dagster")) as instance:
+        new = [r for r in instance.get_runs() if r.run_id not in {f.run_id for f in first}]
+        assert [r.tags.get("dagster/partition") for r in new] == ["base-0001"]
+        for stage in ("raw", "normalized", "rois", "context", "descriptions", "triplets"):
+            records = instance.fetch_materializations(dg.AssetKey(["tiny-kvasir", stage]), limit=10).records
+            assert sorted(r.partition_key for r in records) == ["base-0000", "base-0001"], stage
+    plan = (workdir / "plans" / "tiny-kvasir" / "base-0001.parquet")
+    import polars as pl
+
+    assert pl.read_parquet(plan)["relpath"].to_list() == ["images/arrived.jpg"]
