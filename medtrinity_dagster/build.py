@@ -30,7 +30,7 @@ def build_definitions(sources: SourcesFile, workdir: str, progress: object | Non
     assets: list = [build_knowledge_asset(sources), build_exports_asset(sources)]
     asset_checks: list = []
     for src in sources.sources:
-        stage_assets, stage_checks = source_assets(src)
+        stage_assets, stage_checks = source_assets(src, sources.retrieval.rerun_contexts)
         assets += stage_assets
         asset_checks += stage_checks
     resources = {

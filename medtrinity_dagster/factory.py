@@ -37,11 +37,14 @@ STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
 
 
 # A partition's stage runs once its upstream partition is newly materialized and every blocking check on
-# that upstream passed, and (for `context`) once the knowledge base exists; a knowledge-base rebuild alone
-# re-runs nothing (`medtrinity run` re-runs the context built on an older knowledge base).
-FOLLOW = (dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(KNOWLEDGE_KEY))
-          & dg.AutomationCondition.all_deps_blocking_checks_passed()
-          & ~dg.AutomationCondition.any_deps_missing()).with_label("follows its upstream partition")
+# that upstream passed, and (for `context`) once the knowledge base exists. A knowledge-base rebuild alone
+# re-runs nothing (`medtrinity run` re-runs the context built on an older knowledge base), unless the
+# sources file sets `retrieval: {rerun_contexts: true}`: then `context` follows the knowledge base too.
+_CHECKED = dg.AutomationCondition.all_deps_blocking_checks_passed() & ~dg.AutomationCondition.any_deps_missing()
+FOLLOW = (dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(KNOWLEDGE_KEY)) & _CHECKED).with_label("follows its upstream partition")
+_KNOWLEDGE_CHANGED = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed()).allow(dg.AssetSelection.assets(KNOWLEDGE_KEY))
+FOLLOW_WITH_KNOWLEDGE = (FOLLOW | (_KNOWLEDGE_CHANGED.since_last_handled() & ~dg.AutomationCondition.in_progress()
+                                   & ~dg.AutomationCondition.any_deps_in_progress() & _CHECKED)).with_label("follows its upstream partition and the knowledge base's content")
 
 
 def partitions_name(source: SourceConfig) -> str:
@@ -69,7 +72,7 @@ def _no_quarantine() -> pl.DataFrame:
     return frame([], QUARANTINE)
 
 
-def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+def source_assets(src: SourceConfig, rerun_contexts: bool = False) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     parts = dg.DynamicPartitionsDefinition(name=partitions_name(src))
     base = dict(partitions_def=parts, group_name=src.slug, io_manager_key="manifest_io", kinds={"polars"}, tags={"medtrinity/source": src.name})
 
@@ -77,7 +80,8 @@ def source_assets(src: SourceConfig) -> tuple[list[dg.AssetsDefinition], list[dg
         """Each stage's code version hashes only the configuration it (and its upstream) reads; every
         stage after raw follows its upstream partition by declarative automation (raw is requested by the
         landing-zone sensor or a person)."""
-        return {**base, "code_version": src.fingerprint(stage), **({"automation_condition": FOLLOW} if stage != "raw" else {})}
+        follow = FOLLOW_WITH_KNOWLEDGE if stage == "context" and rerun_contexts else FOLLOW
+        return {**base, "code_version": src.fingerprint(stage), **({"automation_condition": follow} if stage != "raw" else {})}
 
     def key(stage: str) -> dg.AssetKey:
         return dg.AssetKey([src.name, stage])

@@ -6,6 +6,7 @@ base — from which that partition re-runs; and whether the knowledge base's inp
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import json
 
 import dagster as dg
@@ -20,7 +21,8 @@ def knowledge_inputs(sources) -> str:
     version: the knowledge base is rebuilt only when one of them changes."""
     from medtrinity_core import __version__
 
-    h = hashlib.sha256(json.dumps([__version__, repr(sources.retrieval)], default=str).encode())
+    settings = replace(sources.retrieval, rerun_contexts=False)  # what automation does, not what the knowledge base holds
+    h = hashlib.sha256(json.dumps([__version__, repr(settings)], default=str).encode())
     for corpus in sources.corpora:
         h.update(f"{corpus}".encode())
         for path in sorted(p for p in corpus.root.rglob("*") if p.is_file()):

@@ -162,3 +162,34 @@ def test_a_changed_knowledge_base_marks_the_contexts_built_on_it_stale(zone, tin
     changed = build_definitions(fewer, str(zone["wd"].root), landing=str(zone["landing"]))
     dg.materialize([*changed.assets, *changed.asset_checks], resources=changed.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
     assert status(changed) == StaleStatus.STALE
+
+
+def test_with_rerun_contexts_a_changed_knowledge_base_reruns_the_contexts_built_on_it_and_an_unchanged_one_nothing(zone, tiny_sources):
+    from dataclasses import replace
+
+    instance = dg.DagsterInstance.ephemeral()
+    src = zone["sources"].sources[0]
+    base = load_sources(tiny_sources)
+    rerun = replace(base, retrieval=replace(base.retrieval, rerun_contexts=True))
+    defs = build_definitions(rerun, str(zone["wd"].root), landing=str(zone["landing"]))
+    everything = [*defs.assets, *defs.asset_checks]
+    instance.add_dynamic_partitions(partitions_name(src), tick(zone, instance=instance).dynamic_partitions_requests[0].partition_keys)
+    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
+    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000", selection=[dg.AssetKey([src.name, s]) for s in STAGES])
+    context_key = dg.AssetKey([src.name, "context"])
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.get_requested_partitions(context_key) == set()
+    dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])  # the same corpus
+    same = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert same.get_requested_partitions(context_key) == set()  # an unchanged corpus causes nothing
+    plain_before = dg.evaluate_automation_conditions(defs=build_definitions(base, str(zone["wd"].root), landing=str(zone["landing"])), instance=instance)
+    fewer = replace(rerun, corpora=(replace(rerun.corpora[0], include=("*/0000218.xml",)),))
+    changed = build_definitions(fewer, str(zone["wd"].root), landing=str(zone["landing"]))
+    dg.materialize([*changed.assets, *changed.asset_checks], resources=changed.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
+    after = dg.evaluate_automation_conditions(defs=changed, instance=instance, cursor=same.cursor)
+    assert after.get_requested_partitions(context_key) == {"d1-0000"}
+    assert after.get_requested_partitions(dg.AssetKey([src.name, "rois"])) == set()  # only what reads the knowledge base
+    # without the setting, the same change re-runs nothing (medtrinity run does it)
+    plain = build_definitions(replace(fewer, retrieval=base.retrieval), str(zone["wd"].root), landing=str(zone["landing"]))
+    plain_after = dg.evaluate_automation_conditions(defs=plain, instance=instance, cursor=plain_before.cursor)
+    assert plain_after.get_requested_partitions(context_key) == set()

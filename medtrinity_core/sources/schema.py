@@ -51,7 +51,7 @@ ALLOWED_NETWORKS = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet"
 CODE_KINDS = ("torchscript", "bundle")  # TorchScript is code; a bundle's config evaluates expressions
 MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label_map"}
 KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
-RETRIEVAL_KEYS = {"model_dir", "query_prefix", "passage_prefix", "max_tokens", "overlap_tokens", "server", "token_env", "collection"}
+RETRIEVAL_KEYS = {"model_dir", "query_prefix", "passage_prefix", "max_tokens", "overlap_tokens", "server", "token_env", "collection", "rerun_contexts"}
 TOP_KEYS = {"version", "defaults", "sources", "knowledge", "retrieval", "vocabulary", "generator", "decontamination"}
 BACKENDS = ("grounded", "transformers", "openai")
 GENERATOR_KEYS = {"backend", "model", "url", "api_key_env", "prompt", "max_new_tokens", "temperature", "concurrency", "timeout_s", "retries",
@@ -245,6 +245,7 @@ class RetrievalConfig:
     server: str | None = None  # http(s)://host:port of a Chroma server; None: embedded Chroma in the work folder
     token_env: str | None = None  # environment variable holding the server's bearer token
     collection: str = "medtrinity-knowledge"
+    rerun_contexts: bool = False  # automation re-runs every context built on an older knowledge base when it changes
 
 
 @dataclass(frozen=True)
@@ -650,8 +651,11 @@ def _parse_retrieval(chk: _Checker, doc: LineDict, base: Path) -> RetrievalConfi
     collection = chk.string(node, "collection", "retrieval.collection") or RetrievalConfig.collection
     if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$", collection):
         chk.fail(node, "collection", "retrieval.collection", "must be 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
+    rerun = node.get("rerun_contexts", False)
+    if not isinstance(rerun, bool):
+        chk.fail(node, "rerun_contexts", "retrieval.rerun_contexts", "must be true or false")
     return RetrievalConfig(
-        model_dir=model_dir,
+        model_dir=model_dir, rerun_contexts=rerun,
         query_prefix=chk.string(node, "query_prefix", "retrieval.query_prefix") or "",
         passage_prefix=chk.string(node, "passage_prefix", "retrieval.passage_prefix") or "",
         max_tokens=max_tokens, overlap_tokens=overlap, server=server, token_env=token_env, collection=collection,
