@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -114,6 +115,7 @@ class Browser:
             if (not line and self.proc.poll() is not None) or time.monotonic() > deadline:
                 raise RuntimeError(f"Chromium did not start its DevTools endpoint: {line.strip()}")
         port = line.strip().rsplit(":", 1)[1].split("/", 1)[0]
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # keep draining: a full pipe would stall Chromium
         with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT"), timeout=30) as r:
             target = json.loads(r.read())
         from websockets.sync.client import connect
