@@ -11,14 +11,13 @@ from __future__ import annotations
 import io
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import finish, peak_rss_mb, table  # noqa: E402
+from common import finish, image_masks_sources, peak_rss_mb, table  # noqa: E402
 
 SIZES = (10_000, 100_000)
 SHARD = 500
@@ -58,21 +57,7 @@ def build_source(root: Path, files: int) -> Path:
         ext = "dcm" if i < dicom else "png"
         (root / "data" / "images" / f"case{i:06d}.{ext}").write_bytes(dcm + i.to_bytes(4, "little") if ext == "dcm" else png + i.to_bytes(4, "little"))
         (root / "data" / "masks" / f"case{i:06d}.png").write_bytes(png)
-    sources = root / "sources.yaml"
-    sources.write_text(textwrap.dedent(f"""\
-        version: 1
-        sources:
-          - name: bench-plan
-            modality: ct
-            license: CC0-1.0
-            root: data
-            layout: image_masks
-            shard_size: {SHARD}
-            images: 'images/(?P<id>[^/]+)\\.(png|dcm)'
-            masks:
-              - pattern: 'masks/{{id}}\\.png'
-                label: lesion
-        """))
+    sources = image_masks_sources(root / "sources.yaml", "bench-plan", "ct", "data", r"images/(?P<id>[^/]+)\.(png|dcm)", "lesion", SHARD)
     return sources
 
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import finish, peak_rss_mb, table  # noqa: E402
+from common import finish, image_masks_sources, peak_rss_mb, table  # noqa: E402
 
 DROPS, PAIRS = 100, 500
 
@@ -31,21 +30,8 @@ def build_zone(root: Path) -> Path:
             (drop / "images" / f"img{i:04d}.png").write_bytes(payload)
             (drop / "masks" / f"img{i:04d}.png").write_bytes(payload)
         (drop / "_READY").touch()
-    sources = root / "sources.yaml"
     (root / "base").mkdir()
-    sources.write_text(textwrap.dedent("""\
-        version: 1
-        sources:
-          - name: bench-src
-            modality: endoscopy
-            license: CC0-1.0
-            root: base
-            layout: image_masks
-            images: 'images/(?P<id>[^/]+)\\.png'
-            masks:
-              - pattern: 'masks/{id}\\.png'
-                label: polyp
-        """))
+    sources = image_masks_sources(root / "sources.yaml", "bench-src", "endoscopy", "base", r"images/(?P<id>[^/]+)\.png", "polyp")
     return sources
 
 

@@ -8,6 +8,7 @@ import platform
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 
 def machine() -> dict:
@@ -63,3 +64,12 @@ def entry(main, memory_point) -> None:
         memory_point(int(sys.argv[2]))
     else:
         main()
+
+
+def image_masks_sources(path: Path, name: str, modality: str, root: str, images: str, label: str, shard_size: int | None = None) -> Path:
+    """A sources file with one `image_masks` source whose masks are `masks/{id}.png` (synthetic benchmark data)."""
+    shard = f"\n    shard_size: {shard_size}" if shard_size else ""
+    path.write_text(
+        f"version: 1\nsources:\n  - name: {name}\n    modality: {modality}\n    license: CC0-1.0\n    root: {root}\n"
+        f"    layout: image_masks{shard}\n    images: '{images}'\n    masks:\n      - pattern: 'masks/{{id}}\\.png'\n        label: {label}\n")
+    return path

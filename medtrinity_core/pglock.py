@@ -25,14 +25,16 @@ def _value(v):
     return v
 
 
-def unset_variables(config) -> list[str]:
-    """The `{env: NAME}` values of an instance configuration whose variable is not set."""
+def unset_variables(config, environ=None) -> list[str]:
+    """The `{env: NAME}` values of an instance configuration whose variable is not set (in `environ`,
+    default the process's environment; `{}` lists every variable the configuration names)."""
+    environ = os.environ if environ is None else environ
     if isinstance(config, dict):
         if set(config) == {"env"}:
-            return [] if config["env"] in os.environ else [config["env"]]
-        return [name for v in config.values() for name in unset_variables(v)]
+            return [] if config["env"] in environ else [config["env"]]
+        return [name for v in config.values() for name in unset_variables(v, environ)]
     if isinstance(config, list):
-        return [name for v in config for name in unset_variables(v)]
+        return [name for v in config for name in unset_variables(v, environ)]
     return []
 
 

@@ -5,7 +5,6 @@ dagster-k8s's own schemas. No Docker engine or cluster runs here: these are pars
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -40,12 +39,7 @@ def env_example() -> dict[str, str]:
 def instance_variables(config) -> set[str]:
     from medtrinity_core.pglock import unset_variables
 
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()  # with nothing set, every `{env: NAME}` is reported
-        return set(unset_variables(config))
-    finally:
-        os.environ.update(saved)
+    return set(unset_variables(config, {}))  # with nothing set, every `{env: NAME}` is reported
 
 
 def test_compose_has_every_service_the_workspace_the_instance_and_the_environment_name(compose):

@@ -60,9 +60,10 @@ def plan_drop(workdir, source, drop: str = DEFAULT_DROP, landing: Path | None = 
     entries = plan_entries(dropped, paths)
     paths.save()
     with workdir.lock(f"plan-{source.name}"):  # read-modify-write: a concurrent run must not lose shards
-        earlier = {**legacy_plan(workdir, source.name), **read_plan(workdir, source.name)}
+        legacy = legacy_plan(workdir, source.name)
+        earlier = {**legacy, **read_plan(workdir, source.name)}
         plan = {k: v for k, v in extend_plan(earlier, entries["relpath"].to_list(), source.shard_size, drop).items() if drop_of(k) == drop}
-        write_shards(workdir, source.name, plan, entries)
+        write_shards(workdir, source.name, plan, entries, legacy)
     return plan
 
 

@@ -95,7 +95,7 @@ def legacy_plan(workdir: Workdir, source: str) -> dict[str, list[str]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def write_shards(workdir: Workdir, source: str, plan: dict[str, list[str]], entries: pl.DataFrame) -> None:
+def write_shards(workdir: Workdir, source: str, plan: dict[str, list[str]], entries: pl.DataFrame, legacy: dict[str, list[str]]) -> None:
     """Write each shard of `plan` that has no file yet, from this planning's entries (a shard is never
     rewritten). A shard of an earlier version's JSON plan is converted the same way; a path of it that
     discovery no longer finds is planned as `missing`. The JSON goes once every shard it lists has a file."""
@@ -107,7 +107,7 @@ def write_shards(workdir: Workdir, source: str, plan: dict[str, list[str]], entr
         rows = [by_path.get(t) or {"relpath": t, "reason": "missing", "detail": f"{t} was planned but no longer matches a file"} for t in tokens]
         write_parquet(frame(rows, PLAN), path)
     old = workdir.plans / f"{source}.json"
-    if old.exists() and all(shard_plan_path(workdir, source, k).exists() for k in legacy_plan(workdir, source)):
+    if legacy and all(shard_plan_path(workdir, source, k).exists() for k in legacy):
         old.unlink()
 
 
