@@ -27,7 +27,14 @@ from medtrinity_core.sources.schema import load_sources  # noqa: E402
 from medtrinity_core.storage import Workdir  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# Dagster's console logger prints every failed step with its stack trace; the command prints one line per
+# failure instead (the event log keeps everything, and MEDTRINITY_DEBUG=1 shows Dagster's own lines).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+DEBUG_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def _run_config() -> dict:
+    return DEBUG_RUN_CONFIG if os.environ.get("MEDTRINITY_DEBUG") else QUIET_RUN_CONFIG
 
 
 class BarProgress:
@@ -67,12 +74,20 @@ def _instance(wd: Workdir):
     return DagsterInstance.get()
 
 
-def _failure_message(result) -> str:
+def _failure_message(result) -> str | None:
+    """The first failed step's error, in one line; None when every failed step is a blocking check (the
+    check's own line, with its failing rows, says more)."""
     for event in result.all_events:
         if event.is_step_failure:
             err = event.event_specific_data.error
-            return f"step {event.step_key} failed: {(err.message if err else 'unknown error').strip().splitlines()[-1]}"
-    return "run failed"
+            if err is not None and err.cls_name == "DagsterAssetCheckFailedError":
+                continue
+            cause = err
+            while cause is not None and cause.cause is not None and cause.cls_name.startswith("Dagster"):
+                cause = cause.cause  # the user-code error under Dagster's wrapper
+            text = (cause.message if cause else "unknown error").strip()
+            return f"step {event.step_key} failed: {' '.join(text.splitlines()[-1:]) or 'unknown error'}"
+    return None if result.get_asset_check_evaluations() else "run failed"
 
 
 def cmd_run(args) -> int:
@@ -114,9 +129,9 @@ def cmd_run(args) -> int:
     try:
         kb_current, kb_version = knowledge_current(instance, sources) if incremental else (False, None)
         if with_kb and not kb_current:
-            result = materialize(all_assets, resources=defs.resources, instance=instance, selection=[KNOWLEDGE_KEY], run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run"})
+            result = materialize(all_assets, resources=defs.resources, instance=instance, selection=[KNOWLEDGE_KEY], run_config=_run_config(), raise_on_error=False, tags={"medtrinity/command": "run"})
             if not result.success:
-                failures.append(f"knowledge_base: {_failure_message(result)}")
+                failures.append(f"knowledge_base: {_failure_message(result) or 'run failed'}")
             kb_version = knowledge_current(instance, sources)[1]
         elif with_kb:
             skipped += 1
@@ -132,9 +147,10 @@ def cmd_run(args) -> int:
                     for stage in stages[:start]:
                         progress.advance(src.name, stage, 0)
                     selection = AssetSelection.assets(*[AssetKey([src.name, s]) for s in stages[start:]])
-                    result = materialize(all_assets, resources=defs.resources, instance=instance, selection=selection, partition_key=shard, run_config=QUIET_RUN_CONFIG, raise_on_error=False, tags={"medtrinity/command": "run", "medtrinity/source": src.name})
-                    if not result.success:
-                        failures.append(f"{src.name} shard {shard}: {_failure_message(result)}")
+                    result = materialize(all_assets, resources=defs.resources, instance=instance, selection=selection, partition_key=shard, run_config=_run_config(), raise_on_error=False, tags={"medtrinity/command": "run", "medtrinity/source": src.name})
+                    message = None if result.success else _failure_message(result)
+                    if message:
+                        failures.append(f"{src.name} shard {shard}: {message}")
                     for ev in result.get_asset_check_evaluations():
                         if not ev.passed:
                             failed_checks.append((src.name, shard, ev.check_name, ev.severity.value, dict(ev.metadata)))
@@ -152,8 +168,10 @@ def cmd_run(args) -> int:
         print(f"error: {line}", file=sys.stderr)
         code = EXIT_FAILED
     for name, shard, check, severity, meta in failed_checks:
-        print(f"check failed ({severity}): {name} shard {shard}: {check} {_brief(meta)}", file=sys.stderr)
-        if severity == "ERROR":
+        blocking = severity == "ERROR"
+        print(f"{'error' if blocking else 'warning'}: {name} shard {shard}: check {check} failed{' (blocking)' if blocking else ''}: "
+              f"{_brief(meta)}", file=sys.stderr)
+        if blocking:
             code = EXIT_FAILED
     for row in table.iter_rows(named=True):
         limit = sources.source(row["source"]).max_quarantine_share
@@ -168,8 +186,10 @@ def _brief(meta: dict) -> str:
     values = {k: getattr(v, "value", v) for k, v in meta.items()}
     if "suite" in values:
         failing = [*values.get("errors", []), *values.get("warnings", [])]
-        return "; ".join(f"{f['expectation']}: {f['failing_rows']} row(s), e.g. {', '.join(f['examples'][:3])}" for f in failing)
-    return ", ".join(f"{k}={v}" for k, v in list(values.items())[:4])
+        text = "; ".join(f"{f['expectation']}: {f['failing_rows']} row(s), e.g. {', '.join(f['examples'][:3])}" for f in failing)
+    else:
+        text = ", ".join(f"{k}={v}" for k, v in list(values.items())[:4])
+    return " ".join(text.split())  # one line, whatever the metadata holds
 
 
 def _print_table(table) -> None:

@@ -15,7 +15,8 @@ from medtrinity_core.errors import SourcesFileError
 from medtrinity_core.imaging.intensity import CT_WINDOWS
 from medtrinity_core.knowledge.vocabulary import load_vocabulary
 from medtrinity_core.modalities import MODALITIES
-from medtrinity_core.sources.yaml_lines import DuplicateKey, LineDict, load_with_lines
+from medtrinity_core.sources.patterns import backtracking_problem
+from medtrinity_core.sources.yaml_lines import AliasBomb, DuplicateKey, LineDict, load_with_lines
 
 LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images", "image_boxes")
 BOX_FORMATS = ("coco", "yolo", "csv")
@@ -318,7 +319,37 @@ class _Checker:
                 re.compile(value.replace("{{", "{").replace("}}", "}") if "{" in value else value)
             except re.error as exc:
                 self.fail(node, key, path, f"is not a valid regular expression ({exc})")
+            problem = backtracking_problem(value)
+            if problem:
+                self.fail(node, key, path, f"is refused: {problem}")
         return value
+
+    def boolean(self, node: LineDict, key: str, path: str, default: bool = False) -> bool:
+        """YAML's bare `true` or `false` only: a quoted 'false', `no`, `0` or `[false]` is an error, never
+        read as true."""
+        if key not in node:
+            return default
+        value = node[key]
+        if not isinstance(value, bool):
+            hint = " (YAML 1.1's yes/no/on/off are not booleans here)" if isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n") else ""
+            self.fail(node, key, path, f"must be true or false (unquoted), not {_shown(value)}{hint}")
+        return value
+
+
+def _whole(value) -> bool:
+    """A whole number, and not a boolean (YAML's `true` is Python's 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _shown(value) -> str:
+    """A value as the error names it: its YAML type and a short repr."""
+    kind = {str: "the string", int: "the number", float: "the number", list: "a list", LineDict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
+    text = repr(value) if not isinstance(value, (list, dict)) else repr(value)[:40]
+    return f"{kind} {text}" if value is not None else kind
 
 
 def _resolve_root(chk: _Checker, node: LineDict, key: str, path: str, base: Path) -> Path:
@@ -344,10 +375,10 @@ def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ..
         if label is None and not values and "(?P<label>" not in pattern:
             chk.fail(entry, "pattern", f"{mpath}.pattern", "needs a named group `label`, a fixed `label` key or a `label_map`")
         words = entry.get("label_words") or {}
-        if not isinstance(words, dict):
-            chk.fail(entry, "label_words", f"{mpath}.label_words", "must map characters to replacements")
+        if not isinstance(words, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in words.items()):
+            chk.fail(entry, "label_words", f"{mpath}.label_words", "must map characters to replacements (strings)")
         threshold = entry.get("threshold")
-        if threshold is not None and (not isinstance(threshold, int) or not 0 <= threshold < 256):
+        if threshold is not None and (not _whole(threshold) or not 0 <= threshold < 256):
             chk.fail(entry, "threshold", f"{mpath}.threshold", "must be a whole number from 0 to 255")
         instances = chk.string(entry, "instances", f"{mpath}.instances")
         if instances not in (None, "per_file"):
@@ -364,21 +395,21 @@ def _parse_boxes(chk: _Checker, node: LineDict, path: str) -> BoxSpec:
         chk.string(bnode, "file", f"{path}.boxes.file", required=True)
     if fmt == "yolo":
         chk.regex(bnode, "pattern", f"{path}.boxes.pattern", required=True)
-        if not isinstance(bnode.get("classes"), list) or not bnode["classes"]:
+        if not bnode.get("classes"):
             chk.fail(bnode, "classes", f"{path}.boxes.classes", "yolo boxes need the list of class names")
+    if "classes" in bnode and not _string_list(bnode["classes"]):
+        chk.fail(bnode, "classes", f"{path}.boxes.classes", "must list class names (strings)")
     columns = bnode.get("box_columns", ["x0", "y0", "x1", "y1"])
-    if not isinstance(columns, list) or len(columns) != 4:
+    if not _string_list(columns) or len(columns) != 4:
         chk.fail(bnode, "box_columns", f"{path}.boxes.box_columns", "must list four column names")
-    box_format = bnode.get("box_format", "xyxy")
-    if box_format not in ("xyxy", "xywh"):
-        chk.fail(bnode, "box_format", f"{path}.boxes.box_format", "must be xyxy or xywh")
+    box_format = chk.choice(bnode, "box_format", f"{path}.boxes.box_format", ("xyxy", "xywh")) or "xyxy"
     return BoxSpec(
         format=fmt,
         file=chk.string(bnode, "file", f"{path}.boxes.file"),
         pattern=chk.string(bnode, "pattern", f"{path}.boxes.pattern"),
         classes=tuple(str(c) for c in bnode.get("classes") or ()),
-        image_column=str(bnode.get("image_column", "image")),
-        label_column=str(bnode.get("label_column", "label")),
+        image_column=chk.string(bnode, "image_column", f"{path}.boxes.image_column") or BoxSpec.image_column,
+        label_column=chk.string(bnode, "label_column", f"{path}.boxes.label_column") or BoxSpec.label_column,
         box_columns=tuple(str(c) for c in columns),
         box_format=box_format,
     )
@@ -391,9 +422,7 @@ def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> Exper
     model_path = (base / chk.string(enode, "path", f"{path}.expert.path", required=True)).resolve()
     if not model_path.exists():
         chk.fail(enode, "path", f"{path}.expert.path", f"{model_path} does not exist")
-    trust_code = enode.get("trust_code", False)
-    if not isinstance(trust_code, bool):
-        chk.fail(enode, "trust_code", f"{path}.expert.trust_code", "must be true or false")
+    trust_code = chk.boolean(enode, "trust_code", f"{path}.expert.trust_code")
     if kind in CODE_KINDS and not trust_code:
         what = "TorchScript is code" if kind == "torchscript" else "a MONAI bundle's config evaluates expressions"
         chk.fail(enode, "kind", f"{path}.expert.kind", f"{kind} runs code from the model files on load ({what}); set `trust_code: true` "
@@ -410,7 +439,7 @@ def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> Exper
     if not labels:
         chk.fail(enode, "labels", f"{path}.expert.labels", "must map output channels (1, 2, ...) to label names")
     roi = enode.get("roi_size", [96, 96])
-    if not (isinstance(roi, list) and len(roi) == 2 and all(isinstance(v, int) and v > 0 for v in roi)):
+    if not (isinstance(roi, list) and len(roi) == 2 and all(_whole(v) and v > 0 for v in roi)):
         chk.fail(enode, "roi_size", f"{path}.expert.roi_size", "must be two positive whole numbers")
     device = chk.string(enode, "device", f"{path}.expert.device") or "auto"
     return ExpertSpec(
@@ -446,7 +475,9 @@ def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label
     for k, v in value.items():
         if isinstance(k, bool) or not isinstance(k, (int, str)) or (isinstance(k, str) and not names_allowed):
             chk.fail(value, k, f"{path}.{key}.{k}", "label values must be whole numbers")
-        out.append((k, str(v)))
+        if not isinstance(v, str) or not v.strip():
+            chk.fail(value, k, f"{path}.{key}.{k}", f"must be a label name (a string), not {_shown(v)}")
+        out.append((k, v))
     return tuple(sorted(out, key=lambda kv: (isinstance(kv[0], str), kv[0])))
 
 
@@ -527,7 +558,9 @@ def _parse_terms(chk: _Checker, node: LineDict, path: str, vocabulary_file: Path
     vocabulary = load_vocabulary(str(vocabulary_file) if vocabulary_file else None)
     out = []
     for label, target in value.items():
-        found = vocabulary.lookup(str(target))
+        if not isinstance(target, str):
+            chk.fail(value, label, f"{path}.terms.{label}", f"must be a vocabulary term (a string), not {_shown(target)}")
+        found = vocabulary.lookup(target)
         if found is None:
             chk.fail(value, label, f"{path}.terms.{label}", f"'{target}' is not a term of the vocabulary; add it to your `vocabulary:` file")
         out.append((str(label), found.term))
@@ -651,9 +684,7 @@ def _parse_retrieval(chk: _Checker, doc: LineDict, base: Path) -> RetrievalConfi
     collection = chk.string(node, "collection", "retrieval.collection") or RetrievalConfig.collection
     if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$", collection):
         chk.fail(node, "collection", "retrieval.collection", "must be 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
-    rerun = node.get("rerun_contexts", False)
-    if not isinstance(rerun, bool):
-        chk.fail(node, "rerun_contexts", "retrieval.rerun_contexts", "must be true or false")
+    rerun = chk.boolean(node, "rerun_contexts", "retrieval.rerun_contexts")
     return RetrievalConfig(
         model_dir=model_dir, rerun_contexts=rerun,
         query_prefix=chk.string(node, "query_prefix", "retrieval.query_prefix") or "",
@@ -709,16 +740,16 @@ def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults
         label=chk.string(node, "label", f"{path}.label"),
         labels_csv=labels_csv,
         window=window,
-        paths_identify_patients=bool(node.get("paths_identify_patients", False)),
-        allow_burned_in=bool(node.get("allow_burned_in", False)),
+        paths_identify_patients=chk.boolean(node, "paths_identify_patients", f"{path}.paths_identify_patients"),
+        allow_burned_in=chk.boolean(node, "allow_burned_in", f"{path}.allow_burned_in"),
         slice_axes=_parse_axes(chk, node, path),
         slice_every=chk.integer(node, "slice_every", f"{path}.slice_every", 1, minimum=1),
         min_slice_fraction=chk.integer(node, "min_slice_fraction", f"{path}.min_slice_fraction", 0.0, kind=float),
         label_windows=_parse_label_windows(chk, node, path),
         boxes=_parse_boxes(chk, node, path) if "boxes" in node else None,
         expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
-        proposals=bool(node.get("proposals", False)),
-        include_proposals=bool(node.get("include_proposals", False)),
+        proposals=chk.boolean(node, "proposals", f"{path}.proposals"),
+        include_proposals=chk.boolean(node, "include_proposals", f"{path}.include_proposals"),
         orientation=chk.choice(node, "orientation", f"{path}.orientation", ORIENTATIONS),
         volume_index=_parse_volume_index(chk, node, path),
         midline_band=_parse_band(chk, node, path),
@@ -738,7 +769,7 @@ def _parse_knowledge(chk: _Checker, node: LineDict, base: Path, where: str) -> K
     chk.unknown_keys(node, KNOWLEDGE_KEYS, where)
     fmt = chk.choice(node, "format", f"{where}.format", CORPUS_FORMATS, required=True)
     include = node.get("include") or []
-    if not isinstance(include, list):
+    if not _string_list(include):
         chk.fail(node, "include", f"{where}.include", "must be a list of glob patterns")
     name = chk.string(node, "name", f"{where}.name", required=True)
     if not NAME_RE.match(name):
@@ -768,25 +799,55 @@ def _parse_corpora(chk: _Checker, doc: LineDict, base: Path) -> tuple[KnowledgeC
     return tuple(corpora)
 
 
+BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def decode_sources_text(file: str, data: bytes) -> str:
+    """The file's text: UTF-8, with or without a byte-order mark, or UTF-16/32 with one. Anything else,
+    and NUL or other control characters, is one error naming the line (and the byte offset)."""
+    encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if encoding != "utf-8":
+            raise SourcesFileError(file, None, "file", f"starts with a {encoding.upper()} byte-order mark but is not {encoding.upper()} "
+                                   f"(bad bytes at offset {exc.start})") from None
+        line = data[: exc.start].count(b"\n") + 1
+        hint = " (UTF-16 without a byte-order mark?)" if b"\x00" in data[:200] else " (Latin-1 or Windows-1252? save the file as UTF-8)"
+        raise SourcesFileError(file, line, "file", f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8{hint}") from None
+    bad = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text)
+    if bad:
+        line = text[: bad.start()].count("\n") + 1
+        what = "a NUL byte" if bad.group(0) == "\x00" else f"control character U+{ord(bad.group(0)):04X}"
+        hint = " (UTF-16 without a byte-order mark?)" if bad.group(0) == "\x00" and encoding == "utf-8" and text.count("\x00") * 3 > len(text) else ""
+        raise SourcesFileError(file, line, "file", f"holds {what}{hint}; a sources file is text")
+    return text
+
+
 def load_sources(path: str | Path) -> SourcesFile:
     """Read and validate a sources file; raises `SourcesFileError` on the first problem."""
     path = Path(path)
     chk = _Checker(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise SourcesFileError(str(path), None, "file", f"cannot be read ({exc.strerror or exc})") from None
+    text = decode_sources_text(str(path), data)
     try:
         doc = load_with_lines(text)
     except DuplicateKey as exc:
         raise SourcesFileError(str(path), exc.line, exc.key, str(exc)) from None
+    except AliasBomb as exc:
+        raise SourcesFileError(str(path), exc.line, "yaml", str(exc)) from None
+    except RecursionError:
+        raise SourcesFileError(str(path), None, "yaml", "nested too deeply to read") from None
     except Exception as exc:  # yaml errors carry their own mark
         mark = getattr(exc, "problem_mark", None)
         raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", exc))) from None
     if not isinstance(doc, LineDict):
         raise SourcesFileError(str(path), None, "file", "must be a mapping with `version` and `sources`")
     chk.unknown_keys(doc, TOP_KEYS, "")
-    if doc.get("version") != 1:
+    if not (_whole(doc.get("version")) and doc.get("version") == 1):
         chk.fail(doc, "version", "version", "must be 1")
     defaults = dict(DEFAULTS)
     if "defaults" in doc:

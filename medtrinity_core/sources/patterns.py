@@ -1,0 +1,113 @@
+"""The sources file's path patterns (`images`, mask and label templates): refused when their shape is
+known to backtrack without end, and matched under a time bound otherwise.
+
+A regular expression such as `(a+)+$` takes time exponential in the length of a name it fails on: over
+file names of 30 a's, Python's `re` never returns. Two guards:
+
+- `backtracking_problem` refuses, when the sources file is read, the shapes that always backtrack
+  catastrophically: a repeated group whose body is itself a variable repeat (`(a+)+`, `(\\w*)*`,
+  `(?:.+)+`) and a repeated alternation with two identical branches (`(a|a)*`). Patterns users write for
+  folders (`(?:[^/]+/)*`) and backreferences to a group (`(?P=id)`) stay allowed.
+- `compile_pattern` compiles with the `regex` module, whose matches take a `timeout`: any other pattern
+  that backtracks on some name raises `PatternTimeout`, one line naming the source, the key and the
+  name's length, instead of hanging the scan.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from medtrinity_core.errors import UsageError
+
+MATCH_TIMEOUT_S = 0.5  # a path's match takes microseconds; this bounds a pattern that backtracks
+
+
+class PatternTimeout(UsageError):
+    """A path pattern that took longer than MATCH_TIMEOUT_S on one name (exit code 2, a bad sources file)."""
+
+
+def _fields_filled(template: str) -> str:
+    """A mask or label template with its `{field}`s made literal and `{{`/`}}` unescaped: a plain regex."""
+    if "{" not in template:
+        return template
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out.append(literal)
+        if name is not None:
+            out.append("x")
+    return "".join(out)
+
+
+
+
+def backtracking_problem(pattern: str) -> str | None:
+    """Why a pattern (or template) is refused as catastrophically backtracking, or None."""
+    from re import _constants as c, _parser  # the parser `re` itself uses (Python 3.11)
+
+    try:
+        tree = _parser.parse(_fields_filled(pattern))
+    except (re.error, ValueError, RecursionError):
+        return None  # invalid patterns are reported by the compile check
+    repeats = {c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT}
+
+    def body_of(items):
+        """A group's content without the group wrappers: `((a+))` is `a+`."""
+        items = list(items)
+        while len(items) == 1 and items[0][0] == c.SUBPATTERN:
+            items = list(items[0][1][-1])
+        return items
+
+    def walk(items) -> str | None:
+        for op, av in items:
+            if op in repeats:
+                low, high, sub = av
+                body = body_of(sub)
+                if high > 1 and len(body) == 1 and body[0][0] in repeats and body[0][1][0] != body[0][1][1]:
+                    return "a repeated group whose body is itself a variable repeat (like `(a+)+`)"
+                if high > 1 and len(body) == 1 and body[0][0] == c.BRANCH:
+                    branches = [str(b) for b in body[0][1][1]]
+                    if len(set(branches)) < len(branches):
+                        return "a repeated alternation with two identical branches (like `(a|a)*`)"
+                found = walk(sub)
+            elif op == c.SUBPATTERN:
+                found = walk(av[-1])
+            elif op == c.BRANCH:
+                found = next((f for b in av[1] if (f := walk(b))), None)
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                found = walk(av[1])
+            elif op == c.ATOMIC_GROUP:
+                found = walk(av)
+            elif op == c.GROUPREF_EXISTS:
+                found = walk(av[1]) or (walk(av[2]) if av[2] else None)
+            else:
+                found = None
+            if found:
+                return found
+        return None
+
+    found = walk(tree)
+    return f"{found} backtracks without end on a name it does not match; rewrite it without the nested repeat" if found else None
+
+
+class Pattern:
+    """A compiled path pattern whose `fullmatch` is bounded in time; `where` names it in errors."""
+
+    def __init__(self, pattern: str, where: str):
+        import regex
+
+        self.pattern, self.where = pattern, where
+        self._compiled = regex.compile(pattern)
+        self.groupindex = self._compiled.groupindex
+
+    def fullmatch(self, name: str):
+        try:
+            return self._compiled.fullmatch(name, timeout=MATCH_TIMEOUT_S)
+        except TimeoutError:
+            raise PatternTimeout(f"{self.where}: pattern {self.pattern!r} took more than {MATCH_TIMEOUT_S} s on a {len(name)}-character name "
+                                 "(catastrophic backtracking): rewrite it without nested or overlapping repeats") from None
+
+
+def compile_pattern(pattern: str, where: str) -> Pattern:
+    """`where` is what a person reads, e.g. `source kvasir-seg: images`."""
+    return Pattern(pattern, where)

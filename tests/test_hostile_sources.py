@@ -1,0 +1,194 @@
+"""A sources file written by a hostile or unlucky user: quoted booleans, alias bombs, patterns that
+backtrack, files in other encodings or holding NUL bytes. Each is refused in one line naming the file,
+line and key, in bounded time and memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from medtrinity_core.errors import SourcesFileError
+from medtrinity_core.sources.patterns import MATCH_TIMEOUT_S, PatternTimeout, backtracking_problem, compile_pattern
+from medtrinity_core.sources.schema import load_sources
+
+from .conftest import REPO
+
+SOURCE = """\
+version: 1
+sources:
+  - name: hostile
+    modality: ct
+    license: CC-BY-4.0
+    root: data
+    layout: image_masks
+    images: 'images/(?P<id>[^/]+)\\.png'
+    masks:
+      - pattern: 'masks/{id}\\.png'
+        label: liver
+"""
+
+
+def write(tmp_path, text: str, name: str = "sources.yaml", encoding: str = "utf-8"):
+    (tmp_path / "data" / "images").mkdir(parents=True, exist_ok=True)
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def refused(path) -> SourcesFileError:
+    with pytest.raises(SourcesFileError) as info:
+        load_sources(path)
+    return info.value
+
+
+BOOLEAN_KEYS = ["allow_burned_in", "proposals", "paths_identify_patients", "include_proposals"]
+NOT_BOOLEANS = ["'false'", "'no'", "[false]", "0", "1", "no", "yes", "off", "'true'"]
+
+
+@pytest.mark.parametrize("key", BOOLEAN_KEYS)
+@pytest.mark.parametrize("value", NOT_BOOLEANS)
+def test_a_boolean_key_refuses_anything_but_bare_true_or_false_naming_file_line_and_key(tmp_path, key, value):
+    path = write(tmp_path, SOURCE + f"    {key}: {value}\n")
+    error = refused(path)
+    assert (error.line, error.key) == (12, f"sources[0].{key}")
+    assert "must be true or false" in error.message
+    assert str(error).startswith(f"{path}:12: sources[0].{key}:")
+
+
+@pytest.mark.parametrize("key", BOOLEAN_KEYS)
+@pytest.mark.parametrize("value,expected", [("true", True), ("false", False), ("True", True), ("FALSE", False)])
+def test_bare_true_and_false_load_as_themselves(tmp_path, key, value, expected):
+    src = load_sources(write(tmp_path, SOURCE + f"    {key}: {value}\n")).sources[0]
+    assert getattr(src, key) is expected
+
+
+@pytest.mark.parametrize("text,line,key", [
+    ("    expert: {kind: state_dict, path: data, trust_code: 'false', labels: {1: a}, network: {name: UNet}}\n", 12, "sources[0].expert.trust_code"),
+    ("retrieval: {rerun_contexts: 'no'}\n", 12, "retrieval.rerun_contexts"),
+    ("    masks:\n      - pattern: 'masks/{id}\\.png'\n        label: liver\n        threshold: true\n", None, "sources[0].masks[0].threshold"),
+    ("    label_map: {1: [liver]}\n", 12, "sources[0].label_map.1"),
+])
+def test_other_typed_keys_are_strict_too(tmp_path, text, line, key):
+    base = SOURCE if "masks:\n" not in text else SOURCE.split("    masks:\n")[0]
+    error = refused(write(tmp_path, base + text))
+    assert error.key == key
+    if line:
+        assert error.line == line
+
+
+def test_a_version_of_true_is_not_version_1(tmp_path):
+    error = refused(write(tmp_path, SOURCE.replace("version: 1", "version: true")))
+    assert (error.line, error.key) == (1, "version")
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """The classic "billion laughs": each anchor a list of `width` aliases of the one before."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        name, before = chr(97 + i), chr(96 + i)
+        lines.append(f"{name}: &{name} [{','.join([f'*{before}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_once_naming_its_line(tmp_path):
+    bomb = SOURCE + "defaults:\n" + "\n".join("  " + line for line in alias_bomb().splitlines()) + "\n"
+    assert len(alias_bomb().encode()) < 900  # the 826-byte kind of file that took 35 s and 4 GB
+    start = time.perf_counter()
+    error = refused(write(tmp_path, bomb))
+    assert time.perf_counter() - start < 2
+    assert error.key == "yaml" and "alias bomb" in error.message
+    assert 13 <= error.line <= 21  # one of the nested anchors' lines
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    error = refused(write(tmp_path, SOURCE + "    slice_axes: &loop [axial, *loop]\n"))
+    assert error.key == "yaml" and "contains it" in error.message
+
+
+def test_aliases_and_merge_keys_a_person_writes_still_load(tmp_path):
+    text = SOURCE.replace("    modality: ct\n    license: CC-BY-4.0\n", "    <<: &shared {modality: ct, license: CC-BY-4.0}\n")
+    text += "  - name: second\n    <<: *shared\n    root: data\n    layout: image_masks\n    images: 'images/(?P<id>[^/]+)\\.png'\n" \
+            "    masks:\n      - pattern: 'masks/{id}\\.png'\n        label: liver\n"
+    sources = load_sources(write(tmp_path, text))
+    assert [(s.name, s.modality, s.license) for s in sources.sources] == [("hostile", "ct", "CC-BY-4.0"), ("second", "ct", "CC-BY-4.0")]
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "images/(\\w*)*\\.png", "(?:.+)+x", "((a+))*"])
+def test_a_pattern_whose_shape_backtracks_without_end_is_refused_when_the_file_is_read(tmp_path, pattern):
+    error = refused(write(tmp_path, SOURCE.replace("images/(?P<id>[^/]+)\\.png", pattern).replace("{id}", "x")))
+    assert (error.line, error.key) == (8, "sources[0].images")
+    assert "backtracks" in error.message
+
+
+@pytest.mark.parametrize("pattern", [
+    "(?:[^/]+/)*(?P<id>[^/]+)\\.png",  # any folders
+    "(?P<id>[0-9a-f]{64})/images/(?P=id)\\.png",  # DSB 2018's backreference
+    "masks/{id}_(?P<label>[A-Za-z0-9_]+?)_\\d{{3}}\\.png",  # a template with an escaped brace
+    "(\\d{3})+\\.png",
+])
+def test_patterns_people_write_are_not_refused(pattern):
+    assert backtracking_problem(pattern) is None
+
+
+def test_a_pattern_that_backtracks_on_a_name_is_stopped_by_the_time_bound_in_one_line():
+    pattern = compile_pattern("(a|aa)+$", "source hostile: images")  # not a refused shape, still exponential
+    assert backtracking_problem("(a|aa)+$") is None
+    assert pattern.fullmatch("aaaa") is not None
+    start = time.perf_counter()
+    with pytest.raises(PatternTimeout) as info:
+        pattern.fullmatch("a" * 60 + "b")
+    assert time.perf_counter() - start < MATCH_TIMEOUT_S * 4
+    assert str(info.value).startswith("source hostile: images: pattern '(a|aa)+$' took more than") and "61-character name" in str(info.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_utf8_with_or_without_a_bom_and_utf16_or_32_with_a_bom_are_read(tmp_path, encoding):
+    text = SOURCE.replace("name: hostile", "name: hostile\n    citation: 'Müller et al., Kürbis'")
+    data = text.encode(encoding) if encoding != "utf-16-be" else b"\xfe\xff" + text.encode("utf-16-be")
+    src = load_sources(write(tmp_path, data)).sources[0]
+    assert (src.name, src.citation) == ("hostile", "Müller et al., Kürbis")
+
+
+def test_a_latin1_file_names_the_line_and_byte_offset_of_its_first_non_utf8_byte(tmp_path):
+    text = SOURCE.replace("name: hostile", "name: hostile\n    citation: 'Müller'")
+    error = refused(write(tmp_path, text.encode("latin-1")))
+    offset = text.encode("latin-1").index(b"\xfc")
+    assert (error.line, error.key) == (4, "file")
+    assert f"byte 0xfc at offset {offset} is not UTF-8" in error.message
+
+
+def test_a_utf16_file_without_a_bom_and_a_nul_byte_name_their_line(tmp_path):
+    error = refused(write(tmp_path, SOURCE.encode("utf-16-le")))
+    assert error.line == 1 and "NUL" in error.message and "UTF-16 without a byte-order mark" in error.message
+    error = refused(write(tmp_path, SOURCE.replace("modality: ct", "modality: c\x00t")))
+    assert (error.line, error.key) == (4, "file") and "NUL byte" in error.message and "UTF-16" not in error.message
+
+
+def test_a_stray_control_character_names_its_line(tmp_path):
+    error = refused(write(tmp_path, SOURCE.replace("license: CC-BY-4.0", "license: CC-BY-4.0\x1b")))
+    assert (error.line, error.key) == (5, "file") and "U+001B" in error.message
+
+
+HOSTILE_FILES = {
+    "quoted_false.yaml": SOURCE + "    allow_burned_in: 'false'\n",
+    "alias_bomb.yaml": SOURCE + "defaults:\n" + "\n".join("  " + line for line in alias_bomb().splitlines()) + "\n",
+    "backtracking.yaml": SOURCE.replace("images/(?P<id>[^/]+)\\.png", "(a+)+$").replace("{id}", "x"),
+    "latin1.yaml": SOURCE.replace("name: hostile", "name: hostile\n    citation: 'Müller'").encode("latin-1"),
+    "nul.yaml": SOURCE.replace("modality: ct", "modality: c\x00t"),
+    "utf16_no_bom.yaml": SOURCE.encode("utf-16-le"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_every_refused_sources_file_is_one_stderr_line_and_exit_2_for_validate_and_run(tmp_path, command):
+    for name, text in HOSTILE_FILES.items():
+        path = write(tmp_path, text, name)
+        args = ["sources", "validate", str(path)] if command == "validate" else ["run", "--sources", str(path), "--workdir", str(tmp_path / "wd"), "--no-progress"]
+        done = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert (done.returncode, len(lines)) == (2, 1), (name, done.stderr)
+        assert lines[0].startswith(f"error: {path}:"), (name, lines[0])
