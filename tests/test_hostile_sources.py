@@ -192,3 +192,22 @@ def test_every_refused_sources_file_is_one_stderr_line_and_exit_2_for_validate_a
         lines = done.stderr.strip().splitlines()
         assert (done.returncode, len(lines)) == (2, 1), (name, done.stderr)
         assert lines[0].startswith(f"error: {path}:"), (name, lines[0])
+
+
+@pytest.mark.slow
+def test_a_failed_blocking_check_is_one_stderr_line_naming_source_shard_check_and_rows(tmp_path):
+    """Dagster's step logs and stack traces stay in the event log; the command prints the summary."""
+    from .conftest import write_tiny_source
+
+    sources = write_tiny_source(tmp_path)
+    text = sources.read_text().replace("        threshold: 128\n", "        threshold: 128\n    quality:\n      description_chars: [5000, 6000]\n")
+    sources.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "run", "--sources", str(sources), "--workdir", str(tmp_path / "wd"), "--no-progress"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1
+    blocking = [line for line in lines if "descriptions_suite" in line]
+    assert len(blocking) == 1, done.stderr
+    assert blocking[0].startswith("error: tiny-kvasir shard base-0000: check descriptions_suite failed (blocking): description length within 5000-6000 characters: ")
+    assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr and "dagster - ERROR" not in done.stderr
+    assert len(lines) <= 3, done.stderr  # the blocking check, and at most a quarantine-share and a WARN check line
