@@ -184,7 +184,7 @@ def test_reason_no_pixel_data_from_pydicoms_rt_plan(tmp_path):
 
 def test_reason_empty_file(tmp_path):
     png(tmp_path / "src" / "images" / "a.png", np.zeros((8, 8), np.uint8))
-    png(tmp_path / "src" / "masks" / "a.png", np.zeros((8, 8), np.uint8))
+    png(tmp_path / "src" / "masks" / "a.png", np.full((8, 8), 255, np.uint8))
     (tmp_path / "src" / "images" / "b.png").write_bytes(b"")
     png(tmp_path / "src" / "masks" / "b.png", np.zeros((8, 8), np.uint8))
     assert reasons(masks_source(tmp_path / "src"), Workdir.at(tmp_path / "wd")) == {"images/b.png": "empty_file"}

@@ -185,7 +185,7 @@ def test_pydicom_test_files_each_yield_images_or_a_specific_reason(tmp_path):
     root = Path(pydicom.data.__file__).parent / "test_files"
     src = SourceConfig(name="pydicom", modality="ct", license="MIT", root=root, layout="dicom", images=r".+", negatives_per_volume=1)
     covered, reasons, df = account(src, Workdir.at(tmp_path / "wd"))
-    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     assert covered == files and df.height > 50
     assert "decode_error" not in reasons and "unreadable" in reasons and "no_pixel_data" in reasons
 
@@ -195,7 +195,7 @@ def test_nibabel_test_data_each_yield_images_or_a_specific_reason(tmp_path):
     src = SourceConfig(name="nibabel", modality="mri", license="MIT", root=root, layout="volume_labels", images=r".+",
                        labels=r"(?!)", negatives_per_volume=1, volume_index="first")
     covered, reasons, df = account(src, Workdir.at(tmp_path / "wd"))
-    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     assert covered == files and "decode_error" not in reasons
     assert set(df["relpath"]) >= {"example4d.nii.gz", "functional.nii", "anatomical.nii"}  # 4D files give their first volume
     assert set(df.filter(df["relpath"] == "functional.nii")["volume_index"]) == {0}

@@ -212,3 +212,20 @@ def test_a_failed_blocking_check_is_one_stderr_line_naming_source_shard_check_an
     assert blocking[0].startswith("error: tiny-kvasir shard base-0000: check descriptions_suite failed (blocking): description length within 5000-6000 characters: ")
     assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr and "dagster - ERROR" not in done.stderr
     assert len(lines) <= 3, done.stderr  # the blocking check, and at most a quarantine-share and a WARN check line
+
+
+def test_a_root_scan_over_names_a_pattern_backtracks_on_stops_in_one_line_with_exit_2(tmp_path, capsys):
+    from medtrinity_core.sources.discover import discover
+    from medtrinity_dagster.cli import main
+
+    path = write(tmp_path, SOURCE.replace("images/(?P<id>[^/]+)\\.png", "images/(?P<id>(?:a|aa)+)").replace("{id}\\.png", "{id}"))
+    for n in range(3):
+        (tmp_path / "data" / "images" / ("a" * (40 + n) + "b")).write_bytes(b"x")
+    src = load_sources(path).sources[0]  # not a refused shape: only matching shows it
+    start = time.perf_counter()
+    with pytest.raises(PatternTimeout, match=r"^source hostile: images: pattern .* took more than 0.5 s on a (48|49|50)-character name"):
+        discover(src)
+    assert time.perf_counter() - start < 5
+    assert main(["sources", "validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: source hostile: images: pattern") and "catastrophic backtracking" in err[0]

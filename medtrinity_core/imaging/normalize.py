@@ -8,6 +8,7 @@ scaled between percentiles. Every image records the hashes that dedup compares.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 
@@ -23,7 +24,8 @@ from medtrinity_core.imaging.dicom import dicom_to_uint8, to_suv
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
 from medtrinity_core.imaging.series import assemble_volumes, frames_volume
 from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
-from medtrinity_core.imaging.readers import Raster, align_labels, collapse_grey, read_dicom, read_label_values, read_mask, read_raster, read_volumes, side_letters
+from medtrinity_core.imaging.readers import (Raster, align_labels, collapse_grey, non_finite_detail, read_dicom, read_label_values, read_mask, read_raster,
+                                             read_volumes, side_letters)
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.roi.boxes import read_boxes
@@ -35,23 +37,84 @@ from medtrinity_core.storage import Workdir
 STAGE = "normalized"
 
 
+def severity(source: SourceConfig, name: str) -> str:
+    """The source's `quality: severity:` of an annotation defect (`empty_mask`, `duplicate_mask`): `error`
+    (the default) quarantines the item, `warn` keeps it without the defective mask."""
+    return (json.loads(source.quality or "{}").get("severity") or {}).get(name, "error")
+
+
+def _mask_key(mask: np.ndarray) -> tuple:
+    """What makes two boolean masks identical, cheap to compare across many instance masks."""
+    return mask.shape, hashlib.sha256(np.packbits(mask)).digest()
+
+
+def screen_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndarray, str, str]]) -> tuple[list[tuple[str, np.ndarray, str]], list[dict]]:
+    """A 2D image's masks (label, mask, public path, path read) checked for annotation defects before
+    anything is written, so one bad annotation costs its own item and never its shard's neighbours: a
+    mask with no foreground after thresholding is `empty_mask`, one identical to an earlier mask of the
+    image `duplicate_mask` (a repeated annotation file). Severity `error` (the default) quarantines the
+    item with that reason; `warn` drops the mask and records it in the image's normalization record
+    (`dropped_masks`): (kept masks, dropped)."""
+    kept, dropped, seen = [], [], {}
+    for label, mask, public, path in masks:
+        if not mask.any():
+            if severity(source, "empty_mask") == "error":
+                raise ItemError("empty_mask", f"mask {path} of {raw['relpath']} has no foreground pixel after thresholding")
+            dropped.append({"label": label, "annotation": public, "reason": "empty_mask"})
+            continue
+        key = _mask_key(mask)
+        if key in seen:
+            if severity(source, "duplicate_mask") == "error":
+                raise ItemError("duplicate_mask", f"masks {seen[key]} and {path} of {raw['relpath']} are identical")
+            dropped.append({"label": label, "annotation": public, "reason": "duplicate_mask"})
+            continue
+        seen[key] = path
+        kept.append((label, mask, public))
+    return kept, dropped
+
+
+def _resized_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndarray, str]], size: tuple[int, int]) -> tuple[list, list[dict]]:
+    """Masks at the image's new size. One too small to survive the resize (a sliver on a slice, a dot on a
+    large raster) is no defect of the annotation: it is dropped and recorded (`lost_in_resize`). Two that
+    become identical are a duplicate as the normalized suite sees it, screened like `screen_masks`."""
+    kept, dropped, seen = [], [], {}
+    for label, mask, annotation in masks:
+        small = resize_mask(mask, size)
+        if not small.any():
+            dropped.append({"label": label, "annotation": annotation, "reason": "lost_in_resize"})
+            continue
+        key = _mask_key(small)
+        if key in seen:
+            if severity(source, "duplicate_mask") == "error":
+                raise ItemError("duplicate_mask", f"masks {seen[key]} and {annotation} ({label}) of {raw['relpath']} are identical once resized to {size[0]}x{size[1]}")
+            dropped.append({"label": label, "annotation": annotation, "reason": "duplicate_mask"})
+            continue
+        seen[key] = f"{annotation} ({label})"
+        kept.append((label, small, annotation))
+    return kept, dropped
+
+
 def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster, masks: list[tuple[str, np.ndarray, str]],
                axis: str | None = None, index: int | None = None, labels: list[str] | None = None,
                boxes: list[dict] = (), label_volumes: list[dict] = (), volume_index: int | None = None,
-               matches: list[dict] = ()) -> dict:
+               matches: list[dict] = (), dropped: list[dict] = ()) -> dict:
     h, w = raster.pixels.shape[:2]
     size = target_size(w, h, source.max_side, raster.spacing)
+    masks, lost = _resized_masks(source, raw, masks, size)
+    dropped = [*dropped, *lost]
     pixels = resize_image(raster.pixels, size)
     decoded_hash = pixel_hash(raster.pixels)
     uri, digest = workdir.put_png(pixels)
     mask_rows = []
     for label, mask, annotation in masks:
-        m_uri, m_digest = workdir.put_png(resize_mask(mask, size).astype(np.uint8) * 255)
+        m_uri, m_digest = workdir.put_png(mask.astype(np.uint8) * 255)
         mask_rows.append({"label": label, "uri": m_uri, "sha256": m_digest, "annotation": annotation})
     sx, sy = size[0] / w, size[1] / h
     scaled_boxes = [{**b, "x0": round(b["x0"] * sx, 3), "y0": round(b["y0"] * sy, 3), "x1": round(b["x1"] * sx, 3), "y1": round(b["y1"] * sy, 3)} for b in boxes]
     spacing = (raster.spacing[0] * w / size[0], raster.spacing[1] * h / size[1]) if raster.spacing else (None, None)
     norm = {"intensity": raster.intensity, "size": [w, h], "resized": list(size)}
+    if dropped:  # only then: rows without defects keep the normalization record they always had
+        norm["dropped_masks"] = dropped
     volume = () if volume_index is None else (f"t{volume_index}",)  # 3D images keep the ids they always had
     return {
         "image_id": stable_id("img", source.name, raw["public"], axis or "", "" if index is None else index, *volume),
@@ -111,8 +174,11 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
             mask = read_mask(inside(source.root, ann["relpath"]), ann["threshold"])
         if mask.shape != (h, w):
             raise ItemError("mask_shape_mismatch", f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
-        masks.append((ann["label"], mask, ann["public"]))
-    return [_image_row(source, raw, workdir, raster, masks, boxes=boxes)]
+        if ann["value"] is not None and not mask.any():
+            continue  # a label PNG's value absent from this image: that label is not on it (no defect)
+        masks.append((ann["label"], mask, ann["public"], ann["relpath"]))
+    masks, dropped = screen_masks(source, raw, masks)
+    return [_image_row(source, raw, workdir, raster, masks, boxes=boxes, dropped=dropped)]
 
 
 def _volume_intensity(source: SourceConfig, values: np.ndarray, ds=None) -> tuple[np.ndarray, Callable[[np.ndarray, set], tuple[np.ndarray, dict]]]:
@@ -186,8 +252,8 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
         labels = sitk.GetArrayFromImage(sitk.DICOMOrient(label_image, "LPS")).astype(np.int64)
     image = sitk.DICOMOrient(image, "LPS")
     values = sitk.GetArrayViewFromImage(image).astype(np.float32)
-    if not np.isfinite(values).all():
-        raise ItemError("non_finite_voxels", f"{raw['relpath']} holds NaN or infinite voxels")
+    if not np.isfinite(values).all():  # DICOM float pixel data (volume files are checked as they are read)
+        raise ItemError("non_finite_voxels", f"{raw['relpath']}: {non_finite_detail(values)}")
     if labels is None:
         labels = np.zeros(values.shape, dtype=np.int64)
     values, intensity = _volume_intensity(source, values, ds)

@@ -180,11 +180,70 @@ def check_voxels(count: int, limit: int, name: str) -> None:
         raise ItemError("decompression_bomb", f"{name} declares {count:,} voxels, over the limit of {limit:,} (max_voxels)")
 
 
+def non_finite_detail(values: np.ndarray) -> str | None:
+    """How many values are NaN or infinite ("3 of 960 voxels: 2 NaN, 1 +inf"); None when all are finite
+    (integer arrays always are)."""
+    if values.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(values)
+    count = int(np.count_nonzero(bad))
+    if not count:
+        return None
+    kinds = [(int(np.count_nonzero(np.isnan(values))), "NaN"), (int(np.count_nonzero(np.isposinf(values))), "+inf"),
+             (int(np.count_nonzero(np.isneginf(values))), "-inf")]
+    return f"{count:,} of {values.size:,} voxels are non-finite ({', '.join(f'{n:,} {name}' for n, name in kinds if n)})"
+
+
+def _stored_non_finite(path: Path, picks: list[int | None]) -> tuple[int | None, str] | None:
+    """NaN or infinite values as a NIfTI file stores them, read through nibabel: SimpleITK's NIfTI reader
+    turns them into 0, so its array cannot show them. Only float (and complex) files are read, and of a
+    4D file only the volumes picked; (volume index, detail) of the first volume holding any."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return None
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        if img.get_data_dtype().kind not in "fc":
+            return None
+        for t in picks:
+            values = np.asarray(img.dataobj) if t is None or len(img.shape) < 4 else np.asarray(img.dataobj[..., t])
+            detail = non_finite_detail(values)
+            if detail:
+                return t, detail
+    except ItemError:
+        raise
+    except Exception:  # noqa: BLE001 - a file nibabel cannot read; SimpleITK already read it
+        return None
+    return None
+
+
+def _check_finite(path: Path, volumes: list[tuple[int | None, sitk.Image]]) -> None:
+    """A volume with a NaN or infinite voxel, in the values as stored, is quarantined as
+    `non_finite_voxels` (a cast to 8 bits would silently make them 0 or 255)."""
+    found = _stored_non_finite(path, [t for t, _ in volumes])
+    for t, image in volumes:
+        if found is not None:
+            break
+        detail = non_finite_detail(sitk.GetArrayViewFromImage(image))
+        found = (t, detail) if detail else None
+    if found is not None:
+        t, detail = found
+        raise ItemError("non_finite_voxels", f"{path.name}{'' if t is None else f' volume {t}'}: {detail}")
+
+
 def read_volumes(path: Path, volume_index: str | int | None = None, max_voxels: int = MAX_VOXELS) -> list[tuple[int | None, sitk.Image]]:
     """3D volumes in the LPS patient frame: array axes (z, y, x) run toward Superior, Posterior, Left,
     so an axial slice shows the patient's right on the image's left (radiological convention).
     A 3D file gives one volume (index None); a 4D file the ones `volume_index` picks, each with its
-    index (without the key it is rejected with that hint)."""
+    index (without the key it is rejected with that hint). A volume holding NaN or infinite voxels is
+    rejected as `non_finite_voxels`, with their count."""
+    volumes = _read_volumes(path, volume_index, max_voxels)
+    _check_finite(path, volumes)
+    return volumes
+
+
+def _read_volumes(path: Path, volume_index: str | int | None, max_voxels: int) -> list[tuple[int | None, sitk.Image]]:
     check_voxels(_header_voxels(path) or 0, max_voxels, path.name)
     try:
         image = sitk.ReadImage(str(path))

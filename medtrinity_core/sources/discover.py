@@ -7,13 +7,14 @@ import os
 import re
 import string
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import polars as pl
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import stable_id
-from medtrinity_core.sources.paths import inside
+from medtrinity_core.sources.paths import escaped, inside, undecodable
+from medtrinity_core.sources.patterns import compile_pattern, images_pattern
 from medtrinity_core.sources.schema import MaskSpec, SourceConfig
 
 RASTER_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
@@ -46,6 +47,7 @@ class Rejected:
     relpath: str
     reason: str
     detail: str
+    related: tuple[str, ...] = ()  # other paths the detail names (scrubbed with it where paths identify patients)
 
 
 def file_format(relpath: str, layout: str) -> tuple[str, str] | None:
@@ -64,38 +66,97 @@ def file_format(relpath: str, layout: str) -> tuple[str, str] | None:
     return None
 
 
-def list_files(root: Path) -> tuple[list[str], list[Rejected]]:
-    """Relative posix paths under root, sorted; anything resolving outside root is rejected, not followed."""
+# Files no one means as data: names starting with "." (.DS_Store, macOS' AppleDouble `._x.png`, `.git/`,
+# `.ipynb_checkpoints/`) and the OS files that Windows and macOS' zip write without a dot.
+OS_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx"})
+HIDDEN_DETAIL = ("a hidden file (its name or a folder on its path starts with '.', or is Thumbs.db, desktop.ini or __MACOSX): "
+                 "OS and tool files are never read; rename it to include it")
+
+
+def hidden(relpath: str) -> bool:
+    """Whether a file is hidden: its name or a folder on its path starts with '.' or is an OS file."""
+    return any(part.startswith(".") or part.lower() in OS_NAMES for part in relpath.split("/"))
+
+
+@dataclass(frozen=True)
+class Listing:
+    files: list[str]  # visible files inside the root, sorted, names that are not UTF-8 included (as `os` decodes them)
+    hidden: list[str]  # hidden files, sorted: never read nor paired
+    rejected: list[Rejected]  # symlinks leading outside the root (relpaths and details escaped)
+
+
+def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
+    """Every file under root (`skip`: control files at the top, such as a drop's `_READY`, left out),
+    hidden ones apart; anything resolving outside root is rejected, not followed. Hidden folders are
+    walked too, so a hidden file that the image pattern selects is listed, not lost."""
     root = root.resolve()
-    files, rejected = [], []
+    files, hidden_files, rejected = [], [], []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames.sort()
         for d in list(dirnames):
             full = Path(dirpath) / d
             if full.is_symlink():
                 dirnames.remove(d)
                 rel = full.relative_to(root).as_posix()
-                rejected.append(Rejected(rel, "outside_root", f"{rel} is a symlinked folder; only files inside the source root are read"))
+                if not hidden(rel):
+                    rejected.append(Rejected(escaped(rel), "outside_root", f"{escaped(rel)} is a symlinked folder; only files inside the source root are read"))
         for name in filenames:
-            if name.startswith("."):
-                continue
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
+            if rel in skip:
+                continue
+            if hidden(rel):
+                hidden_files.append(rel)
+                continue
             if not full.resolve().is_relative_to(root):
-                rejected.append(Rejected(rel, "outside_root", f"{rel} resolves to {full.resolve()}, outside the source root {root}"))
+                rejected.append(Rejected(escaped(rel), "outside_root", escaped(f"{rel} resolves to {full.resolve()}, outside the source root {root}")))
                 continue
             files.append(rel)
-    return sorted(files), rejected
+    return Listing(sorted(files), sorted(hidden_files), rejected)
+
+
+def list_files(root: Path) -> tuple[list[str], list[Rejected]]:
+    """Relative posix paths of the visible files under root, sorted, names that are not UTF-8 left out;
+    anything resolving outside root is rejected, not followed."""
+    listing = walk(root)
+    return [rel for rel in listing.files if not undecodable(rel)], listing.rejected
+
+
+def undecodable_detail(rel: str) -> str:
+    name = PurePosixPath(rel).name
+    where = "file name" if undecodable(name) else "path (a folder's name)"
+    return f"{escaped(rel)}: the {where} is not valid UTF-8 (bytes shown as \\xNN); rename it in UTF-8 to include it"
+
+
+def source_files(source: SourceConfig) -> tuple[list[str], list[Rejected]]:
+    """The files a source's patterns are matched against (visible files under its root or drop's folder;
+    names that are not UTF-8 included, so an image whose mask has one is rejected, not silently stripped
+    of it), and the rejections the listing makes: symlinks outside the root, and each hidden file or
+    file whose name is not UTF-8 that the `images` pattern selects (`hidden_file`, `undecodable_name`,
+    relpaths escaped). A drop's `_READY` marker is a control file, never data."""
+    from medtrinity_core.sources.drops import READY
+
+    listing = walk(source.root, frozenset({READY}) if source.drop != "base" else frozenset())
+    image_re = images_pattern(source)
+    rejected = list(listing.rejected)
+    rejected += [Rejected(escaped(rel), "hidden_file", f"{escaped(rel)}: {HIDDEN_DETAIL}") for rel in listing.hidden if image_re.fullmatch(rel)]
+    rejected += [Rejected(escaped(rel), "undecodable_name", undecodable_detail(rel)) for rel in listing.files if undecodable(rel) and image_re.fullmatch(rel)]
+    return listing.files, rejected
 
 
 def match_problem(source: SourceConfig) -> str | None:
-    """Why a source would yield nothing (an empty root, an `images` pattern that matches no file), or None."""
-    files, _ = list_files(source.root)
-    if not files:
+    """Why a source would yield nothing (an empty root, an `images` pattern that matches no file, or only
+    hidden files or names that are not UTF-8), or None."""
+    listing = walk(source.root)
+    if not listing.files and not listing.hidden:
         return f"root {source.root} holds no files"
-    pattern = re.compile(source.images)
-    if not any(pattern.fullmatch(rel) for rel in files):
-        return f"`images` {source.images!r} matches none of the {len(files)} files under {source.root} (paths are matched whole, relative to the root)"
+    pattern = images_pattern(source)
+    if not any(pattern.fullmatch(rel) and not undecodable(rel) for rel in listing.files):
+        n = len(listing.files) + len(listing.hidden)
+        held = sum(1 for rel in listing.files + listing.hidden if pattern.fullmatch(rel))
+        if held:
+            return f"`images` {source.images!r} matches only hidden files or names that are not UTF-8 ({held} of the {n} files under {source.root}; they are quarantined)"
+        return f"`images` {source.images!r} matches none of the {n} files under {source.root} (paths are matched whole, relative to the root)"
     return None
 
 
@@ -124,7 +185,7 @@ class TemplateFiles:
 
     def matches(self, fields: dict[str, str]) -> list[tuple[str, re.Match]]:
         """(file, match of the pattern filled with the image's fields), in file order."""
-        regex = re.compile(fill_template(self.pattern, fields))
+        regex = compile_pattern(fill_template(self.pattern, fields), f"pattern {self.pattern!r}")
         if self.prefix is None or fields.get(self.field) is None:
             candidates = self.files
         else:
@@ -219,10 +280,12 @@ def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], 
 
 
 def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
-    files, rejected = list_files(source.root)
-    image_re = re.compile(source.images)
+    """The source's items and rejections: every file the `images` pattern selects is one or the other
+    (hidden files and names that are not UTF-8 are rejected unread; see `source_files`)."""
+    files, rejected = source_files(source)
+    image_re = images_pattern(source)
     if source.layout == "dicom":
-        items, more = _dicom_items(source, [rel for rel in files if image_re.fullmatch(rel)])
+        items, more = _dicom_items(source, [rel for rel in files if image_re.fullmatch(rel) and not undecodable(rel)])
         return items, rejected + more
     csv_labels = _csv_labels(source) if source.labels_csv else {}
     masks = [(spec, TemplateFiles(spec.pattern, files)) for spec in source.masks] if source.layout == "image_masks" else []
@@ -231,7 +294,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
     items = []
     for rel in files:
         m = image_re.fullmatch(rel)
-        if not m:
+        if not m or undecodable(rel):  # undecodable: rejected by source_files
             continue
         kind_fmt = file_format(rel, source.layout)
         if kind_fmt is None:
@@ -256,6 +319,11 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
                 annotations = [Annotation(f, None, "boxes") for f, _ in box_files.matches(fields)]  # several: normalize refuses them
             else:  # one COCO or CSV file for all images; missing or outside the root, the raw stage says so
                 annotations = [Annotation(source.boxes.file, None, "boxes")]
+        bad = sorted(a.relpath for a in annotations if undecodable(a.relpath))
+        if bad:  # never dropped from the item silently, never written: the item waits for the file's renaming
+            rejected.append(Rejected(rel, "undecodable_name", f"{rel}: its annotation file {undecodable_detail(bad[0])}",
+                                     tuple(escaped(b) for b in bad)))
+            continue
         elif source.layout == "labeled_images":
             label = fields.get("label") or source.label or csv_labels.get(rel) or csv_labels.get(Path(rel).name)
             labels = [label] if label else []

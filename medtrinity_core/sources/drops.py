@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from medtrinity_core.errors import MedtrinityError
+from medtrinity_core.sources.paths import escaped
 from medtrinity_core.sources.shards import DEFAULT_DROP, extend_plan, legacy_plan, plan_entries, read_plan, write_shards
 
 READY = "_READY"
-DROP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,62}$")  # no "-": shard keys are <drop>-NNNN
+DROP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,62}\Z")  # no "-": shard keys are <drop>-NNNN
 LANDING_ENV = "MEDTRINITY_LANDING"
 
 
@@ -54,7 +55,7 @@ def plan_drop(workdir, source, drop: str = DEFAULT_DROP, landing: Path | None = 
     from medtrinity_core.sources.identity import SourcePaths
 
     if drop != DEFAULT_DROP and not DROP_RE.match(drop):
-        raise MedtrinityError(f"drop folder {drop!r}: names are letters, digits, '_' and '.' (no '-': shard keys are <drop>-NNNN)")
+        raise MedtrinityError(f"drop folder {escaped(drop)!r}: names are letters, digits, '_' and '.' (no '-': shard keys are <drop>-NNNN)")
     dropped = for_drop(source, drop, landing)
     paths = SourcePaths.of(workdir, dropped)  # plans hold public paths: <drop>/<path>, salted where paths identify patients
     entries = plan_entries(dropped, paths)
@@ -70,17 +71,18 @@ def plan_drop(workdir, source, drop: str = DEFAULT_DROP, landing: Path | None = 
 def scan(landing: Path, source_names: set[str], seen: set[str], limit: int) -> tuple[list[tuple[str, str]], list[str]]:
     """(new ready drops as (source, drop), up to `limit` of them; problems to report once): folders of
     unknown sources and badly named drops are reported, never planned. `seen` holds `source/drop` keys
-    (and `?name` keys of folders already reported) of earlier ticks."""
+    (and `?name` keys of folders already reported) of earlier ticks. Names that are not UTF-8 are
+    escaped in keys (cursors and logs hold text); no such name is a source or a valid drop."""
     drops, problems = [], []
     for entry in sorted(os.scandir(landing), key=lambda e: e.name) if landing.is_dir() else []:
         if not entry.is_dir():
             continue
         if entry.name not in source_names:
-            if f"?{entry.name}" not in seen:
-                problems.append(f"?{entry.name}")
+            if f"?{escaped(entry.name)}" not in seen:
+                problems.append(f"?{escaped(entry.name)}")
             continue
         for drop in ready_drops(landing, entry.name):
-            key = f"{entry.name}/{drop}"
+            key = f"{entry.name}/{escaped(drop)}"
             if key in seen:
                 continue
             if not DROP_RE.match(drop):

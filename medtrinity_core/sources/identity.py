@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 import polars as pl
 
 from medtrinity_core.ids import salted_hash
+from medtrinity_core.sources.paths import escaped
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
 MAP = {"token": pl.String, "relpath": pl.String}
@@ -47,8 +48,9 @@ class SourcePaths:
         return self.workdir.lineage / self.source / "paths" / "map.parquet"
 
     def public(self, relpath: str) -> str:
-        """What may be written: the path itself, or its salted hash (remembered for `private`)."""
-        relpath = self._in_source(relpath)
+        """What may be written: the path itself, or its salted hash (remembered for `private`); a name
+        that is not UTF-8 is escaped first (discovery has rejected it: it is never read)."""
+        relpath = escaped(self._in_source(relpath))
         if not self.identifying:
             return relpath
         if self.salt is None:

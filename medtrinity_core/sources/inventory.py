@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +12,8 @@ from medtrinity_core.ids import sha256_file, stable_id
 from medtrinity_core.records import QUARANTINE, RAW, frame, quarantine_row
 from medtrinity_core.sources.discover import Annotation, Item
 from medtrinity_core.sources.identity import SourcePaths
-from medtrinity_core.sources.paths import inside
+from medtrinity_core.sources.paths import escaped, inside
+from medtrinity_core.sources.patterns import images_pattern
 from medtrinity_core.sources.schema import SourceConfig
 
 STAGE = "raw"
@@ -25,10 +25,10 @@ def shard_items(source: SourceConfig, entries: pl.DataFrame, paths: SourcePaths 
     planned, or that are gone or no longer match the source's pattern; quarantine rows carry public
     paths and scrubbed details."""
     paths = paths or SourcePaths(None, source.name, False)
-    image_re = re.compile(source.images)
+    image_re = images_pattern(source)
 
     def held(token: str, reason: str, detail: str, rel: str | None) -> dict:
-        return quarantine_row(stable_id("item", source.name, token), source.name, token, STAGE, reason, paths.scrub(detail, [rel] if rel else []))
+        return quarantine_row(stable_id("item", source.name, token), source.name, token, STAGE, reason, paths.scrub(detail and escaped(detail), [rel] if rel else []))
 
     wanted, quarantined = [], []
     for row in entries.iter_rows(named=True):
@@ -82,7 +82,7 @@ def inventory(source: SourceConfig, items: list[Item], paths: SourcePaths | None
         except (OSError, ItemError) as exc:  # empty, outside the root (itself or a data file its header names), a missing annotation
             reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("unreadable", f"{item.relpath}: {exc.strerror or exc}")
             related = [item.relpath, *(a.relpath for a in item.annotations)]
-            quarantined.append(quarantine_row(item_id, source.name, public, STAGE, reason, paths.scrub(detail, related)))
+            quarantined.append(quarantine_row(item_id, source.name, public, STAGE, reason, paths.scrub(escaped(detail), related)))  # an OS error may quote a resolved path
             continue
         rows.append(
             {

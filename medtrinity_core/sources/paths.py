@@ -1,6 +1,10 @@
 """Every file a source's stages open is resolved when it is read and must lie under the source root:
 the file itself (a symlink swapped in after discovery included) and the data files that a detached
-header names (MetaImage `ElementDataFile`, NRRD `data file`). Anything else is `outside_root`."""
+header names (MetaImage `ElementDataFile`, NRRD `data file`). Anything else is `outside_root`.
+
+Names come from the file system as Python decodes them: bytes that are not UTF-8 become lone surrogates,
+which no Parquet file, hash or log line can hold. `undecodable` tells such names; `escaped` is the name
+that may be written instead, its bad bytes shown as `\\xNN`."""
 
 from __future__ import annotations
 
@@ -12,6 +16,26 @@ from medtrinity_core.errors import ItemError
 HEADER_BYTES = 1 << 16
 _MHD_KEY = re.compile(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", re.IGNORECASE)
 _NRRD_KEY = re.compile(r"^\s*data\s*file\s*:\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def undecodable(name: str) -> bool:
+    """Whether a name (a path) holds bytes that are not UTF-8 (lone surrogates, as `os` decodes them)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def escaped(text: str) -> str:
+    """The text with each byte that is not UTF-8 written `\\xNN` (b'caf\\xe9.png' -> 'caf\\\\xe9.png'); other
+    text, UTF-8 names with accents included, unchanged. Safe to write to Parquet, hash or log."""
+    if not undecodable(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file system name decodes to (not \udc80-\udcff): shown as \udNNN
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _within(root: Path, path: Path, relpath: str, what: str) -> Path:

@@ -111,3 +111,8 @@ class Pattern:
 def compile_pattern(pattern: str, where: str) -> Pattern:
     """`where` is what a person reads, e.g. `source kvasir-seg: images`."""
     return Pattern(pattern, where)
+
+
+def images_pattern(source) -> Pattern:
+    """A source's `images` pattern, bounded in time, named in errors by the source."""
+    return compile_pattern(source.images, f"source {source.name}: images")

@@ -10,12 +10,12 @@ source. Items already planned keep their shard; new files fill new shards.
 from __future__ import annotations
 
 import json
-import re
 
 import polars as pl
 
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.records import PLAN, frame
+from medtrinity_core.sources.patterns import images_pattern
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
 DEFAULT_DROP = "base"
@@ -68,24 +68,28 @@ def read_plan(workdir: Workdir, source: str) -> dict[str, list[str]]:
 
 def plan_entries(source, paths=None) -> pl.DataFrame:
     """What discovery finds under the source's (or drop's) root, as plan rows with public paths: every
-    file the pattern selects, an item or a rejection. A discovery that fails as a whole (a labels CSV
-    that cannot be read) rejects every file the image pattern selects, with its reason."""
+    file the pattern selects, an item or a rejection (hidden files and names that are not UTF-8
+    included, escaped). A discovery that fails as a whole (a labels CSV that cannot be read) rejects
+    every file the image pattern selects, with its reason."""
     from medtrinity_core.errors import ItemError
-    from medtrinity_core.sources.discover import Rejected, discover, list_files
+    from medtrinity_core.sources.discover import Rejected, discover, source_files
     from medtrinity_core.sources.identity import SourcePaths
+    from medtrinity_core.sources.paths import escaped, undecodable
 
     paths = paths or SourcePaths(None, source.name, False)
     try:
         items, rejected = discover(source)
     except (ItemError, OSError, ValueError, pl.exceptions.PolarsError) as exc:
         reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("discovery_error", f"{type(exc).__name__}: {exc}"[:300])
-        files, rejected = list_files(source.root)
-        image_re = re.compile(source.images)
-        items, rejected = [], rejected + [Rejected(rel, reason, f"discovery failed: {detail}") for rel in files if image_re.fullmatch(rel)]
+        (files, rejected), items = source_files(source), []
+        image_re = images_pattern(source)
+        rejected += [Rejected(rel, reason, f"discovery failed: {detail}") for rel in files if image_re.fullmatch(rel) and not undecodable(rel)]
     rows = [{"relpath": paths.public(i.relpath), "kind": i.kind, "format": i.format, "labels": list(i.labels),
              "annotations": [{"relpath": paths.public(a.relpath), "label": a.label, "kind": a.kind, "threshold": a.threshold,
                               "value": a.value, "match": a.match} for a in i.annotations]} for i in items]
-    rows += [{"relpath": paths.public(r.relpath), "reason": r.reason, "detail": paths.scrub(r.detail, [r.relpath])} for r in rejected]
+    # details quote exceptions and file names: escaped, so no byte that is not UTF-8 reaches Parquet
+    rows += [{"relpath": paths.public(escaped(r.relpath)), "reason": r.reason,
+              "detail": paths.scrub(escaped(r.detail), [escaped(r.relpath), *r.related])} for r in rejected]
     return frame(rows, PLAN)
 
 
