@@ -257,8 +257,11 @@ def cmd_export(args) -> int:
     except ValueError as exc:
         raise MedtrinityError(str(exc)) from None
     filters = Filters(license_group=args.license_group, licenses=tuple(x for x in (args.licenses or "").split(",") if x),
-                      min_faithfulness=args.min_faithfulness, sources=tuple(args.source or ()), fractions=fractions)
+                      min_faithfulness=args.min_faithfulness, sources=tuple(args.source or ()), fractions=fractions,
+                      include_failed_checks=args.include_failed_checks)
     summary = export(Workdir.at(args.workdir), sources, Path(args.out), args.format, filters)
+    for partition in summary["checks"]["partitions"]:  # one line per check that held a partition (or rows) back, or was overridden
+        print(partition["line"], file=sys.stderr)
     splits = ", ".join(f"{k} {v}" for k, v in summary["counts"]["split"].items())
     dropped = f"; left out: {', '.join(f'{v} ({k})' for k, v in summary['dropped'].items())}" if summary["dropped"] else ""
     print(f"{args.out}: {summary['rows']} records as {summary['format']} ({splits}) in {len(summary['files'])} file(s){dropped}; "
@@ -492,6 +495,9 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-faithfulness", type=float, metavar="X", help="only rows scoring at least X")
     exp.add_argument("--source", nargs="+", metavar="NAME", help="only these sources")
     exp.add_argument("--splits", metavar="NAME=F,...", help="split fractions by patient (default train=0.8,validation=0.1,test=0.1)")
+    exp.add_argument("--include-failed-checks", action="store_true",
+                     help="also export partitions whose blocking checks failed or never ran, and rows the export's patient-data scan flags "
+                          "(after a person reviewed them; the card records it)")
     exp.set_defaults(func=cmd_export)
 
     ver = sub.add_parser("verify", help="re-hash an export and check every row's image and masks; exit 1 naming each problem")

@@ -224,6 +224,8 @@ def _suite_result(result) -> dg.AssetCheckResult:
 
 
 def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefinition]:
+    from medtrinity_core.release.gates import record_verdict
+
     config = json.loads(src.quality)
 
     def history(wd: Workdir) -> pl.DataFrame:
@@ -235,32 +237,42 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
         shard_src = for_shard(src, shard, landing_root)
         return patient_name_tokens(shard_src, raw, normalized, SourcePaths.of(wd, shard_src))
 
+    def recorded(context: dg.AssetCheckExecutionContext, wd: Workdir, check: str, stage: str, result: dg.AssetCheckResult, metadata: dict) -> dg.AssetCheckResult:
+        """A blocking check's result, its verdict also written to the work folder with the digest of the
+        manifest it judged (medtrinity_core/release/gates.py): exports read it, not the event log."""
+        record_verdict(wd, src.name, context.partition_key, check, stage, result.passed, result.severity.value, metadata)
+        return result
+
+    def suite_verdict(context: dg.AssetCheckExecutionContext, wd: Workdir, result) -> dg.AssetCheckResult:
+        return recorded(context, wd, f"{result.stage}_suite", result.stage, _suite_result(result), result.metadata())
+
     @dg.asset_check(asset=key("normalized"), partitions_def=parts, name="normalized_suite", blocking=True,
                     description="GX: ids non-null and unique, sizes and normalization parameters in range; masks non-empty, of their image's shape, none duplicated")
-    def normalized_suite(normalized: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
-        return _suite_result(suites.normalized_suite(normalized, workdir.get(), config))
+    def normalized_suite(context: dg.AssetCheckExecutionContext, normalized: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        return suite_verdict(context, workdir.get(), suites.normalized_suite(normalized, workdir.get(), config))
 
     @dg.asset_check(asset=key("rois"), partitions_def=parts, name="rois_suite", blocking=True,
                     description="GX: ROI ids non-null and unique, labels present, boxes inside the image, 0 < area ratio <= 1; label outliers and unmapped labels warn")
-    def rois_suite(rois: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
+    def rois_suite(context: dg.AssetCheckExecutionContext, rois: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
         vocabulary = source_vocabulary(src)
-        return _suite_result(suites.rois_suite(rois, history(workdir.get()), config, lambda label: vocabulary.term(label) is not None))
+        return suite_verdict(context, workdir.get(), suites.rois_suite(rois, history(workdir.get()), config, lambda label: vocabulary.term(label) is not None))
 
     @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="faithfulness", blocking=True,
                     description=f"Mean faithfulness at least {src.min_mean_faithfulness} and descriptions with a contradiction at most "
                                 f"{src.max_contradiction_rate:.0%}; a failed partition gets no triplets")
-    def faithfulness(descriptions: pl.DataFrame) -> dg.AssetCheckResult:
-        return _result(*checks.faithfulness(descriptions, src.min_mean_faithfulness, src.max_contradiction_rate))
+    def faithfulness(context: dg.AssetCheckExecutionContext, descriptions: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
+        passed, metadata = checks.faithfulness(descriptions, src.min_mean_faithfulness, src.max_contradiction_rate)
+        return recorded(context, workdir.get(), "faithfulness", "descriptions", _result(passed, metadata), metadata)
 
     @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="descriptions_suite", blocking=True,
                     description="GX: ids unique, length within bounds, every facet written or recorded missing, no patient data in any text")
     def descriptions_suite(context: dg.AssetCheckExecutionContext, descriptions: pl.DataFrame, workdir: WorkdirResource, landing: LandingResource) -> dg.AssetCheckResult:
-        return _suite_result(suites.descriptions_suite(descriptions, config, names(workdir.get(), context.partition_key, landing.path())))
+        return suite_verdict(context, workdir.get(), suites.descriptions_suite(descriptions, config, names(workdir.get(), context.partition_key, landing.path())))
 
     @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="triplets_suite", blocking=True,
                     description="GX: ids non-null and unique, allowed modalities, a licence on every row, modality and organ named, no patient data in any text field")
     def triplets_suite(context: dg.AssetCheckExecutionContext, triplets: pl.DataFrame, workdir: WorkdirResource, landing: LandingResource) -> dg.AssetCheckResult:
-        return _suite_result(suites.triplets_suite(triplets, src.modality, src.body_region, config, names(workdir.get(), context.partition_key, landing.path())))
+        return suite_verdict(context, workdir.get(), suites.triplets_suite(triplets, src.modality, src.body_region, config, names(workdir.get(), context.partition_key, landing.path())))
 
     @dg.asset_check(asset=key("triplets"), partitions_def=parts, name="lineage_audit",
                     description="A sample of up to 20 triplets traced through every stage to a source file whose sha256 still matches (run it from the UI any time)")

@@ -1,7 +1,7 @@
 """What a `medtrinity run` still has to do: for each shard partition, the first stage that is missing or
 stale — never materialized, its manifest gone, written under another code version of that stage (the
-configuration it reads), built on an older upstream materialization, or (context) on another knowledge
-base — from which that partition re-runs; and whether the knowledge base's inputs changed."""
+configuration it reads), built on an older upstream materialization, (context) on another knowledge
+base, or not judged by one of its blocking checks (no verdict on the manifest there now) — from which that partition re-runs; and whether the knowledge base's inputs changed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 
 import dagster as dg
 
+from medtrinity_core.release.gates import BLOCKING, manifest_digest, read_verdict
 from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import STAGES
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
@@ -59,5 +60,18 @@ def first_stale(instance: dg.DagsterInstance, wd: Workdir, src, shard: str, kb_v
             return i  # an upstream stage was materialized after this one
         if stage == "context" and kb_version and getattr(record.asset_materialization.metadata.get("kb_version"), "value", None) != kb_version:
             return i
+        if _unchecked(wd, src.name, stage, shard):
+            return i  # a blocking check never judged this manifest (a run killed before it, an older work folder)
         previous = record.timestamp
     return None
+
+
+def _unchecked(wd: Workdir, source: str, stage: str, shard: str) -> bool:
+    """Whether a blocking check of this stage has no verdict on the manifest there now: the export would
+    leave the partition out as unchecked, so the stage re-runs (and its checks with it). A failed verdict
+    is a verdict: that partition waits for a person, as before."""
+    checks = [check for check, of in BLOCKING.items() if of == stage]
+    if not checks:
+        return False
+    digest = manifest_digest(wd, source, stage, shard)
+    return any((read_verdict(wd, source, check, shard) or {}).get("manifest", {}).get("sha256") != digest for check in checks)

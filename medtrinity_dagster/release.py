@@ -21,6 +21,7 @@ class ExportConfig(dg.Config):
     licenses: list[str] = []
     min_faithfulness: Optional[float] = None
     sources: list[str] = []
+    include_failed_checks: bool = False  # also partitions whose blocking checks failed or never ran (reviewed by a person)
 
 
 def build_exports_asset(sources: SourcesFile) -> dg.AssetsDefinition:
@@ -34,7 +35,8 @@ def build_exports_asset(sources: SourcesFile) -> dg.AssetsDefinition:
         wd = workdir.get()
         if not config.formats:
             raise dg.Failure("exports: name at least one format (hf, medtrinity, webdataset, llava, coco)")
-        filters = Filters(license_group=config.license_group, licenses=tuple(config.licenses), min_faithfulness=config.min_faithfulness, sources=tuple(config.sources))
+        filters = Filters(license_group=config.license_group, licenses=tuple(config.licenses), min_faithfulness=config.min_faithfulness, sources=tuple(config.sources),
+                          include_failed_checks=config.include_failed_checks)
         metadata: dict = {}
         for fmt in config.formats:
             out = Path(config.out) / fmt if config.out else Path(str(wd.root)) / "exports" / fmt
@@ -46,7 +48,11 @@ def build_exports_asset(sources: SourcesFile) -> dg.AssetsDefinition:
             **{f"count_{k}": dg.MetadataValue.json(v) for k, v in summary["counts"].items() if k != "label"},
             "quarantine": dg.MetadataValue.json(summary["quarantine"]), "decontaminated": dg.MetadataValue.json(summary["decontaminated"]),
             "versions": dg.MetadataValue.json(summary["versions"]),
+            "checks": dg.MetadataValue.json(summary["checks"]),
+            "left_out_by_checks": sum(p["rows"] for p in summary["checks"]["partitions"] if not p["included"]),
         })
+        for partition in summary["checks"]["partitions"]:
+            context.log.warning(partition["line"])
         for plot in PLOTS:
             metadata[f"plot_{plot}"] = dg.MetadataValue.md(markdown_image((out / "plots" / f"{plot}.png").read_bytes(), plot.replace("_", " ")))
         return dg.MaterializeResult(metadata=metadata)

@@ -20,10 +20,29 @@ import polars as pl
 
 from medtrinity_core.modalities import MODALITIES, display_name
 
-# Patient data in text: DICOM person names, dates in three forms, MRN-like runs of digits.
-PERSON_NAME = re.compile(r"\b[A-Z][A-Za-z'\-]*\^[A-Z][A-Za-z\-]*")
-DATES = re.compile(r"(?<![\w.])(?:(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|(?:19|20)\d{2}-\d{2}-\d{2}|\d{1,2}[/.]\d{1,2}[/.](?:19|20)?\d{2})(?!\w|\.\d)")
-MRN = re.compile(r"(?<![\w.])\d{6,}(?!\w|\.\d|\s*(?:mm|ml|%|px|cm))")
+# Patient data in text and in file names: DICOM person names, dates, MRN-like numbers (see
+# patient_data_findings and README "Patient data"). `\b` and `\w` count `_` and digits as word
+# characters, so `_8675309_` or `MRN8675309` would slip through them: the patterns below bound on
+# letters and digits themselves, and numbers are judged per token with their context.
+PERSON_NAME = re.compile(r"(?<![A-Za-z])[A-Za-z][A-Za-z']*(?:-[A-Za-z']+)*\^[A-Za-z][A-Za-z]*(?:-[A-Za-z]+)*")
+DATES = re.compile(
+    r"(?<![0-9])(?<![0-9][.,])(?:"
+    r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"  # 19520317
+    r"|(?:19|20)\d{2}([-_./])(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])"  # 1952-03-17, 1952_03_17
+    r"|(?:0?[1-9]|[12]\d|3[01])([-_./])(?:0?[1-9]|[12]\d|3[01])\2(?:19|20)\d{2}"  # 17.03.1952, 03/17/1952, 17-03-1952
+    r"|(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])/\d{2}"  # 17/03/52
+    r")(?![0-9])(?![.,][0-9])")
+MRN = re.compile(r"(?<![0-9])[0-9]{6,}(?![0-9])")  # a run of six or more digits: judged by _mrn_like
+# Words that make the number after them (joined, or across `_ - : # = / .` and spaces) a patient's.
+CONTEXT_WORDS = frozenset({"mrn", "mrno", "pt", "pat", "patient", "patid", "pid", "id", "acc", "accession", "accno", "dob", "birth", "born",
+                           "name", "record", "chart", "ssn", "nhs", "medrec", "emr", "ehr", "hospital"})
+# A machine-made id: 16 or more letters and digits mixed (sha/hex hashes, DSB2018's 64-hex ids, Kvasir's
+# 25-character ids; see _opaque) or a hex UUID; the digits inside it are no number of anyone's.
+MACHINE_ID = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{16,}(?![A-Za-z0-9])"
+                        r"|(?<![A-Za-z0-9])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4,12}){2,}(?![A-Za-z0-9])")
+YEAR_RANGE = re.compile(r"(?:19|20)\d{2}(?:19|20)\d{2}")  # 20092010: "2009-2010" with its dash lost (NHANES 20092010)
+TOLL_FREE = re.compile(r"1(?:800|888|877|866|855|844|833)\d{7}")  # an organisation's toll-free number, never a person's
+UNIT = re.compile(r"\s*(?:mm|cm|ml|nm|um|µm|µl|ul|mg|kg|kb|mb|bytes?|px|pixels?|voxels?|%)(?![A-Za-z])", re.IGNORECASE)
 CITATION = re.compile(r"\[[^\]\s]+\]")  # passage ids such as [medquad:1_CancerGov_QA/0000013_2_1/1#0]
 QUOTE = re.compile(r"\"[^\"]*\"")  # quoted knowledge passages: exempt from the name rule (eponyms)
 
@@ -52,17 +71,67 @@ class SuiteResult:
                 "errors": self.errors, "warnings": self.warnings}
 
 
+def _context(word: str) -> bool:
+    word = word.lower()
+    return word in CONTEXT_WORDS or any((len(w) >= 4 or w == "mrn") and word.endswith(w) for w in CONTEXT_WORDS)  # `PatientMRN`, `filename`
+
+
+def _mrn_like(text: str, start: int, end: int) -> bool:
+    """Whether the run of digits text[start:end] reads as a patient's number (README "Patient data").
+    Quiet: part of a dotted number (decimal, version, UID), a measurement (`123456 mm²`), a revision
+    (`repo@3035455`), a code with letters joined after it (`5f3a1234567b`) or before it (`p10000032`,
+    `ISIC0024306`), a dataset's sequential id joined by `_` or `-` to the word or number before it
+    (`ISIC_0024306`, `amos_0004_123456`), a zero-padded counter leading a name (`0000013_2_1`,
+    `00000001_000.png`), a year range that lost its dash (`20092010`) and a toll-free number. Found: a number after a context word, joined or one or two tokens back
+    (`MRN8675309`, `pt_8675309`, `MRN: 1234567`, `accession_number_12345678`), and any other number
+    that leads a name or stands alone (`8675309_scan`, `record 12345678`)."""
+    before, after, digits = text[:start], text[end:], text[start:end]
+    if YEAR_RANGE.fullmatch(digits) and 0 < int(digits[4:]) - int(digits[:4]) <= 30 or TOLL_FREE.fullmatch(digits):
+        return False
+    if re.search(r"[0-9][.,]$|@\s?$", before) or re.match(r"[.,][0-9]", after) or UNIT.match(after):
+        return False
+    joined = re.search(r"([A-Za-z]+)$", before)
+    if joined and _context(joined.group(1)):
+        return True
+    if joined or re.match(r"[A-Za-z]", after):
+        return False
+    previous = re.search(r"(?:([A-Za-z0-9]+)[\s_\-:#=/.()]{1,3})?([A-Za-z0-9]+)([\s_\-:#=/.()]{1,3})$", before)
+    if previous:
+        words = [re.search(r"[A-Za-z]+$", t) for t in previous.group(1, 2) if t]
+        if any(w and _context(w.group(0)) for w in words):
+            return True
+        if previous.group(3) in ("_", "-"):
+            return False
+    return not digits.startswith("0")
+
+
+def _opaque(m: re.Match) -> str:
+    """A machine-made id becomes a neutral word of its length (a number joined to it by `_` stays a
+    dataset's id). Not one that reads as words and numbers run together — fewer than five alternating
+    runs of letters and digits (`Quixotica19520317`, `patient8675309abcdefgh`) — nor one starting with
+    a context word: those are scanned as they are."""
+    token = m.group(0)
+    runs = re.findall(r"[A-Za-z]+|[0-9]+", token)
+    if "-" not in token and (len(runs) < 5 or _context(runs[0])):
+        return token
+    return "x" * len(token)
+
+
 def patient_data_findings(text: str, names: set[str] = frozenset()) -> list[str]:
-    """Patient-data patterns in one text: person names (outside quoted passages), tokens of the item's own
-    patient name, dates, MRN-like runs of six or more digits (outside passage ids and measurements)."""
+    """Patient-data patterns in one text or path: DICOM person names (`Quixotica^Zebulon`, outside
+    quoted passages), tokens of the item's own patient name, dates (19520317, 1952-03-17, 17.03.1952,
+    14/03/2019, also joined to words by `_`), and MRN-like numbers (`_mrn_like`). Passage citations
+    (`[medquad:...]`) and machine-made ids (hashes, UUIDs) are not read."""
     if not text:
         return []
     plain = CITATION.sub(" ", text)
+    plain = MACHINE_ID.sub(_opaque, plain)
     unquoted = QUOTE.sub(" ", plain)
     found = [f"person name {m.group(0)!r}" for m in PERSON_NAME.finditer(unquoted)]
-    found += [f"patient name token {t!r}" for t in sorted(names) if re.search(rf"\b{re.escape(t)}\b", unquoted, flags=re.IGNORECASE)]
+    found += [f"patient name token {t!r}" for t in sorted(names) if re.search(rf"(?<![A-Za-z]){re.escape(t)}(?![A-Za-z])", unquoted, flags=re.IGNORECASE)]
     found += [f"date {m.group(0)!r}" for m in DATES.finditer(plain)]
-    found += [f"MRN-like number {m.group(0)!r}" for m in MRN.finditer(DATES.sub(" ", plain))]
+    undated = DATES.sub(lambda m: " " * len(m.group(0)), plain)
+    found += [f"MRN-like number {m.group(0)!r}" for m in MRN.finditer(undated) if _mrn_like(undated, m.start(), m.end())]
     return found
 
 
@@ -119,7 +188,9 @@ def _severity(config: dict, name: str, default: str = "error") -> str:
 
 def normalized_frames(images: pl.DataFrame, workdir) -> dict[str, pl.DataFrame]:
     """Images, with their normalization parameters checked; masks, read back: non-empty, of the image's
-    shape, and none identical to another mask of the same image."""
+    shape, and none identical to another mask of the same image. The normalized stage quarantines (or,
+    under severity `warn`, drops) such masks per item before this runs, so a failure here is a bug or
+    a manifest written by something else, and blocks the shard."""
     from PIL import Image
 
     image_rows, mask_rows = [], []
@@ -139,7 +210,7 @@ def normalized_frames(images: pl.DataFrame, workdir) -> dict[str, pl.DataFrame]:
             with Image.open(workdir.resolve(mask["uri"])) as m:
                 pixels = np.asarray(m)
             key = f"{img['image_id']}#{n}:{mask['label']}"
-            duplicate = mask["sha256"] in seen and seen[mask["sha256"]] != mask["label"] or mask["sha256"] in seen
+            duplicate = mask["sha256"] in seen  # whatever the labels: one region annotated twice
             seen.setdefault(mask["sha256"], mask["label"])
             mask_rows.append({"mask": key, "nonempty": bool(pixels.any()), "shape_ok": pixels.shape[:2] == (img["height"], img["width"]), "duplicate": bool(duplicate)})
     return {"images": pl.DataFrame(image_rows, schema={"image_id": pl.String, "width": pl.Int64, "height": pl.Int64, "params_ok": pl.Boolean}),

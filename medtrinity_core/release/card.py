@@ -102,13 +102,26 @@ def _table(title: str, values: dict) -> str:
     return f"| {title} | count |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in values.items())
 
 
+def _checks_section(collection: Collection) -> str:
+    """The pipeline's blocking checks and the export's patient-data scan: what they held back, or, with
+    --include-failed-checks, what a person chose to export despite them."""
+    if not collection.gates:
+        return "Every exported partition passed the pipeline's blocking checks on its current manifests; the export's patient-data scan found nothing.\n"
+    if collection.included_failed:
+        head = "**Included despite failed or missing checks** (`--include-failed-checks`: a person reviewed these rows):"
+    else:
+        head = "Left out by the pipeline's blocking checks and the export's patient-data scan:"
+    return head + "\n\n" + "".join(f"- {g.line(collection.included_failed)}\n" for g in collection.gates)
+
+
 def write_card(out: Path, fmt: str, files: list[str], collection: Collection, filters: Filters, sources: list, embedder: str | None) -> dict:
     rows = collection.rows
     tally, used = counts(rows), sorted({r["source"] for r in rows})
     summary = {
         "format": fmt, "files": files, "rows": len(rows), "counts": tally, "dropped": dict(sorted(collection.dropped.items())),
         "filters": {"license_group": filters.license_group, "licenses": list(filters.licenses), "min_faithfulness": filters.min_faithfulness,
-                    "sources": list(filters.sources), "fractions": dict(filters.fractions)},
+                    "sources": list(filters.sources), "fractions": dict(filters.fractions), "include_failed_checks": filters.include_failed_checks},
+        "checks": {"include_failed_checks": collection.included_failed, "partitions": [g.as_dict(collection.included_failed) for g in collection.gates]},
         "quarantine": collection.quarantine, "decontaminated": collection.decontaminated, "versions": versions(rows, embedder),
     }
     atomic_write_bytes(out / SUMMARY, json.dumps(summary, indent=1, sort_keys=True).encode())
@@ -161,6 +174,7 @@ Licences differ per row: each record carries its own, and the obligations below 
 {_table("canonical label", tally["label"])}
 {_table("ROI method", tally["roi_method"])}
 Left out by the export's filters: {json.dumps(summary["dropped"]) if summary["dropped"] else "nothing"}.
+{_checks_section(collection)}
 Quarantined items in the pipeline, by reason: {json.dumps(collection.quarantine) if collection.quarantine else "none"}.
 Images removed as benchmark (decontamination) duplicates, per source: {json.dumps(collection.decontaminated)}.
 

@@ -1,0 +1,143 @@
+"""What an export trusts: the verdicts of the pipeline's blocking checks, recorded in the work folder,
+and the patient-data scan re-run on every row it writes.
+
+The checks run in Dagster and their results live in its event log; this package does not import
+Dagster. So each blocking check also writes its verdict here (`checks/<source>/<check>/<shard>.json`,
+atomically): the check and its stage, passed or not, the severity, the failing expectations with their
+row counts and first ids, and the sha256 of the manifest file it judged. An export takes a partition's
+triplets only when every blocking check of every stage has a verdict on the manifest now in the work
+folder and none failed at error severity. A partition whose checks never ran (a run killed between
+materialization and check, a work folder from before verdicts were recorded) or ran on an earlier
+version of a manifest (re-materialized without a re-check) is unchecked and left out the same way.
+`--include-failed-checks` takes them anyway, for a person who has reviewed them; the card records it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from medtrinity_core.ids import sha256_bytes
+from medtrinity_core.quality.suites import patient_data_findings
+from medtrinity_core.storage import Workdir, atomic_write_bytes
+
+# The blocking checks per stage, in the order the stages run (medtrinity_dagster.factory defines them
+# with blocking=True; a test holds the two lists equal).
+BLOCKING = {"normalized_suite": "normalized", "rois_suite": "rois", "faithfulness": "descriptions", "descriptions_suite": "descriptions",
+            "triplets_suite": "triplets"}
+
+
+def verdict_path(wd: Workdir, source: str, check: str, shard: str):
+    return wd.root / "checks" / source / check / f"{shard}.json"
+
+
+def manifest_digest(wd: Workdir, source: str, stage: str, shard: str) -> str | None:
+    """The sha256 of a partition's manifest file as it is now; None when there is none."""
+    path = wd.manifest_path(source, stage, shard)
+    return sha256_bytes(path.read_bytes()) if path.exists() else None
+
+
+def record_verdict(wd: Workdir, source: str, shard: str, check: str, stage: str, passed: bool, severity: str, metadata: dict) -> dict:
+    """Write one check's verdict on one partition, with the digest of the manifest it judged. Only ids
+    (hashes) and expectation names are kept: nothing a failing row's text held."""
+    failing = [{"expectation": e["expectation"], "failing_rows": e["failing_rows"], "examples": list(e["examples"][:10])}
+               for e in metadata.get("errors", [])] if "suite" in metadata else []
+    record = {
+        "check": check, "stage": stage, "source": source, "shard": shard, "passed": bool(passed), "severity": severity,
+        "failing": failing, "summary": brief(check, metadata, severity),
+        "manifest": {"path": f"manifests/{source}/{stage}/{shard}.parquet", "sha256": manifest_digest(wd, source, stage, shard)},
+        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_bytes(verdict_path(wd, source, check, shard), json.dumps(record, indent=1, sort_keys=True).encode())
+    return record
+
+
+def read_verdict(wd: Workdir, source: str, check: str, shard: str) -> dict | None:
+    path = verdict_path(wd, source, check, shard)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # unreadable: no verdict, so the partition is unchecked
+        return None
+
+
+def brief(check: str, metadata: dict, severity: str = "ERROR") -> str:
+    """What failed, in one clause: a suite's error-severity expectations with their row counts and first
+    ids (warnings when only they failed), or the faithfulness figures against their thresholds."""
+    if "suite" in metadata:
+        failing = metadata.get("errors") or (metadata.get("warnings") if severity != "ERROR" else []) or []
+        return "; ".join(f"{e['expectation']}: {e['failing_rows']} row(s), e.g. {', '.join(e['examples'][:3])}" for e in failing)
+    if "mean_faithfulness" in metadata:
+        return (f"mean faithfulness {metadata['mean_faithfulness']} (at least {metadata['min_mean_faithfulness']}), "
+                f"contradiction rate {metadata['contradiction_rate']} (at most {metadata['max_contradiction_rate']})")
+    return ", ".join(f"{k}={v}" for k, v in list(metadata.items())[:4] if not isinstance(v, (list, dict)))
+
+
+@dataclass
+class Gate:
+    """One reason a partition's rows (or some of them) are not trusted."""
+
+    source: str
+    shard: str
+    check: str  # a blocking check's name, or `patient_data_scan` (the export's own scan)
+    status: str  # failed | not run | stale | found
+    detail: str
+    rows: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        if self.status == "failed":
+            return f"{self.check} failed ({self.detail})" if self.detail else f"{self.check} failed"
+        if self.status == "not run":
+            return f"{self.check} never ran on it (unchecked)"
+        if self.status == "stale":
+            return f"{self.check} judged an earlier {BLOCKING.get(self.check, '')} manifest, not the one there now (unchecked)"
+        return f"the export's patient-data scan found {self.detail}"
+
+    def line(self, included: bool) -> str:
+        what = f"{self.rows} row(s) of {self.source} shard {self.shard}"
+        return f"included {what} (--include-failed-checks): {self.reason}" if included else f"left out {what}: {self.reason}"
+
+    def as_dict(self, included: bool) -> dict:
+        return {"source": self.source, "shard": self.shard, "check": self.check, "status": self.status, "rows": self.rows,
+                "reason": self.reason, "examples": self.examples[:10], "included": included, "line": self.line(included)}
+
+
+def partition_gates(wd: Workdir, source: str, shard: str, triplets_digest: str) -> list[Gate]:
+    """The blocking checks that do not vouch for this partition: failed at error severity, never run, or
+    run on another version of the manifest than the one there now (`triplets_digest`: the bytes the
+    export read)."""
+    gates, digests = [], {"triplets": triplets_digest}
+    for check, stage in BLOCKING.items():
+        if stage not in digests:
+            digests[stage] = manifest_digest(wd, source, stage, shard)
+        verdict = read_verdict(wd, source, check, shard)
+        if verdict is None:
+            gates.append(Gate(source, shard, check, "not run", ""))
+        elif digests[stage] is None or (verdict.get("manifest") or {}).get("sha256") != digests[stage]:
+            gates.append(Gate(source, shard, check, "stale", ""))
+        elif not verdict.get("passed") and verdict.get("severity") == "ERROR":
+            examples = [x for f in verdict.get("failing") or [] for x in f.get("examples") or []]
+            gates.append(Gate(source, shard, check, "failed", verdict.get("summary") or "", examples=examples))
+    return gates
+
+
+def _strings(value, where: str):
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{where}.{k}" if where else k)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v, where)
+
+
+def row_findings(row: dict) -> list[str]:
+    """The patient-data scan over every text a triplet row carries (description, caption, facets, ROI
+    labels and locations, every provenance value: relpath, annotation matches, citation, passages...),
+    each finding named with its field. Ids are hashes and stay quiet."""
+    return [f"{finding} in {where}" for where, text in _strings(row, "") for finding in patient_data_findings(text)]

@@ -1,0 +1,250 @@
+"""Exports honour the pipeline's gates: a partition whose blocking checks failed, never ran, or judged an
+earlier version of a manifest is left out whole (one line per check), a row in which the export's own
+patient-data scan finds something is left out too, and `--include-failed-checks` exports them with the
+card saying so. A fast unit test of collect() over hand-written manifests and verdicts, then the whole
+path: a source with a patient's name, MRN and birth date in a file name, materialized in-process, then
+`medtrinity export` in-process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import polars as pl
+import pytest
+from PIL import Image
+
+from medtrinity_core.records import NORMALIZED, TRIPLETS, frame
+from medtrinity_core.release.collect import Filters, collect
+from medtrinity_core.release.gates import BLOCKING, read_verdict, record_verdict
+from medtrinity_core.storage import Workdir, write_parquet
+
+from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE, KVASIR, materialize_source
+
+SOURCE = "s"
+PLANTED = "Quixotica^Zebulon_MRN8675309_19520317"
+
+
+def triplet(tid: str, relpath: str = "images/cju0qkwl35piu0993l0dewei2.png", description: str = "An endoscopy image of the colon.") -> dict:
+    return {"triplet_id": tid, "image_id": f"img-{tid}", "source": SOURCE, "modality": "endoscopy", "license": "CC0-1.0", "description": description,
+            "coarse_caption": "Endoscopy, colon.", "faithfulness": 1.0, "rois": [],
+            "provenance": {"source": SOURCE, "source_relpath": relpath, "item_id": f"itm-{tid}", "patient_key": None, "citation": "Jha et al., Kvasir-SEG, MMM 2020"}}
+
+
+def write_partition(wd: Workdir, shard: str, rows: list[dict]) -> None:
+    """A shard's triplets, and stage manifests upstream of it (empty: only their digests matter here)."""
+    write_parquet(frame(rows, TRIPLETS), wd.manifest_path(SOURCE, "triplets", shard))
+    for stage in ("normalized", "rois", "descriptions"):
+        write_parquet(frame([], NORMALIZED) if stage == "normalized" else frame([{"shard": shard}], {"shard": pl.String}), wd.manifest_path(SOURCE, stage, shard))
+
+
+def vouch(wd: Workdir, shard: str, **overrides) -> None:
+    """Every blocking check's verdict on the shard's current manifests: passed, unless overridden with
+    (passed, severity, metadata)."""
+    for check, stage in BLOCKING.items():
+        passed, severity, metadata = overrides.get(check, (True, "ERROR", {"suite": stage, "errors": [], "warnings": []}))
+        record_verdict(wd, SOURCE, shard, check, stage, passed, severity, metadata)
+
+
+PATIENT_DATA_FAILED = (False, "ERROR", {"suite": "triplets", "errors": [{"expectation": "no patient data in any text field", "failing_rows": 1, "examples": ["trp-b1"]}],
+                                        "warnings": []})
+
+
+@pytest.fixture()
+def wd(tmp_path) -> Workdir:
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    write_partition(wd, "ok-0000", [triplet("trp-a1"), triplet("trp-a2")])
+    vouch(wd, "ok-0000")
+    write_partition(wd, "failed-0000", [triplet("trp-b1"), triplet("trp-b2"), triplet("trp-b3")])
+    vouch(wd, "failed-0000", triplets_suite=PATIENT_DATA_FAILED)
+    write_partition(wd, "warned-0000", [triplet("trp-c1")])  # warnings alone block nothing
+    vouch(wd, "warned-0000", rois_suite=(False, "WARN", {"suite": "rois", "errors": [], "warnings": [{"expectation": "area ratios inside the label's range",
+                                                                                                       "failing_rows": 1, "examples": ["roi-1"]}]}))
+    write_partition(wd, "unchecked-0000", [triplet("trp-d1")])  # materialized, then the run was killed before its checks
+    write_partition(wd, "stale-0000", [triplet("trp-e1")])
+    vouch(wd, "stale-0000")
+    write_partition(wd, "stale-0000", [triplet("trp-e1"), triplet("trp-e2")])  # re-materialized without a re-check
+    write_partition(wd, "scanned-0000", [triplet("trp-f1"), triplet("trp-f2", relpath=f"images/{PLANTED}.png")])
+    vouch(wd, "scanned-0000")  # the checks passed (say, an older scan): the export's own scan still reads every row
+    return wd
+
+
+def test_collect_exports_only_partitions_every_blocking_check_vouches_for_and_names_each_one_it_leaves_out(wd):
+    got = collect(wd, [SOURCE], Filters())
+    assert [r["triplet_id"] for r in got.rows] == ["trp-a1", "trp-a2", "trp-c1", "trp-f1"]
+    assert got.gate_lines() == [
+        "left out 3 row(s) of s shard failed-0000: triplets_suite failed (no patient data in any text field: 1 row(s), e.g. trp-b1)",
+        ("left out 1 row(s) of s shard scanned-0000: the export's patient-data scan found person name 'Quixotica^Zebulon' in provenance.source_relpath "
+         "and 2 more (1 row(s), e.g. trp-f2)"),
+        "left out 2 row(s) of s shard stale-0000: triplets_suite judged an earlier triplets manifest, not the one there now (unchecked)",
+        *[f"left out 1 row(s) of s shard unchecked-0000: {check} never ran on it (unchecked)" for check in BLOCKING],
+    ]
+    assert dict(got.dropped) == {"blocking check failed": 3, "checks not run on the current manifests": 3, "patient data found at export": 1}
+
+
+def test_a_verdict_records_the_digest_of_the_manifest_it_judged_and_keeps_only_ids(wd):
+    verdict = read_verdict(wd, SOURCE, "triplets_suite", "failed-0000")
+    assert verdict["passed"] is False and verdict["severity"] == "ERROR" and verdict["stage"] == "triplets"
+    assert verdict["manifest"]["path"] == "manifests/s/triplets/failed-0000.parquet" and len(verdict["manifest"]["sha256"]) == 64
+    assert verdict["failing"] == [{"expectation": "no patient data in any text field", "failing_rows": 1, "examples": ["trp-b1"]}]
+    assert read_verdict(wd, SOURCE, "triplets_suite", "unchecked-0000") is None
+
+
+def test_include_failed_checks_exports_those_rows_and_says_so_for_each(wd):
+    got = collect(wd, [SOURCE], Filters(include_failed_checks=True))
+    assert len(got.rows) == 11 and got.included_failed
+    assert all(line.startswith("included ") and "(--include-failed-checks)" in line for line in got.gate_lines())
+    assert "included 3 row(s) of s shard failed-0000 (--include-failed-checks): triplets_suite failed" in got.gate_lines()[0]
+    assert not got.dropped
+
+
+def test_a_partition_all_of_whose_rows_are_held_back_is_an_error_naming_the_first_reason(wd):
+    from medtrinity_core.errors import MedtrinityError
+
+    with pytest.raises(MedtrinityError, match=r"left out 3 row\(s\) of s shard failed-0000: triplets_suite failed .*--include-failed-checks"):
+        collect(wd, [SOURCE], Filters(licenses=("MIT",)))  # nothing passes this filter ...
+    with pytest.raises(MedtrinityError, match=r"no triplets to export .*'licence not listed': 11"):
+        collect(wd, [SOURCE], Filters(licenses=("MIT",), include_failed_checks=True))  # ... and with the flag the filter is what remains
+
+
+def test_the_factorys_blocking_checks_are_the_ones_an_export_requires(tiny_sources):
+    from medtrinity_core.sources.schema import load_sources
+    from medtrinity_dagster.factory import source_assets
+
+    _, checks = source_assets(load_sources(tiny_sources).sources[0])
+    specs = [spec for c in checks for spec in c.check_specs]
+    assert {s.name: s.asset_key.path[-1] for s in specs if s.blocking} == BLOCKING
+
+
+# -- the whole path ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> dict:
+    """Kvasir-SEG's three images as PNGs, one of them named with a patient's DICOM name, MRN and birth
+    date, in shards of two (the planted one sorts first: shard base-0000 holds it and one good image,
+    base-0001 the third), every shard materialized in-process with its checks (paths kept: the source
+    does not set paths_identify_patients)."""
+    import dagster as dg
+
+    from medtrinity_dagster.build import build_definitions
+    from medtrinity_dagster.factory import STAGES, partitions_name
+
+    root = tmp_path_factory.mktemp("planted")
+    data = root / "kvasir"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for n, jpg in enumerate(sorted((KVASIR / "images").glob("*.jpg"))):
+        name = PLANTED if n == 0 else jpg.stem
+        Image.open(jpg).save(data / "images" / f"{name}.png")
+        Image.open(KVASIR / "masks" / jpg.name).convert("L").save(data / "masks" / f"{name}.png")
+    shutil.copytree(EXAMPLES / "knowledge", root / "knowledge")
+    sources = root / "sources.yaml"
+    sources.write_text(textwrap.dedent(f"""\
+        version: 1
+        knowledge:
+          name: medquad-tiny
+          format: medquad
+          root: knowledge/medquad
+          license: CC-BY-4.0
+          include: {KNOWLEDGE_INCLUDE}
+        sources:
+          - name: kvasir-seg
+            modality: endoscopy
+            body_region: colon
+            license: CC-BY-4.0
+            citation: "Jha et al., Kvasir-SEG, MMM 2020"
+            root: kvasir
+            layout: image_masks
+            shard_size: 2
+            images: 'images/(?P<id>[^/]+)\\.png'
+            masks:
+              - pattern: 'masks/{{id}}\\.png'
+                label: polyp
+                threshold: 128
+        """))
+    run = materialize_source(sources, root / "wd")
+    defs = build_definitions(run["sources"], str(run["workdir"].root))
+    src = run["source"]
+    others = sorted(k for k in run["instance"].get_dynamic_partitions(partitions_name(src)) if k != run["shard"])
+    for shard in others:
+        dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=run["instance"], partition_key=shard, raise_on_error=False,
+                       selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in STAGES]))
+    return {**run, "sources_file": sources, "root": root, "others": others}
+
+
+def export_cli(planted, out: Path, *extra: str) -> int:
+    from medtrinity_dagster.cli import main
+
+    return main(["export", "--sources", str(planted["sources_file"]), "--workdir", str(planted["workdir"].root), "--out", str(out), "--format", "hf", *extra])
+
+
+def flagged_example(planted) -> str:
+    failed = next(e for e in planted["result"].get_asset_check_evaluations() if e.check_name == "triplets_suite")
+    return failed.metadata["errors"].value[0]["examples"][0]
+
+
+def test_the_triplets_check_flags_the_planted_file_name_and_records_its_verdict(planted):
+    assert planted["others"] == ["base-0001"] and planted["shard"] == "base-0000"
+    evaluations = {e.check_name: e for e in planted["result"].get_asset_check_evaluations()}
+    failed = evaluations["triplets_suite"]
+    assert not failed.passed and failed.severity.value == "ERROR"
+    errors = failed.metadata["errors"].value
+    assert [(e["expectation"], e["failing_rows"]) for e in errors] == [("no patient data in any text field", 1)]
+    assert all(evaluations[c].passed for c in BLOCKING if c != "triplets_suite")
+    wd = planted["workdir"]
+    assert read_verdict(wd, "kvasir-seg", "triplets_suite", "base-0000")["failing"][0]["examples"] == errors[0]["examples"]
+    assert all(read_verdict(wd, "kvasir-seg", c, "base-0001")["passed"] for c in BLOCKING)
+
+
+def test_export_leaves_out_the_flagged_partition_with_one_line_per_check_and_exports_the_rest(planted, tmp_path, capsys):
+    from medtrinity_core.storage import read_parquet
+
+    wd = planted["workdir"]
+    assert [read_parquet(wd.manifest_path("kvasir-seg", "triplets", s)).height for s in ("base-0000", "base-0001")] == [2, 1]
+    out = tmp_path / "out"
+    assert export_cli(planted, out) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"left out 2 row(s) of kvasir-seg shard base-0000: triplets_suite failed "
+                                         f"(no patient data in any text field: 1 row(s), e.g. {flagged_example(planted)})"]
+    assert "1 records as hf" in captured.out and "left out: 2 (blocking check failed)" in captured.out
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["rows"] == 1 and summary["checks"]["include_failed_checks"] is False
+    assert [(p["check"], p["shard"], p["rows"], p["included"]) for p in summary["checks"]["partitions"]] == [("triplets_suite", "base-0000", 2, False)]
+    exported = pl.read_parquet(next((out / "data").glob("*.parquet")))
+    assert PLANTED not in json.dumps(exported.drop("image").to_dicts(), default=str)
+    assert "Left out by the pipeline's blocking checks and the export's patient-data scan:" in (out / "README.md").read_text()
+
+
+def test_include_failed_checks_exports_them_and_the_card_records_it(planted, tmp_path, capsys):
+    from medtrinity_core.release.checksums import verify
+
+    out = tmp_path / "out"
+    assert export_cli(planted, out, "--include-failed-checks") == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"included 2 row(s) of kvasir-seg shard base-0000 (--include-failed-checks): triplets_suite failed "
+                   f"(no patient data in any text field: 1 row(s), e.g. {flagged_example(planted)})",
+                   (f"included 1 row(s) of kvasir-seg shard base-0000 (--include-failed-checks): the export's patient-data scan found "
+                    f"person name 'Quixotica^Zebulon' in provenance.source_relpath and 2 more (1 row(s), e.g. {flagged_example(planted)})")]
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["rows"] == 3 and summary["filters"]["include_failed_checks"] is True and summary["checks"]["include_failed_checks"] is True
+    assert [(p["check"], p["rows"], p["included"]) for p in summary["checks"]["partitions"]] == [("triplets_suite", 2, True), ("patient_data_scan", 1, True)]
+    card = (out / "README.md").read_text()
+    assert "**Included despite failed or missing checks** (`--include-failed-checks`: a person reviewed these rows):" in card
+    assert f"- {err[0]}" in card and f"- {err[1]}" in card
+    assert verify(out) == []
+
+
+def test_the_exports_asset_honours_the_same_gates(planted, tmp_path):
+    import dagster as dg
+
+    from medtrinity_dagster.build import build_definitions
+
+    defs = build_definitions(planted["sources"], str(planted["workdir"].root))
+    for include, rows, left_out in ((False, 1, 2), (True, 3, 0)):
+        result = dg.materialize([*defs.assets], resources=defs.resources, instance=planted["instance"], selection=[dg.AssetKey("exports")],
+                                run_config={"ops": {"exports": {"config": {"formats": ["hf"], "out": str(tmp_path / str(include)), "include_failed_checks": include}}}})
+        meta = result.get_asset_materialization_events()[0].materialization.metadata
+        assert (meta["rows"].value, meta["left_out_by_checks"].value) == (rows, left_out)
+        assert [p["check"] for p in meta["checks"].value["partitions"]] == ["triplets_suite"] + (["patient_data_scan"] if include else [])
