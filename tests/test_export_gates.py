@@ -248,3 +248,24 @@ def test_the_exports_asset_honours_the_same_gates(planted, tmp_path):
         meta = result.get_asset_materialization_events()[0].materialization.metadata
         assert (meta["rows"].value, meta["left_out_by_checks"].value) == (rows, left_out)
         assert [p["check"] for p in meta["checks"].value["partitions"]] == ["triplets_suite"] + (["patient_data_scan"] if include else [])
+
+
+def test_run_re_runs_a_stage_no_verdict_vouches_for_and_not_one_whose_check_failed(planted):
+    """A verdict missing (a run killed before its checks, an older work folder) or on another manifest
+    makes that stage stale for `medtrinity run`; a failed verdict is a verdict: the partition waits."""
+    from medtrinity_dagster.factory import STAGES
+    from medtrinity_dagster.incremental import first_stale
+
+    wd, src, instance = planted["workdir"], planted["source"], planted["instance"]
+    assert first_stale(instance, wd, src, "base-0001", None) is None
+    assert first_stale(instance, wd, src, "base-0000", None) is None  # triplets_suite failed there: not re-run by a plain run
+    path = wd.root / "checks" / "kvasir-seg" / "rois_suite" / "base-0001.json"
+    kept = path.read_bytes()
+    try:
+        path.unlink()
+        assert first_stale(instance, wd, src, "base-0001", None) == STAGES.index("rois")
+        path.write_bytes(kept.replace(b'"sha256": "', b'"sha256": "0'))
+        assert first_stale(instance, wd, src, "base-0001", None) == STAGES.index("rois")
+    finally:
+        path.write_bytes(kept)
+    assert first_stale(instance, wd, src, "base-0001", None) is None
