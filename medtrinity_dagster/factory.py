@@ -224,7 +224,7 @@ def _suite_result(result) -> dg.AssetCheckResult:
 
 
 def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefinition]:
-    from medtrinity_core.release.gates import record_verdict
+    from medtrinity_core.quality.verdicts import record_verdict
 
     config = json.loads(src.quality)
 
@@ -239,7 +239,7 @@ def _source_checks(src: SourceConfig, parts, key) -> list[dg.AssetChecksDefiniti
 
     def recorded(context: dg.AssetCheckExecutionContext, wd: Workdir, check: str, stage: str, result: dg.AssetCheckResult, metadata: dict) -> dg.AssetCheckResult:
         """A blocking check's result, its verdict also written to the work folder with the digest of the
-        manifest it judged (medtrinity_core/release/gates.py): exports read it, not the event log."""
+        manifest it judged (medtrinity_core/quality/verdicts.py): exports read it, not the event log."""
         record_verdict(wd, src.name, context.partition_key, check, stage, result.passed, result.severity.value, metadata)
         return result
 

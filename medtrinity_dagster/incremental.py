@@ -11,7 +11,7 @@ import json
 
 import dagster as dg
 
-from medtrinity_core.release.gates import BLOCKING, manifest_digest, read_verdict
+from medtrinity_core.quality.verdicts import BLOCKING, manifest_digest, read_verdict
 from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import STAGES
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY

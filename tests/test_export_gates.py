@@ -18,7 +18,7 @@ from PIL import Image
 
 from medtrinity_core.records import NORMALIZED, TRIPLETS, frame
 from medtrinity_core.release.collect import Filters, collect
-from medtrinity_core.release.gates import BLOCKING, read_verdict, record_verdict
+from medtrinity_core.quality.verdicts import BLOCKING, read_verdict, record_verdict
 from medtrinity_core.storage import Workdir, write_parquet
 
 from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE, KVASIR, materialize_source
