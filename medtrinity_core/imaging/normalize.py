@@ -58,19 +58,23 @@ def screen_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndar
     kept, dropped, seen = [], [], {}
     for label, mask, public, path in masks:
         if not mask.any():
-            if severity(source, "empty_mask") == "error":
-                raise ItemError("empty_mask", f"mask {path} of {raw['relpath']} has no foreground pixel after thresholding")
-            dropped.append({"label": label, "annotation": public, "reason": "empty_mask"})
+            _defect(source, "empty_mask", f"mask {path} of {raw['relpath']} has no foreground pixel after thresholding", label, public, dropped)
             continue
         key = _mask_key(mask)
         if key in seen:
-            if severity(source, "duplicate_mask") == "error":
-                raise ItemError("duplicate_mask", f"masks {seen[key]} and {path} of {raw['relpath']} are identical")
-            dropped.append({"label": label, "annotation": public, "reason": "duplicate_mask"})
+            _defect(source, "duplicate_mask", f"masks {seen[key]} and {path} of {raw['relpath']} are identical", label, public, dropped)
             continue
         seen[key] = path
         kept.append((label, mask, public))
     return kept, dropped
+
+
+def _defect(source: SourceConfig, reason: str, detail: str, label: str, annotation: str, dropped: list[dict]) -> None:
+    """An annotation defect: under severity `error` the item is quarantined (raised), under `warn` the
+    mask is dropped and recorded."""
+    if severity(source, reason) == "error":
+        raise ItemError(reason, detail)
+    dropped.append({"label": label, "annotation": annotation, "reason": reason})
 
 
 def _resized_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndarray, str]], size: tuple[int, int]) -> tuple[list, list[dict]]:
@@ -85,9 +89,8 @@ def _resized_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.nd
             continue
         key = _mask_key(small)
         if key in seen:
-            if severity(source, "duplicate_mask") == "error":
-                raise ItemError("duplicate_mask", f"masks {seen[key]} and {annotation} ({label}) of {raw['relpath']} are identical once resized to {size[0]}x{size[1]}")
-            dropped.append({"label": label, "annotation": annotation, "reason": "duplicate_mask"})
+            _defect(source, "duplicate_mask", f"masks {seen[key]} and {annotation} ({label}) of {raw['relpath']} are identical once resized to {size[0]}x{size[1]}",
+                    label, annotation, dropped)
             continue
         seen[key] = f"{annotation} ({label})"
         kept.append((label, small, annotation))
