@@ -208,13 +208,13 @@ def _print_table(table) -> None:
 
 def cmd_validate(args) -> int:
     sources = load_sources(args.file)
+    problems = [(src.name, match_problem(src)) for src in sources.sources]  # a pattern stopped by its time bound raises here, before any OK
     names = ", ".join(f"{s.name} ({s.modality}, {s.layout})" for s in sources.sources)
     kb = f"; knowledge: {', '.join(c.name for c in sources.corpora)}" if sources.corpora else ""
     print(f"{args.file}: OK: {len(sources.sources)} sources: {names}{kb}")
-    for src in sources.sources:
-        problem = match_problem(src)
+    for name, problem in problems:
         if problem:
-            print(f"warning: {src.name}: {problem}", file=sys.stderr)
+            print(f"warning: {name}: {problem}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -229,3 +229,101 @@ def test_a_root_scan_over_names_a_pattern_backtracks_on_stops_in_one_line_with_e
     assert main(["sources", "validate", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: source hostile: images: pattern") and "catastrophic backtracking" in err[0]
+
+
+@pytest.mark.parametrize("text,key,words", [
+    ("    max_quarantine_share: .nan\n", "sources[0].max_quarantine_share", "finite"),
+    ("    max_quarantine_share: .inf\n", "sources[0].max_quarantine_share", "finite"),
+    ("    min_faithfulness: .nan\n", "sources[0].min_faithfulness", "finite"),
+    ("    min_faithfulness: 5\n", "sources[0].min_faithfulness", "at most 1.0"),
+    ("    max_contradiction_rate: -.inf\n", "sources[0].max_contradiction_rate", "finite"),
+    ("    min_score: 7\n", "sources[0].min_score", "at most 1.0"),
+    ("    midline_band: .nan\n", "sources[0].midline_band", "finite"),
+    ("    mmr: .nan\n", "sources[0].mmr", "finite"),
+    ("    shard_size: 010x\n", "sources[0].shard_size", "whole number"),
+    ("    shard_size: 1_000\n", "sources[0].shard_size", "whole number"),
+    ("    max_side: 1:30\n", "sources[0].max_side", "whole number"),
+    ("    generator: {backend: openai, url: 'http://127.0.0.1:9/v1', model: m, retries: 100000000}\n", "sources[0].generator.retries", "at most 20"),
+])
+def test_numbers_are_finite_in_range_and_yaml_1_2_integers(tmp_path, text, key, words):
+    error = refused(write(tmp_path, SOURCE + text))
+    assert (error.line, error.key) == (12, key) and words in error.message, str(error)
+
+
+def test_yaml_1_2_reads_010_as_ten_and_dates_and_hex_as_strings(tmp_path):
+    src = load_sources(write(tmp_path, SOURCE + "    shard_size: 010\n    body_region: 0x1F\n    citation: 2024-01-01\n")).sources[0]
+    assert (src.shard_size, src.body_region, src.citation) == (10, "0x1F", "2024-01-01")
+
+
+@pytest.mark.parametrize("text,line,words", [
+    ("    paths_identify_patients: !!bool 'yes'\n", 12, "not a boolean"),
+    ("    allow_burned_in: !!bool \"on\"\n", 12, "not a boolean"),
+    ("    shard_size: !!int abc\n", 12, "not a whole number"),
+    ("    citation: !!timestamp foo\n", 12, "tag !!timestamp is not allowed"),
+    ("    citation: !!binary aGVsbG8=\n", 12, "tag !!binary is not allowed"),
+    ("    citation: !!python/object:os.system x\n", 12, "not allowed"),
+    ("    ? {a: 1}\n    : c\n", 12, "mapping key must be a plain value"),
+    ("    ? [a, b]\n    : c\n", 12, "mapping key must be a plain value"),
+    ("    shard_size: " + "9" * 5001 + "\n", 12, "5001 digits"),
+    ("    citation: \"Jha \\ud800\"\n", 12, "lone surrogate"),
+])
+def test_tags_keys_and_scalars_yaml_cannot_mean_here_are_one_line_with_their_line(tmp_path, text, line, words):
+    error = refused(write(tmp_path, SOURCE + text))
+    assert error.line == line and words in error.message, str(error)
+    assert "\n" not in str(error)
+
+
+def test_a_key_merged_in_with_an_override_is_no_duplicate_but_a_key_written_twice_is(tmp_path):
+    text = SOURCE.replace("  - name: hostile\n", "  - &first\n    name: hostile\n")
+    sources = load_sources(write(tmp_path, text + "  - <<: *first\n    name: second\n"))
+    assert [(s.name, s.images) for s in sources.sources] == [("hostile", "images/(?P<id>[^/]+)\\.png"), ("second", "images/(?P<id>[^/]+)\\.png")]
+    error = refused(write(tmp_path, text + "  - <<: *first\n    name: second\n    name: third\n"))
+    assert (error.line, error.key) == (15, "name") and "first at line 14" in error.message
+
+
+@pytest.mark.parametrize("text,line,words", [
+    (SOURCE.replace("modality: ct", "modality: c\u0080t"), 4, "U+0080"),
+    (SOURCE.replace("modality: ct", "modality: c\ufffet"), 4, "U+FFFE"),
+    (SOURCE.replace("modality: ct", 'modality: "c\\nt"'), 4, "'c\\nt' is not one of"),
+    (SOURCE.replace("    root: data\n", '    "ro\\not": data\n    root: data\n'), 6, "unknown key"),
+])
+def test_characters_yaml_cannot_hold_and_escaped_line_breaks_are_one_line(tmp_path, text, line, words):
+    error = refused(write(tmp_path, text))
+    assert error.line == line and words in str(error) and "\n" not in str(error), str(error)
+
+
+def test_line_numbers_count_a_lone_cr_and_utf16_bytes_like_yaml(tmp_path):
+    text = SOURCE.replace("name: hostile", "name: hostile\n    citation: 'Müller'").replace("\n", "\r")
+    error = refused(write(tmp_path, text.encode("latin-1")))
+    assert error.line == 4 and "0xfc" in error.message
+    data = SOURCE.encode("utf-16")
+    broken = data[: len(data) // 2 * 2 - 40] + b"\x00\xd8" + data[len(data) // 2 * 2 - 40:]  # a lone high surrogate near the end
+    error = refused(write(tmp_path, broken))
+    assert error.line and error.line > 5 and "UTF-16" in error.message
+
+
+def test_a_long_list_without_aliases_is_no_alias_bomb(tmp_path):
+    labels = ", ".join(f"l{i}" for i in range(100_001))
+    src = load_sources(write(tmp_path, SOURCE + f"    findings: [{labels}]\n")).sources[0]
+    assert len(src.findings) == 100_001
+
+
+def test_counted_repeats_nested_too_deep_to_compile_are_refused_in_images_and_templates(tmp_path):
+    error = refused(write(tmp_path, SOURCE.replace("images/(?P<id>[^/]+)\\.png", "(?:(?:a{1000}){1000}){1000}").replace("{id}", "x")))
+    assert error.key == "sources[0].images" and "gigabytes" in error.message
+    error = refused(write(tmp_path, SOURCE.replace("masks/{id}\\.png", "masks/{id}(?:(?:x{{1000}}){{1000}}){{1000}}\\.png")))
+    assert error.key == "sources[0].masks[0].pattern" and "gigabytes" in error.message
+    assert backtracking_problem("(a++)+b") is None and backtracking_problem("(?>a+)+b") is None  # give nothing back: fine
+
+
+def test_a_scan_whose_matches_are_each_slow_but_under_the_bound_stops_on_its_budget(monkeypatch):
+    import medtrinity_core.sources.patterns as patterns
+
+    monkeypatch.setattr(patterns, "SCAN_BUDGET_S", 0.3)
+    pattern = compile_pattern("[0-9]+(a|aa)+b", "source slow: images")
+    names = ["001" + "a" * 23] * 200  # each a few tens of milliseconds: under MATCH_TIMEOUT_S, far over a path's microseconds
+    start = time.perf_counter()
+    with pytest.raises(PatternTimeout, match=r"^source slow: images: pattern .* took [0-9.]+ s over \d+ names"):
+        for name in names:
+            pattern.fullmatch(name)
+    assert time.perf_counter() - start < 5

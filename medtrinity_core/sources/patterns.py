@@ -6,21 +6,27 @@ file names of 30 a's, Python's `re` never returns. Two guards:
 
 - `backtracking_problem` refuses, when the sources file is read, the shapes that always backtrack
   catastrophically: a repeated group whose body is itself a variable repeat (`(a+)+`, `(\\w*)*`,
-  `(?:.+)+`) and a repeated alternation with two identical branches (`(a|a)*`). Patterns users write for
+  `(?:.+)+`; a possessive inner repeat `(a++)+` gives nothing back and is fine) and a repeated
+  alternation with two identical branches (`(a|a)*`); and counted repeats nested so deep that the
+  `regex` module, which expands them when it compiles, would need gigabytes (more than MAX_COPIES). Patterns users write for
   folders (`(?:[^/]+/)*`) and backreferences to a group (`(?P=id)`) stay allowed.
 - `compile_pattern` compiles with the `regex` module, whose matches take a `timeout`: any other pattern
   that backtracks on some name raises `PatternTimeout`, one line naming the source, the key and the
-  name's length, instead of hanging the scan.
+  name's length, instead of hanging the scan; so does a scan whose slow matches (each under the bound)
+  add up to SCAN_BUDGET_S.
 """
 
 from __future__ import annotations
 
 import re
-import string
+import time
 
 from medtrinity_core.errors import UsageError
 
-MATCH_TIMEOUT_S = 0.5  # a path's match takes microseconds; this bounds a pattern that backtracks
+MATCH_TIMEOUT_S = 0.5  # a path's match takes microseconds; this bounds a pattern that backtracks on one name
+SLOW_MATCH_S = 0.01  # ...and a match this slow is already a thousand times too slow:
+SCAN_BUDGET_S = 2.0  # a scan whose slow matches add up to this stops, however many names each stays under the bound
+MAX_COPIES = 100_000  # counted repeats nested in counted repeats (`(?:(?:a{1000}){1000}){1000}`) expand to this many copies at most
 
 
 class PatternTimeout(UsageError):
@@ -28,17 +34,9 @@ class PatternTimeout(UsageError):
 
 
 def _fields_filled(template: str) -> str:
-    """A mask or label template with its `{field}`s made literal and `{{`/`}}` unescaped: a plain regex."""
-    if "{" not in template:
-        return template
-    out = []
-    for literal, name, _, _ in string.Formatter().parse(template):
-        out.append(literal)
-        if name is not None:
-            out.append("x")
-    return "".join(out)
-
-
+    """A mask or label template with its `{field}`s made literal and `{{`/`}}` unescaped: a plain regex.
+    (A count such as `{64}` in an `images` pattern is no field and stays as it is.)"""
+    return re.sub(r"\{\{|\}\}|\{[A-Za-z_]\w*\}", lambda m: {"{{": "{", "}}": "}"}.get(m.group(0), "x"), template)
 
 
 def backtracking_problem(pattern: str) -> str | None:
@@ -58,28 +56,31 @@ def backtracking_problem(pattern: str) -> str | None:
             items = list(items[0][1][-1])
         return items
 
-    def walk(items) -> str | None:
+    def walk(items, copies: int = 1) -> str | None:
         for op, av in items:
             if op in repeats:
                 low, high, sub = av
                 body = body_of(sub)
-                if high > 1 and len(body) == 1 and body[0][0] in repeats and body[0][1][0] != body[0][1][1]:
+                if high > 1 and len(body) == 1 and body[0][0] in (c.MAX_REPEAT, c.MIN_REPEAT) and body[0][1][0] != body[0][1][1]:
                     return "a repeated group whose body is itself a variable repeat (like `(a+)+`)"
+                inner = copies * max(low, high if high != c.MAXREPEAT else low, 1)
+                if inner > MAX_COPIES:
+                    return f"counted repeats nested in counted repeats (about {inner:,} copies to compile)"
                 if high > 1 and len(body) == 1 and body[0][0] == c.BRANCH:
                     branches = [str(b) for b in body[0][1][1]]
                     if len(set(branches)) < len(branches):
                         return "a repeated alternation with two identical branches (like `(a|a)*`)"
-                found = walk(sub)
+                found = walk(sub, inner)
             elif op == c.SUBPATTERN:
-                found = walk(av[-1])
+                found = walk(av[-1], copies)
             elif op == c.BRANCH:
-                found = next((f for b in av[1] if (f := walk(b))), None)
+                found = next((f for b in av[1] if (f := walk(b, copies))), None)
             elif op in (c.ASSERT, c.ASSERT_NOT):
-                found = walk(av[1])
+                found = walk(av[1], copies)
             elif op == c.ATOMIC_GROUP:
-                found = walk(av)
+                found = walk(av, copies)
             elif op == c.GROUPREF_EXISTS:
-                found = walk(av[1]) or (walk(av[2]) if av[2] else None)
+                found = walk(av[1], copies) or (walk(av[2], copies) if av[2] else None)
             else:
                 found = None
             if found:
@@ -87,6 +88,8 @@ def backtracking_problem(pattern: str) -> str | None:
         return None
 
     found = walk(tree)
+    if found and found.startswith("counted"):
+        return f"{found} would take gigabytes to compile; write fewer nested counts"
     return f"{found} backtracks without end on a name it does not match; rewrite it without the nested repeat" if found else None
 
 
@@ -96,16 +99,28 @@ class Pattern:
     def __init__(self, pattern: str, where: str):
         import regex
 
+        problem = backtracking_problem(pattern)  # a template filled in from an image's match is checked here, as the file's own were
+        if problem:
+            raise PatternTimeout(f"{where}: pattern {pattern!r} is refused: {problem}")
         self.pattern, self.where = pattern, where
         self._compiled = regex.compile(pattern)
         self.groupindex = self._compiled.groupindex
+        self.slow_s, self.slow_names = 0.0, 0
 
-    def fullmatch(self, name: str):
+    def fullmatch(self, name: str, partial: bool = False):
+        start = time.perf_counter()
         try:
-            return self._compiled.fullmatch(name, timeout=MATCH_TIMEOUT_S)
+            found = self._compiled.fullmatch(name, timeout=MATCH_TIMEOUT_S, partial=partial)
         except TimeoutError:
             raise PatternTimeout(f"{self.where}: pattern {self.pattern!r} took more than {MATCH_TIMEOUT_S} s on a {len(name)}-character name "
                                  "(catastrophic backtracking): rewrite it without nested or overlapping repeats") from None
+        spent = time.perf_counter() - start
+        if spent > SLOW_MATCH_S:
+            self.slow_s, self.slow_names = self.slow_s + spent, self.slow_names + 1
+            if self.slow_s > SCAN_BUDGET_S:
+                raise PatternTimeout(f"{self.where}: pattern {self.pattern!r} took {self.slow_s:.1f} s over {self.slow_names} names, each more than "
+                                     f"{SLOW_MATCH_S} s (a path takes microseconds: it backtracks): rewrite it without nested or overlapping repeats")
+        return found
 
 
 def compile_pattern(pattern: str, where: str) -> Pattern:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import string
 from dataclasses import asdict, dataclass, field, replace
@@ -16,7 +17,7 @@ from medtrinity_core.imaging.intensity import CT_WINDOWS
 from medtrinity_core.knowledge.vocabulary import load_vocabulary
 from medtrinity_core.modalities import MODALITIES
 from medtrinity_core.sources.patterns import backtracking_problem
-from medtrinity_core.sources.yaml_lines import AliasBomb, DuplicateKey, LineDict, load_with_lines
+from medtrinity_core.sources.yaml_lines import DuplicateKey, LineDict, YamlRefused, load_with_lines
 
 LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images", "image_boxes")
 BOX_FORMATS = ("coco", "yolo", "csv")
@@ -60,6 +61,12 @@ GENERATOR_KEYS = {"backend", "model", "url", "api_key_env", "prompt", "max_new_t
 ORIENTATIONS = ("radiological_axial", "radiological_coronal", "chest_pa")
 VOLUME_INDEX = ("first", "middle", "all")
 POSITIVE = {"shard_size": 1, "max_side": 16, "top_k": 1, "max_voxels": 1}  # keys whose zero would mean nothing at all
+# Upper bounds: shares and scores are fractions; generator settings within what a server could mean (a
+# retry count of 10^8 would retry for years).
+MAXIMUM = {"max_quarantine_share": 1.0, "min_faithfulness": 1.0, "min_mean_faithfulness": 1.0, "max_contradiction_rate": 1.0, "min_score": 1.0,
+           "min_roi_fraction": 1.0, "min_slice_fraction": 1.0, "overlap": 0.99, "top_k": 1000, "shard_size": 1_000_000, "max_side": 65_536,
+           "retries": 20, "timeout_s": 3600.0, "backoff_s": 60.0, "concurrency": 1024, "max_new_tokens": 32_768, "temperature": 2.0,
+           "batch_size": 4096, "sw_batch_size": 4096, "in_channels": 64, "slice_every": 10_000, "negatives_per_volume": 10_000, "near_distance": 64}
 REQUIRED = ("name", "modality", "license", "root", "layout", "images")
 
 
@@ -302,14 +309,21 @@ class _Checker:
             self.fail(node, key, path, f"'{value}' is not one of {', '.join(options)}")
         return value
 
-    def integer(self, node: LineDict, key: str, path: str, default, minimum: float = 0, kind=int):
+    def integer(self, node: LineDict, key: str, path: str, default, minimum: float = 0, kind=int, maximum: float | None = None):
+        """A number: whole for `kind` int, finite always (`.nan` compares false with every threshold and
+        `.inf` passes every one), from `minimum` to `maximum` (default: MAXIMUM's bound for the key)."""
         if key not in node:
             return default
         value = node[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            self.fail(node, key, path, f"must be a {'whole ' if kind is int else ''}number")
+            self.fail(node, key, path, f"must be a {'whole ' if kind is int else ''}number, not {_shown(value)}")
+        if not math.isfinite(value):
+            self.fail(node, key, path, f"must be a finite number, not {value}")
+        maximum = MAXIMUM.get(key) if maximum is None else maximum
         if value < minimum:
             self.fail(node, key, path, f"must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            self.fail(node, key, path, f"must be at most {maximum}")
         return kind(value)
 
     def regex(self, node: LineDict, key: str, path: str, required: bool = False) -> str | None:
@@ -800,27 +814,35 @@ def _parse_corpora(chk: _Checker, doc: LineDict, base: Path) -> tuple[KnowledgeC
 
 
 BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+# What YAML cannot hold (its printable set, YAML 1.2 section 5.1): C0 and C1 controls but tab, LF, CR and
+# NEL, the surrogates, U+FFFE and U+FFFF.
+NOT_YAML = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _line_at(text: str) -> int:
+    """The 1-based line that follows `text`, counting LF, CRLF and a lone CR as YAML does."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n") + 1
 
 
 def decode_sources_text(file: str, data: bytes) -> str:
     """The file's text: UTF-8, with or without a byte-order mark, or UTF-16/32 with one. Anything else,
-    and NUL or other control characters, is one error naming the line (and the byte offset)."""
+    and a NUL or any other character YAML cannot hold, is one error naming the line (and byte offset)."""
     encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), "utf-8")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
+        line = _line_at(data[: exc.start].decode(encoding, errors="replace"))
         if encoding != "utf-8":
-            raise SourcesFileError(file, None, "file", f"starts with a {encoding.upper()} byte-order mark but is not {encoding.upper()} "
-                                   f"(bad bytes at offset {exc.start})") from None
-        line = data[: exc.start].count(b"\n") + 1
+            raise SourcesFileError(file, line, "file", f"starts with a {encoding.upper()} byte-order mark but bytes at offset {exc.start} are not "
+                                   f"{encoding.upper()}") from None
         hint = " (UTF-16 without a byte-order mark?)" if b"\x00" in data[:200] else " (Latin-1 or Windows-1252? save the file as UTF-8)"
         raise SourcesFileError(file, line, "file", f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8{hint}") from None
-    bad = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text)
+    bad = NOT_YAML.search(text)
     if bad:
-        line = text[: bad.start()].count("\n") + 1
-        what = "a NUL byte" if bad.group(0) == "\x00" else f"control character U+{ord(bad.group(0)):04X}"
-        hint = " (UTF-16 without a byte-order mark?)" if bad.group(0) == "\x00" and encoding == "utf-8" and text.count("\x00") * 3 > len(text) else ""
-        raise SourcesFileError(file, line, "file", f"holds {what}{hint}; a sources file is text")
+        char = bad.group(0)
+        what = "a NUL byte" if char == "\x00" else f"the character U+{ord(char):04X}, which YAML cannot hold"
+        hint = " (UTF-16 without a byte-order mark?)" if char == "\x00" and encoding == "utf-8" and text.count("\x00") * 3 > len(text) else ""
+        raise SourcesFileError(file, _line_at(text[: bad.start()]), "file", f"holds {what}{hint}; a sources file is text")
     return text
 
 
@@ -837,13 +859,13 @@ def load_sources(path: str | Path) -> SourcesFile:
         doc = load_with_lines(text)
     except DuplicateKey as exc:
         raise SourcesFileError(str(path), exc.line, exc.key, str(exc)) from None
-    except AliasBomb as exc:
+    except YamlRefused as exc:
         raise SourcesFileError(str(path), exc.line, "yaml", str(exc)) from None
     except RecursionError:
-        raise SourcesFileError(str(path), None, "yaml", "nested too deeply to read") from None
+        raise SourcesFileError(str(path), None, "yaml", "nested too deeply to read (more than about 500 levels)") from None
     except Exception as exc:  # yaml errors carry their own mark
-        mark = getattr(exc, "problem_mark", None)
-        raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", exc))) from None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", None) or exc)) from None
     if not isinstance(doc, LineDict):
         raise SourcesFileError(str(path), None, "file", "must be a mapping with `version` and `sources`")
     chk.unknown_keys(doc, TOP_KEYS, "")
