@@ -266,6 +266,7 @@ def test_yaml_1_2_reads_010_as_ten_and_dates_and_hex_as_strings(tmp_path):
     ("    ? [a, b]\n    : c\n", 12, "mapping key must be a plain value"),
     ("    shard_size: " + "9" * 5001 + "\n", 12, "5001 digits"),
     ("    citation: \"Jha \\ud800\"\n", 12, "lone surrogate"),
+    ("    citation: \"Jha \\0 \\x1b\"\n", 12, "control character U+0000"),
 ])
 def test_tags_keys_and_scalars_yaml_cannot_mean_here_are_one_line_with_their_line(tmp_path, text, line, words):
     error = refused(write(tmp_path, SOURCE + text))

@@ -24,6 +24,7 @@ BOOLEAN = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 INTEGER = re.compile(r"^[-+]?[0-9]+$")
 FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")  # what a string may not hold (tab and line breaks may)
 
 
 class LineDict(dict):
@@ -118,6 +119,9 @@ def _construct_str(loader: _LineLoader, node: yaml.ScalarNode) -> str:
     bad = next((c for c in value if 0xD800 <= ord(c) <= 0xDFFF), None)
     if bad is not None:
         _refuse(node, f"holds the lone surrogate \\u{ord(bad):04x}, which is no character (it cannot be written as UTF-8)")
+    control = CONTROL.search(value)
+    if control:  # written as an escape ("\0", "\x1b"): no setting, name or label holds one
+        _refuse(node, f"holds the control character U+{ord(control.group(0)):04X} (written as an escape)")
     return value
 
 
