@@ -14,11 +14,15 @@ def write_quarantine(workdir: Workdir, source: str, stage: str, shard: str, rows
 
 
 WITHDRAWN = ("taken_down",)  # removed on request: not a defect of the data, so outside the quarantine share
+# Listed so that nothing matching `images` vanishes, but never data: macOS' `._x.png` beside every image
+# of a copied folder must not push a source over its max_quarantine_share.
+NOT_DATA = ("hidden_file",)
 
 
 def defects(quarantined: pl.DataFrame) -> pl.DataFrame:
-    """Quarantine rows for what was wrong with an item, without items withdrawn on request."""
-    return quarantined.filter(~pl.col("reason").is_in(WITHDRAWN))
+    """Quarantine rows for what was wrong with an item, without items withdrawn on request and files
+    that are not data (hidden files)."""
+    return quarantined.filter(~pl.col("reason").is_in([*WITHDRAWN, *NOT_DATA]))
 
 
 def items_in(good_raw_rows: int, quarantined: pl.DataFrame) -> int:

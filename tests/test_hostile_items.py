@@ -273,3 +273,16 @@ def test_an_all_zero_mask_quarantines_its_item_and_its_neighbours_reach_the_trip
     assert not share.passed and share.metadata["quarantined"].value == 3 and share.metadata["items"].value == 5
     row = summarize(wd, [src]).row(0, named=True)
     assert (row["items"], row["quarantined"]) == (5, 3) and row["quarantined"] / row["items"] > src.max_quarantine_share
+
+
+def test_hidden_files_are_listed_but_do_not_count_against_the_quarantine_share():
+    """macOS' `._x.png` beside every image of a copied folder is listed (`hidden_file`), never data: it
+    must not push the source over max_quarantine_share."""
+    from medtrinity_core.quarantine import defects, items_in
+    from medtrinity_core.records import QUARANTINE, frame, quarantine_row
+
+    rows = [quarantine_row(f"item-{n}", "mac", f"images/._{n}.png", "raw", "hidden_file", "a hidden file") for n in range(2)]
+    rows.append(quarantine_row("item-9", "mac", "images/9.png", "raw", "empty_file", "0 bytes"))
+    q = defects(frame(rows, QUARANTINE))
+    assert q["reason"].to_list() == ["empty_file"]
+    assert items_in(2, q) == 3  # two good items and the empty one; the hidden files are no items

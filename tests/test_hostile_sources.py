@@ -328,3 +328,11 @@ def test_a_scan_whose_matches_are_each_slow_but_under_the_bound_stops_on_its_bud
         for name in names:
             pattern.fullmatch(name)
     assert time.perf_counter() - start < 5
+
+
+def test_the_vocabulary_file_a_sources_file_names_is_read_as_strictly(tmp_path):
+    (tmp_path / "vocab.yaml").write_text("terms:\n" + "\n".join("  " + line for line in alias_bomb().splitlines()) + "\n")
+    start = time.perf_counter()
+    error = refused(write(tmp_path, "vocabulary: vocab.yaml\n" + SOURCE))
+    assert time.perf_counter() - start < 2
+    assert (error.line, error.key) == (1, "vocabulary") and "vocab.yaml:" in error.message and "alias bomb" in error.message

@@ -127,11 +127,22 @@ def load_vocabulary(extra: str | None = None) -> Vocabulary:
     return _load_vocabulary(extra, (stat.st_mtime_ns, stat.st_size))
 
 
+def _read_user_file(path: Path):
+    """A user's vocabulary file, read as strictly as the sources file that names it (encodings, YAML 1.2
+    scalars, core tags, bounded aliases); a refusal is a ValueError naming its line."""
+    from medtrinity_core.sources.yaml_lines import YamlRefused, decode_sources_text, load_with_lines
+
+    try:
+        return load_with_lines(decode_sources_text(str(path), path.read_bytes()))
+    except YamlRefused as exc:
+        raise ValueError(f"{path.name}:{exc.line}: {exc}") from None
+
+
 @lru_cache(maxsize=8)
 def _load_vocabulary(extra: str | None, version: tuple[int, int] | None) -> Vocabulary:
     terms = parse_vocabulary(yaml.safe_load(BUNDLED.read_text()), BUNDLED.name, check_codes=False)  # checked by a test
     if extra:
-        terms += parse_vocabulary(yaml.safe_load(Path(extra).read_text()), Path(extra).name)
+        terms += parse_vocabulary(_read_user_file(Path(extra)), Path(extra).name)
     return build_vocabulary(terms)
 
 

@@ -16,6 +16,8 @@ import re
 
 import yaml
 
+from medtrinity_core.errors import SourcesFileError
+
 CORE = "tag:yaml.org,2002:"
 ALLOWED_TAGS = {f"{CORE}{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
 MAX_EXPANDED_NODES = 100_000  # the bundled demo's file is about 400 nodes; nine nested aliases of nine make 387 million
@@ -25,6 +27,39 @@ INTEGER = re.compile(r"^[-+]?[0-9]+$")
 FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")  # what a string may not hold (tab and line breaks may)
+
+
+BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+# What YAML cannot hold (its printable set, YAML 1.2 section 5.1): C0 and C1 controls but tab, LF, CR and
+# NEL, the surrogates, U+FFFE and U+FFFF.
+NOT_YAML = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _line_at(text: str) -> int:
+    """The 1-based line that follows `text`, counting LF, CRLF and a lone CR as YAML does."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n") + 1
+
+
+def decode_sources_text(file: str, data: bytes) -> str:
+    """The file's text: UTF-8, with or without a byte-order mark, or UTF-16/32 with one. Anything else,
+    and a NUL or any other character YAML cannot hold, is one error naming the line (and byte offset)."""
+    encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = _line_at(data[: exc.start].decode(encoding, errors="replace"))
+        if encoding != "utf-8":
+            raise SourcesFileError(file, line, "file", f"starts with a {encoding.upper()} byte-order mark but bytes at offset {exc.start} are not "
+                                   f"{encoding.upper()}") from None
+        hint = " (UTF-16 without a byte-order mark?)" if b"\x00" in data[:200] else " (Latin-1 or Windows-1252? save the file as UTF-8)"
+        raise SourcesFileError(file, line, "file", f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8{hint}") from None
+    bad = NOT_YAML.search(text)
+    if bad:
+        char = bad.group(0)
+        what = "a NUL byte" if char == "\x00" else f"the character U+{ord(char):04X}, which YAML cannot hold"
+        hint = " (UTF-16 without a byte-order mark?)" if char == "\x00" and encoding == "utf-8" and text.count("\x00") * 3 > len(text) else ""
+        raise SourcesFileError(file, _line_at(text[: bad.start()]), "file", f"holds {what}{hint}; a sources file is text")
+    return text
 
 
 class LineDict(dict):
