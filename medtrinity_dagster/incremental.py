@@ -11,7 +11,7 @@ import json
 
 import dagster as dg
 
-from medtrinity_core.quality.verdicts import BLOCKING, manifest_digest, read_verdict
+from medtrinity_core.quality.verdicts import BLOCKING, judges_current, read_verdict
 from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import STAGES
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
@@ -73,5 +73,4 @@ def _unchecked(wd: Workdir, source: str, stage: str, shard: str) -> bool:
     checks = [check for check, of in BLOCKING.items() if of == stage]
     if not checks:
         return False
-    digest = manifest_digest(wd, source, stage, shard)
-    return any((read_verdict(wd, source, check, shard) or {}).get("manifest", {}).get("sha256") != digest for check in checks)
+    return not all(judges_current(read_verdict(wd, source, check, shard), wd, source, stage, shard) for check in checks)

@@ -16,9 +16,10 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from medtrinity_core.errors import UsageError
+from medtrinity_core.quality.verdicts import BLOCKING, read_verdict, record_verdict
 from medtrinity_core.records import NORMALIZED, TRIPLETS, frame
 from medtrinity_core.release.collect import Filters, collect
-from medtrinity_core.quality.verdicts import BLOCKING, read_verdict, record_verdict
 from medtrinity_core.storage import Workdir, write_parquet
 
 from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE, KVASIR, materialize_source
@@ -76,7 +77,7 @@ def test_collect_exports_only_partitions_every_blocking_check_vouches_for_and_na
     assert [r["triplet_id"] for r in got.rows] == ["trp-a1", "trp-a2", "trp-c1", "trp-f1"]
     assert got.gate_lines() == [
         "left out 3 row(s) of s shard failed-0000: triplets_suite failed (no patient data in any text field: 1 row(s), e.g. trp-b1)",
-        ("left out 1 row(s) of s shard scanned-0000: the export's patient-data scan found person name 'Quixotica^Zebulon' in provenance.source_relpath "
+        ("left out 1 row(s) of s shard scanned-0000: the export's patient-data scan found person name in provenance.source_relpath "
          "and 2 more (1 row(s), e.g. trp-f2)"),
         "left out 2 row(s) of s shard stale-0000: triplets_suite judged an earlier triplets manifest, not the one there now (unchecked)",
         *[f"left out 1 row(s) of s shard unchecked-0000: {check} never ran on it (unchecked)" for check in BLOCKING],
@@ -107,6 +108,105 @@ def test_a_partition_all_of_whose_rows_are_held_back_is_an_error_naming_the_firs
         collect(wd, [SOURCE], Filters(licenses=("MIT",)))  # nothing passes this filter ...
     with pytest.raises(MedtrinityError, match=r"no triplets to export .*'licence not listed': 11"):
         collect(wd, [SOURCE], Filters(licenses=("MIT",), include_failed_checks=True))  # ... and with the flag the filter is what remains
+
+
+def unit_export_cli(wd: Workdir, monkeypatch, tmp_path, *extra: str) -> int:
+    """`medtrinity export` over the hand-written work folder (its one source, `s`, stands in for a sources file)."""
+    from types import SimpleNamespace
+
+    from medtrinity_dagster import cli
+
+    monkeypatch.setattr(cli, "load_sources", lambda path: SimpleNamespace(sources=[SimpleNamespace(name=SOURCE)], path=path))
+    return cli.main(["export", "--sources", "unused.yaml", "--workdir", str(wd.root), "--out", str(tmp_path / "out"), "--format", "hf", *extra])
+
+
+def test_when_nothing_is_exported_every_gates_line_is_printed_then_one_error_line(wd, monkeypatch, tmp_path, capsys):
+    assert unit_export_cli(wd, monkeypatch, tmp_path, "--licenses", "MIT") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[:-1] == [
+        "left out 3 row(s) of s shard failed-0000: triplets_suite failed (no patient data in any text field: 1 row(s), e.g. trp-b1)",
+        "left out 2 row(s) of s shard stale-0000: triplets_suite judged an earlier triplets manifest, not the one there now (unchecked)",
+        *[f"left out 1 row(s) of s shard unchecked-0000: {check} never ran on it (unchecked)" for check in BLOCKING],
+    ]
+    assert err[-1].startswith("error: no triplets to export ") and "(and 6 more)" in err[-1] and "--include-failed-checks" in err[-1]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--splits", "train=nan", "train=nan is not a finite number"),
+    ("--splits", "train=inf,test=-inf", "train=inf is not a finite number"),
+    ("--splits", "=1", "has no split name"),
+    ("--splits", " =0.5,test=0.5", "has no split name"),
+    ("--splits", "train=0.5,train=0.5", "split train is named more than once"),
+    ("--splits", "train=0.9,test=0.2", "sum to 1, not 1.1"),
+    ("--splits", "train", "'train' is not NAME=FRACTION"),
+    ("--min-faithfulness", "nan", "must be a number from 0 to 1, not nan"),
+    ("--min-faithfulness", "inf", "must be a number from 0 to 1, not inf"),
+    ("--min-faithfulness", "1.5", "must be a number from 0 to 1, not 1.5"),
+    ("--min-faithfulness", "-0.1", "must be a number from 0 to 1, not -0.1"),
+])
+def test_export_refuses_splits_and_min_faithfulness_it_cannot_mean_in_one_line_with_exit_2(wd, monkeypatch, tmp_path, capsys, option, value, says):
+    assert unit_export_cli(wd, monkeypatch, tmp_path, f"{option}={value}") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {option}" if option == "--splits" else "error: min faithfulness") and says in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_splits_and_min_faithfulness_at_their_bounds_are_taken(wd):
+    from medtrinity_core.release.splits import parse_fractions
+
+    fractions = parse_fractions(" train = 1 ,test=0")
+    assert fractions == (("train", 1.0), ("test", 0.0))
+    got = collect(wd, [SOURCE], Filters(fractions=fractions, min_faithfulness=1.0))  # every row scores 1.0
+    assert [(r["triplet_id"], r["split"]) for r in got.rows] == [("trp-a1", "train"), ("trp-a2", "train"), ("trp-c1", "train"), ("trp-f1", "train")]
+    assert len(collect(wd, [SOURCE], Filters(min_faithfulness=0)).rows) == 4
+    with pytest.raises(UsageError, match="not nan"):
+        Filters(min_faithfulness=float("nan"))  # the exports asset's config goes through the same check
+    with pytest.raises(UsageError, match="named more than once"):
+        Filters(fractions=(("train", 0.5), ("train", 0.5)))
+
+
+FAITHFULNESS_FAILED = (False, "ERROR", {
+    "descriptions": 4, "mean_faithfulness": 0.7, "min_mean_faithfulness": 0.9, "contradiction_rate": 0.25, "max_contradiction_rate": 0.2,
+    "worst": [{"image_id": "img-1", "faithfulness": 0.4, "contradictions": ["the image shows no polyp"]},
+              {"image_id": "img-2", "faithfulness": 0.55, "contradictions": []},
+              {"image_id": "img-3", "faithfulness": 0.95, "contradictions": []}]})
+
+
+def test_a_failed_faithfulness_verdict_names_its_figures_against_thresholds_and_its_worst_rows(tmp_path):
+    wd = Workdir.at(tmp_path / "wd").ensure()
+    write_partition(wd, "unfaithful-0000", [triplet("trp-g1")])
+    vouch(wd, "unfaithful-0000", faithfulness=FAITHFULNESS_FAILED)
+    verdict = read_verdict(wd, SOURCE, "faithfulness", "unfaithful-0000")
+    assert verdict["summary"] == ("mean faithfulness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); "
+                                  "worst: img-1 (0.4), img-2 (0.55)")
+    assert verdict["failing"] == [{"expectation": "mean faithfulness at least 0.9", "failing_rows": 4, "examples": ["img-1", "img-2"]},
+                                  {"expectation": "contradiction rate at most 0.2", "failing_rows": 1, "examples": ["img-1"]}]
+    assert "the image shows no polyp" not in json.dumps(verdict)  # ids only: nothing a row's text held
+    got = collect(wd, [SOURCE], Filters(include_failed_checks=True))
+    assert got.gate_lines() == ["included 1 row(s) of s shard unfaithful-0000 (--include-failed-checks): faithfulness failed "
+                                "(mean faithfulness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); worst: img-1 (0.4), img-2 (0.55))"]
+    assert got.gates[0].examples == ["img-1", "img-2"]  # each id once
+    passed = record_verdict(wd, SOURCE, "unfaithful-0000", "faithfulness", "descriptions", True, "ERROR", {**FAITHFULNESS_FAILED[2], "mean_faithfulness": 0.95, "contradiction_rate": 0.0})
+    assert passed["failing"] == []
+
+
+def test_run_prints_a_failed_check_with_the_verdicts_own_summary_from_dagster_metadata():
+    import dagster as dg
+
+    from medtrinity_core.quality.verdicts import brief
+    from medtrinity_dagster.cli import _brief
+
+    figures = FAITHFULNESS_FAILED[2]
+    meta = {k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v for k, v in figures.items()}  # as the factory's checks report it
+    meta = dict(dg.AssetCheckResult(passed=False, metadata=meta).metadata)
+    assert all(isinstance(v, dg.MetadataValue) for v in meta.values())
+    assert _brief("faithfulness", meta, "ERROR") == brief("faithfulness", figures) and "worst: img-1 (0.4), img-2 (0.55)" in _brief("faithfulness", meta)
+    suite = {"suite": "descriptions", "errors": [{"expectation": "description length within 5000-6000 characters", "failing_rows": 3, "examples": ["d-1", "d-2\nd", "d-3", "d-4"]}],
+             "warnings": [{"expectation": "a warning", "failing_rows": 1, "examples": ["w-1"]}]}
+    assert _brief("descriptions_suite", {k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in suite.items()}, "ERROR") == \
+        "description length within 5000-6000 characters: 3 row(s), e.g. d-1, d-2 d, d-3"  # one line; a blocking line names the errors
+    assert _brief("rois_suite", {**suite, "errors": []}, "WARN") == "a warning: 1 row(s), e.g. w-1"
 
 
 def test_the_factorys_blocking_checks_are_the_ones_an_export_requires(tiny_sources):
@@ -226,7 +326,7 @@ def test_include_failed_checks_exports_them_and_the_card_records_it(planted, tmp
     assert err == [f"included 2 row(s) of kvasir-seg shard base-0000 (--include-failed-checks): triplets_suite failed "
                    f"(no patient data in any text field: 1 row(s), e.g. {flagged_example(planted)})",
                    (f"included 1 row(s) of kvasir-seg shard base-0000 (--include-failed-checks): the export's patient-data scan found "
-                    f"person name 'Quixotica^Zebulon' in provenance.source_relpath and 2 more (1 row(s), e.g. {flagged_example(planted)})")]
+                    f"person name in provenance.source_relpath and 2 more (1 row(s), e.g. {flagged_example(planted)})")]
     summary = json.loads((out / "export.json").read_text())
     assert summary["rows"] == 3 and summary["filters"]["include_failed_checks"] is True and summary["checks"]["include_failed_checks"] is True
     assert [(p["check"], p["rows"], p["included"]) for p in summary["checks"]["partitions"]] == [("triplets_suite", 2, True), ("patient_data_scan", 1, True)]
@@ -234,6 +334,23 @@ def test_include_failed_checks_exports_them_and_the_card_records_it(planted, tmp
     assert "**Included despite failed or missing checks** (`--include-failed-checks`: a person reviewed these rows):" in card
     assert f"- {err[0]}" in card and f"- {err[1]}" in card
     assert verify(out) == []
+    # what the scan matched is never repeated where it reports: the terminal, the card, export.json
+    for text in (*err, card, (out / "export.json").read_text()):
+        assert "Quixotica" not in text and "8675309" not in text and "19520317" not in text
+
+
+@pytest.mark.parametrize("field,value", [
+    ("generator_model", "gpt-4o-2024-08-06"), ("generator_model", "claude-3-5-sonnet-20241022"), ("kb_version", "1234567890123456"),
+    ("citation", "Jha et al., Kvasir-SEG, https://doi.org/10.5281/zenodo.3715942"),
+])
+def test_the_export_scan_reads_text_fields_not_model_names_versions_or_dois(field, value):
+    from medtrinity_core.release.gates import row_findings
+
+    row = triplet("trp-q")
+    row["provenance"] = {**row["provenance"], field: value, "passages": [{"passage_id": "pubmed:12345678#0", "focus": "colonic polyps", "citation": None}]}
+    assert row_findings(row) == []
+    row["provenance"]["source_relpath"] = "images/PatientID_8675309.png"
+    assert row_findings(row) == ["MRN-like number in provenance.source_relpath"]
 
 
 def test_the_exports_asset_honours_the_same_gates(planted, tmp_path):
@@ -264,8 +381,12 @@ def test_run_re_runs_a_stage_no_verdict_vouches_for_and_not_one_whose_check_fail
     try:
         path.unlink()
         assert first_stale(instance, wd, src, "base-0001", None) == STAGES.index("rois")
-        path.write_bytes(kept.replace(b'"sha256": "', b'"sha256": "0'))
+        path.write_bytes(kept.replace(b'"sha256": "', b'"sha256": "0'))  # the stamp still matches: a stat, not a read, says so
+        assert first_stale(instance, wd, src, "base-0001", None) is None
+        path.write_bytes(kept.replace(b'"sha256": "', b'"sha256": "0').replace(b'"mtime_ns": ', b'"mtime_ns": 1'))
         assert first_stale(instance, wd, src, "base-0001", None) == STAGES.index("rois")
+        path.write_bytes(kept.replace(b'"mtime_ns": ', b'"mtime_ns": 1'))  # a copied work folder: new times, the same bytes
+        assert first_stale(instance, wd, src, "base-0001", None) is None
     finally:
         path.write_bytes(kept)
     assert first_stale(instance, wd, src, "base-0001", None) is None

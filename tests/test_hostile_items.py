@@ -286,3 +286,16 @@ def test_hidden_files_are_listed_but_do_not_count_against_the_quarantine_share()
     q = defects(frame(rows, QUARANTINE))
     assert q["reason"].to_list() == ["empty_file"]
     assert items_in(2, q) == 3  # two good items and the empty one; the hidden files are no items
+
+
+def test_a_box_with_an_empty_label_is_a_bad_annotation_of_its_own_item(tmp_path):
+    from medtrinity_core.errors import ItemError
+    from medtrinity_core.roi.boxes import read_boxes
+    from medtrinity_core.sources.schema import BoxSpec
+
+    (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\na.png,polyp,1,1,5,5\nb.png,,1,1,5,5\n")
+    spec = BoxSpec(format="csv", file="boxes.csv")
+    assert [b["label"] for b in read_boxes(spec, tmp_path, "boxes.csv", "a.png", 8, 8)] == ["polyp"]
+    with pytest.raises(ItemError) as info:
+        read_boxes(spec, tmp_path, "boxes.csv", "b.png", 8, 8)
+    assert info.value.reason == "bad_annotation" and "empty label" in info.value.detail

@@ -8,8 +8,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +17,28 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from medtrinity_core.sources.discover import discover
+from medtrinity_core.errors import ItemError
+from medtrinity_core.sources.discover import discover, match_problem
 from medtrinity_core.sources.drops import plan_drop, scan
 from medtrinity_core.sources.identity import SourcePaths
-from medtrinity_core.sources.inventory import raw_stage
-from medtrinity_core.sources.paths import escaped, undecodable
-from medtrinity_core.sources.schema import SourceConfig, load_sources
+from medtrinity_core.sources.inventory import inventory, raw_stage
+from medtrinity_core.sources.paths import (
+    escaped,
+    inside,
+    public_name,
+    public_names,
+    undecodable,
+)
+from medtrinity_core.sources.schema import (
+    LabelsCsv,
+    MaskSpec,
+    SourceConfig,
+    load_sources,
+)
 from medtrinity_core.sources.shards import planned_shard, update_plan
 from medtrinity_core.storage import Workdir
 
+from .conftest import EXAMPLES
 from .dicom_factory import dicom_source, write_series
 
 LICENSE = "LicenseRef-test"
@@ -126,7 +139,7 @@ def test_names_that_are_not_utf8_are_quarantined_with_their_bytes_escaped_and_ev
     good = {rel.decode() for rel, fate in HOSTILE.items() if fate is None}
     assert {paths.private(t) for t in manifest["relpath"]} == good
     assert all(len(row["annotations"]) == 1 for row in manifest.iter_rows(named=True))
-    held = {escaped(os.fsdecode(rel)): fate for rel, fate in HOSTILE.items() if fate is not None}
+    held = {public_name(os.fsdecode(rel)): fate for rel, fate in HOSTILE.items() if fate is not None}
     assert {paths.private(t) for t in quarantine["relpath"]} == set(held)
     for row in quarantine.iter_rows(named=True):
         rel = paths.private(row["relpath"])
@@ -146,7 +159,7 @@ def test_a_dicom_file_whose_name_is_not_utf8_is_quarantined_and_the_series_besid
     put(tmp_path / "ct", b"caf\xe9.dcm", b"not read")
     manifest, quarantine = run_raw(Workdir.at(tmp_path / "wd"), dicom_source(tmp_path / "ct"))
     assert manifest.height == 1 and manifest["kind"].to_list() == ["dicom"]
-    assert quarantine.select("relpath", "reason").rows() == [(r"caf\xe9.dcm", "undecodable_name")]
+    assert quarantine.select("relpath", "reason").rows() == [(r"caf\xe9.dcm [not UTF-8]", "undecodable_name")]
 
 
 def test_a_landing_folder_or_drop_named_with_bytes_that_are_not_utf8_is_reported_escaped_once(tmp_path, bytes_names):
@@ -217,9 +230,9 @@ def test_discovery_never_hands_out_a_name_that_cannot_be_written(tmp_path, bytes
     items, rejected = discover(labeled(tmp_path, r"images/.*\.png"))
     assert [i.relpath for i in items] == ["images/ok.png"]
     assert sorted((r.relpath, r.reason) for r in rejected) == [
-        (r"images/.caf\xe9.png", "hidden_file"),
-        (r"images/caf\xe9.png", "undecodable_name"),
-        (r"images/d\xfcr/x.png", "undecodable_name"),
+        (r"images/.caf\xe9.png [not UTF-8]", "hidden_file"),
+        (r"images/caf\xe9.png [not UTF-8]", "undecodable_name"),
+        (r"images/d\xfcr/x.png [not UTF-8]", "undecodable_name"),
     ]
     assert not any(undecodable(r.relpath) or undecodable(r.detail) for r in rejected)
 
@@ -235,3 +248,170 @@ def test_discovery_never_hands_out_a_name_that_cannot_be_written(tmp_path, bytes
 )
 def test_a_name_is_escaped_byte_by_byte_only_where_it_is_not_utf8(name, shown, bad):
     assert escaped(os.fsdecode(name)) == shown and undecodable(os.fsdecode(name)) == bad
+
+
+# ---- symlinks: loops, links the image pattern cannot select, symlinked folders --------------------------------
+
+KVASIR = EXAMPLES / "endoscopy" / "kvasir_seg"
+KVASIR_IMAGES = r"images/(?P<id>[^/]+)\.jpg"
+
+
+def kvasir(tmp_path: Path, name: str = "k", images: str = KVASIR_IMAGES, **kw) -> SourceConfig:
+    """A copy of the example kvasir-seg source (3 JPEG images, each with a mask) under tmp_path/name."""
+    root = tmp_path / name
+    if not root.exists():
+        shutil.copytree(KVASIR, root)
+    return SourceConfig(name=name, modality="endoscopy", license=LICENSE, root=root, layout="image_masks", images=images,
+                        masks=(MaskSpec(r"masks/{id}\.jpg", label="polyp"),), **kw)
+
+
+def test_a_self_referencing_symlink_the_image_pattern_selects_is_one_symlink_loop_row_and_the_rest_and_the_next_source_are_planned(tmp_path):
+    looped, calm = kvasir(tmp_path, "looped"), kvasir(tmp_path, "calm")
+    os.symlink("loop.jpg", looped.root / "images" / "loop.jpg")  # images/loop.jpg -> loop.jpg: resolve() raises RuntimeError on it
+    os.symlink("notes.txt", looped.root / "notes.txt")  # a loop the image pattern does not select: no row
+    assert match_problem(looped) is None  # `sources validate`
+    manifest, quarantine = run_raw(Workdir.at(tmp_path / "wd"), looped)
+    assert manifest.height == 3
+    assert quarantine.select("relpath", "reason").rows() == [("images/loop.jpg", "symlink_loop")]
+    assert "symlink loop" in quarantine["detail"][0]
+    calm_manifest, calm_quarantine = run_raw(Workdir.at(tmp_path / "wd"), calm)
+    assert calm_manifest.height == 3 and calm_quarantine.height == 0
+
+
+def test_a_file_swapped_for_a_symlink_loop_after_discovery_is_refused_at_read_time_as_a_symlink_loop(tmp_path):
+    src = kvasir(tmp_path)
+    items, rejected = discover(src)
+    assert len(items) == 3 and rejected == []
+    image, mask = items[0].relpath, items[1].annotations[0].relpath
+    for rel in (image, mask):
+        (src.root / rel).unlink()
+        os.symlink(Path(rel).name, src.root / rel)
+    with pytest.raises(ItemError) as exc:
+        inside(src.root, image)
+    assert exc.value.reason == "symlink_loop"
+    raw, q = inventory(src, items)
+    assert raw.height == 1 and dict(zip(q["relpath"], q["reason"])) == {image: "symlink_loop", items[1].relpath: "symlink_loop"}
+
+
+def test_symlinks_the_image_pattern_cannot_select_get_no_row_so_the_source_plans_three_items_and_nothing_quarantined(tmp_path):
+    src = kvasir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "hostname").write_text("host\n")
+    os.symlink(tmp_path / "hostname", src.root / "LICENSE.txt")  # the QA input: LICENSE.txt -> /etc/hostname, docs -> /tmp, self -> .
+    os.symlink(tmp_path / "elsewhere", src.root / "docs")
+    os.symlink(".", src.root / "self")
+    manifest, quarantine = run_raw(Workdir.at(tmp_path / "wd"), src)
+    assert manifest.height == 3 and quarantine.height == 0
+    assert match_problem(src) is None
+
+
+def test_a_symlinked_folder_is_reported_only_where_the_image_pattern_could_select_a_path_under_it_and_one_inside_the_root_is_not_called_outside(tmp_path):
+    src = kvasir(tmp_path, images=r"(?!masks/)(?:[^/]+/)*(?P<id>[^/]+)\.jpg")  # any folder depth but masks/: could select under every link
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", src.root / "docs")
+    os.symlink(".", src.root / "self")
+    os.symlink("../masks", src.root / "images" / "again")
+    _, rejected = discover(src)
+    rows = {r.relpath: (r.reason, r.detail) for r in rejected}
+    assert {rel: reason for rel, (reason, _) in rows.items()} == {"docs": "outside_root", "self": "symlinked_folder", "images/again": "symlinked_folder"}
+    assert "outside" not in rows["self"][1] and "inside the source root" in rows["self"][1] and "never followed" in rows["self"][1]
+    assert "masks inside the source root" in rows["images/again"][1]
+    assert "outside the source root" in rows["docs"][1]
+    narrow = kvasir(tmp_path, images=r"images/[^/]+/(?P<id>[^/]+)\.jpg")  # selects under images/again/ only
+    assert sorted(r.relpath for r in discover(narrow)[1]) == ["images/again"]
+
+
+def test_an_image_whose_mask_is_a_symlink_outside_the_root_is_refused_naming_the_mask_never_stripped_of_it(tmp_path):
+    src = kvasir(tmp_path)
+    (tmp_path / "outside.jpg").write_bytes((src.root / "masks" / "cju0qkwl35piu0993l0dewei2.jpg").read_bytes())
+    (src.root / "masks" / "cju0qkwl35piu0993l0dewei2.jpg").unlink()
+    os.symlink(tmp_path / "outside.jpg", src.root / "masks" / "cju0qkwl35piu0993l0dewei2.jpg")
+    items, rejected = discover(src)
+    assert len(items) == 2
+    assert [(r.relpath, r.reason) for r in rejected] == [("images/cju0qkwl35piu0993l0dewei2.jpg", "outside_root")]
+    assert "masks/cju0qkwl35piu0993l0dewei2.jpg" in rejected[0].detail
+
+
+
+def test_images_whose_masks_folder_is_a_symlink_are_no_mask_naming_the_folder_that_is_never_followed(tmp_path):
+    src = kvasir(tmp_path)
+    shutil.move(src.root / "masks", tmp_path / "masks-elsewhere")
+    os.symlink(tmp_path / "masks-elsewhere", src.root / "masks")
+    items, rejected = discover(src)
+    assert items == [] and {r.reason for r in rejected} == {"no_mask"} and len(rejected) == 3  # the masks folder itself: no row
+    assert all("symlinked folder, never followed, could hold it: masks" in r.detail for r in rejected)
+
+# ---- an escaped name that a real file also has ------------------------------------------------------------
+
+@pytest.mark.parametrize("identifying", [False, True], ids=["plain paths", "paths that identify patients"])
+def test_a_name_that_is_not_utf8_and_a_real_file_named_as_its_escape_are_two_rows_and_no_file_is_lost(tmp_path, bytes_names, identifying):
+    root = tmp_path / "src"
+    for stem in (b"caf\xe9", b"caf\\xe9", b"plain"):  # raw byte 0xe9; a backslash, x, e, 9; plain
+        put(root, b"images/" + stem + b".png")
+        put(root, b"masks/" + stem + b"_lesion.png")
+    src = SourceConfig(name="h", modality="dermoscopy", license=LICENSE, root=root, layout="image_masks", images=r"images/(?P<id>[^/]+)\.png",
+                       masks=(MaskSpec(r"masks/{id}_lesion\.png", label="lesion"),), paths_identify_patients=identifying)
+    wd = Workdir.at(tmp_path / "wd")
+    manifest, quarantine = run_raw(wd, src)
+    paths = SourcePaths.of(wd, src)
+    assert manifest.height + quarantine.height == 3
+    assert sorted(paths.private(t) for t in manifest["relpath"]) == ["images/caf\\xe9.png", "images/plain.png"]
+    assert [paths.private(t) for t in quarantine["relpath"]] == ["images/caf\\xe9.png [not UTF-8]"]
+    assert quarantine["reason"].to_list() == ["undecodable_name"]
+    assert len(set(manifest["item_id"]) | set(quarantine["item_id"])) == 3
+
+
+def test_public_names_never_equal_a_listed_decodable_name_nor_each_other():
+    a, b = os.fsdecode(b"caf\xe9\\xff.png"), os.fsdecode(b"caf\\xe9\xff.png")  # both escape to caf\xe9\xff.png
+    assert public_name(a) != public_name(b)
+    real = r"caf\xe9.png [not UTF-8]"  # a real file named as the marked form itself
+    names = public_names([real, os.fsdecode(b"caf\xe9.png"), "plain.png"])
+    assert names == {os.fsdecode(b"caf\xe9.png"): r"caf\xe9.png [not UTF-8 #2]"}
+    assert public_name("plain.png") == "plain.png" and public_name("Zürich.png") == "Zürich.png"
+
+
+# ---- empty labels ------------------------------------------------------------------------------------------
+
+def masks_with_labels(root: Path, files: dict[str, str], pattern: str, words: tuple = ()) -> SourceConfig:
+    for rel in files:
+        put(root, rel.encode())
+    return SourceConfig(name="e", modality="dermoscopy", license=LICENSE, root=root, layout="image_masks", images=r"images/(?P<id>[a-z])\.png",
+                        masks=(MaskSpec(pattern, label_words=words),))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "mask_a", "mask_b", "words"),
+    [
+        (r"masks/{id}_(?P<label>[a-z]*)\.png", "masks/a_.png", "masks/b_polyp.png", ()),  # the QA input: the group matches ""
+        (r"masks/{id}_(?P<label>[a-z_]*)\.png", "masks/a___.png", "masks/b_polyp.png", (("_", " "),)),  # only spaces after label_words
+    ],
+    ids=["an empty label group", "a label that label_words turns to spaces"],
+)
+def test_a_mask_whose_label_comes_out_empty_rejects_its_image_as_a_bad_annotation_and_its_neighbour_goes_on(tmp_path, pattern, mask_a, mask_b, words):
+    src = masks_with_labels(tmp_path / "src", {"images/a.png": "", "images/b.png": "", mask_a: "", mask_b: ""}, pattern, words)
+    manifest, quarantine = run_raw(Workdir.at(tmp_path / "wd"), src)
+    assert manifest["relpath"].to_list() == ["images/b.png"] and manifest["labels"].to_list() == [["polyp"]]
+    assert quarantine.select("relpath", "reason").rows() == [("images/a.png", "bad_annotation")]
+    assert mask_a in quarantine["detail"][0] and "empty label" in quarantine["detail"][0]
+
+
+def test_a_labeled_image_whose_label_group_or_labels_csv_row_is_empty_is_a_bad_annotation_and_the_others_are_labelled(tmp_path):
+    root = tmp_path / "grp"
+    for rel in ("images/_1.png", "images/nevus_2.png"):
+        put(root, rel.encode())
+    by_group = SourceConfig(name="g", modality="dermoscopy", license=LICENSE, root=root, layout="labeled_images",
+                            images=r"images/(?P<label>[a-z ]*)_(?P<id>\d+)\.png")
+    items, rejected = discover(by_group)
+    assert [(i.relpath, i.labels) for i in items] == [("images/nevus_2.png", ("nevus",))]
+    assert [(r.relpath, r.reason) for r in rejected] == [("images/_1.png", "bad_annotation")] and "empty label" in rejected[0].detail
+
+    root = tmp_path / "csv"
+    for name in ("a", "b", "c"):
+        put(root, f"{name}.png".encode())
+    (root / "labels.csv").write_text('image,label\na.png,\nb.png,benign\nc.png,"  "\n')
+    by_csv = SourceConfig(name="c", modality="ultrasound", license=LICENSE, root=root, layout="labeled_images", images=r"[a-z]\.png",
+                          labels_csv=LabelsCsv("labels.csv", "image", "label"))
+    manifest, quarantine = run_raw(Workdir.at(tmp_path / "wd"), by_csv)
+    assert manifest.select("relpath", "labels").rows() == [("b.png", ["benign"])]
+    assert sorted(quarantine.select("relpath", "reason").rows()) == [("a.png", "bad_annotation"), ("c.png", "bad_annotation")]
+    assert all("labels.csv" in d and "empty label" in d for d in quarantine["detail"])

@@ -336,3 +336,17 @@ def test_the_vocabulary_file_a_sources_file_names_is_read_as_strictly(tmp_path):
     error = refused(write(tmp_path, "vocabulary: vocab.yaml\n" + SOURCE))
     assert time.perf_counter() - start < 2
     assert (error.line, error.key) == (1, "vocabulary") and "vocab.yaml:" in error.message and "alias bomb" in error.message
+
+
+def test_a_template_stopped_by_its_time_bound_names_the_source_and_template_never_the_paths_values(tmp_path):
+    from medtrinity_core.sources.discover import discover
+
+    path = write(tmp_path, SOURCE.replace("masks/{id}\\.png", "masks/{id}(?:a|aa)+b"))
+    (tmp_path / "data" / "masks").mkdir()
+    (tmp_path / "data" / "images" / "DOE_JOHN_8675309.png").write_bytes(b"x")
+    (tmp_path / "data" / "masks" / ("DOE_JOHN_8675309" + "a" * 40 + "c")).write_bytes(b"x")
+    with pytest.raises(PatternTimeout) as info:
+        discover(load_sources(path).sources[0])
+    message = str(info.value)
+    assert message.startswith("source hostile: masks[0].pattern: pattern 'masks/{id}(?:a|aa)+b' took more than")
+    assert "DOE" not in message and "8675309" not in message

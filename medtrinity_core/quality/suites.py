@@ -23,19 +23,43 @@ from medtrinity_core.modalities import MODALITIES, display_name
 # Patient data in text and in file names: DICOM person names, dates, MRN-like numbers (see
 # patient_data_findings and README "Patient data"). `\b` and `\w` count `_` and digits as word
 # characters, so `_8675309_` or `MRN8675309` would slip through them: the patterns below bound on
-# letters and digits themselves, and numbers are judged per token with their context.
-PERSON_NAME = re.compile(r"(?<![A-Za-z])[A-Za-z][A-Za-z']*(?:-[A-Za-z']+)*\^[A-Za-z][A-Za-z]*(?:-[A-Za-z]+)*")
+# letters and digits themselves, and numbers are judged per token with their context. `[^\W\d_]` is a
+# letter of any script (`Øie^Åse`, `Wójcik^Łukasz`).
+LETTER = r"[^\W\d_]"
+PERSON_NAME = re.compile(rf"(?<!{LETTER}){LETTER}(?:{LETTER}|')*(?:-(?:{LETTER}|')+)*\^{LETTER}+(?:-{LETTER}+)*")
+MONTH = r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 DATES = re.compile(
     r"(?<![0-9])(?<![0-9][.,])(?:"
     r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"  # 19520317
     r"|(?:19|20)\d{2}([-_./])(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])"  # 1952-03-17, 1952_03_17
-    r"|(?:0?[1-9]|[12]\d|3[01])([-_./])(?:0?[1-9]|[12]\d|3[01])\2(?:19|20)\d{2}"  # 17.03.1952, 03/17/1952, 17-03-1952
+    r"|(?:19|20)\d{2}([-/])(?:0?[1-9]|1[0-2])\2(?:0?[1-9]|[12]\d|3[01])"  # 1952-3-17, 1952/3/7 (not zero-padded)
+    r"|(?:0?[1-9]|[12]\d|3[01])([-_./])(?:0?[1-9]|[12]\d|3[01])\3(?:19|20)\d{2}"  # 17.03.1952, 03/17/1952, 17-03-1952
     r"|(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])/\d{2}"  # 17/03/52
+    rf"|{DAY}([-_ ./]?){MONTH}\4(?:19|20)\d{{2}}"  # 17-MAR-1952, 17Mar1952, 17 March 1952
     r")(?![0-9])(?![.,][0-9])")
+# Shorter or looser forms, a date only right after a date's context word (`DOB_17.03.52`, `born 1952_3_7`,
+# `DOB 17MAR52`): elsewhere they are versions and counters.
+LOOSE_DATES = re.compile(
+    r"(?<![0-9])(?<![0-9][.,])(?:"
+    r"(?:19|20)\d{2}([-_./])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])"  # 1952.3.7, 1952_3_17
+    r"|(?:0?[1-9]|[12]\d|3[01])([-_./])(?:0?[1-9]|[12]\d|3[01])\2\d{2}"  # 17.03.52, 3-7-52, 17_03_52
+    rf"|{DAY}([-_ ./]?){MONTH}\3\d{{2}}"  # 17MAR52, 17-Mar-52
+    r")(?![0-9])(?![.,][0-9])")
+DATE_CONTEXT = ("dob", "birth", "born", "birthdate", "birthday", "date", "dated", "dos")
 MRN = re.compile(r"(?<![0-9])[0-9]{6,}(?![0-9])")  # a run of six or more digits: judged by _mrn_like
 # Words that make the number after them (joined, or across `_ - : # = / .` and spaces) a patient's.
-CONTEXT_WORDS = frozenset({"mrn", "mrno", "pt", "pat", "patient", "patid", "pid", "id", "acc", "accession", "accno", "dob", "birth", "born",
+# A bare `id` is not one: datasets name every file `ID_<n>` (RSNA's `ID_000012eaf.dcm`, whose hex is all
+# digits for about 1.5% of its 750,000 names); `PatientID`, `patient_id` and `pid` are.
+CONTEXT_WORDS = frozenset({"mrn", "mrno", "pt", "pat", "patient", "patid", "pid", "acc", "accession", "accno", "dob", "birth", "born",
                            "name", "record", "chart", "ssn", "nhs", "medrec", "emr", "ehr", "hospital"})
+# DICOM keyword-style ids: a stem, then ID / Number / No (`PatientID`, `AccessionNumber`, `SubjectID`,
+# `MedicalRecordNumber`, `HospitalNumber`, `StudyID`); a stem is a context word or one of these.
+ID_SUFFIX = re.compile(r"(?:ids?|numbers?|nos?|num|nr)$")
+ID_STEMS = frozenset({"subject", "study", "person", "participant", "admission", "encounter", "visit", "member", "insurance"})
+# No MRN is this long: a longer run of digits is a machine-made id (PadChest's 38- to 45-digit image
+# ids), unless right after a context word.
+MAX_MRN_DIGITS = 20
 # A machine-made id: 16 or more letters and digits mixed (sha/hex hashes, DSB2018's 64-hex ids, Kvasir's
 # 25-character ids; see _opaque) or a hex UUID; the digits inside it are no number of anyone's.
 MACHINE_ID = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{16,}(?![A-Za-z0-9])"
@@ -43,6 +67,8 @@ MACHINE_ID = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]
 YEAR_RANGE = re.compile(r"(?:19|20)\d{2}(?:19|20)\d{2}")  # 20092010: "2009-2010" with its dash lost (NHANES 20092010)
 TOLL_FREE = re.compile(r"1(?:800|888|877|866|855|844|833)\d{7}")  # an organisation's toll-free number, never a person's
 UNIT = re.compile(r"\s*(?:mm|cm|ml|nm|um|µm|µl|ul|mg|kg|kb|mb|bytes?|px|pixels?|voxels?|%)(?![A-Za-z])", re.IGNORECASE)
+# Addresses and DOIs (`https://doi.org/10.5281/zenodo.3715942`) in citations: their numbers are no one's.
+URL = re.compile(r"(?:https?://|www\.)\S+|(?<![0-9A-Za-z])(?:doi:\s*)?10\.\d{4,9}/\S+", re.IGNORECASE)
 CITATION = re.compile(r"\[[^\]\s]+\]")  # passage ids such as [medquad:1_CancerGov_QA/0000013_2_1/1#0]
 QUOTE = re.compile(r"\"[^\"]*\"")  # quoted knowledge passages: exempt from the name rule (eponyms)
 
@@ -72,8 +98,34 @@ class SuiteResult:
 
 
 def _context(word: str) -> bool:
+    """Whether a word makes the number after it a patient's: a context word, a word ending in one
+    (`PatientMRN`, `filename`), or a DICOM keyword-style id (`PatientID`, `AccessionNumber`, `SubjectID`)."""
     word = word.lower()
-    return word in CONTEXT_WORDS or any((len(w) >= 4 or w == "mrn") and word.endswith(w) for w in CONTEXT_WORDS)  # `PatientMRN`, `filename`
+    if word in CONTEXT_WORDS or any((len(w) >= 4 or w == "mrn") and word.endswith(w) for w in CONTEXT_WORDS):
+        return True
+    stem = ID_SUFFIX.sub("", word)
+    return stem != word and (stem in CONTEXT_WORDS or stem in ID_STEMS or any(len(w) >= 4 and stem.endswith(w) for w in CONTEXT_WORDS | ID_STEMS))
+
+
+def _date_context(before: str) -> bool:
+    """Whether the text before a loose date ends in a date's context word, whole or the last part of a
+    camel-case word (`DOB_`, `born `, `PatientBirthDate: `, `StudyDate=`; not `update `), or in a
+    context word of numbers (`pt `)."""
+    m = re.search(r"([A-Za-z]+)[\s_\-:#=/.()]{0,3}$", before)
+    if not m:
+        return False
+    last = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", m.group(1))[-1].lower()
+    return m.group(1).lower() in DATE_CONTEXT or last in DATE_CONTEXT or _context(m.group(1))
+
+
+def _dates(text: str) -> list[re.Match]:
+    """Every date in text, in order: DATES anywhere, LOOSE_DATES right after a date's context word."""
+    found = list(DATES.finditer(text))
+    taken = [m.span() for m in found]
+    for m in LOOSE_DATES.finditer(text):
+        if _date_context(text[: m.start()]) and not any(a < m.end() and m.start() < b for a, b in taken):
+            found.append(m)
+    return sorted(found, key=lambda m: m.start())
 
 
 def _mrn_like(text: str, start: int, end: int) -> bool:
@@ -82,9 +134,12 @@ def _mrn_like(text: str, start: int, end: int) -> bool:
     (`repo@3035455`), a code with letters joined after it (`5f3a1234567b`) or before it (`p10000032`,
     `ISIC0024306`), a dataset's sequential id joined by `_` or `-` to the word or number before it
     (`ISIC_0024306`, `amos_0004_123456`), a zero-padded counter leading a name (`0000013_2_1`,
-    `00000001_000.png`), a year range that lost its dash (`20092010`) and a toll-free number. Found: a number after a context word, joined or one or two tokens back
-    (`MRN8675309`, `pt_8675309`, `MRN: 1234567`, `accession_number_12345678`), and any other number
-    that leads a name or stands alone (`8675309_scan`, `record 12345678`)."""
+    `00000001_000.png`), a year range that lost its dash (`20092010`), a toll-free number, and a run of
+    more than MAX_MRN_DIGITS (20) digits (a machine-made id: PadChest's 38- to 45-digit image ids).
+    Found: a number of any length after a context word (`_context`), joined or one or two tokens back
+    (`MRN8675309`, `pt_8675309`, `MRN: 1234567`, `accession_number_12345678`, `PatientID_8675309`,
+    `AccessionNumber_12345678`), and any other number that leads a name or stands alone
+    (`8675309_scan`, `record 12345678`)."""
     before, after, digits = text[:start], text[end:], text[start:end]
     if YEAR_RANGE.fullmatch(digits) and 0 < int(digits[4:]) - int(digits[:4]) <= 30 or TOLL_FREE.fullmatch(digits):
         return False
@@ -102,7 +157,7 @@ def _mrn_like(text: str, start: int, end: int) -> bool:
             return True
         if previous.group(3) in ("_", "-"):
             return False
-    return not digits.startswith("0")
+    return len(digits) <= MAX_MRN_DIGITS and not digits.startswith("0")
 
 
 def _opaque(m: re.Match) -> str:
@@ -117,20 +172,33 @@ def _opaque(m: re.Match) -> str:
     return "x" * len(token)
 
 
+FINDING_KINDS = ("person name", "patient name token", "date", "MRN-like number")
+
+
+def finding_kind(finding: str) -> str:
+    """A finding without what it matched (`date '1952-03-17'` is `date`): safe to print and publish."""
+    return next((kind for kind in FINDING_KINDS if finding.startswith(kind + " ")), "patient data")
+
+
 def patient_data_findings(text: str, names: set[str] = frozenset()) -> list[str]:
-    """Patient-data patterns in one text or path: DICOM person names (`Quixotica^Zebulon`, outside
-    quoted passages), tokens of the item's own patient name, dates (19520317, 1952-03-17, 17.03.1952,
-    14/03/2019, also joined to words by `_`), and MRN-like numbers (`_mrn_like`). Passage citations
-    (`[medquad:...]`) and machine-made ids (hashes, UUIDs) are not read."""
+    """Patient-data patterns in one text or path: DICOM person names (`Quixotica^Zebulon`, `Øie^Åse`,
+    letters of any script, outside quoted passages), tokens of the item's own patient name, dates
+    (19520317, 1952-03-17, 1952-3-7, 17.03.1952, 14/03/2019, 17-MAR-1952, 17Mar1952, also joined to
+    words by `_`; after a date's context word also 17.03.52, 1952_3_7, 17MAR52: `_dates`), and
+    MRN-like numbers (`_mrn_like`). Passage citations (`[medquad:...]`) and machine-made ids (hashes,
+    UUIDs) are not read."""
     if not text:
         return []
-    plain = CITATION.sub(" ", text)
+    plain = URL.sub(" ", CITATION.sub(" ", text))
     plain = MACHINE_ID.sub(_opaque, plain)
     unquoted = QUOTE.sub(" ", plain)
     found = [f"person name {m.group(0)!r}" for m in PERSON_NAME.finditer(unquoted)]
-    found += [f"patient name token {t!r}" for t in sorted(names) if re.search(rf"(?<![A-Za-z]){re.escape(t)}(?![A-Za-z])", unquoted, flags=re.IGNORECASE)]
-    found += [f"date {m.group(0)!r}" for m in DATES.finditer(plain)]
-    undated = DATES.sub(lambda m: " " * len(m.group(0)), plain)
+    found += [f"patient name token {t!r}" for t in sorted(names) if re.search(rf"(?<!{LETTER}){re.escape(t)}(?!{LETTER})", unquoted, flags=re.IGNORECASE)]
+    dates = _dates(plain)
+    found += [f"date {m.group(0)!r}" for m in dates]
+    undated = plain
+    for m in dates:
+        undated = undated[: m.start()] + " " * (m.end() - m.start()) + undated[m.end():]
     found += [f"MRN-like number {m.group(0)!r}" for m in MRN.finditer(undated) if _mrn_like(undated, m.start(), m.end())]
     return found
 

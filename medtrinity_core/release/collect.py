@@ -10,17 +10,18 @@ each such partition is one `Gate` in the collection, which the command prints an
 from __future__ import annotations
 
 import io
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import polars as pl
 
-from medtrinity_core.errors import MedtrinityError
+from medtrinity_core.errors import MedtrinityError, UsageError
 from medtrinity_core.ids import sha256_bytes
 from medtrinity_core.quarantine import read_quarantine
 from medtrinity_core.release.gates import Gate, partition_gates, row_findings
 from medtrinity_core.release.licenses import GROUPS, allowed
-from medtrinity_core.release.splits import DEFAULT_FRACTIONS, split_key, split_of
+from medtrinity_core.release.splits import DEFAULT_FRACTIONS, check_fractions, split_key, split_of
 from medtrinity_core.storage import Workdir, read_parquet
 from medtrinity_core.takedown import load as load_takedowns
 
@@ -37,6 +38,22 @@ class Filters:
     def __post_init__(self):
         if self.license_group not in GROUPS:
             raise MedtrinityError(f"licence group {self.license_group!r} is not one of {', '.join(GROUPS)}")
+        m = self.min_faithfulness
+        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or not 0.0 <= m <= 1.0):
+            raise UsageError(f"min faithfulness (--min-faithfulness) must be a number from 0 to 1, not {m}")
+        try:
+            check_fractions(self.fractions)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+class NothingToExport(MedtrinityError):
+    """No row is left to export. `lines` are the lines of every gate that held rows back (the command
+    prints each before the error, which names the first)."""
+
+    def __init__(self, message: str, lines: list[str] | tuple[str, ...] = ()):
+        super().__init__(message)
+        self.lines = list(lines)
 
 
 @dataclass
@@ -121,11 +138,12 @@ def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Coll
         if normalized:
             decontaminated[name] = int(pl.concat(normalized, how="vertical_relaxed").filter(pl.col("duplicate_kind") == "benchmark").height)
     if not rows:
-        held = ""
+        held, lines = "", []
         if gates and not include:
-            held = f"; {gates[0].line(False)}{f' (and {len(gates) - 1} more)' if len(gates) > 1 else ''}; --include-failed-checks exports reviewed ones"
-        raise MedtrinityError(f"no triplets to export under {workdir.root} for {', '.join(names) or 'no source'} with these filters"
-                              + (f" ({dict(dropped)})" if dropped else "") + held + ": run `medtrinity run` first")
+            lines = [g.line(False) for g in gates]
+            held = f"; {lines[0]}{f' (and {len(lines) - 1} more)' if len(lines) > 1 else ''}; --include-failed-checks exports reviewed ones"
+        raise NothingToExport(f"no triplets to export under {workdir.root} for {', '.join(names) or 'no source'} with these filters"
+                              + (f" ({dict(dropped)})" if dropped else "") + held + ": run `medtrinity run` first", lines)
     quarantine = read_quarantine(workdir)
     quarantine = quarantine.filter(pl.col("source").is_in(names))
     reasons = dict(sorted(Counter(quarantine.unique(["item_id", "reason"])["reason"].to_list()).items()))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from medtrinity_core.quality.suites import patient_data_findings
-from medtrinity_core.quality.verdicts import BLOCKING, manifest_digest, read_verdict
+from medtrinity_core.quality.suites import finding_kind, patient_data_findings
+from medtrinity_core.quality.verdicts import BLOCKING, judges_current, read_verdict
 from medtrinity_core.storage import Workdir
 
 
@@ -53,34 +53,43 @@ def partition_gates(wd: Workdir, source: str, shard: str, triplets_digest: str) 
     """The blocking checks that do not vouch for this partition: failed at error severity, never run, or
     run on another version of the manifest than the one there now (`triplets_digest`: the bytes the
     export read)."""
-    gates, digests = [], {"triplets": triplets_digest}
+    gates = []
     for check, stage in BLOCKING.items():
-        if stage not in digests:
-            digests[stage] = manifest_digest(wd, source, stage, shard)
         verdict = read_verdict(wd, source, check, shard)
         if verdict is None:
             gates.append(Gate(source, shard, check, "not run", ""))
-        elif digests[stage] is None or (verdict.get("manifest") or {}).get("sha256") != digests[stage]:
+        elif not judges_current(verdict, wd, source, stage, shard, triplets_digest if stage == "triplets" else None):
             gates.append(Gate(source, shard, check, "stale", ""))
         elif not verdict.get("passed") and verdict.get("severity") == "ERROR":
-            examples = [x for f in verdict.get("failing") or [] for x in f.get("examples") or []]
+            examples = list(dict.fromkeys(x for f in verdict.get("failing") or [] for x in f.get("examples") or []))  # each id once
             gates.append(Gate(source, shard, check, "failed", verdict.get("summary") or "", examples=examples))
     return gates
 
 
-def _strings(value, where: str):
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, f"{where}.{k}" if where else k)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v, where)
+def text_fields(row: dict):
+    """(field, text) of every value of a triplet row that a person or a path wrote: the description,
+    caption and facets, ROI labels and locations, and of the provenance the source path, the annotation
+    matches, the citations and the passages' foci. Ids, hashes, versions, model names and passage ids
+    are machine-made (a date-pinned `gpt-4o-2024-08-06` is no birth date) and are not read."""
+    prov = row.get("provenance") or {}
+    yield "description", row.get("description")
+    yield "coarse_caption", row.get("coarse_caption")
+    for key, text in (row.get("facets") or {}).items():
+        yield f"facets.{key}", text
+    for roi in row.get("rois") or []:
+        yield "rois.label", roi.get("label")
+        yield "rois.location", roi.get("location")
+    yield "provenance.source_relpath", None if prov.get("source_path_hashed") else prov.get("source_relpath")
+    yield "provenance.citation", prov.get("citation")
+    for match in prov.get("annotation_matches") or []:
+        yield "provenance.annotation_matches", match.get("match")
+    for passage in prov.get("passages") or []:
+        yield "provenance.passages.focus", passage.get("focus")
+        yield "provenance.passages.citation", passage.get("citation")
 
 
 def row_findings(row: dict) -> list[str]:
-    """The patient-data scan over every text a triplet row carries (description, caption, facets, ROI
-    labels and locations, every provenance value: relpath, annotation matches, citation, passages...),
-    each finding named with its field. Ids are hashes and stay quiet."""
-    return [f"{finding} in {where}" for where, text in _strings(row, "") for finding in patient_data_findings(text)]
+    """The patient-data scan over a row's text fields, each finding named by its kind and field only
+    (`person name in provenance.source_relpath`): what it matched is never repeated, since these lines go
+    to the terminal, the event log and the published card."""
+    return [f"{finding_kind(finding)} in {where}" for where, text in text_fields(row) if text for finding in patient_data_findings(text)]

@@ -62,6 +62,8 @@ def read_boxes(spec: BoxSpec, root: Path, annotation: str, image_relpath: str, w
         raise ItemError("bad_annotation", f"{annotation}: {type(exc).__name__}: {exc}"[:300]) from None
     boxes = []
     for label, x0, y0, x1, y1 in raw:
+        if label is None or not str(label).strip():  # an empty CSV cell, a nameless COCO category: this item's defect, not its shard's
+            raise ItemError("bad_annotation", f"{annotation}: a box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] of {image_relpath} has an empty label")
         cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
         if cx1 - cx0 < 1 or cy1 - cy0 < 1:
             raise ItemError("box_outside_image", f"{annotation}: box {label} [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] lies outside the {width}x{height} image {image_relpath}")

@@ -13,8 +13,15 @@ import polars as pl
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import stable_id
-from medtrinity_core.sources.paths import escaped, inside, undecodable
-from medtrinity_core.sources.patterns import compile_pattern, images_pattern
+from medtrinity_core.sources.paths import (
+    escaped,
+    inside,
+    public_name,
+    public_names,
+    resolved,
+    undecodable,
+)
+from medtrinity_core.sources.patterns import Pattern, compile_pattern, images_pattern
 from medtrinity_core.sources.schema import MaskSpec, SourceConfig
 
 RASTER_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
@@ -79,18 +86,48 @@ def hidden(relpath: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A symlink that is not read: a file resolving outside the root or in a loop, or a folder (symlinked
+    folders are never followed, wherever they lead)."""
+    relpath: str  # as `os` decodes it
+    folder: bool
+    rejected: Rejected  # its row, should a pattern select it (relpath and detail public)
+
+
+@dataclass(frozen=True)
 class Listing:
     files: list[str]  # visible files inside the root, sorted, names that are not UTF-8 included (as `os` decodes them)
     hidden: list[str]  # hidden files, sorted: never read nor paired
-    rejected: list[Rejected]  # symlinks leading outside the root (relpaths and details escaped)
+    links: list[Link]  # visible symlinks not read: outside the root, loops, folders
+    names: dict[str, str]  # each listed name that is not UTF-8 -> its public form, unique in the listing
+
+    def shown(self, rel: str) -> str:
+        """How a listed relpath is written (`public_name`, unique among the listing's names)."""
+        return self.names.get(rel) or public_name(rel)
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        """Every link's row (relpaths and details public), whether a pattern selects it or not."""
+        return [link.rejected for link in self.links]
+
+
+def _link_detail(reason: str, rel: str, where: str | None) -> str:
+    if reason == "symlinked_folder":
+        return f"{rel} is a symlinked folder leading to {where} inside the source root: symlinked folders are never followed (files are read under their real path)"
+    if reason == "symlink_loop":
+        return f"{rel} is a symlink loop (following it leads back to a symlink on its way, never to a file); it is not read"
+    if where is None:
+        return f"{rel} is a symlinked folder leading outside the source root: symlinked folders are never followed; only files inside the source root are read"
+    return f"{rel} resolves to {where}"
 
 
 def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
     """Every file under root (`skip`: control files at the top, such as a drop's `_READY`, left out),
-    hidden ones apart; anything resolving outside root is rejected, not followed. Hidden folders are
-    walked too, so a hidden file that the image pattern selects is listed, not lost."""
+    hidden ones apart; symlinks resolving outside root or in a loop, and symlinked folders, are listed
+    as links, never followed. Hidden folders are walked too, so a hidden file that the image pattern
+    selects is listed, not lost."""
     root = root.resolve()
-    files, hidden_files, rejected = [], [], []
+    files, hidden_files, links = [], [], []  # links: (rel, folder, reason, where) until public names are known
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for d in list(dirnames):
@@ -98,8 +135,13 @@ def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
             if full.is_symlink():
                 dirnames.remove(d)
                 rel = full.relative_to(root).as_posix()
-                if not hidden(rel):
-                    rejected.append(Rejected(escaped(rel), "outside_root", f"{escaped(rel)} is a symlinked folder; only files inside the source root are read"))
+                if hidden(rel):
+                    continue
+                target = resolved(full)
+                if target is not None and target.is_relative_to(root):
+                    links.append((rel, True, "symlinked_folder", target.relative_to(root).as_posix() or "the root itself"))
+                else:
+                    links.append((rel, True, "outside_root", None))
         for name in filenames:
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
@@ -108,54 +150,83 @@ def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
             if hidden(rel):
                 hidden_files.append(rel)
                 continue
-            if not full.resolve().is_relative_to(root):
-                rejected.append(Rejected(escaped(rel), "outside_root", escaped(f"{rel} resolves to {full.resolve()}, outside the source root {root}")))
-                continue
-            files.append(rel)
-    return Listing(sorted(files), sorted(hidden_files), rejected)
+            target = resolved(full)
+            if target is None:
+                links.append((rel, False, "symlink_loop", None))
+            elif not target.is_relative_to(root):
+                links.append((rel, False, "outside_root", f"{target}, outside the source root {root}"))
+            else:
+                files.append(rel)
+    names = public_names([*files, *hidden_files, *(link[0] for link in links)])
+    out = [Link(rel, folder, Rejected(names.get(rel, rel), reason, escaped(_link_detail(reason, names.get(rel, rel), where))))
+           for rel, folder, reason, where in links]
+    return Listing(sorted(files), sorted(hidden_files), sorted(out, key=lambda link: link.relpath), names)
+
+
+def could_select_under(pattern: Pattern, folder: str) -> bool:
+    """Whether a path pattern could match some path under `folder` (the `regex` module's partial match:
+    `folder/` is a prefix of a string the pattern matches whole), under the patterns' time bound."""
+    return pattern.fullmatch(folder + "/", partial=True) is not None
+
+
+def selected_links(listing: Listing, image_re) -> list[Link]:
+    """The links the `images` pattern selects: a file link it matches, a folder link under which it
+    could match some path. Links it cannot select are no row of the source (a `LICENSE.txt` symlinked
+    to a system file, a `docs` folder symlinked elsewhere)."""
+    return [link for link in listing.links
+            if (could_select_under(image_re, link.relpath) if link.folder else image_re.fullmatch(link.relpath))]
 
 
 def list_files(root: Path) -> tuple[list[str], list[Rejected]]:
-    """Relative posix paths of the visible files under root, sorted, names that are not UTF-8 left out;
-    anything resolving outside root is rejected, not followed."""
+    """Relative posix paths of the visible files under root, sorted, names that are not UTF-8 left out,
+    and the rows of the symlinks it does not follow (outside root, loops, folders)."""
     listing = walk(root)
     return [rel for rel in listing.files if not undecodable(rel)], listing.rejected
 
 
-def undecodable_detail(rel: str) -> str:
+def undecodable_detail(rel: str, shown: str | None = None) -> str:
     name = PurePosixPath(rel).name
     where = "file name" if undecodable(name) else "path (a folder's name)"
-    return f"{escaped(rel)}: the {where} is not valid UTF-8 (bytes shown as \\xNN); rename it in UTF-8 to include it"
+    return f"{shown or public_name(rel)}: the {where} is not valid UTF-8 (bytes shown as \\xNN); rename it in UTF-8 to include it"
+
+
+def _source_listing(source: SourceConfig) -> tuple[Listing, list[Rejected]]:
+    from medtrinity_core.sources.drops import READY
+
+    listing = walk(source.root, frozenset({READY}) if source.drop != "base" else frozenset())
+    image_re = images_pattern(source)
+    rejected = [link.rejected for link in selected_links(listing, image_re)]
+    rejected += [Rejected(listing.shown(rel), "hidden_file", f"{listing.shown(rel)}: {HIDDEN_DETAIL}") for rel in listing.hidden if image_re.fullmatch(rel)]
+    rejected += [Rejected(listing.shown(rel), "undecodable_name", undecodable_detail(rel, listing.shown(rel)))
+                 for rel in listing.files if undecodable(rel) and image_re.fullmatch(rel)]
+    return listing, rejected
 
 
 def source_files(source: SourceConfig) -> tuple[list[str], list[Rejected]]:
     """The files a source's patterns are matched against (visible files under its root or drop's folder;
     names that are not UTF-8 included, so an image whose mask has one is rejected, not silently stripped
-    of it), and the rejections the listing makes: symlinks outside the root, and each hidden file or
-    file whose name is not UTF-8 that the `images` pattern selects (`hidden_file`, `undecodable_name`,
-    relpaths escaped). A drop's `_READY` marker is a control file, never data."""
-    from medtrinity_core.sources.drops import READY
-
-    listing = walk(source.root, frozenset({READY}) if source.drop != "base" else frozenset())
-    image_re = images_pattern(source)
-    rejected = list(listing.rejected)
-    rejected += [Rejected(escaped(rel), "hidden_file", f"{escaped(rel)}: {HIDDEN_DETAIL}") for rel in listing.hidden if image_re.fullmatch(rel)]
-    rejected += [Rejected(escaped(rel), "undecodable_name", undecodable_detail(rel)) for rel in listing.files if undecodable(rel) and image_re.fullmatch(rel)]
+    of it), and the rejections the listing makes, each for a path the `images` pattern selects: symlinks
+    not followed (`outside_root`, `symlink_loop`, `symlinked_folder`: a folder when the pattern could
+    select a path under it), hidden files (`hidden_file`) and names that are not UTF-8
+    (`undecodable_name`; relpaths public: see `public_name`). A drop's `_READY` marker is a control file,
+    never data."""
+    listing, rejected = _source_listing(source)
     return listing.files, rejected
 
 
 def match_problem(source: SourceConfig) -> str | None:
     """Why a source would yield nothing (an empty root, an `images` pattern that matches no file, or only
-    hidden files or names that are not UTF-8), or None."""
+    hidden files, symlinks not followed or names that are not UTF-8), or None."""
     listing = walk(source.root)
-    if not listing.files and not listing.hidden:
+    if not listing.files and not listing.hidden and not listing.links:
         return f"root {source.root} holds no files"
     pattern = images_pattern(source)
     if not any(pattern.fullmatch(rel) and not undecodable(rel) for rel in listing.files):
-        n = len(listing.files) + len(listing.hidden)
-        held = sum(1 for rel in listing.files + listing.hidden if pattern.fullmatch(rel))
+        n = len(listing.files) + len(listing.hidden) + len(listing.links)
+        held = sum(1 for rel in listing.files + listing.hidden if pattern.fullmatch(rel)) + len(selected_links(listing, pattern))
         if held:
-            return f"`images` {source.images!r} matches only hidden files or names that are not UTF-8 ({held} of the {n} files under {source.root}; they are quarantined)"
+            return (f"`images` {source.images!r} matches only hidden files, symlinks that are not followed or names that are not UTF-8 "
+                    f"({held} of the {n} files and symlinked folders under {source.root}; they are quarantined)")
         return f"`images` {source.images!r} matches none of the {n} files under {source.root} (paths are matched whole, relative to the root)"
     return None
 
@@ -177,15 +248,19 @@ class TemplateFiles:
     image's value of the field: those files are found by bisection in the sorted file list and the exact
     pattern confirms each. Templates starting with a regex construct are scanned as before."""
 
-    def __init__(self, pattern: str, files: list[str]):
-        self.pattern, self.files = pattern, sorted(files)
+    def __init__(self, pattern: str, files: list[str], where: str = "template"):
+        self.pattern, self.files, self.where = pattern, sorted(files), where
         literal, self.field, _, _ = next(iter(string.Formatter().parse(pattern)), ("", None, None, None))
         plain = LITERAL_RE.fullmatch(literal) is not None
         self.prefix = re.sub(r"\\(.)", r"\1", literal) if plain and self.field else None
 
+    def compiled(self, fields: dict[str, str]) -> Pattern:
+        """The template filled with an image's fields; errors show the template, never the values."""
+        return compile_pattern(fill_template(self.pattern, fields), self.where, shown=self.pattern)
+
     def matches(self, fields: dict[str, str]) -> list[tuple[str, re.Match]]:
         """(file, match of the pattern filled with the image's fields), in file order."""
-        regex = compile_pattern(fill_template(self.pattern, fields), f"pattern {self.pattern!r}")
+        regex = self.compiled(fields)
         if self.prefix is None or fields.get(self.field) is None:
             candidates = self.files
         else:
@@ -203,26 +278,71 @@ def _label_words(label: str, spec: MaskSpec) -> str:
     return label.strip()
 
 
-def _masks_for(spec: MaskSpec, fields: dict, masks: TemplateFiles, image_rel: str) -> list[Annotation]:
-    out = []
+def blank(label: str | None) -> bool:
+    """Whether a label is empty or only whitespace: no word a description can name."""
+    return label is not None and not label.strip()
+
+
+def _masks_for(spec: MaskSpec, fields: dict, masks: TemplateFiles, image_rel: str) -> tuple[list[Annotation], str | None]:
+    """The image's masks under one mask pattern, and the detail of the first whose label is empty (after
+    `label_words`), or None."""
+    out, problem = [], None
     for rel, m in masks.matches(fields):
         if rel == image_rel:
             continue
         if spec.label_map:
-            out.extend(Annotation(rel, name, "mask", None, value) for value, name in spec.label_map)
+            for value, name in spec.label_map:
+                if blank(name) and problem is None:
+                    problem = f"{image_rel}: its annotation file {rel}: the label of pixel value {value} (`label_map`) is empty"
+                out.append(Annotation(rel, name, "mask", None, value))
             continue
-        label = spec.label or _label_words(m.group("label"), spec)
+        if spec.label is not None and spec.label.strip():
+            label = spec.label
+        else:
+            label = _label_words(m.groupdict().get("label") or "", spec)
+        if blank(label) and problem is None:
+            raw = m.groupdict().get("label")
+            if "label" not in m.groupdict():
+                why = "the mask's `label` is empty"
+            elif spec.label_words and (raw or "").strip():
+                why = f"its `label` group matched {raw!r}, empty after label_words"
+            else:
+                why = f"its `label` group matched {raw or ''!r}"
+            problem = f"{image_rel}: its annotation file {rel} has an empty label ({why}); a description cannot name it"
         threshold = spec.threshold
         if threshold is None and rel.lower().endswith((".jpg", ".jpeg")):
             threshold = 128  # lossy masks: ringing around edges
         out.append(Annotation(rel, label, "mask", threshold))
-    return out
+    return out, problem
+
+
+def _image_label(source: SourceConfig, rel: str, fields: dict, csv_labels: dict) -> tuple[str | None, str | None]:
+    """A labeled image's label (the `label` group of `images`, else the fixed `label`, else its
+    `labels_csv` row), and the detail when every one there is is empty (None when none is)."""
+    lc = source.labels_csv
+    in_csv = rel if rel in csv_labels else Path(rel).name if Path(rel).name in csv_labels else None
+    candidates = [(fields.get("label"), f"{rel}: the `label` group of `images` matched {fields.get('label')!r}, an empty label"),
+                  (source.label, f"{rel}: the source's `label` is empty"),
+                  ((csv_labels[in_csv] or "") if in_csv is not None else None,
+                   f"{rel}: its annotation file {lc.file if lc else ''} gives it an empty label (column {lc.label_column if lc else ''!r}, row {in_csv!r})")]
+    for label, _ in candidates:
+        if label is not None and not blank(label):
+            return label, None
+    return None, next((detail for label, detail in candidates if blank(label)), None)
 
 
 def _csv_labels(source: SourceConfig) -> dict[str, str]:
     lc = source.labels_csv
     table = pl.read_csv(inside(source.root, lc.file), infer_schema_length=0)
     return dict(zip(table[lc.image_column].to_list(), table[lc.label_column].to_list()))
+
+
+def _folders_note(listing: Listing, patterns: list[Pattern]) -> tuple[str, tuple[str, ...]]:
+    """(`; ...` naming the symlinked folders, never followed, under which one of these filled templates
+    could match a file: why a mask looked for there is not found; those folders' public relpaths)."""
+    folders = tuple(link.rejected.relpath for link in listing.links
+                    if link.folder and any(could_select_under(p, link.relpath) for p in patterns))
+    return (f"; a symlinked folder, never followed, could hold it: {', '.join(folders)}" if folders else ""), folders
 
 
 def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], list[Rejected]]:
@@ -282,15 +402,20 @@ def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], 
 def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
     """The source's items and rejections: every file the `images` pattern selects is one or the other
     (hidden files and names that are not UTF-8 are rejected unread; see `source_files`)."""
-    files, rejected = source_files(source)
+    listing, rejected = _source_listing(source)
+    files = listing.files
     image_re = images_pattern(source)
     if source.layout == "dicom":
         items, more = _dicom_items(source, [rel for rel in files if image_re.fullmatch(rel) and not undecodable(rel)])
         return items, rejected + more
     csv_labels = _csv_labels(source) if source.labels_csv else {}
-    masks = [(spec, TemplateFiles(spec.pattern, files)) for spec in source.masks] if source.layout == "image_masks" else []
-    label_files = TemplateFiles(source.labels, files) if source.layout == "volume_labels" else None
-    box_files = TemplateFiles(source.boxes.pattern, files) if source.layout == "image_boxes" and source.boxes.format == "yolo" else None
+    linked = {link.relpath: link for link in listing.links if not link.folder}  # paired like files, so an image whose annotation is one is refused
+    paired = sorted([*files, *linked])
+    masks = [(spec, TemplateFiles(spec.pattern, paired, f"source {source.name}: masks[{i}].pattern"))
+             for i, spec in enumerate(source.masks)] if source.layout == "image_masks" else []
+    label_files = TemplateFiles(source.labels, paired, f"source {source.name}: labels") if source.layout == "volume_labels" else None
+    box_files = (TemplateFiles(source.boxes.pattern, paired, f"source {source.name}: boxes.pattern")
+                 if source.layout == "image_boxes" and source.boxes.format == "yolo" else None)
     items = []
     for rel in files:
         m = image_re.fullmatch(rel)
@@ -304,12 +429,16 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
         fields = {k: v for k, v in m.groupdict().items() if v is not None}
         annotations: list[Annotation] = []
         labels: list[str] = []
+        problem = None
         if source.layout == "image_masks":
             for spec, spec_files in masks:
-                annotations.extend(_masks_for(spec, fields, spec_files, rel))
+                found, empty = _masks_for(spec, fields, spec_files, rel)
+                annotations.extend(found)
+                problem = problem or empty
             labels = sorted({a.label for a in annotations})
             if not annotations:
-                rejected.append(Rejected(rel, "no_mask", f"{rel}: no file matches the source's mask patterns ({', '.join(m.pattern for m in source.masks)})"))
+                note, folders = _folders_note(listing, [spec_files.compiled(fields) for _, spec_files in masks])
+                rejected.append(Rejected(rel, "no_mask", f"{rel}: no file matches the source's mask patterns ({', '.join(m.pattern for m in source.masks)}){note}", folders))
                 continue
         elif source.layout == "volume_labels":
             annotations = [Annotation(f, None, "label_volume") for f, _ in label_files.matches(fields) if f != rel]
@@ -319,14 +448,23 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
                 annotations = [Annotation(f, None, "boxes") for f, _ in box_files.matches(fields)]  # several: normalize refuses them
             else:  # one COCO or CSV file for all images; missing or outside the root, the raw stage says so
                 annotations = [Annotation(source.boxes.file, None, "boxes")]
+        elif source.layout == "labeled_images":
+            label, problem = _image_label(source, rel, fields, csv_labels)
+            labels = [label] if label else []
         bad = sorted(a.relpath for a in annotations if undecodable(a.relpath))
         if bad:  # never dropped from the item silently, never written: the item waits for the file's renaming
-            rejected.append(Rejected(rel, "undecodable_name", f"{rel}: its annotation file {undecodable_detail(bad[0])}",
-                                     tuple(escaped(b) for b in bad)))
+            rejected.append(Rejected(rel, "undecodable_name", f"{rel}: its annotation file {undecodable_detail(bad[0], listing.shown(bad[0]))}",
+                                     tuple(listing.shown(b) for b in bad)))
             continue
-        elif source.layout == "labeled_images":
-            label = fields.get("label") or source.label or csv_labels.get(rel) or csv_labels.get(Path(rel).name)
-            labels = [label] if label else []
+        unread = sorted({a.relpath for a in annotations if a.relpath in linked})
+        if unread:  # a symlinked annotation outside the root or in a loop: the item is refused, never stripped of it
+            link = linked[unread[0]]
+            rejected.append(Rejected(rel, link.rejected.reason, f"{rel}: its annotation file {link.rejected.detail}", tuple(unread)))
+            continue
+        if problem:  # an empty label: no description can name it (the rest of the shard goes on)
+            related = tuple(a.relpath for a in annotations) + ((source.labels_csv.file,) if source.layout == "labeled_images" and source.labels_csv else ())
+            rejected.append(Rejected(rel, "bad_annotation", problem, related))
+            continue
         items.append(
             Item(
                 item_id=stable_id("item", source.name, rel),

@@ -96,13 +96,15 @@ def backtracking_problem(pattern: str) -> str | None:
 class Pattern:
     """A compiled path pattern whose `fullmatch` is bounded in time; `where` names it in errors."""
 
-    def __init__(self, pattern: str, where: str):
+    def __init__(self, pattern: str, where: str, shown: str | None = None):
+        """`shown`: what errors print instead of the pattern (a template filled in from a path holds that
+        path's values, which may identify a patient)."""
         import regex
 
+        self.pattern, self.where, self.shown = pattern, where, shown if shown is not None else pattern
         problem = backtracking_problem(pattern)  # a template filled in from an image's match is checked here, as the file's own were
         if problem:
-            raise PatternTimeout(f"{where}: pattern {pattern!r} is refused: {problem}")
-        self.pattern, self.where = pattern, where
+            raise PatternTimeout(f"{where}: pattern {self.shown!r} is refused: {problem}")
         self._compiled = regex.compile(pattern)
         self.groupindex = self._compiled.groupindex
         self.slow_s, self.slow_names = 0.0, 0
@@ -112,20 +114,21 @@ class Pattern:
         try:
             found = self._compiled.fullmatch(name, timeout=MATCH_TIMEOUT_S, partial=partial)
         except TimeoutError:
-            raise PatternTimeout(f"{self.where}: pattern {self.pattern!r} took more than {MATCH_TIMEOUT_S} s on a {len(name)}-character name "
+            raise PatternTimeout(f"{self.where}: pattern {self.shown!r} took more than {MATCH_TIMEOUT_S} s on a {len(name)}-character name "
                                  "(catastrophic backtracking): rewrite it without nested or overlapping repeats") from None
         spent = time.perf_counter() - start
         if spent > SLOW_MATCH_S:
             self.slow_s, self.slow_names = self.slow_s + spent, self.slow_names + 1
             if self.slow_s > SCAN_BUDGET_S:
-                raise PatternTimeout(f"{self.where}: pattern {self.pattern!r} took {self.slow_s:.1f} s over {self.slow_names} names, each more than "
+                raise PatternTimeout(f"{self.where}: pattern {self.shown!r} took {self.slow_s:.1f} s over {self.slow_names} names, each more than "
                                      f"{SLOW_MATCH_S} s (a path takes microseconds: it backtracks): rewrite it without nested or overlapping repeats")
         return found
 
 
-def compile_pattern(pattern: str, where: str) -> Pattern:
-    """`where` is what a person reads, e.g. `source kvasir-seg: images`."""
-    return Pattern(pattern, where)
+def compile_pattern(pattern: str, where: str, shown: str | None = None) -> Pattern:
+    """`where` is what a person reads, e.g. `source kvasir-seg: images`; `shown` what errors print of the
+    pattern (default: the pattern)."""
+    return Pattern(pattern, where, shown)
 
 
 def images_pattern(source) -> Pattern:

@@ -411,8 +411,8 @@ def _parse_boxes(chk: _Checker, node: LineDict, path: str) -> BoxSpec:
         chk.regex(bnode, "pattern", f"{path}.boxes.pattern", required=True)
         if not bnode.get("classes"):
             chk.fail(bnode, "classes", f"{path}.boxes.classes", "yolo boxes need the list of class names")
-    if "classes" in bnode and not _string_list(bnode["classes"]):
-        chk.fail(bnode, "classes", f"{path}.boxes.classes", "must list class names (strings)")
+    if "classes" in bnode and (not _string_list(bnode["classes"]) or not all(c.strip() for c in bnode["classes"])):
+        chk.fail(bnode, "classes", f"{path}.boxes.classes", "must list class names (non-empty strings)")
     columns = bnode.get("box_columns", ["x0", "y0", "x1", "y1"])
     if not _string_list(columns) or len(columns) != 4:
         chk.fail(bnode, "box_columns", f"{path}.boxes.box_columns", "must list four column names")
@@ -546,7 +546,13 @@ def _check_fields(chk: _Checker, node: LineDict, path: str, images: str) -> None
 
 
 def _check_inside(chk: _Checker, owner, key: str, where: str, root: Path) -> None:
-    if isinstance(owner, LineDict) and isinstance(owner.get(key), str) and not (root / owner[key]).resolve().is_relative_to(root):
+    if not (isinstance(owner, LineDict) and isinstance(owner.get(key), str)):
+        return
+    try:
+        resolved = (root / owner[key]).resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop
+        chk.fail(owner, key, where, f"{owner[key]} is a symlink loop")
+    if not resolved.is_relative_to(root):
         chk.fail(owner, key, where, f"{owner[key]} resolves outside the source root {root}; only files under the root are read")
 
 
