@@ -27,6 +27,7 @@ from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_rang
 from medtrinity_core.imaging.readers import (Raster, align_labels, collapse_grey, non_finite_detail, read_dicom, read_label_values, read_mask, read_raster,
                                              read_volumes, side_letters)
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
+from medtrinity_core.quality.suites import severity
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.roi.boxes import read_boxes
 from medtrinity_core.sources.identity import SourcePaths
@@ -35,12 +36,6 @@ from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
 STAGE = "normalized"
-
-
-def severity(source: SourceConfig, name: str) -> str:
-    """The source's `quality: severity:` of an annotation defect (`empty_mask`, `duplicate_mask`): `error`
-    (the default) quarantines the item, `warn` keeps it without the defective mask."""
-    return (json.loads(source.quality or "{}").get("severity") or {}).get(name, "error")
 
 
 def _mask_key(mask: np.ndarray) -> tuple:
@@ -72,7 +67,7 @@ def screen_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndar
 def _defect(source: SourceConfig, reason: str, detail: str, label: str, annotation: str, dropped: list[dict]) -> None:
     """An annotation defect: under severity `error` the item is quarantined (raised), under `warn` the
     mask is dropped and recorded."""
-    if severity(source, reason) == "error":
+    if severity(json.loads(source.quality or "{}"), reason) == "error":
         raise ItemError(reason, detail)
     dropped.append({"label": label, "annotation": annotation, "reason": reason})
 

@@ -248,7 +248,8 @@ def validate(stage: str, frames: dict[str, pl.DataFrame], ids: dict[str, str], e
     return result
 
 
-def _severity(config: dict, name: str, default: str = "error") -> str:
+def severity(config: dict, name: str, default: str = "error") -> str:
+    """An expectation's severity in a source's `quality:` mapping (`error` or `warn`)."""
     return (config.get("severity") or {}).get(name, default)
 
 
@@ -294,10 +295,10 @@ def normalized_suite(images: pl.DataFrame, workdir, config: dict) -> SuiteResult
         Expectation("image ids are unique", "images", e.ExpectColumnValuesToBeUnique(column="image_id")),
         Expectation("images have a positive size", "images", e.ExpectColumnValuesToBeBetween(column="width", min_value=1)),
         Expectation("normalization parameters are in range", "images", e.ExpectColumnValuesToBeInSet(column="params_ok", value_set=[True])),
-        Expectation("every mask is non-empty", "masks", e.ExpectColumnValuesToBeInSet(column="nonempty", value_set=[True]), _severity(config, "empty_mask")),
+        Expectation("every mask is non-empty", "masks", e.ExpectColumnValuesToBeInSet(column="nonempty", value_set=[True]), severity(config, "empty_mask")),
         Expectation("every mask has its image's shape", "masks", e.ExpectColumnValuesToBeInSet(column="shape_ok", value_set=[True])),
         Expectation("no two masks of an image are identical", "masks", e.ExpectColumnValuesToBeInSet(column="duplicate", value_set=[False]),
-                    _severity(config, "duplicate_mask")),
+                    severity(config, "duplicate_mask")),
     ])
 
 
@@ -352,9 +353,9 @@ def rois_suite(rois: pl.DataFrame, history: pl.DataFrame, config: dict, is_known
         Expectation("ROI boxes lie inside the image", "rois", e.ExpectColumnValuesToBeInSet(column="inside", value_set=[True])),
         Expectation("0 < area ratio <= 1", "rois", e.ExpectColumnValuesToBeBetween(column="area_ratio", min_value=0, max_value=1, strict_min=True)),
         Expectation("area ratios inside the label's range", "rois", e.ExpectColumnValuesToBeInSet(column="area_in_range", value_set=[True]),
-                    _severity(config, "outlier", "warn")),
+                    severity(config, "outlier", "warn")),
         Expectation("ROIs per image inside the label's range", "rois", e.ExpectColumnValuesToBeInSet(column="count_in_range", value_set=[True]),
-                    _severity(config, "outlier", "warn")),
+                    severity(config, "outlier", "warn")),
         Expectation("labels are vocabulary terms (else flagged unmapped)", "rois", e.ExpectColumnValuesToBeInSet(column="mapped", value_set=[True]), "warn"),
     ])
 
@@ -383,9 +384,9 @@ def descriptions_suite(descriptions: pl.DataFrame, config: dict, names: dict[str
     return validate("descriptions", descriptions_frames(descriptions, config, names or {}), {"descriptions": "image_id"}, [
         Expectation("image ids are unique", "descriptions", e.ExpectColumnValuesToBeUnique(column="image_id")),
         Expectation(f"description length within {low}-{high} characters", "descriptions", e.ExpectColumnValuesToBeBetween(column="chars", min_value=low, max_value=high),
-                    _severity(config, "length")),
+                    severity(config, "length")),
         Expectation("every facet written or recorded missing", "descriptions", e.ExpectColumnValuesToBeInSet(column="facets_complete", value_set=[True])),
-        Expectation("no patient data in any text", "descriptions", e.ExpectColumnValuesToBeBetween(column="patient_data", max_value=0), _severity(config, "patient_data")),
+        Expectation("no patient data in any text", "descriptions", e.ExpectColumnValuesToBeBetween(column="patient_data", max_value=0), severity(config, "patient_data")),
     ])
 
 
@@ -415,7 +416,7 @@ def triplets_suite(triplets: pl.DataFrame, modality: str, body_region: str | Non
         Expectation("modalities are allowed", "triplets", e.ExpectColumnValuesToBeInSet(column="modality", value_set=sorted(MODALITIES))),
         Expectation("every row carries a licence", "triplets", e.ExpectColumnValuesToNotBeNull(column="license")),
         Expectation("each description names its modality and organ", "triplets", e.ExpectColumnValuesToBeInSet(column="names_modality_and_organ", value_set=[True])),
-        Expectation("no patient data in any text field", "triplets", e.ExpectColumnValuesToBeBetween(column="patient_data", max_value=0), _severity(config, "patient_data")),
+        Expectation("no patient data in any text field", "triplets", e.ExpectColumnValuesToBeBetween(column="patient_data", max_value=0), severity(config, "patient_data")),
     ])
 
 
