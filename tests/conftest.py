@@ -75,6 +75,14 @@ def write_tiny_source(root: Path) -> Path:
     return sources
 
 
+def with_tiny_knowledge(root: Path) -> str:
+    """Copies the bundled MedQuAD subset into `root` and returns the head of a sources file there:
+    `version` and the `knowledge:` block naming three of its documents (the tests' knowledge base)."""
+    shutil.copytree(EXAMPLES / "knowledge", root / "knowledge")
+    return "version: 1\nknowledge:\n  name: medquad-tiny\n  format: medquad\n  root: knowledge/medquad\n  license: CC-BY-4.0\n" \
+           f"  include: {KNOWLEDGE_INCLUDE}\n"
+
+
 @pytest.fixture(scope="session")
 def tiny_sources(tmp_path_factory) -> Path:
     return write_tiny_source(tmp_path_factory.mktemp("tiny"))

@@ -8,7 +8,6 @@ path: a source with a patient's name, MRN and birth date in a file name, materia
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from medtrinity_core.records import NORMALIZED, TRIPLETS, frame
 from medtrinity_core.release.collect import Filters, collect
 from medtrinity_core.storage import Workdir, write_parquet
 
-from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE, KVASIR, materialize_source
+from .conftest import KVASIR, materialize_source, with_tiny_knowledge
 
 SOURCE = "s"
 PLANTED = "Quixotica^Zebulon_MRN8675309_19520317"
@@ -239,16 +238,8 @@ def planted(tmp_path_factory) -> dict:
         name = PLANTED if n == 0 else jpg.stem
         Image.open(jpg).save(data / "images" / f"{name}.png")
         Image.open(KVASIR / "masks" / jpg.name).convert("L").save(data / "masks" / f"{name}.png")
-    shutil.copytree(EXAMPLES / "knowledge", root / "knowledge")
     sources = root / "sources.yaml"
-    sources.write_text(textwrap.dedent(f"""\
-        version: 1
-        knowledge:
-          name: medquad-tiny
-          format: medquad
-          root: knowledge/medquad
-          license: CC-BY-4.0
-          include: {KNOWLEDGE_INCLUDE}
+    sources.write_text(with_tiny_knowledge(root) + textwrap.dedent("""\
         sources:
           - name: kvasir-seg
             modality: endoscopy
@@ -260,7 +251,7 @@ def planted(tmp_path_factory) -> dict:
             shard_size: 2
             images: 'images/(?P<id>[^/]+)\\.png'
             masks:
-              - pattern: 'masks/{{id}}\\.png'
+              - pattern: 'masks/{id}\\.png'
                 label: polyp
                 threshold: 128
         """))

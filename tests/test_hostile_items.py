@@ -30,7 +30,7 @@ from medtrinity_core.sources.inventory import inventory
 from medtrinity_core.sources.schema import MaskSpec, SourceConfig
 from medtrinity_core.storage import Workdir
 
-from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE, KVASIR, materialize_source
+from .conftest import KVASIR, materialize_source, with_tiny_knowledge
 
 
 def run_normalized(src: SourceConfig, wd: Workdir):
@@ -239,16 +239,8 @@ def test_an_all_zero_mask_quarantines_its_item_and_its_neighbours_reach_the_trip
     from medtrinity_core.storage import read_parquet
 
     write_mask_source(tmp_path / "src")
-    shutil.copytree(EXAMPLES / "knowledge", tmp_path / "knowledge")
     sources = tmp_path / "sources.yaml"
-    sources.write_text(textwrap.dedent(f"""\
-        version: 1
-        knowledge:
-          name: medquad-tiny
-          format: medquad
-          root: knowledge/medquad
-          license: CC-BY-4.0
-          include: {KNOWLEDGE_INCLUDE}
+    sources.write_text(with_tiny_knowledge(tmp_path) + textwrap.dedent("""\
         sources:
           - name: hostile-masks
             modality: endoscopy
@@ -258,7 +250,7 @@ def test_an_all_zero_mask_quarantines_its_item_and_its_neighbours_reach_the_trip
             layout: image_masks
             images: 'images/(?P<id>[^/]+)\\.png'
             masks:
-              - pattern: 'masks/{{id}}_\\d+\\.(png|jpg)'
+              - pattern: 'masks/{id}_\\d+\\.(png|jpg)'
                 label: polyp
         """))
     run = materialize_source(sources, tmp_path / "wd")
