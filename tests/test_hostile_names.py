@@ -415,3 +415,29 @@ def test_a_labeled_image_whose_label_group_or_labels_csv_row_is_empty_is_a_bad_a
     assert manifest.select("relpath", "labels").rows() == [("b.png", ["benign"])]
     assert sorted(quarantine.select("relpath", "reason").rows()) == [("a.png", "bad_annotation"), ("c.png", "bad_annotation")]
     assert all("labels.csv" in d and "empty label" in d for d in quarantine["detail"])
+
+
+def test_a_folder_that_cannot_be_listed_is_a_row_where_the_pattern_could_select_under_it_never_skipped_silently(tmp_path, monkeypatch):
+    """Tests run as root, which reads any folder: the refusal is the one `os.scandir` raises for a user."""
+    import os as os_module
+
+    from medtrinity_core.sources.discover import discover
+    from medtrinity_core.sources.schema import SourceConfig
+
+    root = tmp_path / "src"
+    for folder in ("images", "images/locked", "notes/locked"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "images" / "a.png").write_bytes(b"x")
+    real = os_module.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os_module, "scandir", scandir)
+    src = SourceConfig(name="locked", modality="ct", license="MIT", root=root, layout="labeled_images", images=r"images/(?:[^/]+/)*(?P<label>[^/]+)\.png")
+    items, rejected = discover(src)
+    assert [i.relpath for i in items] == ["images/a.png"]
+    assert [(r.relpath, r.reason) for r in rejected] == [("images/locked", "unreadable")]  # notes/ could hold no image
+    assert "cannot be listed (Permission denied)" in rejected[0].detail

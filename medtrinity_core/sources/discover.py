@@ -112,6 +112,8 @@ class Listing:
 
 
 def _link_detail(reason: str, rel: str, where: str | None) -> str:
+    if reason == "unreadable":
+        return f"{rel} is a folder that cannot be listed ({where}): none of its files is read"
     if reason == "symlinked_folder":
         return f"{rel} is a symlinked folder leading to {where} inside the source root: symlinked folders are never followed (files are read under their real path)"
     if reason == "symlink_loop":
@@ -123,12 +125,13 @@ def _link_detail(reason: str, rel: str, where: str | None) -> str:
 
 def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
     """Every file under root (`skip`: control files at the top, such as a drop's `_READY`, left out),
-    hidden ones apart; symlinks resolving outside root or in a loop, and symlinked folders, are listed
-    as links, never followed. Hidden folders are walked too, so a hidden file that the image pattern
+    hidden ones apart; symlinks resolving outside root or in a loop, symlinked folders and folders that
+    cannot be listed are listed as links, never followed. Hidden folders are walked too, so a hidden file that the image pattern
     selects is listed, not lost."""
     root = root.resolve()
     files, hidden_files, links = [], [], []  # links: (rel, folder, reason, where) until public names are known
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    unlisted: list[OSError] = []  # folders os.walk could not list (permissions): reported like links, never skipped silently
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unlisted.append):
         dirnames.sort()
         for d in list(dirnames):
             full = Path(dirpath) / d
@@ -157,6 +160,10 @@ def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
                 links.append((rel, False, "outside_root", f"{target}, outside the source root {root}"))
             else:
                 files.append(rel)
+    for exc in unlisted:
+        rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename and Path(exc.filename).is_relative_to(root) else None
+        if rel and rel != "." and not hidden(rel):
+            links.append((rel, True, "unreadable", exc.strerror or type(exc).__name__))
     names = public_names([*files, *hidden_files, *(link[0] for link in links)])
     out = [Link(rel, folder, Rejected(names.get(rel, rel), reason, escaped(_link_detail(reason, names.get(rel, rel), where))))
            for rel, folder, reason, where in links]
