@@ -347,7 +347,7 @@ def cmd_takedown(args) -> int:
         print(f"removed {line}")
     print(f"takedown recorded for {src.name} ({kind}): {len(rec['items'])} item(s), {len(report)} derived row(s) and file(s) removed, "
           f"shard(s) {', '.join(sorted(shards)) or 'none'} re-materialized, {len(old_runs)} earlier run(s) deleted from the event log")
-    return EXIT_OK
+    return EXIT_OK if not shards or code == EXIT_OK else EXIT_FAILED  # the request holds either way; a failed re-run is the run's failure
 
 
 def cmd_review(args) -> int:

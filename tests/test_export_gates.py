@@ -381,3 +381,30 @@ def test_run_re_runs_a_stage_no_verdict_vouches_for_and_not_one_whose_check_fail
     finally:
         path.write_bytes(kept)
     assert first_stale(instance, wd, src, "base-0001", None) is None
+
+
+@pytest.mark.parametrize("damage", ["truncated", "directory", "other schema", "verdict list", "verdict manifest string", "verdict failing int",
+                                    "verdict passed string", "verdict severity lower"])
+def test_a_damaged_shard_or_verdict_leaves_its_partition_out_and_the_export_goes_on(wd, damage):
+    manifest = wd.manifest_path(SOURCE, "triplets", "ok-0000")
+    verdict = wd.root / "checks" / SOURCE / "triplets_suite" / "failed-0000.json"
+    if damage == "truncated":
+        manifest.write_bytes(manifest.read_bytes()[:100])
+    elif damage == "directory":
+        manifest.unlink()
+        manifest.mkdir()
+    elif damage == "other schema":
+        write_parquet(pl.DataFrame({"x": [1]}), manifest)
+    else:
+        record = json.loads(verdict.read_text())
+        edits = {"verdict list": [1], "verdict manifest string": {**record, "manifest": "x"}, "verdict failing int": {**record, "failing": 5},
+                 "verdict passed string": {**record, "passed": "false"}, "verdict severity lower": {**record, "severity": "error"}}
+        verdict.write_text(json.dumps(edits[damage]))
+    got = collect(wd, [SOURCE], Filters())
+    exported = {r["triplet_id"] for r in got.rows}
+    assert "trp-b1" not in exported  # the failed partition's rows never come back through a damaged verdict
+    if damage in ("truncated", "directory", "other schema"):
+        assert not exported & {"trp-a1", "trp-a2"} and {"trp-c1", "trp-f1"} <= exported
+        assert any(line.startswith("left out 0 row(s) of s shard ok-0000: its triplets manifest cannot be read") for line in got.gate_lines())
+    else:
+        assert any("failed-0000: triplets_suite never ran on it (unchecked)" in line for line in got.gate_lines())

@@ -65,6 +65,19 @@ CAUGHT = [
     ("Åkesson^Örjan", ["person name 'Åkesson^Örjan'"]),
     ("Wójcik^Łukasz", ["person name 'Wójcik^Łukasz'"]),
     ("images/Wójcik^Łukasz_ct.png", ["person name 'Wójcik^Łukasz'"]),
+    # in brackets, quotes and URL queries too; other HIPAA identifiers
+    ("(0010,0010) PN [Doe^John]", ["person name 'Doe^John'"]),
+    ("[MRN8675309]", ["MRN-like number '8675309'"]),
+    ('Burned-in text reads "Doe^John".', ["person name 'Doe^John'"]),
+    ("https://pacs.example.org/viewer?patientid=8675309", ["MRN-like number '8675309'"]),
+    ("SSN 123-45-6789", ["social security number '123-45-6789'"]),
+    ("call (617) 555-1234", ["phone number '(617) 555-1234'"]),
+    ("NHS No: 943 476 5919", ["phone number '943 476 5919'"]),
+    ("john.doe@example.com_ct.png", ["e-mail address 'john.doe@example.com'"]),
+    ("A 92-year-old man with a mass", ["age over 89 '92-year-old'"]),
+    ("Age: 93", ["age over 89 'Age: 93'"]),
+    ("DOB March 17, 1952", ["date 'March 17, 1952'"]),
+    ("seen 17th March 1952", ["date '17th March 1952'"]),
 ]
 
 
@@ -103,6 +116,10 @@ QUIET = [
     "padchest/images/216840111366964012283393834152009033102258826_02-059-001.png",
     # loose date shapes away from a date's context word are versions and counters
     "update 2.10.18", "release v17.03.52", "fold_3_7_52.png", "see 1952_3_7",
+    # numbers in prose, PMIDs, bare ID_ names, DOIs and addresses, toll-free lines, ages as thresholds
+    "Incidence was 12.3 per 100000 person-years.", "(n = 123456)", "affects 200000 Americans each year", "PMID: 31234567",
+    "stage_2_train/ID_123456789.dcm", "https://doi.org/10.5281/zenodo.3715942", "call 1-888-463-6332", "risk up to age 90",
+    "A 45-year-old woman", "measuring 12 x 8 mm", "Fleischner 2017", "in March 2020 the guideline",
 ]
 
 
@@ -174,3 +191,11 @@ def test_the_scan_is_quiet_on_every_path_and_text_of_the_demo_and_the_sample_cor
     assert any("dsb2018" in t for _, t in texts) and any("kvasir_seg/images/cju0" in t for _, t in texts) and any("0000013_2" in t for _, t in texts)
     noisy = [(where, text, found) for where, text in texts if (found := patient_data_findings(text))]
     assert noisy == []
+
+
+def test_in_quoted_text_two_of_the_patients_name_tokens_together_are_found_one_alone_is_any_word():
+    names = {"rose", "quixotica", "zebulon"}
+    assert patient_data_findings('a passage says "the rose-coloured rash"', names) == []
+    assert patient_data_findings('The radiograph is labelled "QUIXOTICA ZEBULON".', names) == [
+        "patient name token 'quixotica'", "patient name token 'zebulon'"]
+    assert patient_data_findings("Rose was scanned", names) == ["patient name token 'rose'"]  # outside quotes: a token alone

@@ -65,12 +65,22 @@ MAX_MRN_DIGITS = 20
 MACHINE_ID = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{16,}(?![A-Za-z0-9])"
                         r"|(?<![A-Za-z0-9])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4,12}){2,}(?![A-Za-z0-9])")
 YEAR_RANGE = re.compile(r"(?:19|20)\d{2}(?:19|20)\d{2}")  # 20092010: "2009-2010" with its dash lost (NHANES 20092010)
+TOLL_FREE_AREA = re.compile(r"8(?:00|88|77|66|55|44|33)")  # a phone number's toll-free area code: an organisation's line
 TOLL_FREE = re.compile(r"1(?:800|888|877|866|855|844|833)\d{7}")  # an organisation's toll-free number, never a person's
 UNIT = re.compile(r"\s*(?:mm|cm|ml|nm|um|µm|µl|ul|mg|kg|kb|mb|bytes?|px|pixels?|voxels?|%)(?![A-Za-z])", re.IGNORECASE)
 # Addresses and DOIs (`https://doi.org/10.5281/zenodo.3715942`) in citations: their numbers are no one's.
-URL = re.compile(r"(?:https?://|www\.)\S+|(?<![0-9A-Za-z])(?:doi:\s*)?10\.\d{4,9}/\S+", re.IGNORECASE)
-CITATION = re.compile(r"\[[^\]\s]+\]")  # passage ids such as [medquad:1_CancerGov_QA/0000013_2_1/1#0]
-QUOTE = re.compile(r"\"[^\"]*\"")  # quoted knowledge passages: exempt from the name rule (eponyms)
+# A URL's query (`?patientid=8675309`) is still read.
+URL = re.compile(r"(?:https?://|www\.)[^\s?#]+|(?<![0-9A-Za-z])(?:doi:\s*)?10\.\d{4,9}/\S+", re.IGNORECASE)
+CITATION = re.compile(r"\[[a-z0-9][a-z0-9._-]*:[^\]\s]+\]")  # passage ids such as [medquad:1_CancerGov_QA/0000013_2_1/1#0], nothing else in brackets
+QUOTE = re.compile(r"\"[^\"]*\"")  # quoted knowledge passages: a single name token there may be any word
+# Other identifiers (HIPAA Safe Harbor): US social security numbers, phone and fax numbers and spaced NHS
+# numbers (3-3-4 digits), e-mail addresses, ages over 89, and dates written month first.
+SSN = re.compile(r"(?<![0-9])[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}(?![0-9])")
+PHONE = re.compile(r"(?<![0-9])(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}(?![0-9])|\+[0-9]{2}[ .-][0-9]{2}[ .-][0-9]{4}[ .-][0-9]{4}(?![0-9])")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+AGE_OVER_89 = re.compile(r"(?i)(?<![0-9])(?:9[0-9]|1[0-1][0-9])[- ]?(?:years?|yrs?|y/?o)(?:[- ]old)?(?![A-Za-z])|(?i:\baged\b|\bage:)\s*(?:9[0-9]|1[0-1][0-9])(?![0-9])")
+MONTH_FIRST = re.compile(rf"(?<![A-Za-z]){MONTH}\.?[-_ ]?(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?,?[-_ ](?:19|20)\d{{2}}(?![0-9])"
+                         rf"|(?<![0-9])(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)[ ](?:of )?{MONTH}\.?,? (?:19|20)\d{{2}}(?![0-9])")
 
 
 @dataclass
@@ -157,6 +167,8 @@ def _mrn_like(text: str, start: int, end: int) -> bool:
             return True
         if previous.group(3) in ("_", "-"):
             return False
+    if re.search(r"[\s(=]$", before) and re.match(r"(?:$|[\s,;:)!?]|\.(?:\s|$))", after):
+        return False  # a number in prose (`(n = 123456)`, `1 in 100000 people`): an MRN in text comes with its word
     return len(digits) <= MAX_MRN_DIGITS and not digits.startswith("0")
 
 
@@ -172,12 +184,17 @@ def _opaque(m: re.Match) -> str:
     return "x" * len(token)
 
 
-FINDING_KINDS = ("person name", "patient name token", "date", "MRN-like number")
+FINDING_KINDS = ("person name", "patient name token", "date", "MRN-like number", "social security number", "phone number", "e-mail address",
+                 "age over 89")
 
 
 def finding_kind(finding: str) -> str:
     """A finding without what it matched (`date '1952-03-17'` is `date`): safe to print and publish."""
     return next((kind for kind in FINDING_KINDS if finding.startswith(kind + " ")), "patient data")
+
+
+def _has_token(token: str, text: str) -> bool:
+    return re.search(rf"(?<!{LETTER}){re.escape(token)}(?!{LETTER})", text, flags=re.IGNORECASE) is not None
 
 
 def patient_data_findings(text: str, names: set[str] = frozenset()) -> list[str]:
@@ -192,8 +209,16 @@ def patient_data_findings(text: str, names: set[str] = frozenset()) -> list[str]
     plain = URL.sub(" ", CITATION.sub(" ", text))
     plain = MACHINE_ID.sub(_opaque, plain)
     unquoted = QUOTE.sub(" ", plain)
-    found = [f"person name {m.group(0)!r}" for m in PERSON_NAME.finditer(unquoted)]
-    found += [f"patient name token {t!r}" for t in sorted(names) if re.search(rf"(?<!{LETTER}){re.escape(t)}(?!{LETTER})", unquoted, flags=re.IGNORECASE)]
+    found = [f"person name {m.group(0)!r}" for m in PERSON_NAME.finditer(plain)]
+    found += [f"patient name token {t!r}" for t in sorted(names) if _has_token(t, unquoted)]
+    for quote in QUOTE.findall(plain):  # quoted text (burned-in text a model read out): two of the name's tokens together
+        tokens = [t for t in sorted(names) if _has_token(t, quote)]
+        found += [f"patient name token {t!r}" for t in tokens] if len(tokens) >= 2 else []
+    found += [f"social security number {m.group(0)!r}" for m in SSN.finditer(plain)]
+    found += [f"phone number {m.group(0)!r}" for m in PHONE.finditer(plain) if not TOLL_FREE_AREA.match(re.sub(r"\D", "", m.group(0))[-10:])]
+    found += [f"e-mail address {m.group(0)!r}" for m in EMAIL.finditer(plain)]
+    found += [f"age over 89 {m.group(0)!r}" for m in AGE_OVER_89.finditer(plain)]
+    found += [f"date {m.group(0)!r}" for m in MONTH_FIRST.finditer(plain)]
     dates = _dates(plain)
     found += [f"date {m.group(0)!r}" for m in dates]
     undated = plain
@@ -395,8 +420,9 @@ def triplets_frames(triplets: pl.DataFrame, modality: str, body_region: str | No
     for t in triplets.iter_rows(named=True):
         text = (t["description"] or "").lower()
         prov = t["provenance"] or {}
+        # the citation is the sources file's own text, not the data's: a journal's article number is no MRN
         fields = [t["description"], t["coarse_caption"], *(t["facets"] or {}).values(), *(r["label"] for r in t["rois"]), *(r["location"] for r in t["rois"]),
-                  prov.get("source_relpath"), prov.get("citation")]
+                  prov.get("source_relpath")]
         rows.append({
             "triplet_id": t["triplet_id"], "modality": t["modality"], "license": t["license"],
             "names_modality_and_organ": display_name(modality).lower() in text and (not body_region or body_region.lower() in text),

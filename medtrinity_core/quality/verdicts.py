@@ -29,8 +29,10 @@ def verdict_path(wd: Workdir, source: str, check: str, shard: str):
 
 def manifest_digest(wd: Workdir, source: str, stage: str, shard: str) -> str | None:
     """The sha256 of a partition's manifest file as it is now; None when there is none."""
-    path = wd.manifest_path(source, stage, shard)
-    return sha256_bytes(path.read_bytes()) if path.exists() else None
+    try:
+        return sha256_bytes(wd.manifest_path(source, stage, shard).read_bytes())
+    except OSError:  # none, or not a file
+        return None
 
 
 def manifest_stamp(wd: Workdir, source: str, stage: str, shard: str) -> dict | None:
@@ -83,9 +85,20 @@ def read_verdict(wd: Workdir, source: str, check: str, shard: str) -> dict | Non
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        verdict = json.loads(path.read_text())
     except (OSError, ValueError):  # unreadable: no verdict, so the partition is unchecked
         return None
+    return verdict if _well_formed(verdict) else None
+
+
+def _well_formed(verdict) -> bool:
+    """A verdict as record_verdict writes it; anything else (an edited or damaged file) is no verdict, so
+    the partition is unchecked rather than a crash or, worse, trusted."""
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("manifest"), dict):
+        return False
+    failing = verdict.get("failing")
+    return (isinstance(verdict.get("passed"), bool) and verdict.get("severity") in ("ERROR", "WARN")
+            and isinstance(failing, list) and all(isinstance(f, dict) and isinstance(f.get("examples", []), list) for f in failing))
 
 
 def _figure(value) -> str:

@@ -88,6 +88,14 @@ def _scan_gate(name: str, shard: str, flagged: list[tuple[dict, list[str]]]) -> 
     return Gate(name, shard, "patient_data_scan", "found", detail, rows=len(flagged), examples=[r["triplet_id"] for r, _ in flagged])
 
 
+def _readable(path) -> pl.DataFrame | None:
+    """A normalized manifest for the card's counts; a damaged one counts nothing (its triplets say more)."""
+    try:
+        return read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError):
+        return None
+
+
 def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Collection:
     names = [n for n in source_names if not filters.sources or n in filters.sources]
     unknown = sorted(set(filters.sources) - set(source_names))
@@ -99,9 +107,17 @@ def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Coll
         taken = load_takedowns(workdir, name)
         for path in sorted(workdir.manifests.glob(f"{name}/triplets/*.parquet"), key=str):
             shard = path.name[: -len(".parquet")]
-            data = path.read_bytes()  # the bytes read are the bytes whose digest the triplets check must have judged
+            try:
+                data = path.read_bytes()  # the bytes read are the bytes whose digest the triplets check must have judged
+                table = pl.read_parquet(io.BytesIO(data))
+                if "provenance" not in table.columns:
+                    raise ValueError("it is not a triplets manifest (no provenance column)")
+            except (OSError, ValueError, pl.exceptions.PolarsError) as exc:  # one damaged shard leaves itself out, not the export
+                gates.append(Gate(name, shard, "manifest", "unreadable", f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
+                dropped["unreadable manifest"] += 1
+                continue
             partition = []
-            for row in pl.read_parquet(io.BytesIO(data)).iter_rows(named=True):
+            for row in table.iter_rows(named=True):
                 if taken.covers(row["provenance"]["item_id"], row["provenance"]["source_relpath"]) or row["provenance"].get("patient_key") in taken.patient_keys:
                     dropped["taken down"] += 1
                 else:
@@ -134,7 +150,7 @@ def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Coll
             if flagged:
                 gates.append(_scan_gate(name, shard, flagged))
             rows += kept
-        normalized = [read_parquet(p) for p in sorted(workdir.manifests.glob(f"{name}/normalized/*.parquet"), key=str)]
+        normalized = [df for p in sorted(workdir.manifests.glob(f"{name}/normalized/*.parquet"), key=str) if (df := _readable(p)) is not None]
         if normalized:
             decontaminated[name] = int(pl.concat(normalized, how="vertical_relaxed").filter(pl.col("duplicate_kind") == "benchmark").height)
     if not rows:

@@ -25,7 +25,7 @@ class Gate:
     source: str
     shard: str
     check: str  # a blocking check's name, or `patient_data_scan` (the export's own scan)
-    status: str  # failed | not run | stale | found
+    status: str  # failed | not run | stale | found | unreadable
     detail: str
     rows: int = 0
     examples: list[str] = field(default_factory=list)
@@ -36,6 +36,8 @@ class Gate:
             return f"{self.check} failed ({self.detail})" if self.detail else f"{self.check} failed"
         if self.status == "not run":
             return f"{self.check} never ran on it (unchecked)"
+        if self.status == "unreadable":
+            return f"its triplets manifest cannot be read ({self.detail})"
         if self.status == "stale":
             return f"{self.check} judged an earlier {BLOCKING.get(self.check, '')} manifest, not the one there now (unchecked)"
         return f"the export's patient-data scan found {self.detail}"
@@ -69,8 +71,9 @@ def partition_gates(wd: Workdir, source: str, shard: str, triplets_digest: str) 
 def text_fields(row: dict):
     """(field, text) of every value of a triplet row that a person or a path wrote: the description,
     caption and facets, ROI labels and locations, and of the provenance the source path, the annotation
-    matches, the citations and the passages' foci. Ids, hashes, versions, model names and passage ids
-    are machine-made (a date-pinned `gpt-4o-2024-08-06` is no birth date) and are not read."""
+    matches and the passages' foci. Ids, hashes, versions, model names and passage ids are machine-made
+    (a date-pinned `gpt-4o-2024-08-06` is no birth date), and citations are the sources file's and the
+    corpora's own text (`Data in Brief 28:104863`): none is read."""
     prov = row.get("provenance") or {}
     yield "description", row.get("description")
     yield "coarse_caption", row.get("coarse_caption")
@@ -80,12 +83,10 @@ def text_fields(row: dict):
         yield "rois.label", roi.get("label")
         yield "rois.location", roi.get("location")
     yield "provenance.source_relpath", None if prov.get("source_path_hashed") else prov.get("source_relpath")
-    yield "provenance.citation", prov.get("citation")
     for match in prov.get("annotation_matches") or []:
         yield "provenance.annotation_matches", match.get("match")
     for passage in prov.get("passages") or []:
         yield "provenance.passages.focus", passage.get("focus")
-        yield "provenance.passages.citation", passage.get("citation")
 
 
 def row_findings(row: dict) -> list[str]:
