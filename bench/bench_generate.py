@@ -23,18 +23,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import entry, finish, peak_in_subprocess, peak_rss_mb, table  # noqa: E402
+from common import entry, finish, peak_in_subprocess, peak_rss_mb, table
 
-from medtrinity_core.describe.facts import image_facts  # noqa: E402
-from medtrinity_core.describe.faithfulness import score  # noqa: E402
-from medtrinity_core.describe.grounded import GroundedGenerator  # noqa: E402
-from medtrinity_core.describe.stage import boxed_png  # noqa: E402
-from medtrinity_core.imaging.normalize import normalize  # noqa: E402
-from medtrinity_core.roi.extract import extract_rois  # noqa: E402
-from medtrinity_core.sources.discover import discover  # noqa: E402
-from medtrinity_core.sources.inventory import inventory  # noqa: E402
-from medtrinity_core.sources.schema import GeneratorSpec, load_sources  # noqa: E402
-from medtrinity_core.storage import Workdir  # noqa: E402
+from medtrinity_core.describe.facts import image_facts
+from medtrinity_core.describe.faithfulness import score
+from medtrinity_core.describe.grounded import GroundedGenerator
+from medtrinity_core.describe.stage import boxed_png
+from medtrinity_core.imaging.normalize import normalize
+from medtrinity_core.roi.extract import extract_rois
+from medtrinity_core.sources.discover import discover
+from medtrinity_core.sources.inventory import inventory
+from medtrinity_core.sources.schema import GeneratorSpec, load_sources
+from medtrinity_core.storage import Workdir
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("sam-med2d-ct", "kvasir-seg", "dsb2018", "biomedparse-pathology")

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import finish, image_masks_sources, peak_rss_mb, table  # noqa: E402
+from common import finish, image_masks_sources, peak_rss_mb, table
 
 SIZES = (10_000, 100_000)
 SHARD = 500

@@ -20,13 +20,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import finish, peak_rss_mb, table  # noqa: E402
+from common import finish, peak_rss_mb, table
 
-from medtrinity_core.knowledge.medquad import parse_medquad  # noqa: E402
-from medtrinity_core.knowledge.retrieve import compose_query, finding_words  # noqa: E402
-from medtrinity_core.knowledge.store import build, chunker_for, embedder_for, nearest, open_collection  # noqa: E402
-from medtrinity_core.knowledge.vocabulary import SourceVocabulary, load_vocabulary  # noqa: E402
-from medtrinity_core.sources.schema import RetrievalConfig  # noqa: E402
+from medtrinity_core.knowledge.medquad import parse_medquad
+from medtrinity_core.knowledge.retrieve import compose_query, finding_words
+from medtrinity_core.knowledge.store import (
+    build,
+    chunker_for,
+    embedder_for,
+    nearest,
+    open_collection,
+)
+from medtrinity_core.knowledge.vocabulary import SourceVocabulary, load_vocabulary
+from medtrinity_core.sources.schema import RetrievalConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "samples" / "knowledge" / "medquad"

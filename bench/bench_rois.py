@@ -22,15 +22,15 @@ from skimage.measure import regionprops
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import entry, finish, peak_in_subprocess, peak_rss_mb, table  # noqa: E402
+from common import entry, finish, peak_in_subprocess, peak_rss_mb, table
 
-from medtrinity_core.imaging.normalize import normalize  # noqa: E402
-from medtrinity_core.roi.components import EIGHT  # noqa: E402
-from medtrinity_core.roi.extract import extract_rois  # noqa: E402
-from medtrinity_core.sources.discover import discover  # noqa: E402
-from medtrinity_core.sources.inventory import inventory  # noqa: E402
-from medtrinity_core.sources.schema import load_sources  # noqa: E402
-from medtrinity_core.storage import Workdir  # noqa: E402
+from medtrinity_core.imaging.normalize import normalize
+from medtrinity_core.roi.components import EIGHT
+from medtrinity_core.roi.extract import extract_rois
+from medtrinity_core.sources.discover import discover
+from medtrinity_core.sources.inventory import inventory
+from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.storage import Workdir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MASKS = 2000

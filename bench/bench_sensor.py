@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import finish, image_masks_sources, peak_rss_mb, table  # noqa: E402
+from common import finish, image_masks_sources, peak_rss_mb, table
 
 DROPS, PAIRS = 100, 500
 

@@ -28,4 +28,4 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def salted_hash(value: str, salt: str) -> str:
     """Hide a patient-identifying path while keeping equal paths equal within one deployment."""
-    return hashlib.sha256(f"{salt}{_SEP}{value}".encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(f"{salt}{_SEP}{value}".encode()).hexdigest()[:32]

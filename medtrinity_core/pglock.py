@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -64,7 +65,7 @@ class AdvisoryLock:
     def __init__(self, params: dict, scope: str, name: str):
         self.params, self.key, self.depth, self.conn = params, lock_key(scope, name), 0, None
 
-    def __enter__(self) -> "AdvisoryLock":
+    def __enter__(self) -> Self:
         if self.depth == 0:
             import psycopg2
 

@@ -89,7 +89,7 @@ class Workdir:
     root: UPath
 
     @classmethod
-    def at(cls, root: str | os.PathLike) -> "Workdir":
+    def at(cls, root: str | os.PathLike) -> Workdir:
         root = as_upath(root)
         if _is_local(root):
             root = UPath(Path(root.path).resolve())
@@ -136,7 +136,7 @@ class Workdir:
         """Work-folder URIs in manifests are relative (`images/ab/cd/<sha>.png`), so a folder can move."""
         return self.root / uri
 
-    def ensure(self) -> "Workdir":
+    def ensure(self) -> Workdir:
         home = self.dagster_home
         home.mkdir(parents=True, exist_ok=True)
         if not (home / "dagster.yaml").exists():

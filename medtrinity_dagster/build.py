@@ -13,9 +13,14 @@ from medtrinity_dagster.io_manager import ManifestIOManager
 from medtrinity_dagster.k8s import executor
 from medtrinity_dagster.knowledge import build_knowledge_asset
 from medtrinity_dagster.release import build_exports_asset
+from medtrinity_dagster.resources import (
+    GeneratorResource,
+    KnowledgeResource,
+    LandingResource,
+    NoProgress,
+    WorkdirResource,
+)
 from medtrinity_dagster.sensors import build_landing_sensor, sensor_interval
-from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, NoProgress, WorkdirResource
-
 
 # The daemon's automation sensor, on by default: downstream stages follow a materialized raw shard.
 AUTOMATION = dg.AutomationConditionSensorDefinition("medtrinity_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,

@@ -20,11 +20,11 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from medtrinity_core.errors import MedtrinityError, SourcesFileError, UsageError  # noqa: E402
-from medtrinity_core.modalities import MODALITIES  # noqa: E402
-from medtrinity_core.sources.discover import match_problem  # noqa: E402
-from medtrinity_core.sources.schema import load_sources  # noqa: E402
-from medtrinity_core.storage import Workdir  # noqa: E402
+from medtrinity_core.errors import MedtrinityError, SourcesFileError, UsageError
+from medtrinity_core.modalities import MODALITIES
+from medtrinity_core.sources.discover import match_problem
+from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.storage import Workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Dagster's console logger prints every failed step with its stack trace; the command prints one line per
@@ -380,7 +380,11 @@ def cmd_knowledge_query(args) -> int:
 
     from medtrinity_core.knowledge.retrieve import query_passages
     from medtrinity_core.knowledge.store import embedder_for, open_collection
-    from medtrinity_core.knowledge.vocabulary import SourceVocabulary, load_vocabulary, source_vocabulary
+    from medtrinity_core.knowledge.vocabulary import (
+        SourceVocabulary,
+        load_vocabulary,
+        source_vocabulary,
+    )
     from medtrinity_core.sources.schema import RetrievalConfig, load_sources
 
     wd = Workdir.at(args.workdir)
@@ -558,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     except MedtrinityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except Exception as exc:  # noqa: BLE001 - one line for the user; MEDTRINITY_DEBUG=1 shows the traceback
+    except Exception as exc:
         if os.environ.get("MEDTRINITY_DEBUG"):
             raise
         print(f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} (MEDTRINITY_DEBUG=1 shows the traceback)", file=sys.stderr)

@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from medtrinity_core.sources.schema import load_sources  # noqa: E402
-from medtrinity_dagster.build import build_definitions  # noqa: E402
+from medtrinity_core.sources.schema import load_sources
+from medtrinity_dagster.build import build_definitions
 
 defs = build_definitions(
     load_sources(os.environ.get("MEDTRINITY_SOURCES", "examples/sources.yaml")),

@@ -21,17 +21,28 @@ from medtrinity_core.knowledge.store import fetch_passages, open_collection, ver
 from medtrinity_core.knowledge.vocabulary import source_vocabulary
 from medtrinity_core.quality import checks, suites
 from medtrinity_core.quality.names import patient_name_tokens
-from medtrinity_core.quarantine import defects, items_in, read_quarantine, write_quarantine
+from medtrinity_core.quarantine import (
+    defects,
+    items_in,
+    read_quarantine,
+    write_quarantine,
+)
 from medtrinity_core.records import QUARANTINE, frame
-from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.drops import for_shard
+from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.inventory import raw_stage
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.sources.shards import planned_shard
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 from medtrinity_dagster.k8s import gpu_op_tags
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
-from medtrinity_dagster.resources import GeneratorResource, KnowledgeResource, LandingResource, Progress, WorkdirResource
+from medtrinity_dagster.resources import (
+    GeneratorResource,
+    KnowledgeResource,
+    LandingResource,
+    Progress,
+    WorkdirResource,
+)
 
 STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
 
@@ -74,7 +85,7 @@ def _no_quarantine() -> pl.DataFrame:
 
 def source_assets(src: SourceConfig, rerun_contexts: bool = False) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     parts = dg.DynamicPartitionsDefinition(name=partitions_name(src))
-    base = dict(partitions_def=parts, group_name=src.slug, io_manager_key="manifest_io", kinds={"polars"}, tags={"medtrinity/source": src.name})
+    base = {"partitions_def": parts, "group_name": src.slug, "io_manager_key": "manifest_io", "kinds": {"polars"}, "tags": {"medtrinity/source": src.name}}
 
     def common(stage: str) -> dict:
         """Each stage's code version hashes only the configuration it (and its upstream) reads; every

@@ -6,8 +6,8 @@ base, or not judged by one of its blocking checks (no verdict on the manifest th
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 import json
+from dataclasses import replace
 
 import dagster as dg
 

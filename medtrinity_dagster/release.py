@@ -3,7 +3,6 @@ the card's counts and plots as its metadata."""
 
 
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 
@@ -15,12 +14,12 @@ from medtrinity_dagster.resources import WorkdirResource
 class ExportConfig(dg.Config):
     """Formats and filters of the export (the `medtrinity export` options)."""
 
-    formats: list[str] = ["hf"]
+    formats: list[str] = ["hf"]  # noqa: RUF012 - a pydantic field: each config gets its own copy
     out: str = ""  # default: <workdir>/exports/<format>
     license_group: str = "all"
-    licenses: list[str] = []
-    min_faithfulness: Optional[float] = None
-    sources: list[str] = []
+    licenses: list[str] = []  # noqa: RUF012 - a pydantic field
+    min_faithfulness: float | None = None
+    sources: list[str] = []  # noqa: RUF012 - a pydantic field
     include_failed_checks: bool = False  # also partitions whose blocking checks failed or never ran (reviewed by a person)
 
 
@@ -28,7 +27,9 @@ def build_exports_asset(sources: SourcesFile) -> dg.AssetsDefinition:
     @dg.asset(key="exports", group_name="release", deps=[dg.AssetKey([s.name, "triplets"]) for s in sources.sources], kinds={"parquet"},
               description="The dataset in the formats trainers read (hf, medtrinity, webdataset, llava, coco), with patient-level splits, a card and checksums")
     def exports(context: dg.AssetExecutionContext, config: ExportConfig, workdir: WorkdirResource) -> dg.MaterializeResult:
-        from medtrinity_core.release.card import PLOTS  # the formats' and plots' libraries load with the asset, not the Definitions
+        from medtrinity_core.release.card import (
+            PLOTS,  # the formats' and plots' libraries load with the asset, not the Definitions
+        )
         from medtrinity_core.release.export import export
         from medtrinity_core.roi.preview import markdown_image
 

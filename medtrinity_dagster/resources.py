@@ -3,11 +3,10 @@ progress reporter (the CLI's bars)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import dagster as dg
-
-from pathlib import Path
 
 from medtrinity_core.knowledge.embed import Embedder
 from medtrinity_core.knowledge.store import embedder_for
@@ -38,7 +37,7 @@ class KnowledgeResource(dg.ConfigurableResource):
     collection: str = RetrievalConfig.collection
 
     @classmethod
-    def of(cls, cfg: RetrievalConfig) -> "KnowledgeResource":
+    def of(cls, cfg: RetrievalConfig) -> KnowledgeResource:
         return cls(model_dir=str(cfg.model_dir or ""), query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix, max_tokens=cfg.max_tokens,
                    overlap_tokens=cfg.overlap_tokens, server=cfg.server or "", token_env=cfg.token_env or "", collection=cfg.collection)
 

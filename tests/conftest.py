@@ -108,7 +108,7 @@ def materialize_source(sources_file: Path, workdir: Path) -> dict:
     defs = build_definitions(sources, str(wd.root))
     everything = [*defs.assets, *defs.asset_checks]
     kb = dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
-    shard = sorted(plan)[0]
+    shard = min(plan)
     result = dg.materialize(everything, resources=defs.resources, instance=instance, partition_key=shard, raise_on_error=False,
                             selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in STAGES]))
     return {"workdir": wd, "source": src, "shard": shard, "kb": kb, "result": result, "instance": instance, "sources": sources}

@@ -154,7 +154,7 @@ def _save_structure_set(path: Path, series: list[Dataset], name: str, contours: 
 def write_rtstruct(path: Path, series: list[Dataset], with_references: bool = True, name: str = "GTV") -> None:
     """One ROI, GTV, drawn as a square on each lesion slice (patient's right: columns 4-11, rows 8-15)."""
     contours = []
-    by_z = {int(round(float(d.ImagePositionPatient[2]) / SLICE_MM)): d for d in series}
+    by_z = {round(float(d.ImagePositionPatient[2]) / SLICE_MM): d for d in series}
     for z in range(LESION[0].start, LESION[0].stop):
         d = by_z[z]
         x0, y0, zz = (float(v) for v in d.ImagePositionPatient)

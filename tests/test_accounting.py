@@ -22,8 +22,8 @@ from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.series import assemble
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import shard_items
-from medtrinity_core.sources.shards import plan_entries
 from medtrinity_core.sources.schema import BoxSpec, LabelsCsv, MaskSpec, SourceConfig
+from medtrinity_core.sources.shards import plan_entries
 from medtrinity_core.storage import Workdir
 
 from .conftest import through_normalized
@@ -34,7 +34,7 @@ LICENSE = "LicenseRef-test"
 
 def reasons(src, wd) -> dict[str, str]:
     """relpath -> reason for every rejected or quarantined item of a source run to normalized."""
-    items, rejected, raw, images, q = through_normalized(src, wd)
+    _items, _rejected, _raw, _images, q = through_normalized(src, wd)
     wanted, raw_q = shard_items(src, plan_entries(src))
     from medtrinity_core.sources.inventory import inventory
 

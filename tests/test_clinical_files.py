@@ -22,8 +22,16 @@ from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
 
 from .conftest import through_normalized
-from .dicom_factory import LESION, dicom_source, strip_spatial_locations, write_colour_captures, write_disc_rtstruct, write_grid_series, write_seg, write_series
-
+from .dicom_factory import (
+    LESION,
+    dicom_source,
+    strip_spatial_locations,
+    write_colour_captures,
+    write_disc_rtstruct,
+    write_grid_series,
+    write_seg,
+    write_series,
+)
 
 run = through_normalized
 
@@ -81,7 +89,7 @@ def pet_ct(tmp_path):
 
 
 def test_rtstruct_drawn_on_the_ct_is_rasterized_onto_the_pet_of_its_frame_of_reference(tmp_path):
-    ct, pet, planes = pet_ct(tmp_path)
+    _ct, _pet, planes = pet_ct(tmp_path)
     src = dicom_source(tmp_path / "pet", modality="pet")
     items, rejected, raw, df, q = run(src, Workdir.at(tmp_path / "wd"))
     assert rejected == [] and q.height == 0 and len(items) == 1
@@ -101,7 +109,7 @@ def test_rtstruct_drawn_on_the_ct_is_rasterized_onto_the_pet_of_its_frame_of_ref
 
 
 def test_annotation_on_a_frame_of_reference_no_series_shares_stays_unreferenced(tmp_path):
-    ct, pet, planes = pet_ct(tmp_path)
+    _ct, _pet, _planes = pet_ct(tmp_path)
     for path in (tmp_path / "pet").glob("pt_*.dcm"):
         path.unlink()
     items, rejected = discover(dicom_source(tmp_path / "pet"))
@@ -118,7 +126,7 @@ def test_malformed_header_is_quarantined_and_discovery_goes_on(tmp_path):
     element = b"\x28\x00\x08\x00IS\x02\x00"  # (0028,0008) IS, two bytes: "11" becomes the non-numeric "1A"
     assert data.count(element + b"11") == 1
     (tmp_path / "src" / "bad.dcm").write_bytes(data.replace(element + b"11", element + b"1A"))
-    items, rejected, raw, df, q = run(replace(dicom_source(tmp_path / "src"), negatives_per_volume=2), Workdir.at(tmp_path / "wd"))
+    items, rejected, _raw, df, _q = run(replace(dicom_source(tmp_path / "src"), negatives_per_volume=2), Workdir.at(tmp_path / "wd"))
     assert [(r.relpath, r.reason) for r in rejected] == [("bad.dcm", "unreadable")]
     assert "header cannot be parsed" in rejected[0].detail and len(items) == 1 and df.height > 0
 
@@ -127,7 +135,7 @@ def test_malformed_header_is_quarantined_and_discovery_goes_on(tmp_path):
 def test_colour_images_sharing_a_series_without_geometry_are_independent_2d_images(tmp_path, sop_class):
     write_colour_captures(tmp_path / "photos", 3, sop_class)
     wd = Workdir.at(tmp_path / "wd")
-    items, rejected, raw, df, q = run(dicom_source(tmp_path / "photos", modality="dermoscopy"), wd)
+    items, rejected, _raw, df, q = run(dicom_source(tmp_path / "photos", modality="dermoscopy"), wd)
     assert rejected == [] and q.height == 0 and len(items) == 3
     assert df["channels"].to_list() == [3, 3, 3] and df["slice_axis"].to_list() == [None] * 3
     greens = sorted(int(wd.read_png(uri)[..., 1].mean()) for uri in df["image_uri"])
@@ -174,7 +182,7 @@ def test_volume_index_past_the_last_volume_is_quarantined(tmp_path):
 
 def account(src, wd):
     """Every file under the root: an item with output rows or a quarantine row, or a rejection."""
-    items, rejected, raw, df, q = run(src, wd)
+    items, rejected, _raw, df, q = run(src, wd)
     done = set(df["item_id"].to_list()) | set(q["item_id"].to_list())
     assert all(i.item_id in done for i in items)
     covered = {i.relpath for i in items} | {a.relpath for i in items for a in i.annotations} | {r.relpath for r in rejected}
@@ -211,7 +219,7 @@ def test_a_label_past_the_last_volume_of_a_4d_label_file_is_a_mismatch(tmp_path)
 
 
 def test_seg_on_the_frame_of_reference_of_another_series_is_matched_by_geometry(tmp_path):
-    ct, pet, planes = pet_ct(tmp_path)
+    ct, _pet, _planes = pet_ct(tmp_path)
     shutil.rmtree(tmp_path / "pet")
     (tmp_path / "pet").mkdir()
     # a SEG written on the CT, read on a copy of the CT series with new series and instance UIDs

@@ -6,7 +6,12 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from medtrinity_core.imaging.dedup import deduplicate, hamming, perceptual_hash, unique_images
+from medtrinity_core.imaging.dedup import (
+    deduplicate,
+    hamming,
+    perceptual_hash,
+    unique_images,
+)
 from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import inventory

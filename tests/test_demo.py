@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import pytest
 
+from medtrinity_core.describe.stage import describe, make_generator
 from medtrinity_core.knowledge.corpora import load_corpora
 from medtrinity_core.knowledge.retrieve import retrieve_context
-from medtrinity_core.describe.stage import describe, make_generator
-from medtrinity_core.knowledge.store import build, chunker_for, embedder_for, fetch_passages, open_collection
+from medtrinity_core.knowledge.store import (
+    build,
+    chunker_for,
+    embedder_for,
+    fetch_passages,
+    open_collection,
+)
 from medtrinity_core.roi.extract import dataset_rois, extract_rois
 from medtrinity_core.sources.schema import load_sources
 from medtrinity_core.storage import Workdir

@@ -32,7 +32,7 @@ def run(tmp_path, names, modality="mri"):
     src = SourceConfig(name="d", modality=modality, license="LicenseRef-test", root=root, layout="dicom", images=r".+\.dcm")
     wd = Workdir.at(tmp_path / "wd")
     items, _ = discover(src)
-    raw, q = inventory(src, items)
+    raw, _q = inventory(src, items)
     df, nq = normalize(src, raw.iter_rows(named=True), wd)
     return wd, df, nq
 
@@ -88,7 +88,7 @@ def test_monochrome1_is_inverted():
 
 
 def test_multi_frame_objects_become_volumes_or_frames(tmp_path):
-    wd, df, q = run(tmp_path, ["rtdose.dcm", "examples_ybr_color.dcm", "SC_rgb_rle_2frame.dcm"], modality="ct")
+    _wd, df, q = run(tmp_path, ["rtdose.dcm", "examples_ybr_color.dcm", "SC_rgb_rle_2frame.dcm"], modality="ct")
     assert q.height == 0
     dose = df.filter(df["relpath"] == "rtdose.dcm")
     assert set(dose["slice_axis"].to_list()) == {"axial"} and dose.height == 2  # a 15-frame grid sliced as a volume (2 negatives)

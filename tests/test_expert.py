@@ -77,7 +77,7 @@ def test_expert_path_segments_fresh_images(trained, tmp_path, kind):
     images, truth = synthetic(np.random.default_rng(123), 10)
     rows = []
     for i, img in enumerate(images):
-        uri, sha = wd.put_png((img * 255).astype(np.uint8))
+        uri, _sha = wd.put_png((img * 255).astype(np.uint8))
         rows.append({"image_id": f"img-{i}", "item_id": f"item-{i}", "relpath": f"{i}.png", "image_uri": uri, "width": SIZE, "height": SIZE,
                      "masks": [], "boxes": [], "label_volumes": [], "labels": [], "image_left": None, "image_top": None, "spacing_x": None, "spacing_y": None})
     model = ExpertModel(spec)

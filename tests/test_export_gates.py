@@ -183,8 +183,8 @@ def test_a_failed_faithfulness_verdict_names_its_figures_against_thresholds_and_
                                   {"expectation": "contradiction rate at most 0.2", "failing_rows": 1, "examples": ["img-1"]}]
     assert "the image shows no polyp" not in json.dumps(verdict)  # ids only: nothing a row's text held
     got = collect(wd, [SOURCE], Filters(include_failed_checks=True))
-    assert got.gate_lines() == ["included 1 row(s) of s shard unfaithful-0000 (--include-failed-checks): faithfulness failed "
-                                "(mean faithfulness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); worst: img-1 (0.4), img-2 (0.55))"]
+    assert got.gate_lines() == [("included 1 row(s) of s shard unfaithful-0000 (--include-failed-checks): faithfulness failed "
+                                 "(mean faithfulness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); worst: img-1 (0.4), img-2 (0.55))")]
     assert got.gates[0].examples == ["img-1", "img-2"]  # each id once
     passed = record_verdict(wd, SOURCE, "unfaithful-0000", "faithfulness", "descriptions", True, "ERROR", {**FAITHFULNESS_FAILED[2], "mean_faithfulness": 0.95, "contradiction_rate": 0.0})
     assert passed["failing"] == []
@@ -297,8 +297,8 @@ def test_export_leaves_out_the_flagged_partition_with_one_line_per_check_and_exp
     out = tmp_path / "out"
     assert export_cli(planted, out) == 0
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == [f"left out 2 row(s) of kvasir-seg shard base-0000: triplets_suite failed "
-                                         f"(no patient data in any text field: 1 row(s), e.g. {flagged_example(planted)})"]
+    assert captured.err.splitlines() == [(f"left out 2 row(s) of kvasir-seg shard base-0000: triplets_suite failed "
+                                          f"(no patient data in any text field: 1 row(s), e.g. {flagged_example(planted)})")]
     assert "1 records as hf" in captured.out and "left out: 2 (blocking check failed)" in captured.out
     summary = json.loads((out / "export.json").read_text())
     assert summary["rows"] == 1 and summary["checks"]["include_failed_checks"] is False
@@ -314,8 +314,8 @@ def test_include_failed_checks_exports_them_and_the_card_records_it(planted, tmp
     out = tmp_path / "out"
     assert export_cli(planted, out, "--include-failed-checks") == 0
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"included 2 row(s) of kvasir-seg shard base-0000 (--include-failed-checks): triplets_suite failed "
-                   f"(no patient data in any text field: 1 row(s), e.g. {flagged_example(planted)})",
+    assert err == [(f"included 2 row(s) of kvasir-seg shard base-0000 (--include-failed-checks): triplets_suite failed "
+                    f"(no patient data in any text field: 1 row(s), e.g. {flagged_example(planted)})"),
                    (f"included 1 row(s) of kvasir-seg shard base-0000 (--include-failed-checks): the export's patient-data scan found "
                     f"person name in provenance.source_relpath and 2 more (1 row(s), e.g. {flagged_example(planted)})")]
     summary = json.loads((out / "export.json").read_text())

@@ -12,9 +12,9 @@ from medtrinity_core.quality import checks
 
 
 def label(name, **kw) -> LabelFacts:
-    base = dict(label=name, term=None, category="finding", count=1, side="left", size_class="small", area_pct=0.8, area_mm2=None, volume_ml=None,
-                location="posterior, patient's left", within=None, shape="round", margin="well-circumscribed", contrast="hypodense", texture="homogeneous",
-                colour=None, method="ground_truth_mask", model_id=None, confidence=None)
+    base = {"label": name, "term": None, "category": "finding", "count": 1, "side": "left", "size_class": "small", "area_pct": 0.8, "area_mm2": None, "volume_ml": None,
+                "location": "posterior, patient's left", "within": None, "shape": "round", "margin": "well-circumscribed", "contrast": "hypodense", "texture": "homogeneous",
+                "colour": None, "method": "ground_truth_mask", "model_id": None, "confidence": None}
     return LabelFacts(**{**base, **kw})
 
 

@@ -306,7 +306,7 @@ def test_label_png_values_become_one_mask_per_label(tmp_path):
     src = SourceConfig(name="lab", modality="ct", license="CC0-1.0", root=root, layout="image_masks", images=r"images/(?P<id>\w+)\.png",
                        masks=(MaskSpec(pattern=r"labels/{id}\.png", label_map=((1, "liver"), (2, "tumor"))),))
     wd = Workdir.at(tmp_path / "wd")
-    df, q = run_stage(src, wd)
+    df, _q = run_stage(src, wd)
     masks = {m["label"]: wd.read_png(m["uri"]) > 127 for m in df.row(0, named=True)["masks"]}
     assert set(masks) == {"liver", "tumor"}
     assert np.array_equal(masks["liver"], values == 1) and np.array_equal(masks["tumor"], values == 2)

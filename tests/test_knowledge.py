@@ -12,9 +12,23 @@ from medtrinity_core.knowledge.chunking import Chunker
 from medtrinity_core.knowledge.corpora import load_corpora
 from medtrinity_core.knowledge.embed import Embedder
 from medtrinity_core.knowledge.medquad import parse_medquad
-from medtrinity_core.knowledge.retrieve import coarse_caption, finding_queries, retrieve_context
-from medtrinity_core.knowledge.store import build, chunker_for, fetch_passages, kb_version, open_collection
-from medtrinity_core.sources.schema import KnowledgeConfig, RetrievalConfig, load_sources
+from medtrinity_core.knowledge.retrieve import (
+    coarse_caption,
+    finding_queries,
+    retrieve_context,
+)
+from medtrinity_core.knowledge.store import (
+    build,
+    chunker_for,
+    fetch_passages,
+    kb_version,
+    open_collection,
+)
+from medtrinity_core.sources.schema import (
+    KnowledgeConfig,
+    RetrievalConfig,
+    load_sources,
+)
 
 from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE
 
@@ -147,7 +161,7 @@ POLYP_ROI = {"image_id": "img-1", "roi_id": "r1", "label": "polyp", "area_px": 9
 
 
 def test_retrieval_finds_the_disease_of_the_image_and_ties_it_to_the_finding(kb, embedder):
-    passages, path, version, _ = kb
+    _passages, path, version, _ = kb
     src = load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg")
     image = {"image_id": "img-1", "masks": [{"label": "polyp"}], "labels": ["polyp"], "slice_axis": None}
     # the canonical term and synonyms, the measured facts, then the coarse caption's organ and modality
@@ -276,17 +290,17 @@ def test_knowledge_query_prints_the_top_passages_as_json(embedder, chunker, tmp_
     passages = load_corpora(CORPUS, chunker)
     build(passages, RetrievalConfig(), Workdir.at(tmp_path).chroma, embedder)
     out = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "knowledge", "query", "--label", "polyp", "--modality", "endoscopy",
-                          "--body-region", "colon", "--k", "2", "--json", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                          "--body-region", "colon", "--k", "2", "--json", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)
     assert len(hits) == 2 and set(hits[0]) == {"passage_id", "corpus", "focus", "title", "score", "text"}
     assert hits[0]["focus"] in {"Colonic Polyps", "Colon Cancer"} and hits[0]["corpus"] == "medquad-tiny" and hits[0]["score"] >= hits[1]["score"]
     assert hits[0]["title"].endswith("?") and hits[0]["passage_id"] in set(passages["passage_id"])
     text = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "knowledge", "query", "--label", "benign", "--sources", str(EXAMPLES / "sources.yaml"),
-                           "--source", "busi", "--k", "1", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                           "--source", "busi", "--k", "1", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
     assert text.returncode == 0 and text.stdout.startswith("query: benign breast lesion, ") and "breast ultrasound" in text.stdout.splitlines()[0]
     missing = subprocess.run([sys.executable, "-m", "medtrinity_dagster.cli", "knowledge", "query", "--label", "x", "--workdir", str(tmp_path / "none")],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 1 and missing.stderr.startswith("error: no knowledge base in")
 
 
@@ -294,7 +308,11 @@ def test_the_vocabulary_maps_labels_as_sources_write_them_and_passes_the_rest_th
     from pydicom.sr.codedict import codes
 
     from medtrinity_core.knowledge.retrieve import finding_words
-    from medtrinity_core.knowledge.vocabulary import SourceVocabulary, load_vocabulary, normal_form
+    from medtrinity_core.knowledge.vocabulary import (
+        SourceVocabulary,
+        load_vocabulary,
+        normal_form,
+    )
 
     vocabulary = load_vocabulary()
     assert normal_form("Pleural_Effusion+ ") == "pleural effusion"

@@ -136,7 +136,10 @@ def test_downstream_stages_follow_a_materialized_raw_shard_by_automation(zone):
 
 
 def test_a_changed_knowledge_base_marks_the_contexts_built_on_it_stale(zone, tiny_sources, tmp_path):
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.definitions.data_version import (
+        CachingStaleStatusResolver,
+        StaleStatus,
+    )
     from dagster._core.loader import LoadingContextForTest
 
     instance = dg.DagsterInstance.ephemeral()

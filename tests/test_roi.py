@@ -8,7 +8,12 @@ import pytest
 from medtrinity_core.roi import rle
 from medtrinity_core.roi.components import components
 from medtrinity_core.roi.extract import extract_rois, patient_terms
-from medtrinity_core.roi.facts import appearance, colour_name, location_phrase, size_class
+from medtrinity_core.roi.facts import (
+    appearance,
+    colour_name,
+    location_phrase,
+    size_class,
+)
 from medtrinity_core.roi.relations import relation
 from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir
@@ -110,7 +115,7 @@ def test_rois_stage_measures_each_component(tmp_path):
     image[lesion] = 200
     organ = np.zeros((100, 200), bool)
     organ[5:60, 10:90] = True
-    img_uri, img_sha = wd.put_png(image)
+    img_uri, _img_sha = wd.put_png(image)
     masks = []
     for label, m in (("lesion", lesion), ("organ", organ)):
         uri, sha = wd.put_png(m.astype(np.uint8) * 255)

@@ -86,7 +86,7 @@ def test_a_box_outside_its_image_is_quarantined(box_folder, tmp_path):
     (box_folder / "labels" / "a.txt").write_text("0 3.0 3.0 0.1 0.1\n")
     src = SourceConfig(name="b", modality="xray", license="CC0-1.0", root=box_folder, layout="image_boxes",
                        images=r"images/(?P<id>[^/]+)\.png", boxes=BoxSpec("yolo", pattern=r"labels/{id}\.txt", classes=("x",)))
-    norm, rois, q = stage(src, Workdir.at(tmp_path / "wd"))
+    norm, _rois, q = stage(src, Workdir.at(tmp_path / "wd"))
     assert norm.height == 0 and q["reason"].to_list() == ["box_outside_image"]
 
 

@@ -14,7 +14,12 @@ from medtrinity_core.errors import SourcesFileError
 from medtrinity_core.sources.discover import discover, fill_template, list_files
 from medtrinity_core.sources.inventory import inventory, shard_items
 from medtrinity_core.sources.schema import load_sources
-from medtrinity_core.sources.shards import extend_plan, planned_shard, read_plan, update_plan
+from medtrinity_core.sources.shards import (
+    extend_plan,
+    planned_shard,
+    read_plan,
+    update_plan,
+)
 from medtrinity_core.storage import Workdir
 
 from .conftest import EXAMPLES
@@ -170,7 +175,7 @@ def test_a_raw_partition_reads_its_own_shard_and_never_discovers_the_source(tmp_
     update_plan(wd, src)
     monkeypatch.setattr(discover_module, "discover", lambda *a: pytest.fail("the raw stage ran discovery"))
     monkeypatch.setattr(discover_module, "list_files", lambda *a: pytest.fail("the raw stage listed the source"))
-    df, q, counts = raw_stage(src, planned_shard(wd, src.name, "base-0000"), wd)
+    df, q, _counts = raw_stage(src, planned_shard(wd, src.name, "base-0000"), wd)
     assert df.height == 3 and q.height == 0 and all(len(a) == 1 for a in df["annotations"].to_list())
 
 

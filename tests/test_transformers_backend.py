@@ -23,8 +23,15 @@ TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}
 def build_tiny_llava(folder) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
-                              PreTrainedTokenizerFast)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
 
     corpus = [(BUNDLED / "describe-v1.txt").read_text()] * 3 + ["a small round renal cyst lies on the left, covering 1% of the image."] * 20
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))

@@ -146,8 +146,8 @@ def appearance_facet(facts: Facts) -> str:
         plural = _plural(f.label)
         parts.append(pick(facts, f"look:{f.label}", [
             f"The {f.label} {_be(f.label)} {f.contrast} relative to the surrounding tissue{colour}, with {f.texture} texture.",
-            f"Relative to {'their' if plural else 'its'} surroundings the {f.label} {'appear' if plural else 'appears'} {f.contrast}{colour}, "
-            f"{'their' if plural else 'its'} texture {f.texture}.",
+            (f"Relative to {'their' if plural else 'its'} surroundings the {f.label} {'appear' if plural else 'appears'} {f.contrast}{colour}, "
+             f"{'their' if plural else 'its'} texture {f.texture}."),
             f"The {f.label} {'look' if plural else 'looks'} {f.contrast} against the adjacent tissue{colour} and {f.texture} in texture.",
         ]))
     return " ".join(parts)

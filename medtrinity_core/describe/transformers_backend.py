@@ -96,7 +96,7 @@ class TransformersGenerator:
     def generate(self, batch: list[tuple[Facts, bytes | None]]) -> list[dict]:
         try:
             return self._run(batch)
-        except Exception as exc:  # a model failing on a batch: each image retried alone, so one bad image fails alone
+        except Exception as exc:  # noqa: BLE001 - a model failing on a batch: each image retried alone, so one bad image fails alone
             if len(batch) == 1:
                 return [{"error": f"{self.model_id}: {exc.__class__.__name__}: {exc}"[:500]}]
             return [r for item in batch for r in self.generate([item])]

@@ -8,7 +8,13 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_voi_lut
 
-from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, to_uint8, window_ct
+from medtrinity_core.imaging.intensity import (
+    DEFAULT_CT_WINDOW,
+    percentile_range,
+    scale_percentile,
+    to_uint8,
+    window_ct,
+)
 
 
 def _seconds(value: str | None) -> float | None:

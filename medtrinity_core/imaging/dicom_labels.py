@@ -86,7 +86,7 @@ class Grid:
     def slice_of(self, point: np.ndarray, tolerance_mm: float) -> int | None:
         """The slice whose plane is nearest a point, if within the tolerance."""
         z = float(np.dot(point - self.origin, self.normal)) / self.sz
-        k = int(round(z))
+        k = round(z)
         return k if 0 <= k < self.size[2] and abs(z - k) * self.sz <= tolerance_mm else None
 
     def depth(self, k: int) -> float:

@@ -22,11 +22,26 @@ from medtrinity_core.imaging.body import body_box, body_record
 from medtrinity_core.imaging.dedup import deduplicate, perceptual_hash, pixel_hash
 from medtrinity_core.imaging.dicom import dicom_to_uint8, to_suv
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
-from medtrinity_core.imaging.series import assemble_volumes, frames_volume
-from medtrinity_core.imaging.intensity import DEFAULT_CT_WINDOW, percentile_range, scale_percentile, window_ct
-from medtrinity_core.imaging.readers import (Raster, align_labels, collapse_grey, non_finite_detail, read_dicom, read_label_values, read_mask, read_raster,
-                                             read_volumes, side_letters)
+from medtrinity_core.imaging.intensity import (
+    DEFAULT_CT_WINDOW,
+    percentile_range,
+    scale_percentile,
+    window_ct,
+)
+from medtrinity_core.imaging.readers import (
+    Raster,
+    align_labels,
+    collapse_grey,
+    non_finite_detail,
+    read_dicom,
+    read_label_values,
+    read_mask,
+    read_raster,
+    read_volumes,
+    side_letters,
+)
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
+from medtrinity_core.imaging.series import assemble_volumes, frames_volume
 from medtrinity_core.quality.suites import severity
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.roi.boxes import read_boxes
@@ -209,7 +224,7 @@ def pick_slices(foreground: np.ndarray, negatives: int, every: int = 1) -> list[
     empty = [int(i) for i in np.flatnonzero(~foreground)]
     if negatives and empty:
         picks = np.linspace(0, len(empty) - 1, num=min(negatives, len(empty)) + 2)[1:-1] if len(empty) > negatives else range(len(empty))
-        fg += sorted({empty[int(round(p))] for p in picks})
+        fg += sorted({empty[round(p)] for p in picks})
     return sorted(fg)
 
 
@@ -331,7 +346,7 @@ def _normalize_frames(source: SourceConfig, raw: dict, workdir: Workdir, values:
     volume = None if colour else frames_volume(values, ds, raw["relpath"])
     if volume is not None:
         return _slice_volume(source, raw, workdir, volume, None, {}, "", ds)
-    picks = sorted({int(round(i)) for i in np.linspace(0, values.shape[0] - 1, num=min(CINE_FRAMES, values.shape[0]))})
+    picks = sorted({round(i) for i in np.linspace(0, values.shape[0] - 1, num=min(CINE_FRAMES, values.shape[0]))})
     rows = []
     for k in picks:
         if colour:

@@ -299,7 +299,7 @@ def _read_without_preamble(path: Path) -> pydicom.Dataset:
         ds = pydicom.dcmread(path, force=True)
         if "SOPClassUID" in ds or "Modality" in ds:
             return ds
-    except Exception:  # noqa: BLE001 - forced parsing of junk raises anything
+    except Exception:  # noqa: BLE001, S110 - forced parsing of junk raises anything
         pass
     raise ItemError("unreadable", f"{path.name}: not a readable DICOM file (no DICOM header or known elements)")
 
@@ -329,7 +329,7 @@ def read_dicom(path: Path, allow_burned_in: bool = False, max_voxels: int = MAX_
         raise ItemError("burned_in_annotation", f"{path.name} declares burned-in annotation (text in the pixels)")
     try:
         pixels = ds.pixel_array
-    except Exception as exc:  # decoder plugins raise many types
+    except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
         syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in dir(ds) else None
         if syntax is not None and syntax.is_compressed:
             raise ItemError("unsupported_transfer_syntax", f"{path.name}: {syntax.name}: {str(exc).splitlines()[0][:200]}") from None

@@ -12,7 +12,7 @@ def target_size(width: int, height: int, max_side: int, spacing: tuple[float, fl
         finest = min(spacing)
         w, h = w * spacing[0] / finest, h * spacing[1] / finest  # physical aspect: square pixels
     scale = min(1.0, max_side / max(w, h))
-    return max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def resize_image(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

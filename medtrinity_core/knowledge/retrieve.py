@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from medtrinity_core.knowledge.store import nearest, version_of
-from medtrinity_core.knowledge.vocabulary import SourceVocabulary, normal_form, source_vocabulary
+from medtrinity_core.knowledge.vocabulary import (
+    SourceVocabulary,
+    normal_form,
+    source_vocabulary,
+)
 from medtrinity_core.modalities import display_name
 from medtrinity_core.records import CONTEXT, frame
 

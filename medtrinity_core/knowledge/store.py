@@ -73,7 +73,7 @@ def client(cfg: RetrievalConfig, chroma_path: Path):
             host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80), ssl=url.scheme == "https",
             headers={"Authorization": f"Bearer {token}"} if token else None, settings=settings,
         )
-    except Exception as exc:  # chromadb raises bare ValueError/ConnectionError variants on a failed heartbeat
+    except Exception as exc:  # noqa: BLE001 - chromadb raises bare ValueError/ConnectionError variants on a failed heartbeat
         raise KnowledgeStoreError(f"Chroma server {cfg.server} refused or did not answer: {exc}") from None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import yaml
@@ -63,7 +63,7 @@ class Vocabulary:
         return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _snomed(name: str | None, where: str) -> tuple[str, str] | None:
     if not name:
         return None
@@ -130,7 +130,11 @@ def load_vocabulary(extra: str | None = None) -> Vocabulary:
 def _read_user_file(path: Path):
     """A user's vocabulary file, read as strictly as the sources file that names it (encodings, YAML 1.2
     scalars, core tags, bounded aliases); a refusal is a ValueError naming its line."""
-    from medtrinity_core.sources.yaml_lines import YamlRefused, decode_sources_text, load_with_lines
+    from medtrinity_core.sources.yaml_lines import (
+        YamlRefused,
+        decode_sources_text,
+        load_with_lines,
+    )
 
     try:
         return load_with_lines(decode_sources_text(str(path), path.read_bytes()))

@@ -12,7 +12,7 @@ when every blocking check has a passing verdict on the manifest there now (relea
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from medtrinity_core.ids import sha256_bytes
 from medtrinity_core.storage import Workdir, atomic_write_bytes
@@ -74,7 +74,7 @@ def record_verdict(wd: Workdir, source: str, shard: str, check: str, stage: str,
         "failing": failing, "summary": brief(check, metadata, severity),
         "manifest": {"path": f"manifests/{source}/{stage}/{shard}.parquet", "sha256": manifest_digest(wd, source, stage, shard),
                      **(manifest_stamp(wd, source, stage, shard) or {})},
-        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     atomic_write_bytes(verdict_path(wd, source, check, shard), json.dumps(record, indent=1, sort_keys=True).encode())
     return record

@@ -21,7 +21,12 @@ from medtrinity_core.ids import sha256_bytes
 from medtrinity_core.quarantine import read_quarantine
 from medtrinity_core.release.gates import Gate, partition_gates, row_findings
 from medtrinity_core.release.licenses import GROUPS, allowed
-from medtrinity_core.release.splits import DEFAULT_FRACTIONS, check_fractions, split_key, split_of
+from medtrinity_core.release.splits import (
+    DEFAULT_FRACTIONS,
+    check_fractions,
+    split_key,
+    split_of,
+)
 from medtrinity_core.storage import Workdir, read_parquet
 from medtrinity_core.takedown import load as load_takedowns
 

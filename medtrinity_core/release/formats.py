@@ -245,7 +245,7 @@ def write_coco(workdir: Workdir, rows: list[dict], out: Path) -> list[str]:
                 annotations.append({
                     "id": len(annotations) + 1, "image_id": n, "category_id": category[roi["label"]], "iscrowd": 0,
                     "segmentation": {"size": [row["height"], row["width"]], "counts": list(roi["rle_counts"] or [])},
-                    "area": int(round(roi["area_ratio"] * row["width"] * row["height"])), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": round(roi["area_ratio"] * row["width"] * row["height"]), "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "medtrinity_roi_id": roi["roi_id"], "method": roi["method"],
                 })
         doc = {"info": {"description": "medtrinity export", "version": "1"}, "images": images, "annotations": annotations, "categories": categories, "licenses": []}

@@ -16,7 +16,14 @@ from medtrinity_core.imaging.readers import OPPOSITE
 from medtrinity_core.records import QUARANTINE, ROIS, frame, quarantine_row
 from medtrinity_core.roi import rle
 from medtrinity_core.roi.components import Component, components, from_box
-from medtrinity_core.roi.facts import PATIENT_SIDE, appearance, location_phrase, shape_facts, size_class, within_phrase
+from medtrinity_core.roi.facts import (
+    PATIENT_SIDE,
+    appearance,
+    location_phrase,
+    shape_facts,
+    size_class,
+    within_phrase,
+)
 from medtrinity_core.roi.proposals import propose
 from medtrinity_core.roi.relations import CONTAINED, MAX_RELATED, intersection, relation
 from medtrinity_core.sources.schema import SourceConfig
@@ -58,8 +65,8 @@ def _candidates(source: SourceConfig, row: dict, image: np.ndarray, workdir: Wor
         for comp in components(mask, source.min_roi_pixels, source.min_roi_fraction):
             out.append(Candidate(("mask", m_index, comp.index), mask_row["label"], comp, METHOD_MASK, mask_sha256=mask_row["sha256"]))
     for b_index, box in enumerate(row["boxes"] or []):
-        x0, y0 = int(math.floor(box["x0"])), int(math.floor(box["y0"]))
-        x1, y1 = min(int(math.ceil(box["x1"])), row["width"]), min(int(math.ceil(box["y1"])), row["height"])
+        x0, y0 = math.floor(box["x0"]), math.floor(box["y0"])
+        x1, y1 = min(math.ceil(box["x1"]), row["width"]), min(math.ceil(box["y1"]), row["height"])
         out.append(Candidate(("box", b_index, 0), box["label"], from_box(0, x0, y0, x1, y1), METHOD_BOX))
     if out or row["masks"]:
         return out
@@ -167,7 +174,7 @@ def _predict(expert, rows: list[dict], workdir: Workdir) -> tuple[dict[str, tupl
     images = [workdir.read_png(r["image_uri"]) for r in rows]
     try:
         return {r["image_id"]: pred for r, pred in zip(rows, expert.predict(images))}, {}
-    except Exception:  # noqa: BLE001 - retried one by one below
+    except Exception:  # noqa: BLE001, S110 - retried one by one below
         pass
     predictions, failed = {}, {}
     for r, image in zip(rows, images):

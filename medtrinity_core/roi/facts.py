@@ -139,7 +139,7 @@ def colour_name(rgb: np.ndarray) -> str:
 def appearance(image: np.ndarray, comp: Component, modality: str) -> dict:
     """Mean and spread inside the ROI against a ring around it, in the modality's words."""
     height, width = image.shape[:2]
-    ring_width = max(2, int(round(0.15 * math.sqrt(comp.area))))
+    ring_width = max(2, round(0.15 * math.sqrt(comp.area)))
     x0, y0 = max(comp.x0 - ring_width, 0), max(comp.y0 - ring_width, 0)
     x1, y1 = min(comp.x1 + ring_width, width), min(comp.y1 + ring_width, height)
     inside_mask = comp.window(x0, y0, x1, y1)

@@ -11,7 +11,12 @@ from scipy import ndimage
 
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.roi import rle
-from medtrinity_core.storage import Workdir, atomic_write_bytes, encode_png, read_parquet
+from medtrinity_core.storage import (
+    Workdir,
+    atomic_write_bytes,
+    encode_png,
+    read_parquet,
+)
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
 

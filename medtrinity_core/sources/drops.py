@@ -11,7 +11,14 @@ from pathlib import Path
 
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.sources.paths import escaped
-from medtrinity_core.sources.shards import DEFAULT_DROP, extend_plan, legacy_plan, plan_entries, read_plan, write_shards
+from medtrinity_core.sources.shards import (
+    DEFAULT_DROP,
+    extend_plan,
+    legacy_plan,
+    plan_entries,
+    read_plan,
+    write_shards,
+)
 
 READY = "_READY"
 DROP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,62}\Z")  # no "-": shard keys are <drop>-NNNN

@@ -29,7 +29,7 @@ class SourcePaths:
         self._known = len(self._to_path)
 
     @classmethod
-    def of(cls, workdir: Workdir | None, source) -> "SourcePaths":
+    def of(cls, workdir: Workdir | None, source) -> SourcePaths:
         return cls(workdir, source.name, bool(source.paths_identify_patients), source.drop)
 
     def _in_source(self, relpath: str) -> str:

@@ -41,7 +41,8 @@ def _fields_filled(template: str) -> str:
 
 def backtracking_problem(pattern: str) -> str | None:
     """Why a pattern (or template) is refused as catastrophically backtracking, or None."""
-    from re import _constants as c, _parser  # the parser `re` itself uses (Python 3.11)
+    from re import _constants as c  # the parser `re` itself uses (Python 3.11)
+    from re import _parser
 
     try:
         tree = _parser.parse(_fields_filled(pattern))

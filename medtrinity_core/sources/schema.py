@@ -17,7 +17,13 @@ from medtrinity_core.imaging.intensity import CT_WINDOWS
 from medtrinity_core.knowledge.vocabulary import load_vocabulary
 from medtrinity_core.modalities import MODALITIES
 from medtrinity_core.sources.patterns import backtracking_problem
-from medtrinity_core.sources.yaml_lines import DuplicateKey, LineDict, YamlRefused, decode_sources_text, load_with_lines
+from medtrinity_core.sources.yaml_lines import (
+    DuplicateKey,
+    LineDict,
+    YamlRefused,
+    decode_sources_text,
+    load_with_lines,
+)
 
 LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images", "image_boxes")
 BOX_FORMATS = ("coco", "yolo", "csv")
@@ -836,7 +842,7 @@ def load_sources(path: str | Path) -> SourcesFile:
         raise SourcesFileError(str(path), exc.line, "yaml", str(exc)) from None
     except RecursionError:
         raise SourcesFileError(str(path), None, "yaml", "nested too deeply to read (more than about 500 levels)") from None
-    except Exception as exc:  # yaml errors carry their own mark
+    except Exception as exc:  # noqa: BLE001 - yaml errors carry their own mark
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", None) or exc)) from None
     if not isinstance(doc, LineDict):
