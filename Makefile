@@ -14,7 +14,7 @@ export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 export MEDTRINITY_LANDING ?= $(abspath $(WORKDIR))/landing
 
-.PHONY: venv demo test chromium postgres ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
+.PHONY: venv demo test lint chromium postgres ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,14 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(VENV)/bin/medtrinity run --workdir $(WORKDIR) --sources examples/sources.yaml
 
-test: $(STAMP) chromium postgres
+test: $(STAMP) lint chromium postgres
 	$(PY) -m pytest -q
+
+# ruff (style, imports, bugbear) and import-linter (medtrinity_core never imports Dagster; its layers;
+# no import cycles): configured in pyproject.toml
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # The review page's test opens it in headless Chromium, installed from Debian packages when missing.
 chromium:
@@ -51,7 +57,7 @@ ui: $(STAMP)
 # source first if the work folder has none of it); screenshots and page DOMs go to $(WORKDIR)/ui-check.
 UI_SOURCE ?= drive
 ui-check: $(STAMP) chromium
-	$(PY) -m medtrinity_dagster.ui --workdir $(WORKDIR) --sources $(MEDTRINITY_SOURCES) --source $(UI_SOURCE) --out $(WORKDIR)/ui-check
+	$(PY) tools/ui_check.py --workdir $(WORKDIR) --sources $(MEDTRINITY_SOURCES) --source $(UI_SOURCE) --out $(WORKDIR)/ui-check
 
 clean:
 	rm -rf $(WORKDIR)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import entry, finish, peak_in_subprocess, peak_rss_mb, table
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.describe.facts import image_facts
 from medtrinity_core.describe.faithfulness import score
 from medtrinity_core.describe.grounded import GroundedGenerator
@@ -33,7 +34,7 @@ from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.roi.extract import extract_rois
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import inventory
-from medtrinity_core.sources.schema import GeneratorSpec, load_sources
+from medtrinity_core.sources.schema import GeneratorSpec
 from medtrinity_core.storage import Workdir
 
 REPO = Path(__file__).resolve().parents[1]

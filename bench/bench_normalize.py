@@ -14,7 +14,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import entry, finish, peak_in_subprocess, peak_rss_mb, table
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import inventory
-from medtrinity_core.sources.schema import SourceConfig, load_sources
+from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import PNG_COMPRESS_LEVEL, Workdir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -54,7 +54,7 @@ def build_corpus(root: Path, images: int, volumes: int) -> list[SourceConfig]:
         shutil.copy(pet.root / "STS_002_PET_mask.nii.gz", vols / f"v{n:02d}_label.nii.gz")
     flat_src = SourceConfig(name="bench-2d", modality="histopathology", license="CC0-1.0", root=flat, layout="labeled_images",
                             images=r"img_\d+\.(png|jpg|tif)", label="bench")
-    vol_src = replace(pet, name="bench-3d", root=vols, images=r"(?P<case>v\d+)_image\.nii\.gz", labels=r"{case}_label\.nii\.gz")
+    vol_src = pet.model_copy(update={"name": "bench-3d", "root": vols, "images": r"(?P<case>v\d+)_image\.nii\.gz", "labels": r"{case}_label\.nii\.gz"})
     return [flat_src, vol_src]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import entry, finish, peak_in_subprocess, peak_rss_mb, table
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.imaging.normalize import normalize
 from medtrinity_core.roi.components import EIGHT
 from medtrinity_core.roi.extract import extract_rois
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import inventory
-from medtrinity_core.sources.schema import load_sources
 from medtrinity_core.storage import Workdir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -43,7 +42,7 @@ def corpus(wd: Workdir, masks_wanted: int) -> list[tuple[object, list[dict]]]:
     for src in sources:
         items, _ = discover(src)
         raw, _ = inventory(src, items)
-        norm, _ = normalize(replace(src, max_side=512), raw.iter_rows(named=True), wd)
+        norm, _ = normalize(src.model_copy(update={"max_side": 512}), raw.iter_rows(named=True), wd)
         base.append((src, [r for r in norm.iter_rows(named=True) if r["masks"]]))
     per_round = sum(len(r["masks"]) for _, rows in base for r in rows)
     rounds = -(-masks_wanted // per_round)

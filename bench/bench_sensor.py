@@ -50,7 +50,7 @@ def scandir_floor(root: Path) -> int:
 def main() -> None:
     import dagster as dg
 
-    from medtrinity_core.sources.schema import load_sources
+    from medtrinity_core.config import load_sources
     from medtrinity_dagster.build import build_definitions
     from medtrinity_dagster.sensors import DROPS_PER_TICK
 

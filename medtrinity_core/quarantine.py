@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from medtrinity_core.reasons import REASONS
 from medtrinity_core.records import QUARANTINE
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
@@ -13,10 +14,10 @@ def write_quarantine(workdir: Workdir, source: str, stage: str, shard: str, rows
     write_parquet(rows.select(list(QUARANTINE)), workdir.quarantine_path(source, stage, shard))
 
 
-WITHDRAWN = ("taken_down",)  # removed on request: not a defect of the data, so outside the quarantine share
+WITHDRAWN = tuple(r.name for r in REASONS.values() if r.withdrawn)  # ("taken_down",): removed on request: not a defect of the data, so outside the quarantine share
 # Listed so that nothing matching `images` vanishes, but never data: macOS' `._x.png` beside every image
 # of a copied folder must not push a source over its max_quarantine_share.
-NOT_DATA = ("hidden_file",)
+NOT_DATA = tuple(r.name for r in REASONS.values() if r.not_data)  # ("hidden_file",)
 
 
 def defects(quarantined: pl.DataFrame) -> pl.DataFrame:

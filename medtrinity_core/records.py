@@ -151,16 +151,9 @@ CONTEXT = {
     "kb_version": pl.String,
 }
 
-FACETS = pl.Struct(
-    {
-        "modality": pl.String,
-        "organ_tissue": pl.String,
-        "roi_location": pl.String,
-        "colour_texture": pl.String,
-        "relationships": pl.String,
-        "knowledge": pl.String,
-    }
-)
+# The facets of a multigranular description, in the order a description reads them: named here once.
+FACET_NAMES = ("modality", "organ_tissue", "roi_location", "colour_texture", "relationships", "knowledge")
+FACETS = pl.Struct({name: pl.String for name in FACET_NAMES})
 
 CONTRADICTION = pl.Struct({"facet": pl.String, "claim": pl.String, "fact": pl.String})
 SUSPECT = pl.Struct({"label": pl.String, "expected": pl.String, "measured": pl.String})
@@ -259,4 +252,7 @@ def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
 
 
 def quarantine_row(item_id: str, source: str, relpath: str, stage: str, reason: str, detail: str) -> dict:
-    return {"item_id": item_id, "source": source, "relpath": relpath, "stage": stage, "reason": reason, "detail": detail}
+    """A quarantine row; `reason` must be in `medtrinity_core.reasons.REASONS` (ValueError naming it otherwise)."""
+    from medtrinity_core.reasons import reason as known_reason
+
+    return {"item_id": item_id, "source": source, "relpath": relpath, "stage": stage, "reason": known_reason(reason), "detail": detail}

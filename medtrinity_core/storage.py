@@ -126,6 +126,10 @@ class Workdir:
     def manifest_path(self, source: str, stage: str, shard: str) -> UPath:
         return self.manifests / source / stage / f"{shard}.parquet"
 
+    def shard_manifests(self, source: str, stage: str) -> list[UPath]:
+        """Every shard's manifest of one stage of a source, in shard order: the one glob over a stage."""
+        return sorted(self.manifests.glob(f"{source}/{stage}/*.parquet"), key=str)
+
     def quarantine_path(self, source: str, stage: str, shard: str) -> UPath:
         return self.quarantine / source / stage / f"{shard}.parquet"
 

@@ -35,6 +35,26 @@ class Takedowns:
                 return True
         return False
 
+    def withdraw(self, rows: pl.DataFrame, source: str, stage: str, private=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(kept, withdrawn): rows this request set covers (by item id, public path, `private(path)` for a
+        source whose paths identify patients, or patient key where the rows carry one) leave as
+        `taken_down` quarantine rows of `stage`. The one place takedown filtering is written: the stage
+        runner applies it to every stage's output, and the stages that learn an item's identity (raw: its
+        path; normalized: its patient) before anything is derived from it."""
+        from medtrinity_core.reasons import TAKEN_DOWN
+        from medtrinity_core.records import QUARANTINE, frame, quarantine_row
+
+        down: dict[str, tuple[str, str]] = {}
+        if (self.items or self.paths or self.patient_keys) and "item_id" in rows.columns:
+            for row in rows.iter_rows(named=True):
+                relpath = row.get("relpath")
+                if self.covers(row["item_id"], relpath, private(relpath) if private and relpath else None):
+                    down.setdefault(row["item_id"], (relpath or "", "a takedown request covers this item (takedown/)"))
+                elif row.get("patient_key") is not None and row["patient_key"] in self.patient_keys:
+                    down.setdefault(row["item_id"], (relpath or "", "a takedown request names this item's patient"))
+        withdrawn = frame([quarantine_row(i, source, rel, stage, TAKEN_DOWN, detail) for i, (rel, detail) in sorted(down.items())], QUARANTINE)
+        return (rows.filter(~pl.col("item_id").is_in(sorted(down))) if down else rows), withdrawn
+
 
 def record_path(workdir: Workdir, source: str):
     return workdir.root / "takedown" / f"{source}.jsonl"
@@ -58,7 +78,7 @@ def load(workdir: Workdir, source: str) -> Takedowns:
 
 
 def _manifests(workdir: Workdir, source: str, stage: str) -> dict[str, pl.DataFrame]:
-    return {p.stem: read_parquet(p) for p in sorted(workdir.manifests.glob(f"{source}/{stage}/*.parquet"), key=str)}
+    return {p.stem: read_parquet(p) for p in workdir.shard_manifests(source, stage)}
 
 
 def request(workdir: Workdir, source, kind: str, value: str, paths) -> dict:

@@ -6,6 +6,8 @@ import warnings
 
 import dagster as dg
 
+from medtrinity_core.contract import Registry
+from medtrinity_core.pipeline import REGISTRY
 from medtrinity_core.sources.schema import SourcesFile
 from medtrinity_core.storage import Workdir
 from medtrinity_dagster.factory import source_assets
@@ -30,12 +32,14 @@ AUTOMATION = dg.AutomationConditionSensorDefinition("medtrinity_automation", tar
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
-def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None, landing: str | None = None) -> dg.Definitions:
+def build_definitions(sources: SourcesFile, workdir: str, progress: object | None = None, landing: str | None = None, registry: Registry | None = None) -> dg.Definitions:
+    """The Definitions of a sources file on a work folder; `registry`: the stages (default REGISTRY)."""
     wd = Workdir.at(workdir)
+    registry = registry or REGISTRY
     assets: list = [build_knowledge_asset(sources), build_exports_asset(sources)]
     asset_checks: list = []
     for src in sources.sources:
-        stage_assets, stage_checks = source_assets(src, sources.retrieval.rerun_contexts)
+        stage_assets, stage_checks = source_assets(src, sources.retrieval.rerun_contexts, registry)
         assets += stage_assets
         asset_checks += stage_checks
     resources = {
@@ -46,5 +50,5 @@ def build_definitions(sources: SourcesFile, workdir: str, progress: object | Non
         "manifest_io": ManifestIOManager(base_dir=str(wd.manifests)),
         "progress": progress or NoProgress(),
     }
-    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources, sensors=[build_landing_sensor(sources), AUTOMATION],
+    return dg.Definitions(assets=assets, asset_checks=asset_checks, resources=resources, sensors=[build_landing_sensor(sources, registry), AUTOMATION],
                           executor=executor())

@@ -20,22 +20,14 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.errors import MedtrinityError, SourcesFileError, UsageError
 from medtrinity_core.modalities import MODALITIES
+from medtrinity_core.pipeline import REGISTRY
 from medtrinity_core.sources.discover import match_problem
-from medtrinity_core.sources.schema import load_sources
 from medtrinity_core.storage import Workdir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# Dagster's console logger prints every failed step with its stack trace; the command prints one line per
-# failure instead (the event log keeps everything, and MEDTRINITY_DEBUG=1 shows Dagster's own lines).
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-DEBUG_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-
-
-def _run_config() -> dict:
-    return DEBUG_RUN_CONFIG if os.environ.get("MEDTRINITY_DEBUG") else QUIET_RUN_CONFIG
-
 
 class BarProgress:
     """One tqdm bar per stage, counting shards; items per stage in the postfix."""
@@ -61,6 +53,18 @@ class BarProgress:
             bar.close()
 
 
+def _load(path):
+    """The sources file; its own warnings (a key at its old place, a setting no stage acts on yet) as one
+    `warning:` line each on stderr, other libraries' warnings left out."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sources = load_sources(path)
+    for w in caught:
+        if "medtrinity_core" in str(w.filename):
+            print(f"warning: {w.message}", file=sys.stderr)
+    return sources
+
+
 def _quiet() -> None:
     warnings.filterwarnings("ignore")
     for name in ("dagster", "chromadb", "sentence_transformers", "transformers", "httpx"):
@@ -68,106 +72,45 @@ def _quiet() -> None:
 
 
 def _instance(wd: Workdir):
-    os.environ["DAGSTER_HOME"] = str(wd.ensure().dagster_home)
-    from dagster import DagsterInstance
+    from medtrinity_dagster.runner import instance_for
 
-    return DagsterInstance.get()
-
-
-def _failure_message(result) -> str | None:
-    """The first failed step's error, in one line; None when every failed step is a blocking check (the
-    check's own line, with its failing rows, says more)."""
-    for event in result.all_events:
-        if event.is_step_failure:
-            err = event.event_specific_data.error
-            if err is not None and err.cls_name == "DagsterAssetCheckFailedError":
-                continue
-            cause = err
-            while cause is not None and cause.cause is not None and cause.cls_name.startswith("Dagster"):
-                cause = cause.cause  # the user-code error under Dagster's wrapper
-            text = (cause.message if cause else "unknown error").strip()
-            return f"step {event.step_key} failed: {' '.join(text.splitlines()[-1:]) or 'unknown error'}"
-    return None if any(not e.passed for e in result.get_asset_check_evaluations()) else "run failed"
+    return instance_for(wd)
 
 
 def cmd_run(args) -> int:
-    from dagster import AssetKey, AssetSelection, materialize
-
     from medtrinity_core.dataset.summary import summarize
-    from medtrinity_core.sources.shards import update_plan
-    from medtrinity_dagster.build import build_definitions
-    from medtrinity_dagster.factory import STAGES, partitions_name
-    from medtrinity_dagster.incremental import first_stale, knowledge_current
-    from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
+    from medtrinity_dagster.runner import plan_shards, run_sources, stages_of
 
-    sources = load_sources(args.sources)
+    sources = _load(args.sources)
     if args.source:
         unknown = sorted(set(args.source) - {s.name for s in sources.sources})
         if unknown:
             raise SourcesFileError(str(sources.path), None, "sources", f"no source named {', '.join(unknown)}")
     chosen = [s for s in sources.sources if not args.source or s.name in args.source]
-    stages = [s for s in STAGES if not args.select or s in args.select]
-    with_kb = not args.select or "knowledge_base" in args.select
     wd = Workdir.at(args.workdir)
-    instance = _instance(wd)
+    _instance(wd)
     _quiet()
-    plans, empty = {}, []
-    for src in chosen:
-        plans[src.name] = update_plan(wd, src)
-        if not plans[src.name]:
-            empty.append(f"{src.name}: {match_problem(src)}")
-        missing = [k for k in plans[src.name] if not instance.has_dynamic_partition(partitions_name(src), k)]
-        if missing:
-            instance.add_dynamic_partitions(partitions_name(src), missing)
-    shards = sum(len(p) for p in plans.values())
-    progress = BarProgress((["knowledge_base"] if with_kb else []) + stages, shards, enabled=not args.no_progress and sys.stderr.isatty())
-    defs = build_definitions(sources, str(wd.root), progress=progress)
-    all_assets = [*defs.assets, *defs.asset_checks]
-    failures, failed_checks = [], []
-    incremental = not args.force and not args.select  # --select names stages to run; --force runs everything
-    skipped = 0
+    planned = plan_shards(wd, chosen)
+    shards = sum(len(p) for p in planned[0].values())
+    with_kb = not args.select or "knowledge_base" in args.select
+    progress = BarProgress((["knowledge_base"] if with_kb else []) + stages_of(sources, chosen, args.select), shards,
+                           enabled=not args.no_progress and sys.stderr.isatty())
     try:
-        kb_current, kb_version = knowledge_current(instance, sources) if incremental else (False, None)
-        if with_kb and not kb_current:
-            result = materialize(all_assets, resources=defs.resources, instance=instance, selection=[KNOWLEDGE_KEY], run_config=_run_config(), raise_on_error=False, tags={"medtrinity/command": "run"})
-            if not result.success:
-                failures.append(f"knowledge_base: {_failure_message(result) or 'run failed'}")
-            kb_version = knowledge_current(instance, sources)[1]
-        elif with_kb:
-            skipped += 1
-        if stages and not failures:
-            for src in chosen:
-                for shard in sorted(plans[src.name]):
-                    start = first_stale(instance, wd, src, shard, kb_version) if incremental else 0
-                    if start is None:
-                        skipped += 1
-                        for stage in stages:
-                            progress.advance(src.name, stage, 0)
-                        continue
-                    for stage in stages[:start]:
-                        progress.advance(src.name, stage, 0)
-                    selection = AssetSelection.assets(*[AssetKey([src.name, s]) for s in stages[start:]])
-                    result = materialize(all_assets, resources=defs.resources, instance=instance, selection=selection, partition_key=shard, run_config=_run_config(), raise_on_error=False, tags={"medtrinity/command": "run", "medtrinity/source": src.name})
-                    message = None if result.success else _failure_message(result)
-                    if message:
-                        failures.append(f"{src.name} shard {shard}: {message}")
-                    for ev in result.get_asset_check_evaluations():
-                        if not ev.passed:
-                            failed_checks.append((src.name, shard, ev.check_name, ev.severity.value, dict(ev.metadata)))
+        report = run_sources(sources, wd, chosen, select=args.select, force=args.force, progress=progress, planned=planned)
     finally:
         progress.close()
     table = summarize(wd, chosen)
     _print_table(table)
-    if skipped:
-        print(f"skipped {skipped} partition(s) already up to date (missing and stale ones were run; --force runs all)")
+    if report.skipped:
+        print(f"skipped {report.skipped} partition(s) already up to date (missing and stale ones were run; --force runs all)")
     code = EXIT_OK
-    for line in empty:  # a typo in `root` or `images` must not look like success
+    for line in report.empty:  # a typo in `root` or `images` must not look like success
         print(f"error: {line}", file=sys.stderr)
         code = EXIT_FAILED
-    for line in failures:
+    for line in report.failures:
         print(f"error: {line}", file=sys.stderr)
         code = EXIT_FAILED
-    for name, shard, check, severity, meta in failed_checks:
+    for name, shard, check, severity, meta in report.failed_checks:
         blocking = severity == "ERROR"
         print(f"{'error' if blocking else 'warning'}: {name} shard {shard}: check {check} failed{' (blocking)' if blocking else ''}: "
               f"{_brief(check, meta, severity)}", file=sys.stderr)
@@ -204,8 +147,16 @@ def _print_table(table) -> None:
 
 
 def cmd_validate(args) -> int:
-    sources = load_sources(args.file)
+    sources = _load(args.file)
     problems = [(src.name, match_problem(src)) for src in sources.sources]  # a pattern stopped by its time bound raises here, before any OK
+    if args.plan:  # the plan alone on stdout, so that it can be redirected into a file and edited
+        from medtrinity_core.plan import plan_yaml
+
+        print(plan_yaml(sources), end="")
+        for name, problem in problems:
+            if problem:
+                print(f"warning: {name}: {problem}", file=sys.stderr)
+        return EXIT_OK
     names = ", ".join(f"{s.name} ({s.modality}, {s.layout})" for s in sources.sources)
     kb = f"; knowledge: {', '.join(c.name for c in sources.corpora)}" if sources.corpora else ""
     print(f"{args.file}: OK: {len(sources.sources)} sources: {names}{kb}")
@@ -219,9 +170,12 @@ def cmd_lineage(args) -> int:
     from dagster import AssetKey, AssetRecordsFilter
 
     from medtrinity_core.dataset.lineage import trace
+    from medtrinity_core.pipeline import REGISTRY
 
     wd = Workdir.at(args.workdir)
-    hit, steps = trace(wd, args.triplet_id)
+    sources = _load(args.sources) if args.sources else None
+    known = {s.name: s for s in sources.sources} if sources else {}
+    hit, steps = trace(wd, args.triplet_id, lambda name: [s.name for s in REGISTRY.chain(known[name])] if name in known else REGISTRY.names())
     instance = _instance(wd)
     _quiet()
     print(f"triplet {args.triplet_id} (source {hit['source']}, shard {hit['shard']})")
@@ -255,7 +209,7 @@ def cmd_export(args) -> int:
     filters = Filters(license_group=args.license_group, licenses=tuple(x for x in (args.licenses or "").split(",") if x),
                       min_faithfulness=args.min_faithfulness, sources=tuple(args.source or ()), fractions=fractions,
                       include_failed_checks=args.include_failed_checks)  # a value out of range: UsageError, exit 2
-    sources = load_sources(args.sources)
+    sources = _load(args.sources)
     try:
         summary = export(Workdir.at(args.workdir), sources, Path(args.out), args.format, filters)
     except NothingToExport as exc:  # every check that held rows back, then the one error line (main)
@@ -295,59 +249,32 @@ def cmd_decontam_build(args) -> int:
     return EXIT_OK
 
 
-def _vacuum(dagster_home, run_ids: set[str]) -> None:
-    """Deleting a run leaves its asset-check evaluations (which name failing rows), and deleted rows stay
-    in an SQLite file's free pages until it is rebuilt: remove the former and rebuild every database of
-    the local instance, so nothing of a takedown is left on disk."""
-    import sqlite3
-    from pathlib import Path
-
-    for db in sorted(Path(str(dagster_home)).rglob("*.db")):
-        conn = sqlite3.connect(db)
-        try:
-            if conn.execute("select 1 from sqlite_master where name = 'asset_check_executions'").fetchone():
-                conn.executemany("delete from asset_check_executions where run_id = ?", [(r,) for r in sorted(run_ids)])
-                conn.commit()
-            conn.execute("VACUUM")
-        finally:
-            conn.close()
-
-
 def cmd_takedown(args) -> int:
-    import contextlib
-    import io
-
-    import dagster as dg
-
     from medtrinity_core.sources.identity import SourcePaths
     from medtrinity_core.takedown import remove, request
-    from medtrinity_dagster.factory import STAGES
+    from medtrinity_dagster.runner import delete_runs, run_sources, runs_of
 
-    sources = load_sources(args.sources)
+    sources = _load(args.sources)
     src = _named_source(sources, args)
     kind, value = next((k, v) for k, v in (("path", args.path), ("path_hash", args.path_hash), ("patient_key", args.patient_key)) if v)
     wd = Workdir.at(args.workdir)
     rec = request(wd, src, kind, value, SourcePaths.of(wd, src))
     report, shards = remove(wd, src.name, set(rec["items"]))
-    old_runs = set()
+    old_runs, rerun = set(), None
     if shards:
-        instance = _instance(wd)
-        for stage in STAGES:
-            records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([src.name, stage]), asset_partitions=sorted(shards)), limit=1000).records
-            old_runs |= {r.run_id for r in records}
-        quiet = io.StringIO()
-        with contextlib.redirect_stdout(quiet):
-            code = cmd_run(argparse.Namespace(sources=args.sources, select=[s for s in STAGES], source=[src.name], no_progress=True, force=True, workdir=args.workdir))
-        for run_id in sorted(old_runs):
-            instance.delete_run(run_id)  # their event logs held the removed rows' metadata and previews
-        _vacuum(wd.dagster_home, old_runs)
-        if code != EXIT_OK:
-            print(quiet.getvalue(), end="")
+        old_runs = runs_of(wd, src, shards)
+        _quiet()
+        rerun = run_sources(sources, wd, [src], select=[s.name for s in REGISTRY.chain(src)], force=True, tags={"medtrinity/command": "takedown"})
+        delete_runs(wd, old_runs)
+        for line in rerun.failures + rerun.empty:
+            print(f"error: {line}", file=sys.stderr)
+        for name, shard, check, severity, meta in rerun.failed_checks:
+            print(f"{'error' if severity == 'ERROR' else 'warning'}: {name} shard {shard}: check {check} failed: {_brief(check, meta, severity)}", file=sys.stderr)
     for line in report:
         print(f"removed {line}")
     print(f"takedown recorded for {src.name} ({kind}): {len(rec['items'])} item(s), {len(report)} derived row(s) and file(s) removed, "
           f"shard(s) {', '.join(sorted(shards)) or 'none'} re-materialized, {len(old_runs)} earlier run(s) deleted from the event log")
-    return EXIT_OK if not shards or code == EXIT_OK else EXIT_FAILED  # the request holds either way; a failed re-run is the run's failure
+    return EXIT_OK if rerun is None or rerun.ok else EXIT_FAILED  # the request holds either way; a failed re-run is the run's failure
 
 
 def cmd_review(args) -> int:
@@ -355,7 +282,7 @@ def cmd_review(args) -> int:
 
     from medtrinity_core.describe.review import write_review
 
-    sources = load_sources(args.sources)
+    sources = _load(args.sources)
     src = _named_source(sources, args)
     out = Path(args.out)
     cards = write_review(Workdir.at(args.workdir), src, args.sample, out)
@@ -385,11 +312,11 @@ def cmd_knowledge_query(args) -> int:
         load_vocabulary,
         source_vocabulary,
     )
-    from medtrinity_core.sources.schema import RetrievalConfig, load_sources
+    from medtrinity_core.sources.schema import RetrievalConfig
 
     wd = Workdir.at(args.workdir)
     _quiet()
-    sources = load_sources(args.sources) if args.sources else None
+    sources = _load(args.sources) if args.sources else None
     retrieval = sources.retrieval if sources else RetrievalConfig()
     if args.source and not sources:
         raise MedtrinityError("--source needs --sources FILE")
@@ -429,12 +356,16 @@ def install_instance(wd: Workdir, path: str) -> None:
         raise UsageError(f"instance configuration {path}: not a mapping of Dagster instance settings")
     if unset := unset_variables(config):
         raise UsageError(f"instance configuration {path}: environment variable {', '.join(sorted(set(unset)))} is not set")
-    from dagster._core.instance.config import dagster_instance_config
+    import tempfile
 
-    try:
-        dagster_instance_config(str(source.parent.resolve()), config_filename=source.name)  # Dagster's own schema
-    except Exception as exc:  # noqa: BLE001 - Dagster raises several kinds; one line names the file
-        raise UsageError(f"instance configuration {path}: {str(exc).strip().splitlines()[0]}") from None
+    from dagster import DagsterInstance
+
+    with tempfile.TemporaryDirectory() as trial:  # Dagster's own schema and storage, through its public API, before it is installed
+        (Path(trial) / "dagster.yaml").write_bytes(source.read_bytes())
+        try:
+            DagsterInstance.from_config(trial).dispose()
+        except Exception as exc:  # noqa: BLE001 - Dagster raises several kinds; one line names the file
+            raise UsageError(f"instance configuration {path}: {str(exc).strip().splitlines()[0]}") from None
     wd.dagster_home.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(wd.dagster_home / "dagster.yaml", source.read_bytes())
 
@@ -471,7 +402,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = with_workdir(sub.add_parser("run", help="materialize the asset graph in-process for the sources in FILE"))
     run.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")
-    run.add_argument("--select", nargs="+", metavar="STAGE", choices=["knowledge_base", "raw", "normalized", "rois", "context", "descriptions", "triplets"], help="only these stages (upstream manifests must exist)")
+    run.add_argument("--select", nargs="+", metavar="STAGE", choices=["knowledge_base", *REGISTRY.names()], help="only these stages (upstream manifests must exist)")
     run.add_argument("--source", nargs="+", metavar="NAME", help="only these sources")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--force", action="store_true", help="re-materialize every partition, not only missing and stale ones")
@@ -481,10 +412,12 @@ def parser() -> argparse.ArgumentParser:
     src_sub = src.add_subparsers(dest="sources_command", required=True)
     val = with_workdir(src_sub.add_parser("validate", help="check a sources file; errors name the file, line and key"))
     val.add_argument("file", metavar="FILE")
+    val.add_argument("--plan", action="store_true", help="print the resolved plan (every default filled in, grouped by stage) as YAML that itself validates")
     val.set_defaults(func=cmd_validate)
 
     lin = with_workdir(sub.add_parser("lineage", help="trace a triplet back to its source file and the runs that wrote it"))
     lin.add_argument("triplet_id", metavar="TRIPLET_ID")
+    lin.add_argument("--sources", metavar="FILE", help="sources file: its sources' own chains (stages some sources only have)")
     lin.set_defaults(func=cmd_lineage)
 
     prev = with_workdir(sub.add_parser("preview", help="write an overlay of an image's ROIs (contours, boxes, labels) to a PNG"))

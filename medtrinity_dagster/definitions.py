@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.config import load_sources
 from medtrinity_dagster.build import build_definitions
 
 defs = build_definitions(

@@ -5,31 +5,12 @@ base, or not judged by one of its blocking checks (no verdict on the manifest th
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import replace
-
 import dagster as dg
 
+from medtrinity_core.pipeline import REGISTRY
 from medtrinity_core.quality.verdicts import BLOCKING, judges_current, read_verdict
 from medtrinity_core.storage import Workdir
-from medtrinity_dagster.factory import STAGES
-from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
-
-
-def knowledge_inputs(sources) -> str:
-    """The corpora's files (path, size, modification time), the retrieval settings and the package
-    version: the knowledge base is rebuilt only when one of them changes."""
-    from medtrinity_core import __version__
-
-    settings = replace(sources.retrieval, rerun_contexts=False)  # what automation does, not what the knowledge base holds
-    h = hashlib.sha256(json.dumps([__version__, repr(settings)], default=str).encode())
-    for corpus in sources.corpora:
-        h.update(f"{corpus}".encode())
-        for path in sorted(p for p in corpus.root.rglob("*") if p.is_file()):
-            stat = path.stat()
-            h.update(f"{path.relative_to(corpus.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+from medtrinity_dagster.knowledge import KNOWLEDGE_KEY, knowledge_inputs
 
 
 def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None):
@@ -47,14 +28,15 @@ def knowledge_current(instance: dg.DagsterInstance, sources) -> tuple[bool, str 
     return getattr(meta.get("inputs"), "value", None) == knowledge_inputs(sources), version
 
 
-def first_stale(instance: dg.DagsterInstance, wd: Workdir, src, shard: str, kb_version: str | None) -> int | None:
-    """Index in STAGES of the first stage to re-run for this partition; None when all are current."""
+def first_stale(instance: dg.DagsterInstance, wd: Workdir, src, shard: str, kb_version: str | None, registry=REGISTRY) -> int | None:
+    """Index in the source's chain (`registry.chain(src)`) of the first stage to re-run for this
+    partition; None when all are current."""
     previous = None
-    for i, stage in enumerate(STAGES):
+    for i, stage in enumerate(s.name for s in registry.chain(src)):
         record = _latest(instance, dg.AssetKey([src.name, stage]), shard)
         if record is None or not wd.manifest_path(src.name, stage, shard).exists():
             return i
-        if record.asset_materialization.tags.get("dagster/code_version") != src.fingerprint(stage):
+        if record.asset_materialization.tags.get("dagster/code_version") != registry.code_version(src, stage):
             return i
         if previous is not None and record.timestamp < previous:
             return i  # an upstream stage was materialized after this one

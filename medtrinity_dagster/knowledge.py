@@ -1,6 +1,9 @@
 """The shared knowledge base asset: every source's `context` depends on it."""
 
 
+import hashlib
+import json
+
 import dagster as dg
 
 from medtrinity_core.knowledge.corpora import load_corpora
@@ -16,6 +19,21 @@ BUILT_WHEN_MISSING = (dg.AutomationCondition.missing() & ~dg.AutomationCondition
                       & ~dg.AutomationCondition.execution_failed()).with_label("built when missing")
 
 
+def knowledge_inputs(sources) -> str:
+    """The corpora's files (path, size, modification time), the retrieval settings and the package
+    version: the knowledge base is rebuilt only when one of them changes."""
+    from medtrinity_core import __version__
+
+    settings = sources.retrieval.model_dump(mode="json", exclude={"rerun_contexts"})  # what automation does, not what the knowledge base holds
+    h = hashlib.sha256(json.dumps([__version__, settings], sort_keys=True).encode())
+    for corpus in sources.corpora:
+        h.update(json.dumps(corpus.model_dump(mode="json"), sort_keys=True).encode())
+        for path in sorted(p for p in corpus.root.rglob("*") if p.is_file()):
+            stat = path.stat()
+            h.update(f"{path.relative_to(corpus.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def build_knowledge_asset(sources) -> dg.AssetsDefinition:
     """`sources`: the sources file; its corpora and retrieval settings make the knowledge base."""
     corpora: tuple[KnowledgeConfig, ...] = sources.corpora
@@ -25,8 +43,6 @@ def build_knowledge_asset(sources) -> dg.AssetsDefinition:
     @dg.asset(key=KNOWLEDGE_KEY, group_name="knowledge", io_manager_key="manifest_io", kinds={"chroma"}, description=description,
               automation_condition=BUILT_WHEN_MISSING)
     def knowledge_base(context: dg.AssetExecutionContext, workdir: WorkdirResource, knowledge: KnowledgeResource, progress: dg.ResourceParam[Progress]) -> dg.Output:
-        from medtrinity_dagster.incremental import knowledge_inputs
-
         inputs = knowledge_inputs(sources)  # what `medtrinity run` compares to skip an unchanged knowledge base
         cfg, emb = knowledge.config(), knowledge.embedder()
         passages = load_corpora(corpora, chunker_for(cfg, emb))

@@ -23,6 +23,9 @@ class WorkdirResource(dg.ConfigurableResource):
         return Workdir.at(self.root)
 
 
+_RETRIEVAL = RetrievalConfig()  # the defaults, stated once in the sources file's model
+
+
 class KnowledgeResource(dg.ConfigurableResource):
     """The sources file's `retrieval:` settings: the embedder folder (empty: the bundled all-MiniLM-L6-v2)
     and its prefixes, passage chunking, and the Chroma server (empty: embedded in the work folder)."""
@@ -30,11 +33,11 @@ class KnowledgeResource(dg.ConfigurableResource):
     model_dir: str = ""
     query_prefix: str = ""
     passage_prefix: str = ""
-    max_tokens: int = RetrievalConfig.max_tokens
-    overlap_tokens: int = RetrievalConfig.overlap_tokens
+    max_tokens: int = _RETRIEVAL.max_tokens
+    overlap_tokens: int = _RETRIEVAL.overlap_tokens
     server: str = ""
     token_env: str = ""
-    collection: str = RetrievalConfig.collection
+    collection: str = _RETRIEVAL.collection
 
     @classmethod
     def of(cls, cfg: RetrievalConfig) -> KnowledgeResource:

@@ -9,10 +9,12 @@ import os
 
 import dagster as dg
 
-from medtrinity_core.sources.drops import plan_drop, scan
+from medtrinity_core.pipeline import REGISTRY
+from medtrinity_core.sources.drops import scan
 from medtrinity_core.sources.schema import SourcesFile
-from medtrinity_dagster.factory import STAGES, partitions_name
+from medtrinity_core.sources.shards import plan_drop
 from medtrinity_dagster.knowledge import KNOWLEDGE_KEY
+from medtrinity_dagster.partitions import SHARDS
 from medtrinity_dagster.resources import LandingResource, WorkdirResource
 
 DROPS_PER_TICK = 20
@@ -25,9 +27,17 @@ def sensor_interval() -> int:
     return max(1, int(os.environ.get(INTERVAL_ENV, "30")))
 
 
-def build_landing_sensor(sources: SourcesFile) -> dg.SensorDefinition:
+def _requested(chain, has_knowledge: bool) -> list[str]:
+    """The stages a drop's run materializes: its source's whole chain, or (until the knowledge base
+    exists) the stages before the first that needs it; automation carries each shard on from there."""
+    names = [s.name for s in chain]
+    first = next((i for i, s in enumerate(chain) if s.knowledge), len(chain))
+    return names if has_knowledge else names[:first]
+
+
+def build_landing_sensor(sources: SourcesFile, registry=REGISTRY) -> dg.SensorDefinition:
     by_name = {s.name: s for s in sources.sources}
-    selection = dg.AssetSelection.assets(*[dg.AssetKey([s.name, stage]) for s in sources.sources for stage in STAGES])
+    selection = dg.AssetSelection.assets(*[dg.AssetKey([s.name, stage.name]) for s in sources.sources for stage in registry.chain(s)])
 
     @dg.sensor(name="landing_zone", asset_selection=selection, minimum_interval_seconds=sensor_interval(), default_status=dg.DefaultSensorStatus.RUNNING,
                description="Plans each ready drop of the landing zone into shard partitions and requests their runs")
@@ -54,8 +64,8 @@ def build_landing_sensor(sources: SourcesFile) -> dg.SensorDefinition:
             if not shards:
                 context.log.warning(f"drop {name}/{drop} holds no file matching the source's patterns: nothing to run")
                 continue
-            partitions.append(dg.AddDynamicPartitionsRequest(partitions_name(src), shards))
-            keys = [dg.AssetKey([name, stage]) for stage in (STAGES if has_knowledge else STAGES[: STAGES.index("context")])]
+            partitions.append(SHARDS.of(src).build_add_request(shards))
+            keys = [dg.AssetKey([name, stage]) for stage in _requested(registry.chain(src), has_knowledge)]
             requests += [dg.RunRequest(run_key=f"{name}:{shard}", partition_key=shard, asset_selection=keys, tags={"medtrinity/source": name})
                          for shard in shards]
         for problem in problems:

@@ -93,11 +93,14 @@ def materialize_source(sources_file: Path, workdir: Path) -> dict:
     ephemeral instance (raising on nothing: a blocked stage is what some tests look for)."""
     import dagster as dg
 
-    from medtrinity_core.sources.schema import load_sources
+    from medtrinity_core.config import load_sources
+    from medtrinity_core.pipeline import REGISTRY
     from medtrinity_core.sources.shards import update_plan
     from medtrinity_core.storage import Workdir
     from medtrinity_dagster.build import build_definitions
-    from medtrinity_dagster.factory import STAGES, partitions_name
+    from medtrinity_dagster.partitions import partitions_name
+
+    STAGES = REGISTRY.names()
 
     sources = load_sources(sources_file)
     src = sources.sources[0]

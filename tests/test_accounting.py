@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -153,7 +152,7 @@ def test_voxel_counts_are_checked_from_headers_before_decoding(tmp_path):
     src = SourceConfig(name="v", modality="ct", license=LICENSE, root=root, layout="volume_labels", images=r"ct\.nii\.gz", labels=r"(?!)",
                        negatives_per_volume=1, max_voxels=7999)
     assert reasons(src, Workdir.at(tmp_path / "wd")) == {"ct.nii.gz": "decompression_bomb"}
-    assert reasons(replace(src, max_voxels=8000), Workdir.at(tmp_path / "wd")) == {}
+    assert reasons(src.model_copy(update={"max_voxels": 8000}), Workdir.at(tmp_path / "wd")) == {}
     write_series(tmp_path / "ct")  # 8 slices of 32 x 32
     assert set(reasons(dicom_source(tmp_path / "ct", negatives=1, max_voxels=8 * 32 * 32 - 1), Workdir.at(tmp_path / "wd")).values()) == {"decompression_bomb"}
     # a real file whose header claims 65535 x 65535 pixels: refused before any decoder allocates them

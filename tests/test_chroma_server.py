@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.knowledge.corpora import load_corpora
 from medtrinity_core.knowledge.embed import Embedder
 from medtrinity_core.knowledge.retrieve import retrieve_context
@@ -30,7 +31,6 @@ from medtrinity_core.knowledge.store import (
 from medtrinity_core.sources.schema import (
     KnowledgeConfig,
     RetrievalConfig,
-    load_sources,
 )
 
 from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE

@@ -5,7 +5,6 @@ on another series of the frame of reference, malformed headers, colour captures 
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -126,7 +125,7 @@ def test_malformed_header_is_quarantined_and_discovery_goes_on(tmp_path):
     element = b"\x28\x00\x08\x00IS\x02\x00"  # (0028,0008) IS, two bytes: "11" becomes the non-numeric "1A"
     assert data.count(element + b"11") == 1
     (tmp_path / "src" / "bad.dcm").write_bytes(data.replace(element + b"11", element + b"1A"))
-    items, rejected, _raw, df, _q = run(replace(dicom_source(tmp_path / "src"), negatives_per_volume=2), Workdir.at(tmp_path / "wd"))
+    items, rejected, _raw, df, _q = run(dicom_source(tmp_path / "src").model_copy(update={"negatives_per_volume": 2}), Workdir.at(tmp_path / "wd"))
     assert [(r.relpath, r.reason) for r in rejected] == [("bad.dcm", "unreadable")]
     assert "header cannot be parsed" in rejected[0].detail and len(items) == 1 and df.height > 0
 
@@ -266,10 +265,10 @@ def write_cine(folder: Path) -> None:
 
 def test_4d_dicom_series_is_split_by_temporal_position(tmp_path):
     write_cine(tmp_path / "cine")
-    src = replace(dicom_source(tmp_path / "cine", modality="mri"), negatives_per_volume=1)
+    src = dicom_source(tmp_path / "cine", modality="mri").model_copy(update={"negatives_per_volume": 1})
     items, _, _, df, q = run(src, Workdir.at(tmp_path / "wd"))
     assert len(items) == 1 and df.height == 0 and q["reason"].to_list() == ["unsupported_dimension"] and "volume_index" in q["detail"][0]
-    _, _, _, df, q = run(replace(src, volume_index="all"), Workdir.at(tmp_path / "wd2"))
+    _, _, _, df, q = run(src.model_copy(update={"volume_index": "all"}), Workdir.at(tmp_path / "wd2"))
     assert q.height == 0 and sorted(df["volume_index"].to_list()) == [0, 1, 2] and df["image_id"].n_unique() == 3
-    _, _, _, df, q = run(replace(src, volume_index=2), Workdir.at(tmp_path / "wd3"))
+    _, _, _, df, q = run(src.model_copy(update={"volume_index": 2}), Workdir.at(tmp_path / "wd3"))
     assert q.height == 0 and df["volume_index"].to_list() == [2]

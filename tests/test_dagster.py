@@ -9,14 +9,15 @@ import sys
 import dagster as dg
 import polars as pl
 
+from medtrinity_core.config import load_sources
+from medtrinity_core.pipeline import REGISTRY
 from medtrinity_core.quarantine import read_quarantine
-from medtrinity_core.sources.schema import load_sources
 from medtrinity_core.storage import read_parquet
 from medtrinity_dagster.build import build_definitions
 
 from .conftest import EXAMPLES, REPO
 
-STAGES = ("raw", "normalized", "rois", "context", "descriptions", "triplets")
+STAGES = REGISTRY.names()
 
 
 def test_definitions_load_for_every_example_source(tmp_path):
@@ -134,21 +135,19 @@ def test_rois_materialization_shows_overlay_previews(pipeline):
 
 
 def test_sources_with_an_expert_model_run_their_rois_in_the_gpu_pool(tmp_path):
-    from dataclasses import replace
 
     from medtrinity_core.sources.schema import ExpertSpec
     from medtrinity_dagster.factory import source_assets
 
     src = load_sources(EXAMPLES / "sources.yaml").source("busi")
-    assets, _ = source_assets(replace(src, expert=ExpertSpec(kind="torchscript", path=tmp_path / "m.ts", labels=((1, "lesion"),))))
+    assets, _ = source_assets(src.model_copy(update={"expert": ExpertSpec(kind="torchscript", path=tmp_path / "m.ts", labels=((1, "lesion"),))}))
     pools = {a.key.path[-1]: a.op.pool for a in assets}
     assert pools["rois"] == "gpu" and pools["normalized"] is None
 
 
 def test_each_stage_has_its_own_code_version_so_a_new_prompt_marks_only_descriptions_and_triplets_stale(tmp_path):
-    from dataclasses import replace
 
-    from medtrinity_core.sources.schema import load_sources
+    from medtrinity_core.config import load_sources
     from medtrinity_dagster.build import build_definitions
 
     from .conftest import EXAMPLES
@@ -157,14 +156,14 @@ def test_each_stage_has_its_own_code_version_so_a_new_prompt_marks_only_descript
     src = sources.source("kvasir-seg")
     prompt = tmp_path / "my-prompt.txt"
     prompt.write_text("Describe {modality} of the {organ}. Facts: {facts}")
-    changed = replace(sources, sources=(replace(src, generator=replace(src.generator, prompt=str(prompt))),))
+    changed = sources.model_copy(update={"sources": (src.model_copy(update={"generator": src.generator.model_copy(update={"prompt": str(prompt)})}),)})
 
     def versions(file):
         defs = build_definitions(file, str(tmp_path / "wd"))
         graph = defs.resolve_asset_graph()
         return {stage: graph.get(dg.AssetKey(["kvasir-seg", stage])).code_version for stage in ("raw", "normalized", "rois", "context", "descriptions", "triplets")}
 
-    before, after = versions(replace(sources, sources=(src,))), versions(changed)
+    before, after = versions(sources.model_copy(update={"sources": (src,)})), versions(changed)
     assert [stage for stage in before if before[stage] != after[stage]] == ["descriptions", "triplets"]
     assert len(set(before.values())) == 6  # every stage its own version
 

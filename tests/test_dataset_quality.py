@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -27,7 +26,7 @@ CTX = frame([{"image_id": "img-1", "source": "hosp", "coarse_caption": "CT image
 
 
 def test_patient_identifying_paths_are_salted_in_triplets_but_kept_in_lineage(tmp_path):
-    src = replace(SRC, paths_identify_patients=True)
+    src = SRC.model_copy(update={"paths_identify_patients": True})
     paths = SourcePaths(Workdir.at(tmp_path), src.name, True)
     image = {**IMAGE, "relpath": paths.public(IMAGE["relpath"])}  # manifests carry the public path
     triplets, lineage = build_triplets(src, "base-0000", [image], frame([], ROIS), CTX, DESC, paths)
@@ -62,7 +61,7 @@ def test_descriptions_under_min_faithfulness_stay_out_of_triplets_and_are_counte
     low = DESC.with_columns(pl.lit(0.5).alias("faithfulness"))
     triplets, lineage = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
     assert triplets.height == 0 and lineage.height == 0
-    kept, _ = build_triplets(replace(SRC, min_faithfulness=0.5), "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
+    kept, _ = build_triplets(SRC.model_copy(update={"faithfulness": SRC.faithfulness.model_copy(update={"min_faithfulness": 0.5})}), "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
     assert kept["faithfulness"].to_list() == [0.5]  # at the threshold a row is kept, its score carried
     normalized = pl.DataFrame({"image_id": ["img-1"], "item_id": ["item-1"], "duplicate_kind": [None]}, schema={"image_id": pl.String, "item_id": pl.String, "duplicate_kind": pl.String})
     counts = account_images("triplets", normalized, triplets["image_id"], frame([], QUARANTINE), {"low_faithfulness": ["img-1"]})

@@ -7,21 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from medtrinity_core.describe.stage import describe, make_generator
+from medtrinity_core.config import load_sources
 from medtrinity_core.knowledge.corpora import load_corpora
-from medtrinity_core.knowledge.retrieve import retrieve_context
-from medtrinity_core.knowledge.store import (
-    build,
-    chunker_for,
-    embedder_for,
-    fetch_passages,
-    open_collection,
-)
-from medtrinity_core.roi.extract import dataset_rois, extract_rois
-from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.knowledge.store import build, chunker_for, embedder_for
+from medtrinity_core.pipeline import LocalServices, run_chain
+from medtrinity_core.sources.shards import update_plan
 from medtrinity_core.storage import Workdir
 
-from .conftest import EXAMPLES, through_normalized
+from .conftest import EXAMPLES
 
 BREAST = {"Breast Cancer", "Breast Diseases"}
 # (source, finding) -> the MedQuAD foci that answer it
@@ -45,17 +38,13 @@ def demo_context(tmp_path_factory):
     wd = Workdir.at(tmp_path_factory.mktemp("demo")).ensure()
     embedder = embedder_for(sources.retrieval)
     build(load_corpora(sources.corpora, chunker_for(sources.retrieval, embedder)), sources.retrieval, wd.chroma, embedder)
-    collection = open_collection(sources.retrieval, wd.chroma)
     rows = []
-    for src in sources.sources:
-        _, _, _, images, _ = through_normalized(src, wd)
-        rois, _ = extract_rois(src, images.iter_rows(named=True), wd)
-        context = retrieve_context(src, images.iter_rows(named=True), dataset_rois(rois, src), collection, embedder)
-        passages = fetch_passages(collection, [p["passage_id"] for refs in context["passages"].to_list() for p in refs])
-        descriptions, quarantined, _ = describe(src, images.iter_rows(named=True), dataset_rois(rois, src), context, passages, make_generator(src.generator), wd)
-        assert quarantined.height == 0
-        described = {d["image_id"]: d for d in descriptions.iter_rows(named=True)}
-        rows += [(src.name, {**row, "description": described[row["image_id"]]}) for row in context.iter_rows(named=True)]
+    for src in sources.sources:  # the chain through the stage runner, in plain Python (no Dagster)
+        for shard in update_plan(wd, src):
+            out = run_chain(src, shard, wd, end="descriptions", services=LocalServices(sources.retrieval))
+            assert out["descriptions"].rejected.height == 0
+            described = {d["image_id"]: d for d in out["descriptions"].rows.iter_rows(named=True)}
+            rows += [(src.name, {**row, "description": described[row["image_id"]]}) for row in out["context"].rows.iter_rows(named=True)]
     return rows
 
 

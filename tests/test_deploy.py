@@ -9,14 +9,14 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 
-from medtrinity_core.sources.schema import ExpertSpec, GeneratorSpec, load_sources
+from medtrinity_core.config import load_sources
+from medtrinity_core.sources.schema import ExpertSpec, GeneratorSpec
 from medtrinity_core.storage import DAGSTER_YAML
 
 from .conftest import EXAMPLES
@@ -145,10 +145,10 @@ def test_the_k8s_executor_and_every_gpu_step_tag_validate_against_dagster_k8s_sc
     assert validate_config(k8s_job_executor.config_schema.config_type, EXECUTOR_CONFIG).success
     sources = load_sources(EXAMPLES / "sources.yaml")
     busi, kvasir = sources.source("busi"), sources.source("kvasir-seg")
-    gpu_sources = replace(sources, sources=(
-        replace(busi, expert=ExpertSpec(kind="torchscript", path=tmp_path / "m.ts", labels=((1, "lesion"),))),
-        replace(kvasir, generator=GeneratorSpec(backend="transformers", model=str(tmp_path / "vlm"))),
-    ))
+    gpu_sources = sources.model_copy(update={"sources": (
+        busi.model_copy(update={"expert": ExpertSpec(kind="torchscript", path=tmp_path / "m.ts", labels=((1, "lesion"),))}),
+        kvasir.model_copy(update={"generator": GeneratorSpec(backend="transformers", model=str(tmp_path / "vlm"))}),
+    )})
     monkeypatch.setenv("MEDTRINITY_GPU_IMAGE", "registry.example/medtrinity-gpu:0.1.0")
     monkeypatch.setenv("MEDTRINITY_EXECUTOR", "k8s")
     defs = build_definitions(gpu_sources, str(tmp_path / "wd"))

@@ -118,8 +118,8 @@ def test_the_stage_scores_every_row_caches_generation_and_quarantines_a_failure(
 def test_the_generator_is_chosen_per_source_over_a_top_level_default(tmp_path):
     import pytest
 
+    from medtrinity_core.config import load_sources
     from medtrinity_core.errors import SourcesFileError
-    from medtrinity_core.sources.schema import load_sources
 
     (tmp_path / "data").mkdir()
     (tmp_path / "mine.txt").write_text("Describe the {modality} image of the {organ}: {facts}")

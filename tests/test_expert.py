@@ -13,11 +13,12 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.roi import rle
 from medtrinity_core.roi.expert import ExpertModel, load_network
 from medtrinity_core.roi.extract import extract_rois
-from medtrinity_core.sources.schema import ExpertSpec, SourceConfig, load_sources
+from medtrinity_core.sources.schema import ExpertSpec, SourceConfig
 from medtrinity_core.storage import Workdir
 
 SIZE = 64

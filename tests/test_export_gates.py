@@ -209,7 +209,7 @@ def test_run_prints_a_failed_check_with_the_verdicts_own_summary_from_dagster_me
 
 
 def test_the_factorys_blocking_checks_are_the_ones_an_export_requires(tiny_sources):
-    from medtrinity_core.sources.schema import load_sources
+    from medtrinity_core.config import load_sources
     from medtrinity_dagster.factory import source_assets
 
     _, checks = source_assets(load_sources(tiny_sources).sources[0])
@@ -227,8 +227,11 @@ def planted(tmp_path_factory) -> dict:
     does not set paths_identify_patients)."""
     import dagster as dg
 
+    from medtrinity_core.pipeline import REGISTRY
     from medtrinity_dagster.build import build_definitions
-    from medtrinity_dagster.factory import STAGES, partitions_name
+    from medtrinity_dagster.partitions import partitions_name
+
+    STAGES = REGISTRY.names()
 
     root = tmp_path_factory.mktemp("planted")
     data = root / "kvasir"
@@ -361,8 +364,10 @@ def test_the_exports_asset_honours_the_same_gates(planted, tmp_path):
 def test_run_re_runs_a_stage_no_verdict_vouches_for_and_not_one_whose_check_failed(planted):
     """A verdict missing (a run killed before its checks, an older work folder) or on another manifest
     makes that stage stale for `medtrinity run`; a failed verdict is a verdict: the partition waits."""
-    from medtrinity_dagster.factory import STAGES
+    from medtrinity_core.pipeline import REGISTRY
     from medtrinity_dagster.incremental import first_stale
+
+    STAGES = REGISTRY.names()
 
     wd, src, instance = planted["workdir"], planted["source"], planted["instance"]
     assert first_stale(instance, wd, src, "base-0001", None) is None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -22,8 +21,8 @@ import SimpleITK as sitk
 from PIL import Image
 
 from medtrinity_core.errors import ItemError
-from medtrinity_core.imaging.normalize import normalized_stage
 from medtrinity_core.imaging.readers import read_raster, read_volumes
+from medtrinity_core.pipeline import run_one
 from medtrinity_core.quality import suites
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import inventory
@@ -39,8 +38,8 @@ def run_normalized(src: SourceConfig, wd: Workdir):
     assert not rejected
     raw, q = inventory(src, items)
     assert q.height == 0
-    images, quarantined, counts = normalized_stage(src, raw, wd, "0")
-    return raw, images, quarantined, counts
+    result = run_one("normalized", src, "base-0000", wd, {"raw": raw})  # through the runner: withdrawn, accounted
+    return raw, result.rows, result.rejected, result.metadata
 
 
 def reasons(quarantined: pl.DataFrame) -> dict[str, str]:
@@ -227,7 +226,7 @@ def test_a_mask_too_small_to_survive_the_resize_is_dropped_and_recorded_not_quar
     dot[1, 1] = 255  # nearest-neighbour to 100 x 100 samples pixels 2, 6, 10, ...
     Image.fromarray(dot).save(root / "masks" / "a_1.png")
     wd = Workdir.at(tmp_path / "wd")
-    _, images, quarantined, _ = run_normalized(replace(_mask_source(root), max_side=100), wd)
+    _, images, quarantined, _ = run_normalized(_mask_source(root).model_copy(update={"max_side": 100}), wd)
     assert quarantined.height == 0 and images["masks"][0].to_list() == []
     assert json.loads(images["normalization"][0])["dropped_masks"] == [{"label": "polyp", "annotation": "masks/a_1.png", "reason": "lost_in_resize"}]
     assert suites.normalized_suite(images, wd, {}).ok
@@ -282,7 +281,7 @@ def test_hidden_files_are_listed_but_do_not_count_against_the_quarantine_share()
 
 def test_a_box_with_an_empty_label_is_a_bad_annotation_of_its_own_item(tmp_path):
     from medtrinity_core.errors import ItemError
-    from medtrinity_core.roi.boxes import read_boxes
+    from medtrinity_core.sources.boxes import read_boxes
     from medtrinity_core.sources.schema import BoxSpec
 
     (tmp_path / "boxes.csv").write_text("image,label,x0,y0,x1,y1\na.png,polyp,1,1,5,5\nb.png,,1,1,5,5\n")

@@ -17,11 +17,13 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.errors import ItemError
+from medtrinity_core.pipeline import run_one
 from medtrinity_core.sources.discover import discover, match_problem
-from medtrinity_core.sources.drops import plan_drop, scan
+from medtrinity_core.sources.drops import scan
 from medtrinity_core.sources.identity import SourcePaths
-from medtrinity_core.sources.inventory import inventory, raw_stage
+from medtrinity_core.sources.inventory import inventory
 from medtrinity_core.sources.paths import (
     escaped,
     inside,
@@ -33,9 +35,8 @@ from medtrinity_core.sources.schema import (
     LabelsCsv,
     MaskSpec,
     SourceConfig,
-    load_sources,
 )
-from medtrinity_core.sources.shards import planned_shard, update_plan
+from medtrinity_core.sources.shards import plan_drop, planned_shard, update_plan
 from medtrinity_core.storage import Workdir
 
 from .conftest import EXAMPLES
@@ -80,9 +81,9 @@ def run_raw(wd: Workdir, src) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Plan the source and run the raw stage of every shard: (manifest, quarantine) of all shards."""
     manifests, quarantines = [], []
     for shard in update_plan(wd, src):
-        df, q, _ = raw_stage(src, planned_shard(wd, src.name, shard), wd)  # raises if a planned path is unaccounted for
-        manifests.append(df)
-        quarantines.append(q)
+        result = run_one("raw", src, shard, wd, {})  # the runner raises if a planned path is unaccounted for
+        manifests.append(result.rows)
+        quarantines.append(result.rejected)
     return pl.concat(manifests), pl.concat(quarantines)
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.errors import SourcesFileError
 from medtrinity_core.sources.patterns import (
     MATCH_TIMEOUT_S,
@@ -17,7 +18,6 @@ from medtrinity_core.sources.patterns import (
     backtracking_problem,
     compile_pattern,
 )
-from medtrinity_core.sources.schema import load_sources
 
 from .conftest import REPO
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import SimpleITK as sitk
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.intensity import scale_percentile, window_ct
 from medtrinity_core.imaging.normalize import normalize, pick_slices
@@ -22,7 +22,7 @@ from medtrinity_core.imaging.readers import read_mask, read_raster, side_letters
 from medtrinity_core.imaging.resize import target_size
 from medtrinity_core.sources.discover import discover
 from medtrinity_core.sources.inventory import inventory
-from medtrinity_core.sources.schema import SourceConfig, load_sources
+from medtrinity_core.sources.schema import SourceConfig
 from medtrinity_core.storage import Workdir, encode_png
 
 from .conftest import EXAMPLES
@@ -253,7 +253,7 @@ def test_bundled_examples_normalize_rgba_jpeg_gif_tiff(tmp_path):
     wd = Workdir.at(tmp_path)
     xray, _ = run_stage(sources.source("biomedparse-xray"), wd)
     assert xray.row(0, named=True)["channels"] == 1  # RGBA grey demo image collapsed to one channel
-    drive, _ = run_stage(replace(sources.source("drive"), max_side=256), wd)
+    drive, _ = run_stage(sources.source("drive").model_copy(update={"max_side": 256}), wd)
     row = drive.row(0, named=True)
     assert (row["orig_width"], row["orig_height"]) == (565, 584) and max(row["width"], row["height"]) == 256
     assert row["channels"] == 3 and row["masks"][0]["label"] == "retinal vessels"

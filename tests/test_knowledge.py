@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import polars as pl
 import pytest
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.knowledge.chunking import Chunker
 from medtrinity_core.knowledge.corpora import load_corpora
 from medtrinity_core.knowledge.embed import Embedder
@@ -27,7 +26,6 @@ from medtrinity_core.knowledge.store import (
 from medtrinity_core.sources.schema import (
     KnowledgeConfig,
     RetrievalConfig,
-    load_sources,
 )
 
 from .conftest import EXAMPLES, KNOWLEDGE_INCLUDE
@@ -179,14 +177,14 @@ def test_retrieval_finds_the_disease_of_the_image_and_ties_it_to_the_finding(kb,
 
 def test_each_finding_on_an_image_gets_its_own_query_and_anatomy_none(kb, embedder):
     _, path, _, _ = kb
-    src = replace(load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg"), body_region=None)
+    src = load_sources(EXAMPLES / "sources.yaml").source("kvasir-seg").model_copy(update={"body_region": None})
     image = {"image_id": "img-1", "masks": [{"label": "polyp"}, {"label": "melanoma"}, {"label": "spleen"}], "labels": [], "slice_axis": None}
     rois = [POLYP_ROI, {**POLYP_ROI, "roi_id": "r2", "label": "melanoma", "area_px": 2000, "size_class": "large"},
             {**POLYP_ROI, "roi_id": "r3", "label": "melanoma", "area_px": 100}, {**POLYP_ROI, "roi_id": "r4", "label": "spleen"}]
     queries = finding_queries(src, image, rois)
     assert [f for f, _ in queries] == ["melanoma", "colonic polyp"]  # largest region first; spleen is anatomy: not queried
     assert queries[0][1].startswith("melanoma, malignant melanoma multiple large")
-    row = retrieve_context(replace(src, top_k=2, min_score=0.4), [image], pl.DataFrame(rois), open_collection(RetrievalConfig(), path), embedder).row(0, named=True)
+    row = retrieve_context(src.model_copy(update={"top_k": 2, "min_score": 0.4}), [image], pl.DataFrame(rois), open_collection(RetrievalConfig(), path), embedder).row(0, named=True)
     assert [p["finding"] for p in row["passages"]] == ["melanoma", "colonic polyp", "melanoma", "colonic polyp"]  # round robin
     focus = {p["finding"]: set() for p in row["passages"]}
     for p in row["passages"]:
@@ -255,10 +253,10 @@ def test_passages_under_the_score_floor_are_not_cited(kb, embedder):
     col = open_collection(RetrievalConfig(), path)
     microscopy, endoscopy = sources.source("dsb2018"), sources.source("kvasir-seg")
     none = pl.DataFrame(schema={"image_id": pl.String})
-    loose = retrieve_context(replace(microscopy, min_score=0.0), [lesion], none, col, embedder)
+    loose = retrieve_context(microscopy.model_copy(update={"min_score": 0.0}), [lesion], none, col, embedder)
     assert len(loose["passages"][0]) == 3  # without a floor, something is always cited
-    assert retrieve_context(replace(microscopy, min_score=0.5), [lesion], none, col, embedder)["passages"].to_list() == [[]]
-    scores = [p["score"] for p in retrieve_context(replace(endoscopy, min_score=0.5), [polyp], none, col, embedder)["passages"][0]]
+    assert retrieve_context(microscopy.model_copy(update={"min_score": 0.5}), [lesion], none, col, embedder)["passages"].to_list() == [[]]
+    scores = [p["score"] for p in retrieve_context(endoscopy.model_copy(update={"min_score": 0.5}), [polyp], none, col, embedder)["passages"][0]]
     assert scores and min(scores) >= 0.5  # passages about polyps answer a polyp
 
 

@@ -10,11 +10,12 @@ import shutil
 import dagster as dg
 import pytest
 
-from medtrinity_core.sources.schema import load_sources
+from medtrinity_core.config import load_sources
+from medtrinity_core.pipeline import REGISTRY
 from medtrinity_core.sources.shards import read_plan
 from medtrinity_core.storage import Workdir, read_parquet
 from medtrinity_dagster.build import build_definitions
-from medtrinity_dagster.factory import STAGES, partitions_name
+from medtrinity_dagster.partitions import partitions_name
 
 from .conftest import KVASIR
 
@@ -62,7 +63,7 @@ def test_with_a_knowledge_base_a_drops_run_covers_every_stage(zone):
     defs = zone["defs"]
     dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
     result = tick(zone, instance=instance)
-    assert result.run_requests[0].asset_selection == [dg.AssetKey(["tiny-kvasir", s]) for s in STAGES]
+    assert result.run_requests[0].asset_selection == [dg.AssetKey(["tiny-kvasir", s]) for s in REGISTRY.names()]
 
 
 def test_a_missing_knowledge_base_is_built_by_automation_and_context_waits_for_it(zone):
@@ -99,7 +100,7 @@ def test_a_drops_shard_runs_from_its_own_folder_with_drop_relpaths(zone):
     instance.add_dynamic_partitions(partitions_name(src), result.dynamic_partitions_requests[0].partition_keys)
     defs = zone["defs"]
     run = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, partition_key="d1-0000",
-                         selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in STAGES]), raise_on_error=False)
+                         selection=dg.AssetSelection.assets(*[dg.AssetKey([src.name, s]) for s in REGISTRY.names()]), raise_on_error=False)
     assert run.success
     raw = read_parquet(zone["wd"].manifest_path(src.name, "raw", "d1-0000"))
     assert raw.height == 3 and all(r.startswith("d1/images/") for r in raw["relpath"].to_list())
@@ -115,7 +116,7 @@ def test_a_drops_shard_runs_from_its_own_folder_with_drop_relpaths(zone):
     images = sorted((zone["landing"] / "tiny-kvasir" / "d1" / "images").glob("*.jpg"))
     images[0].write_bytes(images[0].read_bytes() + b"edited")
     images[1].unlink()
-    checked, problems = audit_shard(zone["wd"], src.name, "d1-0000")
+    checked, problems = audit_shard(zone["wd"], src.name, "d1-0000", REGISTRY.names())
     assert checked == 3 and len(problems) == 2
     assert any(f"images/{images[0].name} changed since it was read" in p for p in problems) and any(f"images/{images[1].name} has vanished" in p for p in problems)
 
@@ -148,7 +149,7 @@ def test_a_changed_knowledge_base_marks_the_contexts_built_on_it_stale(zone, tin
     instance.add_dynamic_partitions(partitions_name(src), result.dynamic_partitions_requests[0].partition_keys)
     everything = [*defs.assets, *defs.asset_checks]
     dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
-    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000", selection=[dg.AssetKey([src.name, s]) for s in STAGES])
+    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000", selection=[dg.AssetKey([src.name, s]) for s in REGISTRY.names()])
     context_key = dg.AssetKey([src.name, "context"])
 
     def status(graph_defs):
@@ -158,27 +159,25 @@ def test_a_changed_knowledge_base_marks_the_contexts_built_on_it_stale(zone, tin
     assert status(defs) == StaleStatus.FRESH
     dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])  # same corpus: same data version
     assert status(defs) == StaleStatus.FRESH
-    from dataclasses import replace
 
     sources = load_sources(tiny_sources)
-    fewer = replace(sources, corpora=(replace(sources.corpora[0], include=("*/0000218.xml",)),))  # another corpus: other passages
+    fewer = sources.model_copy(update={"corpora": (sources.corpora[0].model_copy(update={"include": ("*/0000218.xml",)}),)})  # another corpus: other passages
     changed = build_definitions(fewer, str(zone["wd"].root), landing=str(zone["landing"]))
     dg.materialize([*changed.assets, *changed.asset_checks], resources=changed.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
     assert status(changed) == StaleStatus.STALE
 
 
 def test_with_rerun_contexts_a_changed_knowledge_base_reruns_the_contexts_built_on_it_and_an_unchanged_one_nothing(zone, tiny_sources):
-    from dataclasses import replace
 
     instance = dg.DagsterInstance.ephemeral()
     src = zone["sources"].sources[0]
     base = load_sources(tiny_sources)
-    rerun = replace(base, retrieval=replace(base.retrieval, rerun_contexts=True))
+    rerun = base.model_copy(update={"retrieval": base.retrieval.model_copy(update={"rerun_contexts": True})})
     defs = build_definitions(rerun, str(zone["wd"].root), landing=str(zone["landing"]))
     everything = [*defs.assets, *defs.asset_checks]
     instance.add_dynamic_partitions(partitions_name(src), tick(zone, instance=instance).dynamic_partitions_requests[0].partition_keys)
     dg.materialize(everything, resources=defs.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
-    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000", selection=[dg.AssetKey([src.name, s]) for s in STAGES])
+    dg.materialize(everything, resources=defs.resources, instance=instance, partition_key="d1-0000", selection=[dg.AssetKey([src.name, s]) for s in REGISTRY.names()])
     context_key = dg.AssetKey([src.name, "context"])
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.get_requested_partitions(context_key) == set()
@@ -186,13 +185,13 @@ def test_with_rerun_contexts_a_changed_knowledge_base_reruns_the_contexts_built_
     same = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert same.get_requested_partitions(context_key) == set()  # an unchanged corpus causes nothing
     plain_before = dg.evaluate_automation_conditions(defs=build_definitions(base, str(zone["wd"].root), landing=str(zone["landing"])), instance=instance)
-    fewer = replace(rerun, corpora=(replace(rerun.corpora[0], include=("*/0000218.xml",)),))
+    fewer = rerun.model_copy(update={"corpora": (rerun.corpora[0].model_copy(update={"include": ("*/0000218.xml",)}),)})
     changed = build_definitions(fewer, str(zone["wd"].root), landing=str(zone["landing"]))
     dg.materialize([*changed.assets, *changed.asset_checks], resources=changed.resources, instance=instance, selection=[dg.AssetKey("knowledge_base")])
     after = dg.evaluate_automation_conditions(defs=changed, instance=instance, cursor=same.cursor)
     assert after.get_requested_partitions(context_key) == {"d1-0000"}
     assert after.get_requested_partitions(dg.AssetKey([src.name, "rois"])) == set()  # only what reads the knowledge base
     # without the setting, the same change re-runs nothing (medtrinity run does it)
-    plain = build_definitions(replace(fewer, retrieval=base.retrieval), str(zone["wd"].root), landing=str(zone["landing"]))
+    plain = build_definitions(fewer.model_copy(update={"retrieval": base.retrieval}), str(zone["wd"].root), landing=str(zone["landing"]))
     plain_after = dg.evaluate_automation_conditions(defs=plain, instance=instance, cursor=plain_before.cursor)
     assert plain_after.get_requested_partitions(context_key) == set()

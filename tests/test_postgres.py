@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtrinity_dagster.ui import free_port
+from tools.ui_check import free_port
 
 from .conftest import EXAMPLES
 from .test_concurrency import _normalize_shard
@@ -51,7 +51,10 @@ def postgres():
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid}
     os.chmod(root, 0o700)
     port = free_port()
-    run = lambda args: subprocess.run(args, check=True, capture_output=True, text=True, cwd=root, **as_user)
+
+    def run(args):
+        return subprocess.run(args, check=True, capture_output=True, text=True, cwd=root, **as_user)
+
     run([pg_bin("initdb"), "-D", str(data), "-U", USER, f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8"])
     run([pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start",
          "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100"])

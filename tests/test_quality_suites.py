@@ -120,7 +120,7 @@ def test_the_descriptions_and_triplets_suites():
 def test_a_failed_rois_suite_blocks_the_partitions_descriptions(tiny_sources, tmp_path):
     import dagster as dg
 
-    from medtrinity_core.sources.schema import load_sources
+    from medtrinity_core.config import load_sources
 
     from .conftest import materialize_source
 

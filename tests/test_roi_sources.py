@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -74,7 +73,7 @@ def test_coco_yolo_and_csv_boxes_become_roi_rows(box_folder, tmp_path):
     wd = Workdir.at(tmp_path / "wd")
     got = {}
     for name, spec in expected.items():
-        norm, rois, q = stage(replace(base, boxes=spec), wd)
+        norm, rois, q = stage(base.model_copy(update={"boxes": spec}), wd)
         assert q.height == 0 and norm["width"][0] == 100  # image halved: boxes follow
         got[name] = rois.select("label", "method", "x0", "y0", "x1", "y1").row(0)
     assert got["coco"] == ("nodule", "ground_truth_box", 10, 5, 30, 20)
@@ -106,8 +105,8 @@ def test_proposals_are_flagged_and_kept_out_of_the_dataset_unless_opted_in(tmp_p
     assert q.height == 0 and rois["method"].to_list() == ["proposal"] and rois["label"].to_list() == ["benign"]
     assert rois["confidence"][0] > 0.8 and rois["contrast"][0] == "darker"
     assert dataset_rois(rois, src).height == 0
-    assert dataset_rois(rois, replace(src, include_proposals=True)).height == 1
-    _, none, _ = stage(replace(src, proposals=False), Workdir.at(tmp_path / "wd2"))
+    assert dataset_rois(rois, src.model_copy(update={"include_proposals": True})).height == 1
+    _, none, _ = stage(src.model_copy(update={"proposals": False}), Workdir.at(tmp_path / "wd2"))
     assert none.height == 0
 
 

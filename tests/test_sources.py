@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import textwrap
-from dataclasses import replace
 
 import pytest
 
+from medtrinity_core.config import load_sources
 from medtrinity_core.errors import SourcesFileError
 from medtrinity_core.sources.discover import discover, fill_template, list_files
 from medtrinity_core.sources.inventory import inventory, shard_items
-from medtrinity_core.sources.schema import load_sources
 from medtrinity_core.sources.shards import (
     extend_plan,
     planned_shard,
@@ -136,7 +134,7 @@ def test_inventory_hashes_and_quarantines_missing_and_empty_files(tmp_path):
     src = load_sources(EXAMPLES / "sources.yaml").source("busi")
     shutil.copytree(src.root, tmp_path / "busi")
     (tmp_path / "busi" / "benign_9.png").write_bytes((src.root / "benign_1.png").read_bytes())
-    src = replace(src, root=tmp_path / "busi")
+    src = src.model_copy(update={"root": tmp_path / "busi"})
     wd = Workdir.at(tmp_path / "wd")
     plan = update_plan(wd, src)
     assert read_plan(wd, "busi") == plan and "benign_9.png" in plan["base-0000"]
@@ -175,22 +173,8 @@ def test_a_raw_partition_reads_its_own_shard_and_never_discovers_the_source(tmp_
     update_plan(wd, src)
     monkeypatch.setattr(discover_module, "discover", lambda *a: pytest.fail("the raw stage ran discovery"))
     monkeypatch.setattr(discover_module, "list_files", lambda *a: pytest.fail("the raw stage listed the source"))
-    df, q, _counts = raw_stage(src, planned_shard(wd, src.name, "base-0000"), wd)
+    df, q = raw_stage(src, planned_shard(wd, src.name, "base-0000"), wd)
     assert df.height == 3 and q.height == 0 and all(len(a) == 1 for a in df["annotations"].to_list())
-
-
-def test_a_plan_of_an_earlier_version_is_converted_to_shard_files(tmp_path):
-    src = load_sources(EXAMPLES / "sources.yaml").source("busi")
-    wd = Workdir.at(tmp_path)
-    wd.plans.mkdir(parents=True)
-    legacy = {"base-0000": ["benign_1.png", "vanished.png"], "base-0001": ["malignant_1.png"]}
-    (wd.plans / "busi.json").write_text(json.dumps(legacy))
-    plan = update_plan(wd, src)
-    assert not (wd.plans / "busi.json").exists()
-    assert plan["base-0000"] == legacy["base-0000"] and plan["base-0001"] == legacy["base-0001"]
-    assert set(plan) == {"base-0000", "base-0001", "base-0002"}  # the file the old plan lacked fills a new shard
-    reasons = dict(planned_shard(wd, "busi", "base-0000").select("relpath", "reason").iter_rows())
-    assert reasons == {"benign_1.png": None, "vanished.png": "missing"}
 
 
 def test_mask_templates_pair_by_their_plain_prefix_and_other_templates_by_a_scan():

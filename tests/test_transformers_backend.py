@@ -88,9 +88,9 @@ def test_a_local_model_folder_generates_batched_greedy_and_deterministic(tiny_ll
 
 
 def test_a_sources_file_names_the_folder_and_the_asset_runs_in_the_gpu_pool(tiny_llava, tiny_sources, tmp_path):
+    from medtrinity_core.config import load_sources
     from medtrinity_core.describe.stage import make_generator
     from medtrinity_core.errors import SourcesFileError
-    from medtrinity_core.sources.schema import load_sources
     from medtrinity_dagster.build import build_definitions
 
     path = tiny_sources.parent / "tiny-llava-sources.yaml"

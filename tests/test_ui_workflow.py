@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from medtrinity_dagster import ui
+from tools import ui_check as ui
 
 from .conftest import KVASIR
 

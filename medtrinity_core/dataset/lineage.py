@@ -10,7 +10,8 @@ import polars as pl
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.storage import Workdir, read_parquet
 
-STAGES = ("triplets", "descriptions", "context", "rois", "normalized", "raw")
+KEYS = ("triplet_id", "image_id", "item_id")  # a stage's rows are found by the first of these its manifest has
+MAY_BE_EMPTY = ("rois",)  # an image may have no ROI row
 
 
 @dataclass(frozen=True)
@@ -37,26 +38,50 @@ def _rows(workdir: Workdir, source: str, stage: str, shard: str, column: str, va
     return str(path), read_parquet(path).filter(pl.col(column) == value)
 
 
-def trace(workdir: Workdir, triplet_id: str) -> tuple[dict, list[Step]]:
+def _summary(stage: str, rows: pl.DataFrame, hit: dict) -> str:
+    """One line on what a stage recorded for the triplet's image (a stage without its own line: its row count)."""
+    if rows.is_empty() and stage not in MAY_BE_EMPTY:
+        return "row missing"
+    r = rows.row(0, named=True) if rows.height else {}
+    if stage == "triplets":
+        return f"triplet {hit['triplet_id']}: {r['description'][:100]}..."
+    if stage == "descriptions":
+        return f"generator {r['generator']} ({r['template_version']}), cites {', '.join(r['cited_passages']) or 'nothing'}"
+    if stage == "context":
+        queries = "; ".join(repr(q["query"]) for q in r["queries"]) or "none"
+        passages = ", ".join(p["passage_id"] + " (" + p["finding"] + ")" for p in r["passages"]) or "none"
+        return f"queries {queries}, knowledge base {r['kb_version']}, passages {passages}"
+    if stage == "rois":
+        return f"{rows.height} ROI(s): {', '.join(sorted(set(rows['label'].to_list()))) or 'none'}"
+    if stage == "normalized":
+        where = f"slice {r['slice_axis'] or '-'} {r['slice_index'] if r['slice_index'] is not None else ''}".rstrip()
+        return f"image {hit['image_id']} -> {r['image_uri']} ({r['width']}x{r['height']}), {where}"
+    if stage == "raw" or ("sha256" in r and "relpath" in r):
+        return f"item {hit['item_id']}: {r['relpath']} sha256 {r['sha256'][:16]}..."
+    return f"{rows.height} row(s)"
+
+
+def _key(columns, hit: dict) -> str:
+    return next(k for k in KEYS if k in columns and k in hit)
+
+
+def trace(workdir: Workdir, triplet_id: str, chain_of) -> tuple[dict, list[Step]]:
+    """The triplet's lineage row and one step per stage of its source's chain, last stage first.
+    `chain_of(source name)`: that source's stage names in pipeline order (from pipeline.REGISTRY)."""
     hit = _find(workdir, triplet_id)
-    src, shard, image_id, item_id = hit["source"], hit["shard"], hit["image_id"], hit["item_id"]
+    src, shard = hit["source"], hit["shard"]
     steps = []
-    path, t = _rows(workdir, src, "triplets", shard, "triplet_id", triplet_id)
-    steps.append(Step("triplets", src, shard, path, f"triplet {triplet_id}: {t['description'][0][:100]}..." if t.height else "row missing"))
-    path, d = _rows(workdir, src, "descriptions", shard, "image_id", image_id)
-    steps.append(Step("descriptions", src, shard, path, f"generator {d['generator'][0]} ({d['template_version'][0]}), cites {', '.join(d['cited_passages'][0]) or 'nothing'}" if d.height else "row missing"))
-    path, c = _rows(workdir, src, "context", shard, "image_id", image_id)
-    steps.append(Step("context", src, shard, path, f"queries {'; '.join(repr(q['query']) for q in c['queries'][0]) or 'none'}, knowledge base {c['kb_version'][0]}, passages {', '.join(p['passage_id'] + ' (' + p['finding'] + ')' for p in c['passages'][0]) or 'none'}" if c.height else "row missing"))
-    path, r = _rows(workdir, src, "rois", shard, "image_id", image_id)
-    steps.append(Step("rois", src, shard, path, f"{r.height} ROI(s): {', '.join(sorted(set(r['label'].to_list()))) or 'none'}"))
-    path, n = _rows(workdir, src, "normalized", shard, "image_id", image_id)
-    steps.append(Step("normalized", src, shard, path, f"image {image_id} -> {n['image_uri'][0]} ({n['width'][0]}x{n['height'][0]}), slice {n['slice_axis'][0] or '-'} {n['slice_index'][0] if n['slice_index'][0] is not None else ''}".rstrip() if n.height else "row missing"))
-    path, w = _rows(workdir, src, "raw", shard, "item_id", item_id)
-    steps.append(Step("raw", src, shard, path, f"item {item_id}: {w['relpath'][0]} sha256 {w['sha256'][0][:16]}..." if w.height else "row missing"))
+    for stage in reversed(tuple(chain_of(src))):
+        path = workdir.manifest_path(src, stage, shard)
+        if not path.exists():
+            raise MedtrinityError(f"manifest {path} is missing: re-run `medtrinity run` for source {src}")
+        df = read_parquet(path)
+        key = _key(df.columns, hit)
+        steps.append(Step(stage, src, shard, str(path), _summary(stage, df.filter(pl.col(key) == hit[key]), hit)))
     return hit, steps
 
 
-def audit(workdir: Workdir, source: str, shard: str, sample: int = 20) -> tuple[int, list[str]]:
+def audit(workdir: Workdir, source: str, shard: str, chain: tuple[str, ...] | list[str], sample: int = 20) -> tuple[int, list[str]]:
     """(triplets checked, problems): a sample of the shard's triplets (a stable one: by hash of the id)
     each traced through every stage's manifest to its source file, whose sha256 must still be the one the
     raw stage recorded. A problem names the triplet and what broke: a missing row, a vanished file, a
@@ -71,14 +96,13 @@ def audit(workdir: Workdir, source: str, shard: str, sample: int = 20) -> tuple[
     index = read_parquet(lineage)
     chosen = sorted(index.iter_rows(named=True), key=lambda r: hashlib.sha256(r["triplet_id"].encode()).hexdigest())[:sample]
     manifests = {stage: read_parquet(workdir.manifest_path(source, stage, shard)) if workdir.manifest_path(source, stage, shard).exists() else None
-                 for stage in STAGES}
-    keys = {"triplets": ("triplet_id", "triplet_id"), "descriptions": ("image_id", "image_id"), "context": ("image_id", "image_id"),
-            "rois": ("image_id", "image_id"), "normalized": ("image_id", "image_id"), "raw": ("item_id", "item_id")}
+                 for stage in chain}
     problems = []
     for row in chosen:
-        for stage, (column, field) in keys.items():
+        for stage in reversed(tuple(chain)):
             df = manifests[stage]
-            if df is None or (stage != "rois" and df.filter(pl.col(column) == row[field]).is_empty()):
+            field = _key(df.columns, row) if df is not None else "item_id"
+            if df is None or (stage not in MAY_BE_EMPTY and df.filter(pl.col(field) == row[field]).is_empty()):
                 problems.append(f"{row['triplet_id']}: no {stage} row for {field} {row[field]}")
         raw = manifests["raw"].filter(pl.col("item_id") == row["item_id"]) if manifests["raw"] is not None else pl.DataFrame()
         if raw.is_empty():

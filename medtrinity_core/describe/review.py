@@ -60,7 +60,7 @@ def _card(row: dict, image: str, rois: list[dict], threshold: float) -> str:
 def write_review(workdir: Workdir, source, sample: int, out: Path) -> int:
     """Writes `out/index.html` for up to `sample` images of the source (flagged first, then a stable
     sample by image id); returns the number of cards."""
-    frames = {stage: [read_parquet(p) for p in sorted(workdir.manifests.glob(f"{source.name}/{stage}/*.parquet"))] for stage in ("descriptions", "normalized", "rois")}
+    frames = {stage: [read_parquet(p) for p in workdir.shard_manifests(source.name, stage)] for stage in ("descriptions", "normalized", "rois")}
     if not frames["descriptions"]:
         raise MedtrinityError(f"no descriptions for source {source.name} under {workdir.root}: run `medtrinity run` first")
     descriptions = pl.concat(frames["descriptions"], how="vertical_relaxed")

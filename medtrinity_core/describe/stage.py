@@ -21,7 +21,8 @@ import polars as pl
 
 from medtrinity_core.describe.facts import Facts, image_facts
 from medtrinity_core.describe.faithfulness import score
-from medtrinity_core.records import DESCRIPTIONS, QUARANTINE, frame
+from medtrinity_core.reasons import GENERATOR_ERROR
+from medtrinity_core.records import DESCRIPTIONS, FACET_NAMES, QUARANTINE, frame, quarantine_row
 from medtrinity_core.sources.schema import GeneratorSpec, SourceConfig
 from medtrinity_core.storage import Workdir, atomic_write_bytes
 
@@ -87,7 +88,7 @@ def _cache_path(workdir: Workdir, key: str):
 
 
 def _quarantine(image: dict, source: SourceConfig, message: str) -> dict:
-    return {"item_id": image["item_id"], "source": source.name, "stage": "descriptions", "relpath": image["relpath"], "reason": "generator_error", "detail": message[:500]}
+    return quarantine_row(image["item_id"], source.name, image["relpath"], "descriptions", GENERATOR_ERROR, message[:500])
 
 
 def describe(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, context: pl.DataFrame, passages: dict[str, dict],
@@ -125,8 +126,7 @@ def describe(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, c
             continue
         s = score(facts[img["image_id"]], out["text"], out.get("facets"))
         rows.append({
-            "image_id": img["image_id"], "source": source.name, "text": out["text"], "facets": {k: (out.get("facets") or {}).get(k) for k in
-                                                                                                    ("modality", "organ_tissue", "roi_location", "colour_texture", "relationships", "knowledge")},
+            "image_id": img["image_id"], "source": source.name, "text": out["text"], "facets": {k: (out.get("facets") or {}).get(k) for k in FACET_NAMES},
             "cited_passages": out.get("cited_passages") or [], "generator": generator.name, "generator_model": generator.model_id,
             "generator_params": generator.params, "template_version": generator.prompt_version, "missing_facets": out.get("missing_facets") or [],
             "faithfulness": s.faithfulness, "contradictions": s.contradictions, "annotation_suspect": s.annotation_suspect,

@@ -21,6 +21,7 @@ from skimage.draw import polygon
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.series import Series
+from medtrinity_core.reasons import BAD_ANNOTATION, MASK_GEOMETRY_MISMATCH
 
 FRACTIONAL_CUT = 0.5
 DATE_TAGS = ("PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StructureSetDate")
@@ -100,7 +101,7 @@ class Grid:
 
 def _check_frame(grid: Grid, frame_of_reference: str | None, name: str) -> None:
     if grid.frame_of_reference and frame_of_reference and frame_of_reference != grid.frame_of_reference:
-        raise ItemError("bad_annotation", f"{name} lies on frame of reference {frame_of_reference}, not its series'")
+        raise ItemError(BAD_ANNOTATION, f"{name} lies on frame of reference {frame_of_reference}, not its series'")
 
 
 def _segment_names(ds: pydicom.Dataset) -> dict[int, str]:
@@ -167,7 +168,7 @@ def _seg_by_geometry(ds: pydicom.Dataset, grid: Grid, name: str) -> tuple[np.nda
     shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     if len(per_frame) != frames.shape[0]:
-        raise ItemError("bad_annotation", f"{name}: {len(per_frame)} per-frame descriptions for {frames.shape[0]} frames")
+        raise ItemError(BAD_ANNOTATION, f"{name}: {len(per_frame)} per-frame descriptions for {frames.shape[0]} frames")
     labels = grid.empty()
     rows, cols = np.mgrid[0 : grid.size[1], 0 : grid.size[0]]
     placed = 0
@@ -203,7 +204,7 @@ def seg_labels(path: Path, series: Series, via_frame_of_reference: bool = False)
         ds = pydicom.dcmread(path)
         names = _segment_names(ds)
     except Exception as exc:  # noqa: BLE001
-        raise ItemError("bad_annotation", f"{path.name}: not a readable DICOM-SEG ({exc})") from None
+        raise ItemError(BAD_ANNOTATION, f"{path.name}: not a readable DICOM-SEG ({exc})") from None
     grid = Grid(series)
     _check_frame(grid, str(ds.get("FrameOfReferenceUID", "")) or None, path.name)
     shown, withheld = withhold_identifying(names, [ds, series.first], "segment")
@@ -216,9 +217,9 @@ def seg_labels(path: Path, series: Series, via_frame_of_reference: bool = False)
     except ItemError:
         raise
     except Exception as exc:  # noqa: BLE001 - pixel data or functional groups that do not parse
-        raise ItemError("bad_annotation", f"{path.name}: SEG frames cannot be read ({type(exc).__name__}: {exc})"[:300]) from None
+        raise ItemError(BAD_ANNOTATION, f"{path.name}: SEG frames cannot be read ({type(exc).__name__}: {exc})"[:300]) from None
     if not placed:
-        raise ItemError("bad_annotation", f"{path.name}: no SEG frame matches a slice of its series, by referenced instance or by plane position")
+        raise ItemError(BAD_ANNOTATION, f"{path.name}: no SEG frame matches a slice of its series, by referenced instance or by plane position")
     return LabelVolume(labels, shown, "frame_of_reference" if via_frame_of_reference else "geometry", withheld)
 
 
@@ -263,7 +264,7 @@ def rtstruct_labels(path: Path, series: Series, via_frame_of_reference: bool = F
         rois = [(int(roi.ReferencedROINumber), list(roi.get("ContourSequence") or [])) for roi in ds.ROIContourSequence]
         frame = next((str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence") or [] if "FrameOfReferenceUID" in f), None)
     except Exception as exc:  # noqa: BLE001
-        raise ItemError("bad_annotation", f"{path.name}: not a readable RT structure set ({exc})") from None
+        raise ItemError(BAD_ANNOTATION, f"{path.name}: not a readable RT structure set ({exc})") from None
     grid = Grid(series)
     _check_frame(grid, frame, path.name)
     labels = grid.empty()
@@ -275,7 +276,7 @@ def rtstruct_labels(path: Path, series: Series, via_frame_of_reference: bool = F
             try:
                 points = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3)
             except Exception as exc:  # noqa: BLE001
-                raise ItemError("bad_annotation", f"{path.name}: ROI {number} has contour data that is not x, y, z triples ({exc})") from None
+                raise ItemError(BAD_ANNOTATION, f"{path.name}: ROI {number} has contour data that is not x, y, z triples ({exc})") from None
             refs = [str(i.ReferencedSOPInstanceUID) for i in contour.get("ContourImageSequence") or []]
             z = next((series.sop_uids.index(u) for u in refs if u in series.sop_uids), None) if not via_frame_of_reference else None
             if z is not None:
@@ -290,7 +291,7 @@ def rtstruct_labels(path: Path, series: Series, via_frame_of_reference: bool = F
         for k, polygons in planes.items():
             labels[k][_fill(grid, polygons, k)] = number
     if any(contours for _, contours in rois) and not (by_reference or by_position):
-        raise ItemError("mask_geometry_mismatch", f"{path.name}: no contour lies on a slice of its series")
+        raise ItemError(MASK_GEOMETRY_MISMATCH, f"{path.name}: no contour lies on a slice of its series")
     shown, withheld = withhold_identifying(names, [ds, series.first], "structure")
     match = "frame_of_reference" if via_frame_of_reference else ("geometry" if by_position else "source_frames")
     return LabelVolume(labels, shown, match, withheld)

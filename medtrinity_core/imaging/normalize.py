@@ -43,8 +43,20 @@ from medtrinity_core.imaging.readers import (
 from medtrinity_core.imaging.resize import resize_image, resize_mask, target_size
 from medtrinity_core.imaging.series import assemble_volumes, frames_volume
 from medtrinity_core.quality.suites import severity
+from medtrinity_core.reasons import (
+    AMBIGUOUS_ANNOTATION,
+    DECODE_ERROR,
+    DUPLICATE_MASK,
+    EMPTY_MASK,
+    MASK_GEOMETRY_MISMATCH,
+    MASK_SHAPE_MISMATCH,
+    MISSING,
+    NO_FOREGROUND,
+    NON_FINITE_PIXELS,
+    NON_FINITE_VOXELS,
+)
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
-from medtrinity_core.roi.boxes import read_boxes
+from medtrinity_core.sources.boxes import read_boxes
 from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import SourceConfig
@@ -68,11 +80,11 @@ def screen_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndar
     kept, dropped, seen = [], [], {}
     for label, mask, public, path in masks:
         if not mask.any():
-            _defect(source, "empty_mask", f"mask {path} of {raw['relpath']} has no foreground pixel after thresholding", label, public, dropped)
+            _defect(source, EMPTY_MASK, f"mask {path} of {raw['relpath']} has no foreground pixel after thresholding", label, public, dropped)
             continue
         key = _mask_key(mask)
         if key in seen:
-            _defect(source, "duplicate_mask", f"masks {seen[key]} and {path} of {raw['relpath']} are identical", label, public, dropped)
+            _defect(source, DUPLICATE_MASK, f"masks {seen[key]} and {path} of {raw['relpath']} are identical", label, public, dropped)
             continue
         seen[key] = path
         kept.append((label, mask, public))
@@ -99,7 +111,7 @@ def _resized_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.nd
             continue
         key = _mask_key(small)
         if key in seen:
-            _defect(source, "duplicate_mask", f"masks {seen[key]} and {annotation} ({label}) of {raw['relpath']} are identical once resized to {size[0]}x{size[1]}",
+            _defect(source, DUPLICATE_MASK, f"masks {seen[key]} and {annotation} ({label}) of {raw['relpath']} are identical once resized to {size[0]}x{size[1]}",
                     label, annotation, dropped)
             continue
         seen[key] = f"{annotation} ({label})"
@@ -176,7 +188,7 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     masks, boxes = [], []
     box_files = [a["relpath"] for a in raw["annotations"] if a["kind"] == "boxes"]
     if len(box_files) > 1:
-        raise ItemError("ambiguous_annotation", f"{len(box_files)} box files match {raw['relpath']} ({', '.join(box_files)}); the boxes pattern must pick one")
+        raise ItemError(AMBIGUOUS_ANNOTATION, f"{len(box_files)} box files match {raw['relpath']} ({', '.join(box_files)}); the boxes pattern must pick one")
     for ann in raw["annotations"]:
         if ann["kind"] == "boxes":
             boxes += read_boxes(source.boxes, source.root, ann["relpath"], raw["relpath"], w, h)
@@ -186,7 +198,7 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
         else:
             mask = read_mask(inside(source.root, ann["relpath"]), ann["threshold"])
         if mask.shape != (h, w):
-            raise ItemError("mask_shape_mismatch", f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
+            raise ItemError(MASK_SHAPE_MISMATCH, f"mask {ann['relpath']} is {mask.shape[1]}x{mask.shape[0]}, image {raw['relpath']} is {w}x{h}")
         if ann["value"] is not None and not mask.any():
             continue  # a label PNG's value absent from this image: that label is not on it (no defect)
         masks.append((ann["label"], mask, ann["public"], ann["relpath"]))
@@ -266,7 +278,7 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
     image = sitk.DICOMOrient(image, "LPS")
     values = sitk.GetArrayViewFromImage(image).astype(np.float32)
     if not np.isfinite(values).all():  # DICOM float pixel data (volume files are checked as they are read)
-        raise ItemError("non_finite_voxels", f"{raw['relpath']}: {non_finite_detail(values)}")
+        raise ItemError(NON_FINITE_VOXELS, f"{raw['relpath']}: {non_finite_detail(values)}")
     if labels is None:
         labels = np.zeros(values.shape, dtype=np.int64)
     values, intensity = _volume_intensity(source, values, ds)
@@ -289,7 +301,7 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
             rows.append(_image_row(source, raw, workdir, raster, masks, axis, k, labels=sorted({m[0] for m in masks}), label_volumes=volumes,
                                    volume_index=volume_index, matches=matches))
     if not rows:
-        raise ItemError("no_foreground", f"{raw['relpath']}: no slice holds a label and negatives_per_volume is {source.negatives_per_volume}")
+        raise ItemError(NO_FOREGROUND, f"{raw['relpath']}: no slice holds a label and negatives_per_volume is {source.negatives_per_volume}")
     return rows
 
 
@@ -299,7 +311,7 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     the image's volumes by index; a 3D one labels each of them."""
     if len(raw["annotations"]) > 1:
         names = ", ".join(a["relpath"] for a in raw["annotations"])
-        raise ItemError("ambiguous_annotation", f"{len(raw['annotations'])} label volumes match {raw['relpath']} ({names}); the labels pattern must pick one")
+        raise ItemError(AMBIGUOUS_ANNOTATION, f"{len(raw['annotations'])} label volumes match {raw['relpath']} ({names}); the labels pattern must pick one")
     volumes = read_volumes(inside(source.root, raw["relpath"]), source.volume_index, source.max_voxels)
     ann = raw["annotations"][0] if raw["annotations"] else None
     by_index = dict(read_volumes(inside(source.root, ann["relpath"]), "all", source.max_voxels)) if ann else {}
@@ -310,7 +322,7 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
         if ann:
             found = by_index.get(t, by_index.get(None))
             if found is None:
-                raise ItemError("mask_geometry_mismatch", f"{ann['relpath']} has no volume {t} to pair with {raw['relpath']}")
+                raise ItemError(MASK_GEOMETRY_MISMATCH, f"{ann['relpath']} has no volume {t} to pair with {raw['relpath']}")
             labels = align_labels(found, image, ann["relpath"])
         rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), ann["public"] if ann else "", volume_index=t, matches=matches)
     return rows
@@ -368,7 +380,7 @@ def _normalize_dicom(source: SourceConfig, raw: dict, workdir: Workdir) -> list[
         raster = Raster(collapse_grey(values.astype(np.uint8)), {"method": "none", "source_mode": "RGB"})
     else:
         if not np.isfinite(values).all():
-            raise ItemError("non_finite_pixels", f"{raw['relpath']} holds NaN or infinite values")
+            raise ItemError(NON_FINITE_PIXELS, f"{raw['relpath']} holds NaN or infinite values")
         raster = Raster(*dicom_to_uint8(values, ds, source.modality, source.window))
     if "PixelSpacing" in ds:
         row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
@@ -398,7 +410,7 @@ def normalize(source: SourceConfig, raw_rows: Iterable[dict], workdir: Workdir) 
         try:
             local = _local(raw, paths)
         except KeyError as exc:
-            quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, "missing", str(exc.args[0])))
+            quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, MISSING, str(exc.args[0])))
             continue
         try:
             rows.extend(READERS[raw["kind"]](source, local, workdir))
@@ -406,43 +418,32 @@ def normalize(source: SourceConfig, raw_rows: Iterable[dict], workdir: Workdir) 
         except ItemError as exc:
             reason, detail = exc.reason, exc.detail
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the shard
-            reason, detail = "decode_error", f"{type(exc).__name__}: {exc}"[:300]
+            reason, detail = DECODE_ERROR, f"{type(exc).__name__}: {exc}"[:300]
         detail = paths.scrub(detail, [local["relpath"], *(a["relpath"] for a in local["annotations"])])
         quarantined.append(quarantine_row(raw["item_id"], source.name, raw["relpath"], STAGE, reason, detail))
     return frame(rows, NORMALIZED), frame(quarantined, QUARANTINE)
 
 
 def _taken_down(source: SourceConfig, images: pl.DataFrame, quarantined: pl.DataFrame, workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Items of a patient named in a takedown request leave here, their PNGs deleted (a new file of that
-    patient can only be known once its header is read)."""
+    """Items of a patient named in a takedown request leave here, before the dedup index sees them, their
+    PNGs deleted (a new file of that patient can only be known once its header is read)."""
     from medtrinity_core.takedown import load
 
-    keys = load(workdir, source.name).patient_keys
-    if not keys or images.is_empty():
+    kept, withdrawn = load(workdir, source.name).withdraw(images, source.name, STAGE)
+    if withdrawn.is_empty():
         return images, quarantined
-    down = images.filter(pl.col("patient_key").is_in(sorted(keys)))
-    if down.is_empty():
-        return images, quarantined
-    items = set(down["item_id"].to_list())
-    kept = images.filter(~pl.col("item_id").is_in(sorted(items)))
     kept_uris = {u for row in kept.iter_rows(named=True) for u in [row["image_uri"], *(m["uri"] for m in row["masks"] or [])]}
-    for row in down.iter_rows(named=True):
+    for row in images.filter(pl.col("item_id").is_in(withdrawn["item_id"].to_list())).iter_rows(named=True):
         for uri in [row["image_uri"], *(m["uri"] for m in row["masks"] or [])]:
             if uri not in kept_uris:
                 workdir.resolve(uri).unlink(missing_ok=True)
-    rows = {r["item_id"]: r for r in down.iter_rows(named=True)}
-    q = frame([{"item_id": i, "source": source.name, "relpath": rows[i]["relpath"], "stage": STAGE, "reason": "taken_down",
-                "detail": "a takedown request names this item's patient"} for i in sorted(items)], QUARANTINE)
-    return kept, pl.concat([quarantined, q])
+    return kept, pl.concat([quarantined, withdrawn])
 
 
 def normalized_stage(source: SourceConfig, raw: pl.DataFrame, workdir: Workdir, shard: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """The normalized stage of one shard: its images, marked against every image kept so far (within and
-    across shards and sources), with every raw item accounted for and the duplicates counted."""
-    from medtrinity_core.accounting import account
-
+    """The normalized stage of one shard: (images, quarantine rows, duplicate counts), each image marked
+    against every image kept so far (within and across shards and sources)."""
     images, quarantined = normalize(source, raw.iter_rows(named=True), workdir)
     images, quarantined = _taken_down(source, images, quarantined, workdir)
     images, found = deduplicate(images, workdir, source.name, shard, source.near_distance, source.benchmark_hashes)
-    counts = account(STAGE, "item", raw["item_id"], images["item_id"], quarantined["item_id"])
-    return images, quarantined, {**counts, "exact_duplicates": found["exact"], "near_duplicates": found["near"], "benchmark_matches": found["benchmark"]}
+    return images, quarantined, {"exact_duplicates": found["exact"], "near_duplicates": found["near"], "benchmark_matches": found["benchmark"]}

@@ -17,6 +17,23 @@ from pydicom.pixels import apply_modality_lut
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.intensity import percentile_range, scale_percentile
+from medtrinity_core.reasons import (
+    BURNED_IN_ANNOTATION,
+    DECOMPRESSION_BOMB,
+    INCOMPLETE_HEADER,
+    MASK_GEOMETRY_MISMATCH,
+    NO_PIXEL_DATA,
+    NON_FINITE_PIXELS,
+    NON_FINITE_VOXELS,
+    NOT_AN_IMAGE,
+    TRUNCATED,
+    UNDECODABLE_PIXELS,
+    UNREADABLE,
+    UNSUPPORTED_DIMENSION,
+    UNSUPPORTED_PIXEL_TYPE,
+    UNSUPPORTED_TRANSFER_SYNTAX,
+    VOLUME_INDEX_OUT_OF_RANGE,
+)
 
 MAX_PIXELS = 100_000_000  # decompression-bomb limit for one 2D image
 MAX_VOXELS = 1_000_000_000  # default limit for a volume, a DICOM object or a series, checked from headers before decoding
@@ -47,11 +64,11 @@ def _open(path: Path) -> Image.Image:
             img.load()
         return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ItemError("decompression_bomb", f"{path.name}: {exc}") from None
+        raise ItemError(DECOMPRESSION_BOMB, f"{path.name}: {exc}") from None
     except UnidentifiedImageError:
-        raise ItemError("not_an_image", f"{path.name} is not a readable image file") from None
+        raise ItemError(NOT_AN_IMAGE, f"{path.name} is not a readable image file") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else "unreadable"
+        reason = TRUNCATED if "truncated" in str(exc).lower() else UNREADABLE
         raise ItemError(reason, f"{path.name}: {exc}") from None
 
 
@@ -68,7 +85,7 @@ def read_raster(path: Path) -> Raster:
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(img).astype(np.float32)
         if not np.isfinite(values).all():
-            raise ItemError("non_finite_pixels", f"{path.name} holds NaN or infinite values")
+            raise ItemError(NON_FINITE_PIXELS, f"{path.name} holds NaN or infinite values")
         lo, hi = percentile_range(values, nonzero_only=False)
         pixels, intensity = scale_percentile(values, lo, hi)
         intensity["source_mode"] = mode
@@ -122,7 +139,7 @@ def _nibabel_volume(path: Path) -> sitk.Image | None:
     except Exception:  # noqa: BLE001 - not a NIfTI nibabel knows either
         return None
     if data.ndim not in (3, 4):
-        raise ItemError("unsupported_dimension", f"{path.name} has {data.ndim} dimensions, expected 3 (or 4 with volume_index)")
+        raise ItemError(UNSUPPORTED_DIMENSION, f"{path.name} has {data.ndim} dimensions, expected 3 (or 4 with volume_index)")
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine  # RAS+ to LPS+
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     axes = (3, 2, 1, 0) if data.ndim == 4 else (2, 1, 0)
@@ -143,7 +160,7 @@ def _nibabel_volume(path: Path) -> sitk.Image | None:
 def pick_volumes(count: int, volume_index: str | int | None, name: str) -> list[int]:
     """Which 3D volumes of a 4D series to keep: first, middle, N (from 0) or all."""
     if volume_index is None:
-        raise ItemError("unsupported_dimension", f"{name} is 4D ({count} volumes: cine, DCE, multi-phase or fMRI); "
+        raise ItemError(UNSUPPORTED_DIMENSION, f"{name} is 4D ({count} volumes: cine, DCE, multi-phase or fMRI); "
                         "set `volume_index: first | middle | N | all` on the source to take 3D volumes from it")
     if volume_index == "first":
         return [0]
@@ -152,7 +169,7 @@ def pick_volumes(count: int, volume_index: str | int | None, name: str) -> list[
     if volume_index == "all":
         return list(range(count))
     if int(volume_index) >= count:
-        raise ItemError("volume_index_out_of_range", f"{name} has {count} volumes; volume_index {volume_index} is past the last (0-based)")
+        raise ItemError(VOLUME_INDEX_OUT_OF_RANGE, f"{name} has {count} volumes; volume_index {volume_index} is past the last (0-based)")
     return [int(volume_index)]
 
 
@@ -177,7 +194,7 @@ def _header_voxels(path: Path) -> int | None:
 
 def check_voxels(count: int, limit: int, name: str) -> None:
     if count > limit:
-        raise ItemError("decompression_bomb", f"{name} declares {count:,} voxels, over the limit of {limit:,} (max_voxels)")
+        raise ItemError(DECOMPRESSION_BOMB, f"{name} declares {count:,} voxels, over the limit of {limit:,} (max_voxels)")
 
 
 def non_finite_detail(values: np.ndarray) -> str | None:
@@ -235,7 +252,7 @@ def _check_finite(path: Path, volumes: list[tuple[int | None, sitk.Image]]) -> N
         found = (t, detail) if detail else None
     if found is not None:
         t, detail = found
-        raise ItemError("non_finite_voxels", f"{path.name}{'' if t is None else f' volume {t}'}: {detail}")
+        raise ItemError(NON_FINITE_VOXELS, f"{path.name}{'' if t is None else f' volume {t}'}: {detail}")
 
 
 def read_volumes(path: Path, volume_index: str | int | None = None, max_voxels: int = MAX_VOXELS) -> list[tuple[int | None, sitk.Image]]:
@@ -257,15 +274,15 @@ def _read_volumes(path: Path, volume_index: str | int | None, max_voxels: int) -
         image = _nibabel_volume(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
         if image is None:
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-            raise ItemError("unreadable", f"{path.name}: {first[:200]}") from None
+            raise ItemError(UNREADABLE, f"{path.name}: {first[:200]}") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ItemError("unsupported_pixel_type", f"{path.name} has {image.GetNumberOfComponentsPerPixel()} components per voxel")
+        raise ItemError(UNSUPPORTED_PIXEL_TYPE, f"{path.name} has {image.GetNumberOfComponentsPerPixel()} components per voxel")
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
     if image.GetDimension() == 3:
         return [(None, sitk.DICOMOrient(image, "LPS"))]
     if image.GetDimension() != 4:
-        raise ItemError("unsupported_dimension", f"{path.name} has {image.GetDimension()} dimensions, expected 3 (or 4 with volume_index)")
+        raise ItemError(UNSUPPORTED_DIMENSION, f"{path.name} has {image.GetDimension()} dimensions, expected 3 (or 4 with volume_index)")
     size = image.GetSize()
     volumes = pick_volumes(size[3], volume_index, path.name)
     return [(t, sitk.DICOMOrient(sitk.Extract(image, [*size[:3], 0], [0, 0, 0, t]), "LPS")) for t in volumes]
@@ -289,7 +306,7 @@ def align_labels(labels: sitk.Image, image: sitk.Image, name: str) -> np.ndarray
         labels = sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
     array = sitk.GetArrayFromImage(labels).astype(np.int64)
     if before and not np.count_nonzero(array):
-        raise ItemError("mask_geometry_mismatch", f"{name} does not overlap its image in patient space")
+        raise ItemError(MASK_GEOMETRY_MISMATCH, f"{name} does not overlap its image in patient space")
     return array
 
 
@@ -301,7 +318,7 @@ def _read_without_preamble(path: Path) -> pydicom.Dataset:
             return ds
     except Exception:  # noqa: BLE001, S110 - forced parsing of junk raises anything
         pass
-    raise ItemError("unreadable", f"{path.name}: not a readable DICOM file (no DICOM header or known elements)")
+    raise ItemError(UNREADABLE, f"{path.name}: not a readable DICOM file (no DICOM header or known elements)")
 
 
 def dicom_voxels(ds: pydicom.Dataset) -> int:
@@ -310,7 +327,7 @@ def dicom_voxels(ds: pydicom.Dataset) -> int:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * frames * int(ds.get("SamplesPerPixel", 1) or 1)
     except (TypeError, ValueError) as exc:
-        raise ItemError("unreadable", f"image size in the header cannot be parsed ({exc})") from None
+        raise ItemError(UNREADABLE, f"image size in the header cannot be parsed ({exc})") from None
 
 
 def read_dicom(path: Path, allow_burned_in: bool = False, max_voxels: int = MAX_VOXELS) -> tuple[np.ndarray, pydicom.Dataset]:
@@ -321,25 +338,25 @@ def read_dicom(path: Path, allow_burned_in: bool = False, max_voxels: int = MAX_
     except pydicom.errors.InvalidDicomError:
         ds = _read_without_preamble(path)
     except (OSError, EOFError, ValueError) as exc:
-        raise ItemError("unreadable", f"{path.name}: not a readable DICOM file ({exc})") from None
+        raise ItemError(UNREADABLE, f"{path.name}: not a readable DICOM file ({exc})") from None
     if "PixelData" not in ds:
-        raise ItemError("no_pixel_data", f"{path.name} is a {ds.get('Modality', 'DICOM')} object without pixel data")
+        raise ItemError(NO_PIXEL_DATA, f"{path.name} is a {ds.get('Modality', 'DICOM')} object without pixel data")
     check_voxels(dicom_voxels(ds), max_voxels, path.name)
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" and not allow_burned_in:
-        raise ItemError("burned_in_annotation", f"{path.name} declares burned-in annotation (text in the pixels)")
+        raise ItemError(BURNED_IN_ANNOTATION, f"{path.name} declares burned-in annotation (text in the pixels)")
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
         syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in dir(ds) else None
         if syntax is not None and syntax.is_compressed:
-            raise ItemError("unsupported_transfer_syntax", f"{path.name}: {syntax.name}: {str(exc).splitlines()[0][:200]}") from None
+            raise ItemError(UNSUPPORTED_TRANSFER_SYNTAX, f"{path.name}: {syntax.name}: {str(exc).splitlines()[0][:200]}") from None
         message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         if "less than expected" in message or "truncated" in message.lower():
-            reason = "truncated"
+            reason = TRUNCATED
         elif "missing required element" in message.lower() or "transfer syntax" in message.lower():
-            reason = "incomplete_header"  # the pixel module or the file meta lacks what decoding needs
+            reason = INCOMPLETE_HEADER  # the pixel module or the file meta lacks what decoding needs
         else:
-            reason = "undecodable_pixels"
+            reason = UNDECODABLE_PIXELS
         raise ItemError(reason, f"{path.name}: pixel data cannot be read ({message})") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":

@@ -13,85 +13,10 @@ import SimpleITK as sitk
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.imaging.readers import MAX_VOXELS, pick_volumes, read_dicom
+from medtrinity_core.reasons import DUPLICATE_SLICE_POSITIONS, INCONSISTENT_SERIES, MISSING_GEOMETRY, MISSING_SLICES, UNSUPPORTED_SERIES
 from medtrinity_core.sources.paths import inside
 
-HEADER_TAGS = [
-    "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality", "Rows", "NumberOfFrames",
-    "ImagePositionPatient", "ImageOrientationPatient", "ReferencedSeriesSequence",
-    "ReferencedFrameOfReferenceSequence", "FrameOfReferenceUID",
-]
 GAP_TOLERANCE = 1.5  # a step this many times the median spacing means a slice is missing
-# Single-frame storage classes whose instances are slices of a volume: CT, MR, PET, NM. Everything
-# else (secondary capture, VL photographic and endoscopic, CR/DX, ultrasound) is a 2D image even
-# when several instances share a SeriesInstanceUID.
-CROSS_SECTIONAL_SOP = {
-    "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.128",
-    "1.2.840.10008.5.1.4.1.1.20", "1.2.840.10008.5.1.4.1.1.130",
-}
-CROSS_SECTIONAL_MODALITY = {"CT", "MR", "PT", "NM"}
-
-
-@dataclass(frozen=True)
-class Header:
-    relpath: str
-    modality: str
-    series_uid: str | None
-    referenced_series: str | None  # for SEG and RTSTRUCT
-    has_pixels: bool
-    frames: int
-    frame_of_reference: str | None = None  # an annotation's: its own or the one it references
-    is_slice: bool = False  # a cross-sectional single-frame instance with slice geometry
-
-
-def _referenced_series(ds: pydicom.Dataset) -> str | None:
-    for item in ds.get("ReferencedSeriesSequence") or []:
-        if "SeriesInstanceUID" in item:
-            return str(item.SeriesInstanceUID)
-    for frame in ds.get("ReferencedFrameOfReferenceSequence") or []:
-        for study in frame.get("RTReferencedStudySequence") or []:
-            for series in study.get("RTReferencedSeriesSequence") or []:
-                return str(series.SeriesInstanceUID)
-    return None
-
-
-def _frame_of_reference(ds: pydicom.Dataset) -> str | None:
-    for frame in ds.get("ReferencedFrameOfReferenceSequence") or []:
-        if "FrameOfReferenceUID" in frame:
-            return str(frame.FrameOfReferenceUID)
-    return str(ds.FrameOfReferenceUID) if "FrameOfReferenceUID" in ds else None
-
-
-def read_header(root: Path, relpath: str) -> Header | None:
-    """The few tags that decide grouping; None when the file is not DICOM (normalize will say why).
-    A DICOM file whose header values cannot be parsed (a non-numeric integer string, say) raises
-    `ItemError("unreadable")`, so discovery quarantines that file and goes on."""
-    path = inside(root, relpath)
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=True)
-    except Exception:  # noqa: BLE001 - anything unparsable is left to the decoder's specific error
-        return None
-    try:
-        if "SOPClassUID" not in ds and "Modality" not in ds:
-            return None
-        modality = str(ds.get("Modality", ""))
-        sop_class = str(ds.get("SOPClassUID", ""))
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        geometry = "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
-        if geometry:
-            [float(v) for v in (*ds.ImagePositionPatient, *ds.ImageOrientationPatient)]
-        cross_sectional = sop_class in CROSS_SECTIONAL_SOP if sop_class else modality in CROSS_SECTIONAL_MODALITY
-        return Header(
-            relpath=relpath,
-            modality=modality,
-            series_uid=str(ds.SeriesInstanceUID) if "SeriesInstanceUID" in ds else None,
-            referenced_series=_referenced_series(ds),
-            has_pixels="Rows" in ds,
-            frames=frames,
-            frame_of_reference=_frame_of_reference(ds),
-            is_slice=geometry and cross_sectional and frames == 1,
-        )
-    except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily and raises many types
-        raise ItemError("unreadable", f"{relpath}: header cannot be parsed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 
 @dataclass
@@ -114,9 +39,9 @@ def _read_slices(root: Path, relpaths: list[str], allow_burned_in: bool, max_vox
         values, ds = read_dicom(inside(root, rel), allow_burned_in, max_voxels - total)
         total += values.size
         if values.ndim != 2:
-            raise ItemError("unsupported_series", f"{rel} is not a single-frame greyscale slice")
+            raise ItemError(UNSUPPORTED_SERIES, f"{rel} is not a single-frame greyscale slice")
         if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
-            raise ItemError("missing_geometry", f"{rel} has no ImagePositionPatient/ImageOrientationPatient")
+            raise ItemError(MISSING_GEOMETRY, f"{rel} has no ImagePositionPatient/ImageOrientationPatient")
         slices.append((ds, values, rel))
     return slices
 
@@ -127,17 +52,17 @@ def _stack(slices: list[tuple[pydicom.Dataset, np.ndarray, str]]) -> Series:
     shape = slices[0][1].shape
     for ds, values, rel in slices:
         if values.shape != shape or not np.allclose(normal_of(ds), normal, atol=1e-3):
-            raise ItemError("inconsistent_series", f"{rel} differs in size or orientation from the rest of its series")
+            raise ItemError(INCONSISTENT_SERIES, f"{rel} differs in size or orientation from the rest of its series")
     slices = sorted(slices, key=lambda s: float(np.dot([float(v) for v in s[0].ImagePositionPatient], normal)))
     positions = np.array([np.dot([float(v) for v in s[0].ImagePositionPatient], normal) for s in slices])
     steps = np.diff(positions)
     if np.any(np.abs(steps) < 1e-3):
         dup = [slices[i + 1][2] for i in np.flatnonzero(np.abs(steps) < 1e-3)]
-        raise ItemError("duplicate_slice_positions", f"{len(dup)} slice(s) repeat a position, e.g. {dup[0]}")
+        raise ItemError(DUPLICATE_SLICE_POSITIONS, f"{len(dup)} slice(s) repeat a position, e.g. {dup[0]}")
     spacing_z = float(np.median(steps)) if steps.size else float(first.get("SliceThickness", 1.0) or 1.0)
     if steps.size and np.any(steps > GAP_TOLERANCE * spacing_z):
         gap = int(np.argmax(steps))
-        raise ItemError("missing_slices", f"gap of {steps[gap]:.2f} mm after {slices[gap][2]} where slices are {spacing_z:.2f} mm apart")
+        raise ItemError(MISSING_SLICES, f"gap of {steps[gap]:.2f} mm after {slices[gap][2]} where slices are {spacing_z:.2f} mm apart")
     image = sitk.GetImageFromArray(np.stack([v for _, v, _ in slices]).astype(np.float32))
     row_mm, col_mm = (float(v) for v in first.get("PixelSpacing", [1.0, 1.0]))
     image.SetSpacing((col_mm, row_mm, spacing_z))
@@ -219,16 +144,16 @@ def frames_volume(values: np.ndarray, ds: pydicom.Dataset, name: str) -> sitk.Im
         return None
     row, col, positions, (row_mm, col_mm) = geometry
     if len(positions) != values.shape[0]:
-        raise ItemError("inconsistent_series", f"{name}: {values.shape[0]} frames but {len(positions)} frame positions")
+        raise ItemError(INCONSISTENT_SERIES, f"{name}: {values.shape[0]} frames but {len(positions)} frame positions")
     normal = np.cross(row, col)
     depth = np.array([float(np.dot(p, normal)) for p in positions])
     order = np.argsort(depth)
     steps = np.diff(depth[order])
     if np.any(np.abs(steps) < 1e-3):
-        raise ItemError("duplicate_slice_positions", f"{name}: frames repeat a position")
+        raise ItemError(DUPLICATE_SLICE_POSITIONS, f"{name}: frames repeat a position")
     spacing_z = float(np.median(steps)) if steps.size else 1.0
     if steps.size and np.any(steps > GAP_TOLERANCE * spacing_z):
-        raise ItemError("missing_slices", f"{name}: frame positions have a gap of {steps.max():.2f} mm where frames are {spacing_z:.2f} mm apart")
+        raise ItemError(MISSING_SLICES, f"{name}: frame positions have a gap of {steps.max():.2f} mm where frames are {spacing_z:.2f} mm apart")
     image = sitk.GetImageFromArray(values[order].astype(np.float32))
     image.SetSpacing((col_mm, row_mm, spacing_z))
     image.SetOrigin(tuple(float(v) for v in positions[order[0]]))

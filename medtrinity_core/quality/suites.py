@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from medtrinity_core.modalities import MODALITIES, display_name
+from medtrinity_core.records import FACET_NAMES
 
 # Patient data in text and in file names: DICOM person names, dates, MRN-like numbers (see
 # patient_data_findings and README "Patient data"). `\b` and `\w` count `_` and digits as word
@@ -387,7 +388,7 @@ def rois_suite(rois: pl.DataFrame, history: pl.DataFrame, config: dict, is_known
 
 # -- descriptions and triplets --------------------------------------------------------------------------
 
-FACETS = ("modality", "organ_tissue", "roi_location", "colour_texture", "relationships", "knowledge")
+FACETS = FACET_NAMES
 
 
 def descriptions_frames(descriptions: pl.DataFrame, config: dict, names: dict[str, set[str]]) -> dict[str, pl.DataFrame]:
@@ -444,10 +445,3 @@ def triplets_suite(triplets: pl.DataFrame, modality: str, body_region: str | Non
         Expectation("each description names its modality and organ", "triplets", e.ExpectColumnValuesToBeInSet(column="names_modality_and_organ", value_set=[True])),
         Expectation("no patient data in any text field", "triplets", e.ExpectColumnValuesToBeBetween(column="patient_data", max_value=0), severity(config, "patient_data")),
     ])
-
-
-def schema_problems(df: pl.DataFrame, expected: dict) -> list[str]:
-    """Columns missing or of another type than the manifest's schema (records.py)."""
-    out = [f"column {name} is missing" for name in expected if name not in df.columns]
-    out += [f"column {name} is {df.schema[name]}, not {dtype}" for name, dtype in expected.items() if name in df.columns and df.schema[name] != dtype]
-    return out

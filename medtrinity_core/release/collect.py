@@ -110,7 +110,7 @@ def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Coll
     include = filters.include_failed_checks
     for name in names:
         taken = load_takedowns(workdir, name)
-        for path in sorted(workdir.manifests.glob(f"{name}/triplets/*.parquet"), key=str):
+        for path in workdir.shard_manifests(name, "triplets"):
             shard = path.name[: -len(".parquet")]
             try:
                 data = path.read_bytes()  # the bytes read are the bytes whose digest the triplets check must have judged
@@ -155,7 +155,7 @@ def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Coll
             if flagged:
                 gates.append(_scan_gate(name, shard, flagged))
             rows += kept
-        normalized = [df for p in sorted(workdir.manifests.glob(f"{name}/normalized/*.parquet"), key=str) if (df := _readable(p)) is not None]
+        normalized = [df for p in workdir.shard_manifests(name, "normalized") if (df := _readable(p)) is not None]
         if normalized:
             decontaminated[name] = int(pl.concat(normalized, how="vertical_relaxed").filter(pl.col("duplicate_kind") == "benchmark").height)
     if not rows:

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from medtrinity_core.describe.facts import side_of
+from medtrinity_core.records import FACET_NAMES
 from medtrinity_core.roi.rle import decode
 from medtrinity_core.storage import Workdir, atomic_write_bytes
 
@@ -96,7 +97,6 @@ ROI_FEATURES = {
     "confidence": _value("float64"), "bbox": _list(_value("int64")), "area_ratio": _value("float64"), "location": _value("string"),
     "mask": {"size": _list(_value("int64")), "counts": _list(_value("int64"))},
 }
-FACET_NAMES = ("modality", "organ_tissue", "roi_location", "colour_texture", "relationships", "knowledge")
 HF_FEATURES = {
     "id": _value("string"), "image": {"_type": "Image"}, "image_id": _value("string"), "source": _value("string"), "modality": _value("string"),
     "split": _value("string"), "width": _value("int64"), "height": _value("int64"), "image_sha256": _value("string"),

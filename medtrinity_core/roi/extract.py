@@ -13,6 +13,7 @@ import polars as pl
 
 from medtrinity_core.ids import stable_id
 from medtrinity_core.imaging.readers import OPPOSITE
+from medtrinity_core.reasons import ROI_ERROR
 from medtrinity_core.records import QUARANTINE, ROIS, frame, quarantine_row
 from medtrinity_core.roi import rle
 from medtrinity_core.roi.components import Component, components, from_box
@@ -202,12 +203,12 @@ def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir:
             failed = {r["image_id"]: expert_error for r in todo}
         for image_row in chunk:
             if image_row["image_id"] in failed:
-                quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, "roi_error", failed[image_row["image_id"]]))
+                quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, ROI_ERROR, failed[image_row["image_id"]]))
                 continue
             try:
                 rows.extend(image_rois(source, image_row, workdir, predictions.get(image_row["image_id"]), expert.model_id if expert else None))
             except Exception as exc:  # noqa: BLE001 - a broken mask must not stop the shard
-                quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, "roi_error", f"{type(exc).__name__}: {exc}"[:300]))
+                quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, ROI_ERROR, f"{type(exc).__name__}: {exc}"[:300]))
     return frame(rows, ROIS), frame(quarantined, QUARANTINE)
 
 

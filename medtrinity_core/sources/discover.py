@@ -13,6 +13,18 @@ import polars as pl
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import stable_id
+from medtrinity_core.reasons import (
+    BAD_ANNOTATION,
+    HIDDEN_FILE,
+    NO_MASK,
+    OUTSIDE_ROOT,
+    SYMLINK_LOOP,
+    SYMLINKED_FOLDER,
+    UNDECODABLE_NAME,
+    UNREADABLE,
+    UNREFERENCED_ANNOTATION,
+    UNSUPPORTED_FORMAT,
+)
 from medtrinity_core.sources.paths import (
     escaped,
     inside,
@@ -112,11 +124,11 @@ class Listing:
 
 
 def _link_detail(reason: str, rel: str, where: str | None) -> str:
-    if reason == "unreadable":
+    if reason == UNREADABLE:
         return f"{rel} is a folder that cannot be listed ({where}): none of its files is read"
-    if reason == "symlinked_folder":
+    if reason == SYMLINKED_FOLDER:
         return f"{rel} is a symlinked folder leading to {where} inside the source root: symlinked folders are never followed (files are read under their real path)"
-    if reason == "symlink_loop":
+    if reason == SYMLINK_LOOP:
         return f"{rel} is a symlink loop (following it leads back to a symlink on its way, never to a file); it is not read"
     if where is None:
         return f"{rel} is a symlinked folder leading outside the source root: symlinked folders are never followed; only files inside the source root are read"
@@ -142,9 +154,9 @@ def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
                     continue
                 target = resolved(full)
                 if target is not None and target.is_relative_to(root):
-                    links.append((rel, True, "symlinked_folder", target.relative_to(root).as_posix() or "the root itself"))
+                    links.append((rel, True, SYMLINKED_FOLDER, target.relative_to(root).as_posix() or "the root itself"))
                 else:
-                    links.append((rel, True, "outside_root", None))
+                    links.append((rel, True, OUTSIDE_ROOT, None))
         for name in filenames:
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
@@ -155,15 +167,15 @@ def walk(root: Path, skip: frozenset[str] = frozenset()) -> Listing:
                 continue
             target = resolved(full)
             if target is None:
-                links.append((rel, False, "symlink_loop", None))
+                links.append((rel, False, SYMLINK_LOOP, None))
             elif not target.is_relative_to(root):
-                links.append((rel, False, "outside_root", f"{target}, outside the source root {root}"))
+                links.append((rel, False, OUTSIDE_ROOT, f"{target}, outside the source root {root}"))
             else:
                 files.append(rel)
     for exc in unlisted:
         rel = Path(exc.filename).relative_to(root).as_posix() if exc.filename and Path(exc.filename).is_relative_to(root) else None
         if rel and rel != "." and not hidden(rel):
-            links.append((rel, True, "unreadable", exc.strerror or type(exc).__name__))
+            links.append((rel, True, UNREADABLE, exc.strerror or type(exc).__name__))
     names = public_names([*files, *hidden_files, *(link[0] for link in links)])
     out = [Link(rel, folder, Rejected(names.get(rel, rel), reason, escaped(_link_detail(reason, names.get(rel, rel), where))))
            for rel, folder, reason, where in links]
@@ -203,8 +215,8 @@ def _source_listing(source: SourceConfig) -> tuple[Listing, list[Rejected]]:
     listing = walk(source.root, frozenset({READY}) if source.drop != "base" else frozenset())
     image_re = images_pattern(source)
     rejected = [link.rejected for link in selected_links(listing, image_re)]
-    rejected += [Rejected(listing.shown(rel), "hidden_file", f"{listing.shown(rel)}: {HIDDEN_DETAIL}") for rel in listing.hidden if image_re.fullmatch(rel)]
-    rejected += [Rejected(listing.shown(rel), "undecodable_name", undecodable_detail(rel, listing.shown(rel)))
+    rejected += [Rejected(listing.shown(rel), HIDDEN_FILE, f"{listing.shown(rel)}: {HIDDEN_DETAIL}") for rel in listing.hidden if image_re.fullmatch(rel)]
+    rejected += [Rejected(listing.shown(rel), UNDECODABLE_NAME, undecodable_detail(rel, listing.shown(rel)))
                  for rel in listing.files if undecodable(rel) and image_re.fullmatch(rel)]
     return listing, rejected
 
@@ -358,7 +370,7 @@ def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], 
     other file (2D images without slice geometry even when they share a series, multi-frame objects,
     non-DICOM files) stands alone and the decoder says what it is. A file whose header cannot be
     parsed is rejected as `unreadable` and discovery goes on."""
-    from medtrinity_core.imaging.series import read_header
+    from medtrinity_core.sources.dicom_headers import read_header
 
     headers, rejected = {}, []
     for rel in matched:
@@ -392,11 +404,11 @@ def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], 
         if shared:
             continue
         if h.referenced_series in flat_series:
-            rejected.append(Rejected(rel, "bad_annotation", f"{rel}: {h.modality} references a series of 2D images without slice geometry; SEG and RTSTRUCT are read on volumes only"))
+            rejected.append(Rejected(rel, BAD_ANNOTATION, f"{rel}: {h.modality} references a series of 2D images without slice geometry; SEG and RTSTRUCT are read on volumes only"))
         elif h.referenced_series or h.frame_of_reference:
-            rejected.append(Rejected(rel, "unreferenced_annotation", f"{rel} references a series that is not in the source, and no series in the source shares its frame of reference"))
+            rejected.append(Rejected(rel, UNREFERENCED_ANNOTATION, f"{rel} references a series that is not in the source, and no series in the source shares its frame of reference"))
         else:
-            rejected.append(Rejected(rel, "unreferenced_annotation", f"{rel}: {h.modality} names no referenced series or frame of reference"))
+            rejected.append(Rejected(rel, UNREFERENCED_ANNOTATION, f"{rel}: {h.modality} names no referenced series or frame of reference"))
     items = []
     for uid, members in series.items():
         members = sorted(members)
@@ -430,7 +442,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
             continue
         kind_fmt = file_format(rel, source.layout)
         if kind_fmt is None:
-            rejected.append(Rejected(rel, "unsupported_format", f"{rel}: extension not recognised as an image, volume or DICOM"))
+            rejected.append(Rejected(rel, UNSUPPORTED_FORMAT, f"{rel}: extension not recognised as an image, volume or DICOM"))
             continue
         kind, fmt = kind_fmt
         fields = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -445,7 +457,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
             labels = sorted({a.label for a in annotations})
             if not annotations:
                 note, folders = _folders_note(listing, [spec_files.compiled(fields) for _, spec_files in masks])
-                rejected.append(Rejected(rel, "no_mask", f"{rel}: no file matches the source's mask patterns ({', '.join(m.pattern for m in source.masks)}){note}", folders))
+                rejected.append(Rejected(rel, NO_MASK, f"{rel}: no file matches the source's mask patterns ({', '.join(m.pattern for m in source.masks)}){note}", folders))
                 continue
         elif source.layout == "volume_labels":
             annotations = [Annotation(f, None, "label_volume") for f, _ in label_files.matches(fields) if f != rel]
@@ -460,7 +472,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
             labels = [label] if label else []
         bad = sorted(a.relpath for a in annotations if undecodable(a.relpath))
         if bad:  # never dropped from the item silently, never written: the item waits for the file's renaming
-            rejected.append(Rejected(rel, "undecodable_name", f"{rel}: its annotation file {undecodable_detail(bad[0], listing.shown(bad[0]))}",
+            rejected.append(Rejected(rel, UNDECODABLE_NAME, f"{rel}: its annotation file {undecodable_detail(bad[0], listing.shown(bad[0]))}",
                                      tuple(listing.shown(b) for b in bad)))
             continue
         unread = sorted({a.relpath for a in annotations if a.relpath in linked})
@@ -470,7 +482,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
             continue
         if problem:  # an empty label: no description can name it (the rest of the shard goes on)
             related = tuple(a.relpath for a in annotations) + ((source.labels_csv.file,) if source.layout == "labeled_images" and source.labels_csv else ())
-            rejected.append(Rejected(rel, "bad_annotation", problem, related))
+            rejected.append(Rejected(rel, BAD_ANNOTATION, problem, related))
             continue
         items.append(
             Item(

@@ -1,25 +1,18 @@
 """The landing zone: `<landing>/<source>/<drop>/` folders, each a root for its source's patterns, picked
 up once a `_READY` marker says the drop is complete. A drop is planned once into shards
-`<drop>-NNNN` by the same function the command line uses for the source's own root (drop `base`)."""
+`<drop>-NNNN` (`shards.plan_drop`) by the same function the command line uses for the source's own root
+(drop `base`). This module names drops and finds them; it imports nothing of the planning."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import replace
 from pathlib import Path
 
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.sources.paths import escaped
-from medtrinity_core.sources.shards import (
-    DEFAULT_DROP,
-    extend_plan,
-    legacy_plan,
-    plan_entries,
-    read_plan,
-    write_shards,
-)
 
+DEFAULT_DROP = "base"  # the drop of the files under the source's own root
 READY = "_READY"
 DROP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,62}\Z")  # no "-": shard keys are <drop>-NNNN
 LANDING_ENV = "MEDTRINITY_LANDING"
@@ -40,7 +33,7 @@ def for_drop(source, drop: str, landing: Path | None):
         return source
     if landing is None:
         raise MedtrinityError(f"shard of drop {drop} of source {source.name}: no landing zone is configured ({LANDING_ENV})")
-    return replace(source, root=(landing / source.name / drop).resolve(), drop=drop)
+    return source.model_copy(update={"root": (landing / source.name / drop).resolve(), "drop": drop})
 
 
 def for_shard(source, shard: str, landing: Path | None):
@@ -53,26 +46,6 @@ def ready_drops(landing: Path, source: str) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and os.path.exists(os.path.join(e.path, READY)))
-
-
-def plan_drop(workdir, source, drop: str = DEFAULT_DROP, landing: Path | None = None) -> dict[str, list[str]]:
-    """The shards of one drop, discovered once, here: each new shard's entries are written to its own
-    plan file (planning again gives the same shards: items already planned keep theirs, an item is never
-    split). Returns the drop's shards only."""
-    from medtrinity_core.sources.identity import SourcePaths
-
-    if drop != DEFAULT_DROP and not DROP_RE.match(drop):
-        raise MedtrinityError(f"drop folder {escaped(drop)!r}: names are letters, digits, '_' and '.' (no '-': shard keys are <drop>-NNNN)")
-    dropped = for_drop(source, drop, landing)
-    paths = SourcePaths.of(workdir, dropped)  # plans hold public paths: <drop>/<path>, salted where paths identify patients
-    entries = plan_entries(dropped, paths)
-    paths.save()
-    with workdir.lock(f"plan-{source.name}"):  # read-modify-write: a concurrent run must not lose shards
-        legacy = legacy_plan(workdir, source.name)
-        earlier = {**legacy, **read_plan(workdir, source.name)}
-        plan = {k: v for k, v in extend_plan(earlier, entries["relpath"].to_list(), source.shard_size, drop).items() if drop_of(k) == drop}
-        write_shards(workdir, source.name, plan, entries, legacy)
-    return plan
 
 
 def scan(landing: Path, source_names: set[str], seen: set[str], limit: int) -> tuple[list[tuple[str, str]], list[str]]:

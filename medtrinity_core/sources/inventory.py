@@ -9,6 +9,7 @@ import polars as pl
 
 from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import sha256_file, stable_id
+from medtrinity_core.reasons import EMPTY_FILE, MISSING, MISSING_ANNOTATION, UNREADABLE
 from medtrinity_core.records import QUARANTINE, RAW, frame, quarantine_row
 from medtrinity_core.sources.discover import Annotation, Item
 from medtrinity_core.sources.identity import SourcePaths
@@ -38,12 +39,12 @@ def shard_items(source: SourceConfig, entries: pl.DataFrame, paths: SourcePaths 
             annotations = tuple(Annotation(paths.private(a["relpath"]), a["label"], a["kind"], a["threshold"], a["value"], a["match"])
                                 for a in row["annotations"] or [])
         except KeyError as exc:
-            quarantined.append(held(token, "missing", str(exc.args[0]), None))
+            quarantined.append(held(token, MISSING, str(exc.args[0]), None))
             continue
         if row["reason"]:
             quarantined.append(held(token, row["reason"], row["detail"], rel))
         elif not image_re.fullmatch(rel) or not os.path.lexists(Path(source.root) / rel):
-            quarantined.append(held(token, "missing", f"{rel} is in the shard plan but no longer matches a file under {source.root}", rel))
+            quarantined.append(held(token, MISSING, f"{rel} is in the shard plan but no longer matches a file under {source.root}", rel))
         else:
             wanted.append(Item(stable_id("item", source.name, rel), source.name, rel, row["kind"], row["format"], annotations, tuple(row["labels"] or ())))
     return wanted, quarantined
@@ -54,7 +55,7 @@ def _annotation_hash(source: SourceConfig, relpath: str, hashes: dict[str, str])
         try:
             hashes[relpath] = sha256_file(inside(source.root, relpath))
         except OSError as exc:
-            raise ItemError("missing_annotation", f"annotation {relpath} cannot be read ({exc.strerror or exc})") from None
+            raise ItemError(MISSING_ANNOTATION, f"annotation {relpath} cannot be read ({exc.strerror or exc})") from None
     return hashes[relpath]
 
 
@@ -72,7 +73,7 @@ def inventory(source: SourceConfig, items: list[Item], paths: SourcePaths | None
             path = inside(source.root, item.relpath)
             size = path.stat().st_size
             if size == 0:
-                raise ItemError("empty_file", f"{item.relpath} has zero bytes")
+                raise ItemError(EMPTY_FILE, f"{item.relpath} has zero bytes")
             digest = sha256_file(path)
             annotations = [
                 {"relpath": paths.public(a.relpath), "label": a.label, "kind": a.kind, "threshold": a.threshold, "value": a.value, "match": a.match,
@@ -80,7 +81,7 @@ def inventory(source: SourceConfig, items: list[Item], paths: SourcePaths | None
                 for a in item.annotations
             ]
         except (OSError, ItemError) as exc:  # empty, outside the root (itself or a data file its header names), a missing annotation
-            reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("unreadable", f"{item.relpath}: {exc.strerror or exc}")
+            reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else (UNREADABLE, f"{item.relpath}: {exc.strerror or exc}")
             related = [item.relpath, *(a.relpath for a in item.annotations)]
             quarantined.append(quarantine_row(item_id, source.name, public, STAGE, reason, paths.scrub(escaped(detail), related)))  # an OS error may quote a resolved path
             continue
@@ -101,22 +102,12 @@ def inventory(source: SourceConfig, items: list[Item], paths: SourcePaths | None
     return frame(rows, RAW), frame(quarantined, QUARANTINE)
 
 
-def raw_stage(source: SourceConfig, entries: pl.DataFrame, workdir) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
-    """The raw stage of one shard: its plan entries to an inventory and quarantine rows, every planned
-    path accounted for; the private path map gains what it learned."""
-    from medtrinity_core.accounting import account
-    from medtrinity_core.takedown import load
-
+def raw_stage(source: SourceConfig, entries: pl.DataFrame, workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The raw stage of one shard: its plan entries to an inventory and quarantine rows (the private
+    path map gains what it learned). The runner (medtrinity_core/contract.py) withdraws what a takedown
+    covers and accounts for every planned path."""
     paths = SourcePaths.of(workdir, source)
-    planned = entries["relpath"].to_list()
     items, missing = shard_items(source, entries, paths)
     df, q = inventory(source, items, paths)
     paths.save()
-    taken = load(workdir, source.name)
-    down = [r for r in df.iter_rows(named=True) if taken.covers(r["item_id"], r["relpath"], paths.private(r["relpath"]) if paths.identifying else None)]
-    if down:
-        df = df.filter(~pl.col("item_id").is_in([r["item_id"] for r in down]))
-        missing += [{"item_id": r["item_id"], "source": source.name, "relpath": r["relpath"], "stage": STAGE, "reason": "taken_down",
-                     "detail": "a takedown request covers this item (takedown/)"} for r in down]
-    q = pl.concat([frame(missing, QUARANTINE), q])
-    return df, q, account(STAGE, "item", planned, df["relpath"], q["relpath"])
+    return df, pl.concat([frame(missing, QUARANTINE), q])

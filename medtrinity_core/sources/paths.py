@@ -16,6 +16,7 @@ import re
 from pathlib import Path, PurePath
 
 from medtrinity_core.errors import ItemError
+from medtrinity_core.reasons import OUTSIDE_ROOT, SYMLINK_LOOP
 
 HEADER_BYTES = 1 << 16
 _MHD_KEY = re.compile(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", re.IGNORECASE)
@@ -90,9 +91,9 @@ def resolved(path: Path) -> Path | None:
 def _within(root: Path, path: Path, relpath: str, what: str) -> Path:
     resolved_path = resolved(path)
     if resolved_path is None:
-        raise ItemError("symlink_loop", f"{relpath}: {what} is a symlink loop (following it leads back to a symlink on its way, never to a file); it is not read")
+        raise ItemError(SYMLINK_LOOP, f"{relpath}: {what} is a symlink loop (following it leads back to a symlink on its way, never to a file); it is not read")
     if not resolved_path.is_relative_to(root):
-        raise ItemError("outside_root", f"{relpath}: {what} resolves outside the source root; only files under the root are read")
+        raise ItemError(OUTSIDE_ROOT, f"{relpath}: {what} resolves outside the source root; only files under the root are read")
     return resolved_path
 
 

@@ -1,20 +1,43 @@
-"""The sources file: typed configuration, validated with errors that name the file, line and key."""
+"""The sources file's structure: typed pydantic models, validated with errors that name the file, line and key.
+
+Each section of the file is a frozen pydantic model (hashable: caches are keyed by them) whose fields state
+their type, bound and default once. Constructed in Python, a model trusts its caller (pydantic's own type
+checks only); validated from a sources file (`parse_sources`, which passes the file's folder as validation
+context) every key is checked as strictly as YAML allows: bare true/false only, whole numbers for counts,
+finite numbers within their range, patterns that compile and cannot backtrack without end, folders that
+exist, files inside the source root. A pydantic error is reported as `file:line: key.path: message`, its
+location mapped to the line of the key through `yaml_lines`' line tracking (`Locator`).
+
+What needs a stage's knowledge (CT window names, the vocabulary, prompt templates) is not checked here:
+`medtrinity_core.config.load_sources` runs this structural parse and then the stages' own validators
+(`medtrinity_core.{imaging,knowledge,describe}.config`), which report through the same `Locator`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 import string
-from dataclasses import asdict, dataclass, field, replace
+import warnings
 from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
-import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from medtrinity_core.errors import SourcesFileError
-from medtrinity_core.imaging.intensity import CT_WINDOWS
-from medtrinity_core.knowledge.vocabulary import load_vocabulary
 from medtrinity_core.modalities import MODALITIES
 from medtrinity_core.sources.patterns import backtracking_problem
 from medtrinity_core.sources.yaml_lines import (
@@ -28,174 +51,694 @@ from medtrinity_core.sources.yaml_lines import (
 LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images", "image_boxes")
 BOX_FORMATS = ("coco", "yolo", "csv")
 EXPERT_KINDS = ("torchscript", "state_dict", "bundle")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-LICENSE_RE = re.compile(r"^(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9][A-Za-z0-9.\-+]*)$")
-
-DEFAULTS = {
-    "shard_size": 1000,  # items per shard; an item is never split across shards
-    "max_side": 1024,  # longest side of a normalized 2D image, in pixels
-    "negatives_per_volume": 2,  # slices without foreground kept per volume
-    "min_roi_pixels": 16,  # smallest connected component kept as an ROI
-    "min_roi_fraction": 0.0001,  # ...and its smallest share of the image
-    "top_k": 3,  # passages retrieved per image
-    "near_distance": 6,  # Hamming distance of 64-bit perceptual hashes that makes a near duplicate (0: exact only)
-    "max_quarantine_share": 0.25,  # above this share of quarantined items, `run` exits 1
-    "max_voxels": 1_000_000_000,  # a volume, DICOM object or series declaring more (from its headers) is a decompression bomb
-    "min_score": 0.55,  # cosine score under which a retrieved passage is not cited (chosen on bench-retrieval)
-    "min_faithfulness": 0.8,  # a description scoring under this stays in its manifest and is excluded from triplets
-    "min_mean_faithfulness": 0.9,  # the descriptions check fails a partition whose mean score is under this
-    "max_contradiction_rate": 0.05,  # ...or whose share of descriptions with a contradiction is over this
-}
-SOURCE_KEYS = {
-    "name", "modality", "body_region", "license", "license_note", "citation", "root", "layout",
-    "images", "masks", "labels", "label_map", "label", "labels_csv", "window",
-    "paths_identify_patients", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "boxes", "expert", "proposals", "include_proposals",
-    "orientation", "volume_index", "midline_band", "terms", "findings", "mmr", "generator", "quality", *DEFAULTS,
-}
-BOX_KEYS = {"format", "file", "pattern", "classes", "image_column", "label_column", "box_columns", "box_format"}
-EXPERT_KEYS = {"kind", "path", "network", "labels", "roi_size", "sw_batch_size", "overlap", "batch_size", "in_channels", "device", "trust_code"}
 # Networks a state dict may be loaded into: plain constructors of monai.networks.nets with plain arguments.
 ALLOWED_NETWORKS = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "UNETR", "SwinUNETR")
 CODE_KINDS = ("torchscript", "bundle")  # TorchScript is code; a bundle's config evaluates expressions
-MASK_KEYS = {"pattern", "label", "label_words", "threshold", "instances", "label_map"}
-KNOWLEDGE_KEYS = {"name", "format", "root", "license", "citation", "include"}
-RETRIEVAL_KEYS = {"model_dir", "query_prefix", "passage_prefix", "max_tokens", "overlap_tokens", "server", "token_env", "collection", "rerun_contexts"}
-TOP_KEYS = {"version", "defaults", "sources", "knowledge", "retrieval", "vocabulary", "generator", "decontamination"}
 BACKENDS = ("grounded", "transformers", "openai")
-GENERATOR_KEYS = {"backend", "model", "url", "api_key_env", "prompt", "max_new_tokens", "temperature", "concurrency", "timeout_s", "retries",
-                  "backoff_s", "batch_size", "device", "dtype"}
 ORIENTATIONS = ("radiological_axial", "radiological_coronal", "chest_pa")
 VOLUME_INDEX = ("first", "middle", "all")
-POSITIVE = {"shard_size": 1, "max_side": 16, "top_k": 1, "max_voxels": 1}  # keys whose zero would mean nothing at all
-# Upper bounds: shares and scores are fractions; generator settings within what a server could mean (a
-# retry count of 10^8 would retry for years).
-MAXIMUM = {"max_quarantine_share": 1.0, "min_faithfulness": 1.0, "min_mean_faithfulness": 1.0, "max_contradiction_rate": 1.0, "min_score": 1.0,
-           "min_roi_fraction": 1.0, "min_slice_fraction": 1.0, "overlap": 0.99, "top_k": 1000, "shard_size": 1_000_000, "max_side": 65_536,
-           "retries": 20, "timeout_s": 3600.0, "backoff_s": 60.0, "concurrency": 1024, "max_new_tokens": 32_768, "temperature": 2.0,
-           "batch_size": 4096, "sw_batch_size": 4096, "in_channels": 64, "slice_every": 10_000, "negatives_per_volume": 10_000, "near_distance": 64}
-REQUIRED = ("name", "modality", "license", "root", "layout", "images")
+SLICE_AXES = ("axial", "coronal", "sagittal")
+CORPUS_FORMATS = ("medquad", "jsonl", "text")
+QUALITY_KEYS = ("severity", "label_ranges", "description_chars")
+SEVERITY_NAMES = ("empty_mask", "duplicate_mask", "outlier", "length", "patient_data")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+LICENSE_RE = re.compile(r"^(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9][A-Za-z0-9.\-+]*)$")
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?$")
+# Per-source numbers the file's `defaults:` section may set for every source, and the faithfulness
+# settings that moved into `faithfulness:` (still accepted at their old place, with a DeprecationWarning).
+DEFAULTABLE = ("shard_size", "max_side", "negatives_per_volume", "min_roi_pixels", "min_roi_fraction", "top_k", "near_distance",
+               "max_quarantine_share", "max_voxels", "min_score")
+FAITHFULNESS_MOVED = ("min_faithfulness", "min_mean_faithfulness", "max_contradiction_rate")
 
 
-@dataclass(frozen=True)
-class MaskSpec:
-    pattern: str
-    label: str | None = None
-    label_words: tuple[tuple[str, str], ...] = ()
-    threshold: int | None = None  # None: any non-zero pixel (lossless masks); JPEG masks default to 128
-    instances: str | None = None  # "per_file": each mask file is one instance
-    label_map: tuple[tuple[int, str], ...] = ()  # a label PNG: pixel value -> label name
+# --- checks of one value (run when a sources file is validated; Python callers are trusted) ----------
+
+class _Text:
+    """Marks a field read as text: a null leaves it unset (its default, or "is required")."""
 
 
-@dataclass(frozen=True)
-class LabelsCsv:
-    file: str
-    image_column: str
-    label_column: str
+TEXT = _Text()
 
 
-@dataclass(frozen=True)
-class BoxSpec:
+def _fail(message: str, at: tuple = (), line_at: tuple | None = None):
+    """An error for the value being validated: `at` names a key under it (a label map's entry), and
+    `line_at` the key whose line the error names when that is another one (`layout` for a missing `boxes`)."""
+    raise PydanticCustomError("sources", "{message}", {"message": message, "at": tuple(at), "line_at": line_at})
+
+
+def _from_file(info: ValidationInfo) -> bool:
+    return bool(info.context) and "base" in info.context
+
+
+def _shown(value) -> str:
+    """A value as the error names it: its YAML type and a short repr."""
+    kind = {str: "the string", int: "the number", float: "the number", list: "a list", LineDict: "a mapping", dict: "a mapping",
+            type(None): "null"}.get(type(value), type(value).__name__)
+    text = repr(value) if not isinstance(value, (list, dict)) else repr(value)[:40]
+    return f"{kind} {text}" if value is not None else kind
+
+
+def _whole(value) -> bool:
+    """A whole number, and not a boolean (YAML's `true` is Python's 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _text(value, info: ValidationInfo):
+    if not _from_file(info) or value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        _fail("must be a string")
+    return str(value)
+
+
+def _regex_problem(value: str) -> None:
+    try:
+        re.compile(value.replace("{{", "{").replace("}}", "}") if "{" in value else value)
+    except re.error as exc:
+        _fail(f"is not a valid regular expression ({exc})")
+    problem = backtracking_problem(value)
+    if problem:
+        _fail(f"is refused: {problem}")
+
+
+def _pattern(value, info: ValidationInfo):
+    value = _text(value, info)
+    if _from_file(info) and value is not None:
+        _regex_problem(value)
+    return value
+
+
+def _one_of(options, message: str | None = None):
+    def check(value, info: ValidationInfo):
+        value = _text(value, info)
+        if _from_file(info) and value is not None and value not in options:
+            _fail(message or f"'{value}' is not one of {', '.join(options)}")
+        return value
+    return BeforeValidator(check)
+
+
+def _matching(regex: str, message: str):
+    def check(value, info: ValidationInfo):
+        value = _text(value, info)
+        if _from_file(info) and value is not None and not re.fullmatch(regex, value):
+            _fail(message)
+        return value
+    return BeforeValidator(check)
+
+
+def _flag(value, info: ValidationInfo):
+    """YAML's bare `true` or `false` only: a quoted 'false', `no`, `0` or `[false]` is an error, never read as true."""
+    if _from_file(info) and not isinstance(value, bool):
+        hint = " (YAML 1.1's yes/no/on/off are not booleans here)" if isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n") else ""
+        _fail(f"must be true or false (unquoted), not {_shown(value)}{hint}")
+    return value
+
+
+def _number(kind: type, minimum: float, maximum: float | None, optional: bool = False):
+    """A number: whole for `kind` int, finite always (`.nan` compares false with every threshold and `.inf`
+    passes every one), from `minimum` to `maximum`."""
+    def check(value, info: ValidationInfo):
+        if not _from_file(info) or (optional and value is None):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            _fail(f"must be a {'whole ' if kind is int else ''}number, not {_shown(value)}")
+        if not math.isfinite(value):
+            _fail(f"must be a finite number, not {value}")
+        if value < minimum:
+            _fail(f"must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            _fail(f"must be at most {maximum}")
+        return kind(value)
+    return BeforeValidator(check)
+
+
+def Int(minimum: int = 0, maximum: int | None = None):  # noqa: N802 - a type
+    return Annotated[int, _number(int, minimum, maximum)]
+
+
+def Float(minimum: float = 0, maximum: float | None = None):  # noqa: N802 - a type
+    return Annotated[float, _number(float, minimum, maximum)]
+
+
+def _under_base(what: str):
+    """A path relative to the sources file's folder, resolved; `what` it must be: dir, file or any."""
+    def check(value, info: ValidationInfo):
+        if not _from_file(info) or value is None:
+            return value
+        path = (info.context["base"] / _text(value, info)).resolve()
+        if what == "dir" and not path.is_dir():
+            _fail(f"folder {path} does not exist")
+        if what == "file" and not path.is_file():
+            _fail(f"file {path} does not exist")
+        if what == "any" and not path.exists():
+            _fail(f"{path} does not exist")
+        return path
+    return BeforeValidator(check)
+
+
+def _label_pairs(value, names_allowed: bool = False) -> tuple:
+    """A mapping of label values (whole numbers; names too where allowed) to label names, sorted."""
+    value = value or {}
+    if not isinstance(value, dict):
+        _fail("must map label values to names")
+    out = []
+    for k, v in value.items():
+        if isinstance(k, bool) or not isinstance(k, (int, str)) or (isinstance(k, str) and not names_allowed):
+            _fail("label values must be whole numbers", at=(k,))
+        if not isinstance(v, str) or not v.strip():
+            _fail(f"must be a label name (a string), not {_shown(v)}", at=(k,))
+        out.append((k, v))
+    return tuple(sorted(out, key=lambda kv: (isinstance(kv[0], str), kv[0])))
+
+
+def _label_map(value, info: ValidationInfo):
+    return _label_pairs(value) if _from_file(info) else value
+
+
+def _text_pairs(message: str, sort: bool = True):
+    """A mapping of strings to strings, as sorted (or ordered) pairs: hashable."""
+    def check(value, info: ValidationInfo):
+        if not _from_file(info):
+            return value
+        value = value or {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            _fail(message)
+        pairs = [(str(k), str(v)) for k, v in value.items()]
+        return tuple(sorted(pairs)) if sort else tuple(pairs)
+    return BeforeValidator(check)
+
+
+def _plain(value) -> bool:
+    """Numbers, strings, booleans, null, and lists or mappings of them: nothing a config could evaluate."""
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and not k.startswith("_") and _plain(v) for k, v in value.items())
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+Text = Annotated[str | None, BeforeValidator(_text), TEXT]
+RequiredText = Annotated[str, BeforeValidator(_text), TEXT]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Fraction = Float(0, 1.0)
+LabelMap = Annotated[tuple[tuple[int, str], ...], BeforeValidator(_label_map)]
+
+
+def _check_inside(value: str | None, root: Path, at: tuple) -> None:
+    if value is None:
+        return
+    try:
+        resolved = (root / value).resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop
+        _fail(f"{value} is a symlink loop", at=at)
+    if not resolved.is_relative_to(root):
+        _fail(f"{value} resolves outside the source root {root}; only files under the root are read", at=at)
+
+
+# --- the sections -----------------------------------------------------------------------------------
+
+class Section(BaseModel):
+    """A section of the sources file: frozen, no unknown keys. Validated from the file, its keys are
+    checked first (`unknown key (allowed: ...)`), a null text value counts as unset, and `_from_yaml`
+    may reshape the mapping; positional construction follows field order (as the dataclasses did)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    NOT_IN_FILE: ClassVar[frozenset[str]] = frozenset()  # fields the parser fills in, never a key of the file
+
+    def __init__(self, *args, **kwargs):
+        kwargs.update(zip(type(self).model_fields, args))
+        super().__init__(**kwargs)
+
+    __init__.__pydantic_base_init__ = True  # validation from a mapping bypasses it and keeps its context
+
+    @classmethod
+    def file_keys(cls) -> list[str]:
+        return sorted(set(cls.model_fields) - cls.NOT_IN_FILE)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_keys(cls, data, info: ValidationInfo):
+        if not _from_file(info) or isinstance(data, BaseModel):
+            return data
+        if not isinstance(data, dict):
+            _fail("must be a mapping")
+        allowed = cls.file_keys()
+        for key in data:
+            if key not in allowed:
+                _fail(f"unknown key (allowed: {', '.join(allowed)})", at=(key,))
+        fields = cls.model_fields
+        data = {k: v for k, v in data.items() if not (v is None and any(m is TEXT for m in fields[k].metadata))}
+        return cls._from_yaml(data, info)
+
+    @classmethod
+    def _from_yaml(cls, data: dict, info: ValidationInfo) -> dict:
+        return data
+
+
+class FaithfulnessConfig(Section):
+    """How descriptions are judged against their facts, and what a low score does."""
+
+    min_faithfulness: Fraction = 0.8  # a description scoring under this stays in its manifest and is excluded from triplets
+    min_mean_faithfulness: Fraction = 0.9  # the descriptions check fails a partition whose mean score is under this
+    max_contradiction_rate: Fraction = 0.05  # ...or whose share of descriptions with a contradiction is over this
+    min_completeness: Annotated[float | None, _number(float, 0, 1.0, optional=True)] = None  # share of the facts a description must state
+    judge: Text = None  # the model that scores faithfulness; None: the built-in claim checker
+    regenerate: Int(0, 10) = 0  # times a description under min_faithfulness is written again before it is excluded
+
+
+class AnnotationsConfig(Section):
+    """What a source's annotations promise."""
+
+    exhaustive_findings: Flag = False  # every finding of every image is annotated: an unlabelled image shows none
+
+
+class RetryConfig(Section):
+    """How often a failed partition is tried (the top-level `retry:` and a source's own)."""
+
+    max_attempts: Int(1, 100) = 1
+
+
+def _storage_url(value, info: ValidationInfo):
+    value = _text(value, info)
+    if not _from_file(info) or value is None:
+        return value
+    if value.startswith("s3://"):
+        if not S3_URL.match(value):
+            _fail("must be s3://bucket/prefix with a valid bucket name")
+        return value
+    if value.startswith("file://"):
+        if len(value) == len("file://"):
+            _fail("must name a folder after file://")
+        return value
+    if "://" in value:
+        _fail("must be a local path, file://path or s3://bucket/prefix")
+    return str((info.context["base"] / value).resolve())
+
+
+class StorageConfig(Section):
+    """Where outputs are written: a local folder (relative to the sources file), file://path or s3://bucket/prefix."""
+
+    url: Annotated[str, BeforeValidator(_storage_url), TEXT]
+    options: Annotated[tuple[tuple[str, str], ...], _text_pairs("must map option names to values (strings)")] = ()  # e.g. endpoint_url, region
+
+
+def _mask_threshold(value, info: ValidationInfo):
+    if _from_file(info) and value is not None and (not _whole(value) or not 0 <= value < 256):
+        _fail("must be a whole number from 0 to 255")
+    return value
+
+
+class MaskSpec(Section):
+    pattern: Annotated[str, BeforeValidator(_pattern), TEXT]
+    label: Text = None
+    label_words: Annotated[tuple[tuple[str, str], ...], _text_pairs("must map characters to replacements (strings)", sort=False)] = ()
+    threshold: Annotated[int | None, BeforeValidator(_mask_threshold)] = None  # None: any non-zero pixel (lossless masks); JPEG masks default to 128
+    instances: Annotated[str | None, _one_of(("per_file",), "must be per_file"), TEXT] = None  # "per_file": each mask file is one instance
+    label_map: LabelMap = ()  # a label PNG: pixel value -> label name
+
+    @model_validator(mode="after")
+    def _labelled(self, info: ValidationInfo):
+        if _from_file(info) and self.label is None and not self.label_map and "(?P<label>" not in self.pattern:
+            _fail("needs a named group `label`, a fixed `label` key or a `label_map`", at=("pattern",))
+        return self
+
+
+class LabelsCsv(Section):
+    file: RequiredText
+    image_column: RequiredText
+    label_column: RequiredText
+
+
+def _classes(value, info: ValidationInfo):
+    if _from_file(info) and (not _string_list(value) or not all(c.strip() for c in value)):
+        _fail("must list class names (non-empty strings)")
+    return value
+
+
+def _box_columns(value, info: ValidationInfo):
+    if _from_file(info) and (not _string_list(value) or len(value) != 4):
+        _fail("must list four column names")
+    return value
+
+
+class BoxSpec(Section):
     """Ground-truth boxes: a COCO JSON file, YOLO text files (one per image), or a CSV table."""
 
-    format: str
-    file: str | None = None  # coco, csv
-    pattern: str | None = None  # yolo: template of the label file, e.g. 'labels/{id}\\.txt'
-    classes: tuple[str, ...] = ()  # yolo: class index -> label
-    image_column: str = "image"
-    label_column: str = "label"
-    box_columns: tuple[str, ...] = ("x0", "y0", "x1", "y1")
-    box_format: str = "xyxy"  # csv: xyxy or xywh (pixels)
+    format: Annotated[str, _one_of(BOX_FORMATS), TEXT]
+    file: Text = None  # coco, csv
+    pattern: Text = None  # yolo: template of the label file, e.g. 'labels/{id}\\.txt'
+    classes: Annotated[tuple[str, ...], BeforeValidator(_classes)] = ()  # yolo: class index -> label
+    image_column: Text = "image"
+    label_column: Text = "label"
+    box_columns: Annotated[tuple[str, ...], BeforeValidator(_box_columns)] = ("x0", "y0", "x1", "y1")
+    box_format: Annotated[str, _one_of(("xyxy", "xywh")), TEXT] = "xyxy"  # csv: xyxy or xywh (pixels)
+
+    @model_validator(mode="after")
+    def _per_format(self, info: ValidationInfo):
+        if not _from_file(info):
+            return self
+        if self.format in ("coco", "csv") and self.file is None:
+            _fail("is required", at=("file",))
+        if self.format == "yolo":
+            if self.pattern is None:
+                _fail("is required", at=("pattern",))
+            try:
+                _regex_problem(self.pattern)
+            except PydanticCustomError as exc:
+                _fail(exc.context["message"], at=("pattern",))
+            if not self.classes:
+                _fail("yolo boxes need the list of class names", at=("classes",))
+        return self
 
 
-@dataclass(frozen=True)
-class ExpertSpec:
-    """A segmentation model run through MONAI's sliding-window inference."""
+def _expert_labels(value, info: ValidationInfo):
+    if not _from_file(info):
+        return value
+    labels = _label_pairs(value)
+    if not labels:
+        _fail("must map output channels (1, 2, ...) to label names")
+    return labels
 
-    kind: str  # torchscript | state_dict | bundle
-    path: Path
-    labels: tuple[tuple[int, str], ...]
-    network: str | None = None  # state_dict: a class in monai.networks.nets
+
+def _roi_size(value, info: ValidationInfo):
+    if _from_file(info) and not (isinstance(value, list) and len(value) == 2 and all(_whole(v) and v > 0 for v in value)):
+        _fail("must be two positive whole numbers")
+    return value
+
+
+class ExpertSpec(Section):
+    """A segmentation model run through MONAI's sliding-window inference (in the file, a state dict's
+    network is `network: {name: UNet, args: {...}}`)."""
+
+    NOT_IN_FILE: ClassVar[frozenset[str]] = frozenset({"network_args"})
+
+    kind: Annotated[str, _one_of(EXPERT_KINDS), TEXT]  # torchscript | state_dict | bundle
+    path: Annotated[Path, _under_base("any"), TEXT]
+    labels: Annotated[tuple[tuple[int, str], ...], BeforeValidator(_expert_labels)]
+    network: Text = None  # state_dict: a class in monai.networks.nets
     network_args: str = "{}"  # JSON of its keyword arguments
-    roi_size: tuple[int, int] = (96, 96)
-    sw_batch_size: int = 4
-    overlap: float = 0.25
-    batch_size: int = 8
-    in_channels: int = 1
-    device: str = "auto"  # auto: CUDA when present
-    trust_code: bool = False  # torchscript and bundle run code from the model files: the source must opt in
+    roi_size: Annotated[tuple[int, int], BeforeValidator(_roi_size)] = (96, 96)
+    sw_batch_size: Int(1, 4096) = 4
+    overlap: Float(0, 0.99) = 0.25
+    batch_size: Int(1, 4096) = 8
+    in_channels: Int(1, 64) = 1
+    device: Text = "auto"  # auto: CUDA when present
+    trust_code: Flag = False  # torchscript and bundle run code from the model files: the source must opt in
+
+    @classmethod
+    def _from_yaml(cls, data: dict, info: ValidationInfo) -> dict:
+        if "labels" not in data:
+            _fail("must map output channels (1, 2, ...) to label names", at=("labels",))
+        data.pop("network_args", None)
+        net = data.pop("network", None)
+        if data.get("kind") != "state_dict":
+            return data
+        if not isinstance(net, dict):
+            _fail("must be a mapping", at=("network",))
+        name = net.get("name")
+        if name is None:
+            _fail("is required", at=("network", "name"))
+        if isinstance(name, bool) or not isinstance(name, (str, int, float)):
+            _fail("must be a string", at=("network", "name"))
+        if str(name) not in ALLOWED_NETWORKS:
+            _fail(f"'{name}' is not one of {', '.join(ALLOWED_NETWORKS)}", at=("network", "name"))
+        arguments = net.get("args") or {}
+        if not isinstance(arguments, dict) or not _plain(arguments):
+            _fail("must map argument names to numbers, strings, booleans or lists of them", at=("network", "args"))
+        return {**data, "network": str(name), "network_args": json.dumps(dict(arguments), sort_keys=True)}
+
+    @model_validator(mode="after")
+    def _trusted(self, info: ValidationInfo):
+        if _from_file(info) and self.kind in CODE_KINDS and not self.trust_code:
+            what = "TorchScript is code" if self.kind == "torchscript" else "a MONAI bundle's config evaluates expressions"
+            _fail(f"{self.kind} runs code from the model files on load ({what}); set `trust_code: true` to accept that, or use kind state_dict (weights only)",
+                  at=("kind",))
+        return self
 
 
-@dataclass(frozen=True)
-class GeneratorSpec:
+class GeneratorSpec(Section):
     """Which backend writes the descriptions (the sources file's `generator:`, per source or top level)."""
 
-    backend: str = "grounded"
-    model: str | None = None  # transformers: a local model folder; openai: the model name the server serves
-    url: str | None = None  # openai: the server's base URL, e.g. http://127.0.0.1:8000/v1
-    api_key_env: str | None = None  # openai: the environment variable holding the key
-    prompt: str = "describe-v1"  # a prompt template bundled in medtrinity_core/describe/prompts, or a path to one
-    max_new_tokens: int = 384
-    temperature: float = 0.0  # 0: greedy
-    concurrency: int = 4  # openai: requests in flight
-    timeout_s: float = 60.0  # openai: per request
-    retries: int = 4  # openai: on 429, 5xx, timeouts and malformed answers
-    backoff_s: float = 0.5  # openai: first back-off; doubled each retry, with jitter
-    batch_size: int = 4  # transformers: images per forward pass
-    device: str = "auto"  # transformers: auto (CUDA when present), cpu, cuda, cuda:N
-    dtype: str = "auto"  # transformers: auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32
+    backend: Annotated[str, _one_of(BACKENDS), TEXT] = "grounded"
+    model: Text = None  # transformers: a local model folder; openai: the model name the server serves
+    url: Text = None  # openai: the server's base URL, e.g. http://127.0.0.1:8000/v1
+    api_key_env: Annotated[str | None, _matching(ENV_NAME, "must name an environment variable (the key itself never goes in the file)"), TEXT] = None
+    prompt: Text = "describe-v1"  # a prompt template bundled in medtrinity_core/describe/prompts, or a path to one
+    max_new_tokens: Int(1, 32_768) = 384
+    temperature: Float(0, 2.0) = 0.0  # 0: greedy
+    concurrency: Int(1, 1024) = 4  # openai: requests in flight
+    timeout_s: Float(0, 3600.0) = 60.0  # openai: per request
+    retries: Int(0, 20) = 4  # openai: on 429, 5xx, timeouts and malformed answers
+    backoff_s: Float(0, 60.0) = 0.5  # openai: first back-off; doubled each retry, with jitter
+    batch_size: Int(1, 4096) = 4  # transformers: images per forward pass
+    device: Annotated[str, _matching(r"auto|cpu|cuda|cuda:\d+", "must be auto, cpu, cuda or cuda:N"), TEXT] = "auto"  # transformers: auto (CUDA when present), cuda:N
+    dtype: Annotated[str, _matching(r"auto|bfloat16|float16|float32", "must be auto, bfloat16, float16 or float32"), TEXT] = "auto"  # transformers: auto (bf16 on CUDA)
+
+    @model_validator(mode="after")
+    def _backend_needs(self, info: ValidationInfo):
+        if not _from_file(info):
+            return self
+        if self.backend == "transformers":
+            if not self.model:
+                _fail("the transformers backend needs `model`: a local model folder", at=("model",), line_at=("backend",))
+            folder = (info.context["base"] / self.model).resolve()
+            if not folder.is_dir():
+                _fail(f"folder {folder} does not exist", at=("model",), line_at=("model",) if "model" in self.model_fields_set else ("backend",))
+            return self.model_copy(update={"model": str(folder)})
+        if self.backend == "openai":
+            if not (self.url and self.model):
+                _fail("the openai backend needs `url` (the server's base URL, e.g. http://127.0.0.1:8000/v1) and `model`", at=("url",), line_at=("backend",))
+            if not re.match(r"^https?://", self.url):
+                _fail("must start with http:// or https://", at=("url",))
+        return self
 
 
-@dataclass(frozen=True)
-class SourceConfig:
-    name: str
-    modality: str
-    license: str
-    root: Path
-    layout: str
-    images: str
-    body_region: str | None = None
-    license_note: str | None = None
-    citation: str | None = None
+def _quality(value, info: ValidationInfo) -> str:
+    """`quality:` severities (error | warn) of the suites' expectations, per-label ranges of area ratio and
+    count, and description length bounds; kept as JSON (the config stays hashable)."""
+    if not _from_file(info):
+        return value
+    if not isinstance(value, dict):
+        _fail("must be a mapping")
+    for key in value:
+        if key not in QUALITY_KEYS:
+            _fail(f"unknown key (allowed: {', '.join(sorted(QUALITY_KEYS))})", at=(key,))
+
+    def pair(v) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and v[0] <= v[1]
+
+    severity = value.get("severity") or {}
+    if not isinstance(severity, dict):
+        _fail(f"must map expectations ({', '.join(SEVERITY_NAMES)}) to error or warn", at=("severity",))
+    for name, level in severity.items():
+        if name not in SEVERITY_NAMES:
+            _fail(f"unknown expectation (known: {', '.join(SEVERITY_NAMES)})", at=("severity", name))
+        if level is not None and (isinstance(level, bool) or not isinstance(level, (str, int, float))):
+            _fail("must be a string", at=("severity", name))
+        if level is not None and str(level) not in ("error", "warn"):
+            _fail(f"'{level}' is not one of error, warn", at=("severity", name))
+    ranges = value.get("label_ranges") or {}
+    if not isinstance(ranges, dict):
+        _fail("must map labels to {area_ratio: [lo, hi], count: [lo, hi]}", at=("label_ranges",))
+    for label, spec in ranges.items():
+        if not isinstance(spec, dict) or set(spec) - {"area_ratio", "count"} or not all(pair(v) for v in spec.values()):
+            _fail("must be {area_ratio: [lo, hi], count: [lo, hi]} with lo <= hi", at=("label_ranges", label))
+    chars = value.get("description_chars")
+    if chars is not None and not pair(chars):
+        _fail("must be [min, max] characters", at=("description_chars",))
+    return json.dumps({"severity": dict(severity), "label_ranges": {k: dict(v) for k, v in ranges.items()}, **({"description_chars": chars} if chars else {})},
+                      sort_keys=True)
+
+
+def _slice_axes(value, info: ValidationInfo):
+    if not _from_file(info):
+        return value
+    if not isinstance(value, list) or not value or any(a not in SLICE_AXES for a in value):
+        _fail("must list one or more of axial, coronal, sagittal")
+    return tuple(dict.fromkeys(value))
+
+
+def _volume_index(value, info: ValidationInfo):
+    if not _from_file(info) or value is None or (_whole(value) and value >= 0) or value in VOLUME_INDEX:
+        return value
+    _fail(f"must be one of {', '.join(VOLUME_INDEX)} or a whole number from 0")
+
+
+def _midline_band(value, info: ValidationInfo):
+    if _from_file(info) and value >= 0.5:
+        _fail("must be below 0.5 (a share of the body's width on each side of its centre)")
+    return value
+
+
+def _mmr(value, info: ValidationInfo):
+    if _from_file(info) and value is not None and value > 1:
+        _fail("must be from 0 (diversity only) to 1 (relevance only)")
+    return value
+
+
+def _terms(value, info: ValidationInfo):
+    """`terms: {GGO: ground-glass opacity}` as sorted pairs; that each target is a vocabulary term is the
+    knowledge stage's check (medtrinity_core.knowledge.config)."""
+    if not _from_file(info):
+        return value
+    value = value or {}
+    if not isinstance(value, dict):
+        _fail("must map source labels to canonical vocabulary terms")
+    for label, target in value.items():
+        if not isinstance(target, str):
+            _fail(f"must be a vocabulary term (a string), not {_shown(target)}", at=(label,))
+    return tuple(sorted((str(label), target) for label, target in value.items()))
+
+
+def _findings(value, info: ValidationInfo):
+    if not _from_file(info):
+        return value
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        _fail("must list the source's labels that are findings")
+    return tuple(sorted(set(value)))
+
+
+def _label_windows(value, info: ValidationInfo):
+    """Label name -> CT window preset, as sorted pairs; the preset names are the imaging stage's check."""
+    if not _from_file(info):
+        return value
+    value = value or {}
+    if not isinstance(value, dict):
+        _fail("must map label names to CT window presets")
+    for name, preset in value.items():
+        if preset is not None and (isinstance(preset, bool) or not isinstance(preset, (str, int, float))):
+            _fail("must be a string", at=(name,))
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+class SourceConfig(Section):
+    """One source of the sources file: where its files are, how they are read, and each stage's settings."""
+
+    NOT_IN_FILE: ClassVar[frozenset[str]] = frozenset({"vocabulary", "benchmark_hashes", "drop"})
+
+    name: Annotated[str, _matching(NAME_RE.pattern, "must be lower-case letters, digits and '-' (2-63 characters)"), TEXT]
+    modality: Annotated[str, _one_of(tuple(MODALITIES)), TEXT]
+    license: Annotated[str, _matching(LICENSE_RE.pattern, "must be an SPDX identifier or LicenseRef-<name>"), TEXT]
+    root: Annotated[Path, _under_base("dir"), TEXT]
+    layout: Annotated[str, _one_of(LAYOUTS), TEXT]
+    images: Annotated[str, BeforeValidator(_pattern), TEXT]
+    body_region: Text = None
+    license_note: Text = None
+    citation: Text = None
     masks: tuple[MaskSpec, ...] = ()
-    labels: str | None = None
+    labels: Text = None
     label_map: tuple[tuple[int | str, str], ...] = ()  # value -> name (label volumes), or name -> name (DICOM segments)
-    label: str | None = None
+    label: Text = None
     labels_csv: LabelsCsv | None = None
-    window: str | None = None
-    paths_identify_patients: bool = False
-    allow_burned_in: bool = False  # DICOM with BurnedInAnnotation=YES is quarantined unless the source opts in
-    slice_axes: tuple[str, ...] = ("axial",)  # volumes: axial, coronal, sagittal
-    slice_every: int = 1  # keep every Nth foreground slice
-    min_slice_fraction: float = 0.0  # drop a label's slice under this share of the label's largest slice
-    label_windows: tuple[tuple[str, str], ...] = ()  # CT: label name -> window preset for slices showing it
+    window: Text = None  # a CT window preset (checked by medtrinity_core.imaging.config)
+    paths_identify_patients: Flag = False
+    allow_burned_in: Flag = False  # DICOM with BurnedInAnnotation=YES is quarantined unless the source opts in
+    slice_axes: Annotated[tuple[str, ...], BeforeValidator(_slice_axes)] = ("axial",)  # volumes: axial, coronal, sagittal
+    slice_every: Int(1, 10_000) = 1  # keep every Nth foreground slice
+    min_slice_fraction: Fraction = 0.0  # drop a label's slice under this share of the label's largest slice
+    label_windows: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_label_windows)] = ()  # CT: label name -> window preset for slices showing it
     boxes: BoxSpec | None = None
     expert: ExpertSpec | None = None
-    proposals: bool = False  # classical proposals for images with no annotation and no expert
-    include_proposals: bool = False  # proposals are kept out of the dataset unless this is set
-    orientation: str | None = None  # 2D sources oriented by convention: radiological_axial, radiological_coronal, chest_pa
-    volume_index: str | int | None = None  # 4D volumes: first, middle, N (0-based) or all; unset rejects them
-    midline_band: float = 0.10  # share of the body's width (height) around its centre called midline (central)
-    terms: tuple[tuple[str, str], ...] = ()  # source label -> canonical vocabulary term, stated by the source
-    findings: tuple[str, ...] | None = None  # the labels that are findings (the rest anatomy); None: as the vocabulary says
-    mmr: float | None = None  # maximal marginal relevance: 1.0 relevance only ... 0.0 diversity only; None: off
+    expert_labels: ExpertSpec | None = None  # a 3D expert labelling whole volumes (no stage runs it yet)
+    proposals: Flag = False  # classical proposals for images with no annotation and no expert
+    include_proposals: Flag = False  # proposals are kept out of the dataset unless this is set
+    orientation: Annotated[str | None, _one_of(ORIENTATIONS), TEXT] = None  # 2D sources oriented by convention
+    volume_index: Annotated[str | int | None, BeforeValidator(_volume_index)] = None  # 4D volumes: first, middle, N (0-based) or all; unset rejects them
+    midline_band: Annotated[float, BeforeValidator(_midline_band), _number(float, 0, None)] = 0.10  # share of the body's width around its centre called midline
+    terms: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_terms)] = ()  # source label -> canonical vocabulary term, stated by the source
+    findings: Annotated[tuple[str, ...] | None, BeforeValidator(_findings)] = None  # the labels that are findings (the rest anatomy); None: as the vocabulary says
+    mmr: Annotated[float | None, BeforeValidator(_mmr), _number(float, 0, None, optional=True)] = None  # maximal marginal relevance: 1.0 relevance ... 0.0 diversity
     vocabulary: Path | None = None  # the sources file's own vocabulary, extending the bundled one
     generator: GeneratorSpec = GeneratorSpec()
-    quality: str = "{}"  # JSON of the `quality:` mapping: severities, label ranges, description length bounds
+    quality: Annotated[str, BeforeValidator(_quality)] = "{}"  # JSON of the `quality:` mapping: severities, label ranges, description length bounds
+    faithfulness: FaithfulnessConfig = FaithfulnessConfig()
+    annotations: AnnotationsConfig = AnnotationsConfig()
+    retry: RetryConfig = RetryConfig()  # the top-level `retry:` unless the source sets its own
+    storage: StorageConfig | None = None  # the top-level `storage:` unless the source sets its own; None: the work folder
     drop: str = "base"  # the landing-zone drop whose folder `root` is (base: the source's own root)
     benchmark_hashes: Path | None = None  # images to exclude (benchmark test sets): one hash per line
-    shard_size: int = DEFAULTS["shard_size"]
-    max_side: int = DEFAULTS["max_side"]
-    negatives_per_volume: int = DEFAULTS["negatives_per_volume"]
-    min_roi_pixels: int = DEFAULTS["min_roi_pixels"]
-    min_roi_fraction: float = DEFAULTS["min_roi_fraction"]
-    top_k: int = DEFAULTS["top_k"]
-    near_distance: int = DEFAULTS["near_distance"]
-    max_quarantine_share: float = DEFAULTS["max_quarantine_share"]
-    max_voxels: int = DEFAULTS["max_voxels"]
-    min_score: float = DEFAULTS["min_score"]
-    min_faithfulness: float = DEFAULTS["min_faithfulness"]
-    min_mean_faithfulness: float = DEFAULTS["min_mean_faithfulness"]
-    max_contradiction_rate: float = DEFAULTS["max_contradiction_rate"]
+    shard_size: Int(1, 1_000_000) = 1000  # items per shard; an item is never split across shards
+    max_side: Int(16, 65_536) = 1024  # longest side of a normalized 2D image, in pixels
+    negatives_per_volume: Int(0, 10_000) = 2  # slices without foreground kept per volume
+    min_roi_pixels: Int(0) = 16  # smallest connected component kept as an ROI
+    min_roi_fraction: Fraction = 0.0001  # ...and its smallest share of the image
+    top_k: Int(1, 1000) = 3  # passages retrieved per image
+    near_distance: Int(0, 64) = 6  # Hamming distance of 64-bit perceptual hashes that makes a near duplicate (0: exact only)
+    max_quarantine_share: Fraction = 0.25  # above this share of quarantined items, `run` exits 1
+    max_voxels: Int(1) = 1_000_000_000  # a volume, DICOM object or series declaring more (from its headers) is a decompression bomb
+    min_score: Fraction = 0.55  # cosine score under which a retrieved passage is not cited (chosen on bench-retrieval)
+
+    @field_validator("masks", mode="before")
+    @classmethod
+    def _masks_of_layout(cls, value, info: ValidationInfo):
+        if not _from_file(info):
+            return value
+        if info.data.get("layout") != "image_masks":
+            return ()  # read only for layout image_masks
+        if not isinstance(value, list) or not value:
+            _fail("must be a non-empty list for layout image_masks")
+        return value
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _label_map_of_layout(cls, value, info: ValidationInfo):
+        return _label_pairs(value, names_allowed=info.data.get("layout") == "dicom") if _from_file(info) else value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo):
+        if not _from_file(info):
+            return self
+        if self.layout == "image_masks" and not self.masks:
+            _fail("must be a non-empty list for layout image_masks", at=("masks",))
+        if self.layout == "volume_labels":
+            if self.labels is None:
+                _fail("is required", at=("labels",))
+            try:
+                _regex_problem(self.labels)
+            except PydanticCustomError as exc:
+                _fail(exc.context["message"], at=("labels",))
+        if self.layout == "image_boxes" and self.boxes is None:
+            _fail("layout image_boxes needs a `boxes` mapping", at=("boxes",), line_at=("layout",))
+        if self.layout == "labeled_images" and not (self.label is not None or self.labels_csv or "(?P<label>" in self.images):
+            _fail("labeled_images needs a `label` group, a `label` key or `labels_csv`", at=("images",))
+        self._check_fields()
+        _check_inside(self.labels_csv.file if self.labels_csv else None, self.root, ("labels_csv", "file"))
+        _check_inside(self.boxes.file if self.boxes else None, self.root, ("boxes", "file"))
+        return self
+
+    def _check_fields(self) -> None:
+        """Every `{field}` a mask, labels or boxes pattern uses must be a named group of `images`."""
+        groups = set(re.compile(self.images).groupindex)
+        templates = [(self.labels, ("labels",))] + [(m.pattern, ("masks", i, "pattern")) for i, m in enumerate(self.masks)]
+        if self.boxes is not None:
+            templates.append((self.boxes.pattern, ("boxes", "pattern")))
+        for value, at in templates:
+            if value is None:
+                continue
+            try:
+                fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+            except ValueError as exc:
+                _fail(f"is not a valid template ({exc}); write a literal brace as {{{{ or }}}}", at=at)
+            missing = sorted(f for f in fields if f not in groups)
+            if missing:
+                _fail(f"uses {{{missing[0]}}}, which is not a named group of `images` (named groups: {', '.join(sorted(groups)) or 'none'})", at=at)
+
+    @property
+    def min_faithfulness(self) -> float:
+        return self.faithfulness.min_faithfulness
+
+    @property
+    def min_mean_faithfulness(self) -> float:
+        return self.faithfulness.min_mean_faithfulness
+
+    @property
+    def max_contradiction_rate(self) -> float:
+        return self.faithfulness.max_contradiction_rate
 
     @property
     def slug(self) -> str:
@@ -209,68 +752,201 @@ class SourceConfig:
         """A DICOM segment or ROI name through the label map (`{Liver: liver}`)."""
         return dict(self.label_map).get(name, name)
 
-    def fingerprint(self, stage: str | None = None) -> str:
-        """A hash of the configuration a stage reads (and, through its upstream stage, all it depends
-        on), plus the package version: the stage asset's code version. Without a stage, all of it."""
-        from medtrinity_core import __version__
-
-        data = asdict(self)
-        if stage is not None:
-            data = {k: v for k, v in data.items() if k in STAGE_KEYS[stage]}
-            data["upstream"] = self.fingerprint(STAGES_BEFORE[stage]) if STAGES_BEFORE[stage] else ""
-        data["package"] = __version__
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    def plain(self) -> dict:
+        """Every field as JSON-able plain values (paths as strings, tuples as lists, sections as mappings)."""
+        return self.model_dump(mode="json")
 
 
-# The keys each stage reads beyond what its upstream stage read (its code version hashes these and the
-# upstream stage's version): a new generator marks descriptions and triplets stale, not normalized.
-STAGE_KEYS = {
-    "raw": {"name", "root", "layout", "images", "masks", "labels", "label_map", "label", "labels_csv", "boxes", "paths_identify_patients",
-            "shard_size", "max_voxels", "volume_index"},
-    "normalized": {"modality", "window", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "max_side",
-                   "negatives_per_volume", "near_distance", "benchmark_hashes"},
-    "rois": {"min_roi_pixels", "min_roi_fraction", "expert", "proposals", "orientation", "midline_band"},
-    "context": {"body_region", "top_k", "min_score", "mmr", "terms", "findings", "vocabulary", "include_proposals"},
-    "descriptions": {"generator", "min_faithfulness", "min_mean_faithfulness", "max_contradiction_rate"},
-    "triplets": {"license", "license_note", "citation"},
-}
-STAGES_BEFORE = {"raw": None, "normalized": "raw", "rois": "normalized", "context": "rois", "descriptions": "context", "triplets": "descriptions"}
+def _include(value, info: ValidationInfo):
+    if not _from_file(info):
+        return value
+    value = value or []
+    if not _string_list(value):
+        _fail("must be a list of glob patterns")
+    return tuple(value)
 
 
-@dataclass(frozen=True)
-class KnowledgeConfig:
-    name: str
-    format: str
-    root: Path
-    license: str
-    citation: str | None = None
-    include: tuple[str, ...] = ()
+class KnowledgeConfig(Section):
+    """One knowledge corpus (`knowledge:` is one of these or a list of them)."""
+
+    name: Annotated[str, _matching(NAME_RE.pattern, "must be lower-case letters, digits and '-' (2-63 characters)"), TEXT]
+    format: Annotated[str, _one_of(CORPUS_FORMATS), TEXT]
+    root: Annotated[Path, _under_base("dir"), TEXT]
+    license: RequiredText
+    citation: Text = None
+    include: Annotated[tuple[str, ...], BeforeValidator(_include)] = ()
 
 
-@dataclass(frozen=True)
-class RetrievalConfig:
+class RetrievalConfig(Section):
     """How corpora are embedded and where the knowledge base lives (the sources file's `retrieval:`)."""
 
-    model_dir: Path | None = None  # a sentence-transformers folder; None: the bundled all-MiniLM-L6-v2
-    query_prefix: str = ""  # prepended to every query (E5: "query: ", BGE: "Represent this sentence ...")
-    passage_prefix: str = ""  # prepended to every passage (E5: "passage: ")
-    max_tokens: int = 160  # longest passage, in the embedder's tokens
-    overlap_tokens: int = 32  # whole sentences repeated from the end of the passage before, at most this many tokens
-    server: str | None = None  # http(s)://host:port of a Chroma server; None: embedded Chroma in the work folder
-    token_env: str | None = None  # environment variable holding the server's bearer token
-    collection: str = "medtrinity-knowledge"
-    rerun_contexts: bool = False  # automation re-runs every context built on an older knowledge base when it changes
+    model_dir: Annotated[Path | None, _under_base("dir"), TEXT] = None  # a sentence-transformers folder; None: the bundled all-MiniLM-L6-v2
+    query_prefix: Text = ""  # prepended to every query (E5: "query: ", BGE: "Represent this sentence ...")
+    passage_prefix: Text = ""  # prepended to every passage (E5: "passage: ")
+    max_tokens: Int(8) = 160  # longest passage, in the embedder's tokens
+    overlap_tokens: Int(0) = 32  # whole sentences repeated from the end of the passage before, at most this many tokens
+    server: Annotated[str | None, _matching(r"https?://[^/:]+(:\d+)?/?", "must be http(s)://host[:port]"), TEXT] = None  # a Chroma server; None: embedded
+    token_env: Annotated[str | None, _matching(ENV_NAME, "must name an environment variable (the token itself never goes in the file)"), TEXT] = None
+    collection: Annotated[str, _matching(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]",
+                                         "must be 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"), TEXT] = "medtrinity-knowledge"
+    rerun_contexts: Flag = False  # automation re-runs every context built on an older knowledge base when it changes
+
+    @model_validator(mode="after")
+    def _overlap_under_half(self, info: ValidationInfo):
+        if _from_file(info) and self.overlap_tokens >= self.max_tokens // 2:
+            _fail(f"must be under half of max_tokens ({self.max_tokens // 2})", at=("overlap_tokens",))
+        return self
 
 
-@dataclass(frozen=True)
-class SourcesFile:
+class Decontamination(Section):
+    """`decontamination: {hashes: file}`: images of benchmark test sets, excluded from every source."""
+
+    hashes: Annotated[Path, _under_base("file"), TEXT]
+
+
+def _partial(model: type[Section], keys: tuple[str, ...], name: str, doc: str) -> type[Section]:
+    """A section holding some of `model`'s fields, each unset (None) unless the file sets it: the types,
+    bounds and checks are the model's own, its defaults stay stated once, there."""
+    def typed(field):
+        return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+    fields = {k: (typed(model.model_fields[k]), None) for k in keys}
+    return create_model(name, __base__=Section, __doc__=doc, **fields)
+
+
+DefaultsConfig = _partial(SourceConfig, (*DEFAULTABLE, "faithfulness"), "DefaultsConfig",
+                          "The `defaults:` section: per-source numbers (and `faithfulness:` settings) every source gets unless it sets its own.")
+
+
+def _version(value, info: ValidationInfo):
+    if _from_file(info) and not (_whole(value) and value == 1):
+        _fail("must be 1")
+    return value
+
+
+def _entries(value, info: ValidationInfo):
+    if _from_file(info) and (not isinstance(value, list) or not value):
+        _fail("must be a non-empty list")
+    return value
+
+
+class Document(Section):
+    """The file's top level as written; `parse_sources` then validates each source (with the defaults
+    and the top-level generator, retry and storage merged in) and each corpus."""
+
+    version: Annotated[int, BeforeValidator(_version)]
+    defaults: DefaultsConfig = DefaultsConfig()
+    sources: Annotated[tuple[Any, ...], BeforeValidator(_entries)]
+    vocabulary: Annotated[Path | None, _under_base("file"), TEXT] = None  # checked as a vocabulary by medtrinity_core.knowledge.config
+    generator: GeneratorSpec = GeneratorSpec()
+    retry: RetryConfig = RetryConfig()
+    storage: StorageConfig | None = None
+    decontamination: Decontamination | None = None
+    knowledge: Any = None  # one corpus (a mapping) or a list of them
+    retrieval: RetrievalConfig = RetrievalConfig()
+
+    @classmethod
+    def _from_yaml(cls, data: dict, info: ValidationInfo) -> dict:
+        if "version" not in data:
+            _fail("must be 1", at=("version",))
+        if "sources" not in data:
+            _fail("must be a non-empty list", at=("sources",))
+        return data
+
+
+# --- lines -------------------------------------------------------------------------------------------
+
+def _steps(loc) -> tuple:
+    """A key path (`sources[0].masks[1].pattern`) as steps; a tuple is taken as it is."""
+    if isinstance(loc, tuple):
+        return loc
+    return tuple(int(index) if index else key for index, key in re.findall(r"\[(\d+)\]|([^.\[\]]+)", loc))
+
+
+def _child(node, step):
+    """The key of `node` that `step` names (a label map's key 1 may come as '1'), or None."""
+    if isinstance(node, dict):
+        for key in (step, str(step)) if not isinstance(step, str) else (step, int(step) if re.fullmatch(r"-?\d+", step) else step):
+            if key in node:
+                return key
+    return None
+
+
+class Locator:
+    """The lines of one sources file's keys: `locate(loc, *fallbacks)` is the line of the first key path
+    the file has (else the line of the mapping the last one would be in), `locate.key(loc)` the path as an
+    error names it, `locate.error(loc, message)` the `SourcesFileError`. Every Locator equals every other:
+    it is where the values came from, not part of the configuration."""
+
+    def __init__(self, file: str, doc):
+        self.file, self.doc = file, doc
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Locator)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def _walk(self, loc) -> tuple[int | None, bool]:
+        node, line = self.doc, getattr(self.doc, "line", None)
+        for step in _steps(loc):
+            if isinstance(node, list) and isinstance(step, int):
+                if not 0 <= step < len(node):
+                    return line, False
+                node = node[step]
+                continue
+            key = _child(node, step)
+            if key is None:
+                return (node.line if isinstance(node, LineDict) else line), False
+            line, node = node.line_of(key), node[key]
+        return line, True
+
+    def __call__(self, loc, *fallbacks) -> int | None:
+        candidates = (loc, *fallbacks)
+        for candidate in candidates:
+            line, found = self._walk(candidate)
+            if found:
+                return line
+        return self._walk(candidates[-1])[0]
+
+    def key(self, loc) -> str:
+        node, out = self.doc, ""
+        for step in _steps(loc):
+            if isinstance(node, list) or (node is None and isinstance(step, int)):
+                out += f"[{step}]"
+                node = node[step] if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node) else None
+            else:
+                out += f".{step}" if out else str(step)
+                key = _child(node, step)
+                node = node[key] if key is not None else None
+        return out
+
+    def error(self, loc, message: str, *line_at) -> SourcesFileError:
+        """The error at `loc`, naming the line of `loc` (or of the first of `line_at` the file has)."""
+        return SourcesFileError(self.file, self(*line_at) if line_at else self(loc), self.key(loc), message)
+
+    def warn(self, loc, message: str, category: type[Warning] = UserWarning) -> None:
+        line = self(loc)
+        warnings.warn(f"{self.file}:{line}: {self.key(loc)}: {message}" if line else f"{self.file}: {self.key(loc)}: {message}", category, stacklevel=4)
+
+
+class SourcesFile(Section):
+    """A validated sources file. `locate` maps its key paths to lines (for the stages' validators)."""
+
     path: Path
     sources: tuple[SourceConfig, ...]
     corpora: tuple[KnowledgeConfig, ...] = ()  # the knowledge corpora, embedded into one knowledge base
-    defaults: dict = field(default_factory=dict)
+    defaults: dict = Field(default_factory=dict)  # the per-source numbers and faithfulness settings a source gets unless it sets its own
     generator: GeneratorSpec = GeneratorSpec()  # the top-level default
     retrieval: RetrievalConfig = RetrievalConfig()
     vocabulary: Path | None = None
+    retry: RetryConfig = RetryConfig()  # the top-level default
+    storage: StorageConfig | None = None  # the top-level default
+    _locate: Locator | None = PrivateAttr(default=None)
+
+    @property
+    def locate(self) -> Locator:
+        return self._locate or Locator(str(self.path), None)
 
     def source(self, name: str) -> SourceConfig:
         for src in self.sources:
@@ -279,556 +955,25 @@ class SourcesFile:
         raise KeyError(name)
 
 
-class _Checker:
-    """Collects the context (file, key path) so every error reads `file:line: key: what is wrong`."""
+# --- parsing -----------------------------------------------------------------------------------------
 
-    def __init__(self, file: Path):
-        self.file = str(file)
+# Settings accepted and validated that no stage reads yet: a file setting one (to other than its default)
+# is warned about. Paths under a source, under `defaults:`, and at the top level.
+NOT_ACTED_ON = {
+    "source": (("faithfulness", "min_completeness"), ("faithfulness", "judge"), ("faithfulness", "regenerate"), ("expert_labels",),
+               ("annotations", "exhaustive_findings"), ("retry", "max_attempts"), ("storage",)),
+    "defaults": (("faithfulness", "min_completeness"), ("faithfulness", "judge"), ("faithfulness", "regenerate")),
+    "top": (("retry", "max_attempts"), ("storage",)),
+}
 
-    def fail(self, node: LineDict | None, key: str, path: str, message: str) -> None:
-        line = node.line_of(key) if isinstance(node, LineDict) else None
-        raise SourcesFileError(self.file, line, path, message)
 
-    def mapping(self, value, parent, key, path) -> LineDict:
-        if not isinstance(value, LineDict):
-            self.fail(parent, key, path, "must be a mapping")
-        return value
+def _default_at(model: type[BaseModel], path: tuple[str, ...]):
+    field = model.model_fields[path[0]]
+    return field.default if len(path) == 1 else _default_at(type(field.default), path[1:])
 
-    def unknown_keys(self, node: LineDict, allowed: set, path: str) -> None:
-        for key in node:
-            if key not in allowed:
-                self.fail(node, key, f"{path}.{key}" if path else str(key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
-    def string(self, node: LineDict, key: str, path: str, required: bool = False) -> str | None:
-        if key not in node or node[key] is None:
-            if required:
-                self.fail(node, key, path, "is required")
-            return None
-        value = node[key]
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            self.fail(node, key, path, "must be a string")
-        return str(value)
-
-    def choice(self, node: LineDict, key: str, path: str, options, required: bool = False) -> str | None:
-        value = self.string(node, key, path, required)
-        if value is not None and value not in options:
-            self.fail(node, key, path, f"'{value}' is not one of {', '.join(options)}")
-        return value
-
-    def integer(self, node: LineDict, key: str, path: str, default, minimum: float = 0, kind=int, maximum: float | None = None):
-        """A number: whole for `kind` int, finite always (`.nan` compares false with every threshold and
-        `.inf` passes every one), from `minimum` to `maximum` (default: MAXIMUM's bound for the key)."""
-        if key not in node:
-            return default
-        value = node[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            self.fail(node, key, path, f"must be a {'whole ' if kind is int else ''}number, not {_shown(value)}")
-        if not math.isfinite(value):
-            self.fail(node, key, path, f"must be a finite number, not {value}")
-        maximum = MAXIMUM.get(key) if maximum is None else maximum
-        if value < minimum:
-            self.fail(node, key, path, f"must be at least {minimum}")
-        if maximum is not None and value > maximum:
-            self.fail(node, key, path, f"must be at most {maximum}")
-        return kind(value)
-
-    def regex(self, node: LineDict, key: str, path: str, required: bool = False) -> str | None:
-        value = self.string(node, key, path, required)
-        if value is not None:
-            try:
-                re.compile(value.replace("{{", "{").replace("}}", "}") if "{" in value else value)
-            except re.error as exc:
-                self.fail(node, key, path, f"is not a valid regular expression ({exc})")
-            problem = backtracking_problem(value)
-            if problem:
-                self.fail(node, key, path, f"is refused: {problem}")
-        return value
-
-    def boolean(self, node: LineDict, key: str, path: str, default: bool = False) -> bool:
-        """YAML's bare `true` or `false` only: a quoted 'false', `no`, `0` or `[false]` is an error, never
-        read as true."""
-        if key not in node:
-            return default
-        value = node[key]
-        if not isinstance(value, bool):
-            hint = " (YAML 1.1's yes/no/on/off are not booleans here)" if isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n") else ""
-            self.fail(node, key, path, f"must be true or false (unquoted), not {_shown(value)}{hint}")
-        return value
-
-
-def _whole(value) -> bool:
-    """A whole number, and not a boolean (YAML's `true` is Python's 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _string_list(value) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _shown(value) -> str:
-    """A value as the error names it: its YAML type and a short repr."""
-    kind = {str: "the string", int: "the number", float: "the number", list: "a list", LineDict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
-    text = repr(value) if not isinstance(value, (list, dict)) else repr(value)[:40]
-    return f"{kind} {text}" if value is not None else kind
-
-
-def _resolve_root(chk: _Checker, node: LineDict, key: str, path: str, base: Path) -> Path:
-    raw = chk.string(node, key, path, required=True)
-    root = (base / raw).resolve()
-    if not root.is_dir():
-        chk.fail(node, key, path, f"folder {root} does not exist")
-    return root
-
-
-def _parse_masks(chk: _Checker, node: LineDict, path: str) -> tuple[MaskSpec, ...]:
-    masks = node.get("masks")
-    if not isinstance(masks, list) or not masks:
-        chk.fail(node, "masks", f"{path}.masks", "must be a non-empty list for layout image_masks")
-    specs = []
-    for i, entry in enumerate(masks):
-        mpath = f"{path}.masks[{i}]"
-        entry = chk.mapping(entry, node, "masks", mpath)
-        chk.unknown_keys(entry, MASK_KEYS, mpath)
-        pattern = chk.regex(entry, "pattern", f"{mpath}.pattern", required=True)
-        label = chk.string(entry, "label", f"{mpath}.label")
-        values = _parse_label_map(chk, entry, mpath)
-        if label is None and not values and "(?P<label>" not in pattern:
-            chk.fail(entry, "pattern", f"{mpath}.pattern", "needs a named group `label`, a fixed `label` key or a `label_map`")
-        words = entry.get("label_words") or {}
-        if not isinstance(words, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in words.items()):
-            chk.fail(entry, "label_words", f"{mpath}.label_words", "must map characters to replacements (strings)")
-        threshold = entry.get("threshold")
-        if threshold is not None and (not _whole(threshold) or not 0 <= threshold < 256):
-            chk.fail(entry, "threshold", f"{mpath}.threshold", "must be a whole number from 0 to 255")
-        instances = chk.string(entry, "instances", f"{mpath}.instances")
-        if instances not in (None, "per_file"):
-            chk.fail(entry, "instances", f"{mpath}.instances", "must be per_file")
-        specs.append(MaskSpec(pattern, label, tuple((str(k), str(v)) for k, v in words.items()), threshold, instances, values))
-    return tuple(specs)
-
-
-def _parse_boxes(chk: _Checker, node: LineDict, path: str) -> BoxSpec:
-    bnode = chk.mapping(node.get("boxes"), node, "boxes", f"{path}.boxes")
-    chk.unknown_keys(bnode, BOX_KEYS, f"{path}.boxes")
-    fmt = chk.choice(bnode, "format", f"{path}.boxes.format", BOX_FORMATS, required=True)
-    if fmt in ("coco", "csv"):
-        chk.string(bnode, "file", f"{path}.boxes.file", required=True)
-    if fmt == "yolo":
-        chk.regex(bnode, "pattern", f"{path}.boxes.pattern", required=True)
-        if not bnode.get("classes"):
-            chk.fail(bnode, "classes", f"{path}.boxes.classes", "yolo boxes need the list of class names")
-    if "classes" in bnode and (not _string_list(bnode["classes"]) or not all(c.strip() for c in bnode["classes"])):
-        chk.fail(bnode, "classes", f"{path}.boxes.classes", "must list class names (non-empty strings)")
-    columns = bnode.get("box_columns", ["x0", "y0", "x1", "y1"])
-    if not _string_list(columns) or len(columns) != 4:
-        chk.fail(bnode, "box_columns", f"{path}.boxes.box_columns", "must list four column names")
-    box_format = chk.choice(bnode, "box_format", f"{path}.boxes.box_format", ("xyxy", "xywh")) or "xyxy"
-    return BoxSpec(
-        format=fmt,
-        file=chk.string(bnode, "file", f"{path}.boxes.file"),
-        pattern=chk.string(bnode, "pattern", f"{path}.boxes.pattern"),
-        classes=tuple(str(c) for c in bnode.get("classes") or ()),
-        image_column=chk.string(bnode, "image_column", f"{path}.boxes.image_column") or BoxSpec.image_column,
-        label_column=chk.string(bnode, "label_column", f"{path}.boxes.label_column") or BoxSpec.label_column,
-        box_columns=tuple(str(c) for c in columns),
-        box_format=box_format,
-    )
-
-
-def _parse_expert(chk: _Checker, node: LineDict, path: str, base: Path) -> ExpertSpec:
-    enode = chk.mapping(node.get("expert"), node, "expert", f"{path}.expert")
-    chk.unknown_keys(enode, EXPERT_KEYS, f"{path}.expert")
-    kind = chk.choice(enode, "kind", f"{path}.expert.kind", EXPERT_KINDS, required=True)
-    model_path = (base / chk.string(enode, "path", f"{path}.expert.path", required=True)).resolve()
-    if not model_path.exists():
-        chk.fail(enode, "path", f"{path}.expert.path", f"{model_path} does not exist")
-    trust_code = chk.boolean(enode, "trust_code", f"{path}.expert.trust_code")
-    if kind in CODE_KINDS and not trust_code:
-        what = "TorchScript is code" if kind == "torchscript" else "a MONAI bundle's config evaluates expressions"
-        chk.fail(enode, "kind", f"{path}.expert.kind", f"{kind} runs code from the model files on load ({what}); set `trust_code: true` "
-                 "to accept that, or use kind state_dict (weights only)")
-    network, args = None, "{}"
-    if kind == "state_dict":
-        net = chk.mapping(enode.get("network"), enode, "network", f"{path}.expert.network")
-        network = chk.choice(net, "name", f"{path}.expert.network.name", ALLOWED_NETWORKS, required=True)
-        arguments = net.get("args") or {}
-        if not isinstance(arguments, dict) or not _plain(arguments):
-            chk.fail(net, "args", f"{path}.expert.network.args", "must map argument names to numbers, strings, booleans or lists of them")
-        args = json.dumps(dict(arguments), sort_keys=True)
-    labels = _parse_label_map(chk, enode, f"{path}.expert", key="labels")
-    if not labels:
-        chk.fail(enode, "labels", f"{path}.expert.labels", "must map output channels (1, 2, ...) to label names")
-    roi = enode.get("roi_size", [96, 96])
-    if not (isinstance(roi, list) and len(roi) == 2 and all(_whole(v) and v > 0 for v in roi)):
-        chk.fail(enode, "roi_size", f"{path}.expert.roi_size", "must be two positive whole numbers")
-    device = chk.string(enode, "device", f"{path}.expert.device") or "auto"
-    return ExpertSpec(
-        kind=kind,
-        path=model_path,
-        labels=labels,
-        network=network,
-        network_args=args,
-        roi_size=(roi[0], roi[1]),
-        sw_batch_size=chk.integer(enode, "sw_batch_size", f"{path}.expert.sw_batch_size", 4, minimum=1),
-        overlap=chk.integer(enode, "overlap", f"{path}.expert.overlap", 0.25, kind=float),
-        batch_size=chk.integer(enode, "batch_size", f"{path}.expert.batch_size", 8, minimum=1),
-        in_channels=chk.integer(enode, "in_channels", f"{path}.expert.in_channels", 1, minimum=1),
-        device=device,
-        trust_code=trust_code,
-    )
-
-
-def _plain(value) -> bool:
-    """Numbers, strings, booleans, null, and lists or mappings of them: nothing a config could evaluate."""
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and not k.startswith("_") and _plain(v) for k, v in value.items())
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _parse_label_map(chk: _Checker, node: LineDict, path: str, key: str = "label_map", names_allowed: bool = False) -> tuple[tuple[int | str, str], ...]:
-    value = node.get(key) or {}
-    if not isinstance(value, dict):
-        chk.fail(node, key, f"{path}.{key}", "must map label values to names")
-    out = []
-    for k, v in value.items():
-        if isinstance(k, bool) or not isinstance(k, (int, str)) or (isinstance(k, str) and not names_allowed):
-            chk.fail(value, k, f"{path}.{key}.{k}", "label values must be whole numbers")
-        if not isinstance(v, str) or not v.strip():
-            chk.fail(value, k, f"{path}.{key}.{k}", f"must be a label name (a string), not {_shown(v)}")
-        out.append((k, v))
-    return tuple(sorted(out, key=lambda kv: (isinstance(kv[0], str), kv[0])))
-
-
-def _parse_label_windows(chk: _Checker, node: LineDict, path: str) -> tuple[tuple[str, str], ...]:
-    windows = node.get("label_windows") or {}
-    if not isinstance(windows, dict):
-        chk.fail(node, "label_windows", f"{path}.label_windows", "must map label names to CT window presets")
-    for name in windows:
-        chk.choice(windows, name, f"{path}.label_windows.{name}", tuple(CT_WINDOWS))
-    return tuple(sorted((str(k), str(v)) for k, v in windows.items()))
-
-
-def _parse_axes(chk: _Checker, node: LineDict, path: str) -> tuple[str, ...]:
-    axes = node.get("slice_axes", ["axial"])
-    if not isinstance(axes, list) or not axes or any(a not in ("axial", "coronal", "sagittal") for a in axes):
-        chk.fail(node, "slice_axes", f"{path}.slice_axes", "must list one or more of axial, coronal, sagittal")
-    return tuple(dict.fromkeys(axes))
-
-
-def _parse_volume_index(chk: _Checker, node: LineDict, path: str) -> str | int | None:
-    value = node.get("volume_index")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or value in VOLUME_INDEX:
-        return value
-    chk.fail(node, "volume_index", f"{path}.volume_index", f"must be one of {', '.join(VOLUME_INDEX)} or a whole number from 0")
-
-
-def _parse_band(chk: _Checker, node: LineDict, path: str) -> float:
-    band = chk.integer(node, "midline_band", f"{path}.midline_band", 0.10, kind=float)
-    if band >= 0.5:
-        chk.fail(node, "midline_band", f"{path}.midline_band", "must be below 0.5 (a share of the body's width on each side of its centre)")
-    return band
-
-
-def _check_fields(chk: _Checker, node: LineDict, path: str, images: str) -> None:
-    """Every `{field}` a mask, labels or boxes pattern uses must be a named group of `images`."""
-    groups = set(re.compile(images).groupindex)
-    templates = [(node, "labels", f"{path}.labels")]
-    templates += [(m, "pattern", f"{path}.masks[{i}].pattern") for i, m in enumerate(node.get("masks") or []) if isinstance(m, LineDict)]
-    if isinstance(node.get("boxes"), LineDict):
-        templates.append((node["boxes"], "pattern", f"{path}.boxes.pattern"))
-    for owner, key, where in templates:
-        value = owner.get(key)
-        if not isinstance(value, str):
-            continue
-        try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        except ValueError as exc:
-            chk.fail(owner, key, where, f"is not a valid template ({exc}); write a literal brace as {{{{ or }}}}")
-        missing = sorted(f for f in fields if f not in groups)
-        if missing:
-            chk.fail(owner, key, where, f"uses {{{missing[0]}}}, which is not a named group of `images` (named groups: {', '.join(sorted(groups)) or 'none'})")
-
-
-def _check_inside(chk: _Checker, owner, key: str, where: str, root: Path) -> None:
-    if not (isinstance(owner, LineDict) and isinstance(owner.get(key), str)):
-        return
-    try:
-        resolved = (root / owner[key]).resolve()
-    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop
-        chk.fail(owner, key, where, f"{owner[key]} is a symlink loop")
-    if not resolved.is_relative_to(root):
-        chk.fail(owner, key, where, f"{owner[key]} resolves outside the source root {root}; only files under the root are read")
-
-
-def _parse_vocabulary_file(chk: _Checker, doc: LineDict, base: Path) -> Path | None:
-    """`vocabulary:` a YAML file of terms extending the bundled vocabulary, checked as it loads."""
-    if "vocabulary" not in doc:
-        return None
-    file = (base / chk.string(doc, "vocabulary", "vocabulary", required=True)).resolve()
-    if not file.is_file():
-        chk.fail(doc, "vocabulary", "vocabulary", f"file {file} does not exist")
-    try:
-        load_vocabulary(str(file))
-    except (ValueError, yaml.YAMLError) as exc:
-        chk.fail(doc, "vocabulary", "vocabulary", str(exc))
-    return file
-
-
-def _parse_terms(chk: _Checker, node: LineDict, path: str, vocabulary_file: Path | None) -> tuple[tuple[str, str], ...]:
-    """`terms: {GGO: ground-glass opacity}`: each target must be a term (or synonym) of the vocabulary."""
-    value = node.get("terms") or {}
-    if not isinstance(value, dict):
-        chk.fail(node, "terms", f"{path}.terms", "must map source labels to canonical vocabulary terms")
-    vocabulary = load_vocabulary(str(vocabulary_file) if vocabulary_file else None)
-    out = []
-    for label, target in value.items():
-        if not isinstance(target, str):
-            chk.fail(value, label, f"{path}.terms.{label}", f"must be a vocabulary term (a string), not {_shown(target)}")
-        found = vocabulary.lookup(target)
-        if found is None:
-            chk.fail(value, label, f"{path}.terms.{label}", f"'{target}' is not a term of the vocabulary; add it to your `vocabulary:` file")
-        out.append((str(label), found.term))
-    return tuple(sorted(out))
-
-
-def _parse_findings(chk: _Checker, node: LineDict, path: str) -> tuple[str, ...] | None:
-    if "findings" not in node:
-        return None
-    value = node["findings"]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        chk.fail(node, "findings", f"{path}.findings", "must list the source's labels that are findings")
-    return tuple(sorted(set(value)))
-
-
-QUALITY_KEYS = {"severity", "label_ranges", "description_chars"}
-SEVERITY_NAMES = ("empty_mask", "duplicate_mask", "outlier", "length", "patient_data")
-
-
-def _pair(value) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and value[0] <= value[1]
-
-
-def _parse_quality(chk: _Checker, node: LineDict, path: str) -> str:
-    """`quality:` severities (error | warn) of the suites' expectations, per-label ranges of area ratio
-    and count, and description length bounds; kept as JSON (the config stays hashable)."""
-    if "quality" not in node:
-        return "{}"
-    q = chk.mapping(node["quality"], node, "quality", f"{path}.quality")
-    chk.unknown_keys(q, QUALITY_KEYS, f"{path}.quality")
-    severity = q.get("severity") or {}
-    if not isinstance(severity, dict):
-        chk.fail(q, "severity", f"{path}.quality.severity", f"must map expectations ({', '.join(SEVERITY_NAMES)}) to error or warn")
-    for name in severity:
-        if name not in SEVERITY_NAMES:
-            chk.fail(severity, name, f"{path}.quality.severity.{name}", f"unknown expectation (known: {', '.join(SEVERITY_NAMES)})")
-        chk.choice(severity, name, f"{path}.quality.severity.{name}", ("error", "warn"))
-    ranges = q.get("label_ranges") or {}
-    if not isinstance(ranges, dict):
-        chk.fail(q, "label_ranges", f"{path}.quality.label_ranges", "must map labels to {area_ratio: [lo, hi], count: [lo, hi]}")
-    for label, spec in ranges.items():
-        if not isinstance(spec, dict) or set(spec) - {"area_ratio", "count"} or not all(_pair(v) for v in spec.values()):
-            chk.fail(ranges, label, f"{path}.quality.label_ranges.{label}", "must be {area_ratio: [lo, hi], count: [lo, hi]} with lo <= hi")
-    chars = q.get("description_chars")
-    if chars is not None and not _pair(chars):
-        chk.fail(q, "description_chars", f"{path}.quality.description_chars", "must be [min, max] characters")
-    return json.dumps({"severity": dict(severity), "label_ranges": {k: dict(v) for k, v in ranges.items()}, **({"description_chars": chars} if chars else {})}, sort_keys=True)
-
-
-def _parse_mmr(chk: _Checker, node: LineDict, path: str) -> float | None:
-    if node.get("mmr") is None:
-        return None
-    value = chk.integer(node, "mmr", f"{path}.mmr", None, kind=float)
-    if value > 1:
-        chk.fail(node, "mmr", f"{path}.mmr", "must be from 0 (diversity only) to 1 (relevance only)")
-    return value
-
-
-def _parse_generator(chk: _Checker, parent: LineDict, where: str, base: Path, default: GeneratorSpec) -> GeneratorSpec:
-    """A generator mapping; keys it leaves out come from `default` (the top-level `generator:`)."""
-    key = where.rsplit(".", 1)[-1]
-    node = chk.mapping(parent[key], parent, key, where)
-    chk.unknown_keys(node, GENERATOR_KEYS, where)
-    backend = chk.choice(node, "backend", f"{where}.backend", BACKENDS) or default.backend
-    values = {"backend": backend}
-    for name in ("model", "url", "api_key_env", "prompt", "device", "dtype"):
-        if name in node:
-            values[name] = chk.string(node, name, f"{where}.{name}")
-    for name, minimum in (("max_new_tokens", 1), ("concurrency", 1), ("retries", 0), ("batch_size", 1)):
-        if name in node:
-            values[name] = chk.integer(node, name, f"{where}.{name}", None, minimum=minimum)
-    for name in ("temperature", "timeout_s", "backoff_s"):
-        if name in node:
-            values[name] = chk.integer(node, name, f"{where}.{name}", None, kind=float)
-    spec = replace(default, **values)
-    if backend == "transformers":
-        if not spec.model:
-            chk.fail(node, "backend", f"{where}.model", "the transformers backend needs `model`: a local model folder")
-        folder = (base / spec.model).resolve()
-        if not folder.is_dir():
-            chk.fail(node, "model" if "model" in node else "backend", f"{where}.model", f"folder {folder} does not exist")
-        spec = replace(spec, model=str(folder))
-    if backend == "openai":
-        if not (spec.url and spec.model):
-            chk.fail(node, "backend", f"{where}.url", "the openai backend needs `url` (the server's base URL, e.g. http://127.0.0.1:8000/v1) and `model`")
-        if not re.match(r"^https?://", spec.url):
-            chk.fail(node, "url", f"{where}.url", "must start with http:// or https://")
-    if spec.api_key_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", spec.api_key_env):
-        chk.fail(node, "api_key_env", f"{where}.api_key_env", "must name an environment variable (the key itself never goes in the file)")
-    if spec.device not in ("auto", "cpu", "cuda") and not re.match(r"^cuda:\d+$", spec.device):
-        chk.fail(node, "device", f"{where}.device", "must be auto, cpu, cuda or cuda:N")
-    if spec.dtype not in ("auto", "bfloat16", "float16", "float32"):
-        chk.fail(node, "dtype", f"{where}.dtype", "must be auto, bfloat16, float16 or float32")
-    from medtrinity_core.describe.prompts import PromptError, load_prompt
-
-    try:
-        prompt = load_prompt(spec.prompt, base)
-    except PromptError as exc:
-        chk.fail(node, "prompt" if "prompt" in node else "backend", f"{where}.prompt", str(exc))
-    return replace(spec, prompt=prompt.ref)
-
-
-def _parse_retrieval(chk: _Checker, doc: LineDict, base: Path) -> RetrievalConfig:
-    node = chk.mapping(doc["retrieval"], doc, "retrieval", "retrieval")
-    chk.unknown_keys(node, RETRIEVAL_KEYS, "retrieval")
-    model_dir = chk.string(node, "model_dir", "retrieval.model_dir")
-    if model_dir is not None:
-        model_dir = (base / model_dir).resolve()
-        if not model_dir.is_dir():
-            chk.fail(node, "model_dir", "retrieval.model_dir", f"folder {model_dir} does not exist")
-    max_tokens = chk.integer(node, "max_tokens", "retrieval.max_tokens", RetrievalConfig.max_tokens, minimum=8)
-    overlap = chk.integer(node, "overlap_tokens", "retrieval.overlap_tokens", RetrievalConfig.overlap_tokens)
-    if overlap >= max_tokens // 2:
-        chk.fail(node, "overlap_tokens", "retrieval.overlap_tokens", f"must be under half of max_tokens ({max_tokens // 2})")
-    server = chk.string(node, "server", "retrieval.server")
-    if server is not None and not re.match(r"^https?://[^/:]+(:\d+)?/?$", server):
-        chk.fail(node, "server", "retrieval.server", "must be http(s)://host[:port]")
-    token_env = chk.string(node, "token_env", "retrieval.token_env")
-    if token_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
-        chk.fail(node, "token_env", "retrieval.token_env", "must name an environment variable (the token itself never goes in the file)")
-    collection = chk.string(node, "collection", "retrieval.collection") or RetrievalConfig.collection
-    if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$", collection):
-        chk.fail(node, "collection", "retrieval.collection", "must be 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
-    rerun = chk.boolean(node, "rerun_contexts", "retrieval.rerun_contexts")
-    return RetrievalConfig(
-        model_dir=model_dir, rerun_contexts=rerun,
-        query_prefix=chk.string(node, "query_prefix", "retrieval.query_prefix") or "",
-        passage_prefix=chk.string(node, "passage_prefix", "retrieval.passage_prefix") or "",
-        max_tokens=max_tokens, overlap_tokens=overlap, server=server, token_env=token_env, collection=collection,
-    )
-
-
-def _parse_source(chk: _Checker, node: LineDict, path: str, base: Path, defaults: dict, vocabulary_file: Path | None = None) -> SourceConfig:
-    chk.unknown_keys(node, SOURCE_KEYS, path)
-    for key in REQUIRED:
-        chk.string(node, key, f"{path}.{key}", required=True)
-    name = str(node["name"])
-    if not NAME_RE.match(name):
-        chk.fail(node, "name", f"{path}.name", "must be lower-case letters, digits and '-' (2-63 characters)")
-    modality = chk.choice(node, "modality", f"{path}.modality", tuple(MODALITIES))
-    license_id = str(node["license"])
-    if not LICENSE_RE.match(license_id):
-        chk.fail(node, "license", f"{path}.license", "must be an SPDX identifier or LicenseRef-<name>")
-    layout = chk.choice(node, "layout", f"{path}.layout", LAYOUTS)
-    images = chk.regex(node, "images", f"{path}.images", required=True)
-    window = chk.choice(node, "window", f"{path}.window", tuple(CT_WINDOWS))
-    labels_csv = None
-    if "labels_csv" in node:
-        lc = chk.mapping(node["labels_csv"], node, "labels_csv", f"{path}.labels_csv")
-        chk.unknown_keys(lc, {"file", "image_column", "label_column"}, f"{path}.labels_csv")
-        labels_csv = LabelsCsv(*(chk.string(lc, k, f"{path}.labels_csv.{k}", required=True) for k in ("file", "image_column", "label_column")))
-    if layout == "volume_labels":
-        chk.regex(node, "labels", f"{path}.labels", required=True)
-    if layout == "image_boxes" and "boxes" not in node:
-        chk.fail(node, "layout", f"{path}.boxes", "layout image_boxes needs a `boxes` mapping")
-    if layout == "labeled_images" and not ("label" in node or labels_csv or "(?P<label>" in images):
-        chk.fail(node, "images", f"{path}.images", "labeled_images needs a `label` group, a `label` key or `labels_csv`")
-    merged = {k: node.get(k, defaults[k]) for k in DEFAULTS}
-    numbers = {k: chk.integer(node, k, f"{path}.{k}", merged[k], minimum=POSITIVE.get(k, 0), kind=type(DEFAULTS[k])) for k in DEFAULTS}
-    _check_fields(chk, node, path, images)
-    root = _resolve_root(chk, node, "root", f"{path}.root", base)
-    _check_inside(chk, node.get("labels_csv"), "file", f"{path}.labels_csv.file", root)
-    _check_inside(chk, node.get("boxes"), "file", f"{path}.boxes.file", root)
-    return SourceConfig(
-        name=name,
-        modality=modality,
-        license=license_id,
-        root=root,
-        layout=layout,
-        images=images,
-        body_region=chk.string(node, "body_region", f"{path}.body_region"),
-        license_note=chk.string(node, "license_note", f"{path}.license_note"),
-        citation=chk.string(node, "citation", f"{path}.citation"),
-        masks=_parse_masks(chk, node, path) if layout == "image_masks" else (),
-        labels=chk.string(node, "labels", f"{path}.labels"),
-        label_map=_parse_label_map(chk, node, path, names_allowed=layout == "dicom"),
-        label=chk.string(node, "label", f"{path}.label"),
-        labels_csv=labels_csv,
-        window=window,
-        paths_identify_patients=chk.boolean(node, "paths_identify_patients", f"{path}.paths_identify_patients"),
-        allow_burned_in=chk.boolean(node, "allow_burned_in", f"{path}.allow_burned_in"),
-        slice_axes=_parse_axes(chk, node, path),
-        slice_every=chk.integer(node, "slice_every", f"{path}.slice_every", 1, minimum=1),
-        min_slice_fraction=chk.integer(node, "min_slice_fraction", f"{path}.min_slice_fraction", 0.0, kind=float),
-        label_windows=_parse_label_windows(chk, node, path),
-        boxes=_parse_boxes(chk, node, path) if "boxes" in node else None,
-        expert=_parse_expert(chk, node, path, base) if "expert" in node else None,
-        proposals=chk.boolean(node, "proposals", f"{path}.proposals"),
-        include_proposals=chk.boolean(node, "include_proposals", f"{path}.include_proposals"),
-        orientation=chk.choice(node, "orientation", f"{path}.orientation", ORIENTATIONS),
-        volume_index=_parse_volume_index(chk, node, path),
-        midline_band=_parse_band(chk, node, path),
-        terms=_parse_terms(chk, node, path, vocabulary_file),
-        findings=_parse_findings(chk, node, path),
-        mmr=_parse_mmr(chk, node, path),
-        quality=_parse_quality(chk, node, path),
-        vocabulary=vocabulary_file,
-        **numbers,
-    )
-
-
-CORPUS_FORMATS = ("medquad", "jsonl", "text")
-
-
-def _parse_knowledge(chk: _Checker, node: LineDict, base: Path, where: str) -> KnowledgeConfig:
-    chk.unknown_keys(node, KNOWLEDGE_KEYS, where)
-    fmt = chk.choice(node, "format", f"{where}.format", CORPUS_FORMATS, required=True)
-    include = node.get("include") or []
-    if not _string_list(include):
-        chk.fail(node, "include", f"{where}.include", "must be a list of glob patterns")
-    name = chk.string(node, "name", f"{where}.name", required=True)
-    if not NAME_RE.match(name):
-        chk.fail(node, "name", f"{where}.name", "must be lower-case letters, digits and '-' (2-63 characters)")
-    return KnowledgeConfig(
-        name=name,
-        format=fmt,
-        root=_resolve_root(chk, node, "root", f"{where}.root", base),
-        license=chk.string(node, "license", f"{where}.license", required=True),
-        citation=chk.string(node, "citation", f"{where}.citation"),
-        include=tuple(str(p) for p in include),
-    )
-
-
-def _parse_corpora(chk: _Checker, doc: LineDict, base: Path) -> tuple[KnowledgeConfig, ...]:
-    """`knowledge:` is one corpus (a mapping) or a list of them, with distinct names."""
-    value = doc["knowledge"]
-    entries = value if isinstance(value, list) else [value]
-    corpora, seen = [], set()
-    for i, entry in enumerate(entries):
-        where = f"knowledge[{i}]" if isinstance(value, list) else "knowledge"
-        corpus = _parse_knowledge(chk, chk.mapping(entry, doc, "knowledge", where), base, where)
-        if corpus.name in seen:
-            chk.fail(entry, "name", f"{where}.name", f"duplicate corpus name '{corpus.name}'")
-        seen.add(corpus.name)
-        corpora.append(corpus)
-    return tuple(corpora)
-
-
-def load_sources(path: str | Path) -> SourcesFile:
-    """Read and validate a sources file; raises `SourcesFileError` on the first problem."""
-    path = Path(path)
-    chk = _Checker(path)
+def _read_document(path: Path) -> LineDict:
+    """The file's YAML as LineDicts; every refusal a `SourcesFileError` naming its line."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -847,40 +992,123 @@ def load_sources(path: str | Path) -> SourcesFile:
         raise SourcesFileError(str(path), mark.line + 1 if mark else None, "yaml", str(getattr(exc, "problem", None) or exc)) from None
     if not isinstance(doc, LineDict):
         raise SourcesFileError(str(path), None, "file", "must be a mapping with `version` and `sources`")
-    chk.unknown_keys(doc, TOP_KEYS, "")
-    if not (_whole(doc.get("version")) and doc.get("version") == 1):
-        chk.fail(doc, "version", "version", "must be 1")
-    defaults = dict(DEFAULTS)
-    if "defaults" in doc:
-        dnode = chk.mapping(doc["defaults"], doc, "defaults", "defaults")
-        chk.unknown_keys(dnode, set(DEFAULTS), "defaults")
-        defaults.update({k: chk.integer(dnode, k, f"defaults.{k}", defaults[k], minimum=POSITIVE.get(k, 0), kind=type(DEFAULTS[k])) for k in DEFAULTS})
-    entries = doc.get("sources")
-    if not isinstance(entries, list) or not entries:
-        chk.fail(doc, "sources", "sources", "must be a non-empty list")
-    base = path.resolve().parent
-    vocabulary_file = _parse_vocabulary_file(chk, doc, base)
-    default_generator = _parse_generator(chk, doc, "generator", base, GeneratorSpec()) if "generator" in doc else GeneratorSpec()
-    sources, seen = [], set()
-    for i, entry in enumerate(entries):
-        node = chk.mapping(entry, doc, "sources", f"sources[{i}]")
-        src = _parse_source(chk, node, f"sources[{i}]", base, defaults, vocabulary_file)
-        if "generator" in node:
-            src = replace(src, generator=_parse_generator(chk, node, f"sources[{i}].generator", base, default_generator))
+    return doc
+
+
+class _Parser:
+    """Validates sections of one file, turning the first pydantic error into `file:line: key: message`."""
+
+    def __init__(self, locate: Locator, base: Path):
+        self.locate, self.context = locate, {"base": base, "file": locate.file}
+
+    def validate(self, model: type[Section], data, loc: tuple):
+        try:
+            return model.model_validate(data, context=self.context)
+        except ValidationError as exc:
+            raise self.error(exc.errors(include_url=False)[0], loc) from None
+
+    def error(self, error: dict, loc: tuple) -> SourcesFileError:
+        where = loc + tuple(error["loc"])
+        ctx = error.get("ctx") or {}
+        if error["type"] == "sources":
+            line_at = (where + tuple(ctx["line_at"]),) if ctx.get("line_at") is not None else ()
+            return self.locate.error(where + tuple(ctx.get("at", ())), ctx["message"], *line_at)
+        messages = {"missing": "is required", "model_type": "must be a mapping", "dict_type": "must be a mapping", "model_attributes_type": "must be a mapping",
+                    "extra_forbidden": "unknown key"}
+        return self.locate.error(where, messages.get(error["type"], error["msg"]))
+
+    def relocate(self, node, loc: tuple):
+        """The faithfulness settings at their old place (a source's or `defaults:` top level) moved under
+        `faithfulness:`, each checked where it is written and warned about as deprecated."""
+        if not isinstance(node, dict) or not any(k in node for k in FAITHFULNESS_MOVED):
+            return node
+        section = node.get("faithfulness") or {}
+        if not isinstance(section, dict):
+            return node  # the model reports it
+        moved, where = dict(section), self.locate.key(loc)
+        for key in (k for k in FAITHFULNESS_MOVED if k in node):
+            self.validate(FaithfulnessConfig, {key: node[key]}, loc)
+            if key in section:
+                raise self.locate.error(loc + (key,), f"is also set as {where}.faithfulness.{key}; keep only that one")
+            self.locate.warn(loc + (key,), f"is deprecated here; write it as {where}.faithfulness.{key}", DeprecationWarning)
+            moved[key] = node[key]
+        return {k: v for k, v in node.items() if k not in FAITHFULNESS_MOVED} | {"faithfulness": moved}
+
+    def warn_not_acted_on(self) -> None:
+        doc = self.locate.doc
+        places = [((), "top"), (("defaults",), "defaults")] + [(("sources", i), "source") for i in range(len(doc.get("sources") or ()))]
+        models = {"top": Document, "defaults": SourceConfig, "source": SourceConfig}
+        for loc, kind in places:
+            for path in NOT_ACTED_ON[kind]:
+                value, found = self.raw(loc + path)
+                if found and value != _default_at(models[kind], path):
+                    self.locate.warn(loc + path, "accepted, but no stage acts on it yet")
+
+    def raw(self, loc: tuple):
+        node = self.locate.doc
+        for step in loc:
+            if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+                node = node[step]
+            elif isinstance(node, dict) and step in node:
+                node = node[step]
+            else:
+                return None, False
+        return node, True
+
+
+def _merged(node, defaults: dict, generator: dict):
+    """A source's mapping with the `defaults:` it does not override merged under it, and the top-level
+    generator's keys under its own `generator:` (a source's value always wins)."""
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    for key, value in defaults.items():
+        if key == "faithfulness" and isinstance(node.get(key), dict):
+            node[key] = {**value, **node[key]}
         else:
-            src = replace(src, generator=default_generator)
+            node.setdefault(key, value)
+    if isinstance(node.get("generator"), dict):
+        node["generator"] = {**generator, **node["generator"]}
+    return node
+
+
+def _resolved_defaults(defaults: BaseModel) -> dict:
+    """`SourcesFile.defaults`: every defaultable number and the faithfulness settings, the file's or the model's."""
+    out = {k: getattr(defaults, k) if k in defaults.model_fields_set else SourceConfig.model_fields[k].default for k in DEFAULTABLE}
+    out["faithfulness"] = (defaults.faithfulness or FaithfulnessConfig()).model_dump(mode="json")
+    return out
+
+
+def parse_sources(path: str | Path) -> SourcesFile:
+    """Read a sources file and validate its structure (no stage's knowledge); raises `SourcesFileError`
+    on the first problem. `medtrinity_core.config.load_sources` adds the stages' checks."""
+    path = Path(path)
+    doc = _read_document(path)
+    parser = _Parser(Locator(str(path), doc), path.resolve().parent)
+    top = parser.validate(Document, {**doc, "defaults": parser.relocate(doc["defaults"], ("defaults",))} if "defaults" in doc else dict(doc), ())
+    defaults, generator = top.defaults.model_dump(exclude_unset=True), top.generator.model_dump(exclude_unset=True)
+    hashes = top.decontamination.hashes if top.decontamination else None
+    sources, seen = [], set()
+    for i, entry in enumerate(top.sources):
+        node = _merged(parser.relocate(entry, ("sources", i)), defaults, generator)
+        src = parser.validate(SourceConfig, node, ("sources", i))
+        inherited = {key: getattr(top, key) for key in ("generator", "retry", "storage") if key not in node}
+        src = src.model_copy(update={"vocabulary": top.vocabulary, "benchmark_hashes": hashes, **inherited})
         if src.name in seen:
-            chk.fail(node, "name", f"sources[{i}].name", f"duplicate source name '{src.name}'")
+            raise parser.locate.error(("sources", i, "name"), f"duplicate source name '{src.name}'")
         seen.add(src.name)
         sources.append(src)
-    if "decontamination" in doc:
-        dnode = chk.mapping(doc["decontamination"], doc, "decontamination", "decontamination")
-        chk.unknown_keys(dnode, {"hashes"}, "decontamination")
-        hashes = (base / chk.string(dnode, "hashes", "decontamination.hashes", required=True)).resolve()
-        if not hashes.is_file():
-            chk.fail(dnode, "hashes", "decontamination.hashes", f"file {hashes} does not exist")
-        sources = [replace(s, benchmark_hashes=hashes) for s in sources]
-    corpora = _parse_corpora(chk, doc, base) if "knowledge" in doc else ()
-    retrieval = _parse_retrieval(chk, doc, base) if "retrieval" in doc else RetrievalConfig()
-    return SourcesFile(path=path.resolve(), sources=tuple(sources), corpora=corpora, defaults=defaults, retrieval=retrieval, vocabulary=vocabulary_file,
-                       generator=default_generator)
+    corpora, names = [], set()
+    entries = top.knowledge if isinstance(top.knowledge, list) else [top.knowledge] if "knowledge" in doc else []
+    for i, entry in enumerate(entries):
+        loc = ("knowledge", i) if isinstance(top.knowledge, list) else ("knowledge",)
+        corpus = parser.validate(KnowledgeConfig, entry, loc)
+        if corpus.name in names:
+            raise parser.locate.error(loc + ("name",), f"duplicate corpus name '{corpus.name}'")
+        names.add(corpus.name)
+        corpora.append(corpus)
+    parsed = SourcesFile(path=path.resolve(), sources=tuple(sources), corpora=tuple(corpora), defaults=_resolved_defaults(top.defaults), generator=top.generator,
+                         retrieval=top.retrieval, vocabulary=top.vocabulary, retry=top.retry, storage=top.storage)
+    parsed._locate = parser.locate
+    parser.warn_not_acted_on()
+    return parsed

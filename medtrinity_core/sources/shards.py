@@ -9,16 +9,18 @@ source. Items already planned keep their shard; new files fill new shards.
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import polars as pl
 
 from medtrinity_core.errors import MedtrinityError
+from medtrinity_core.reasons import DISCOVERY_ERROR, MISSING
 from medtrinity_core.records import PLAN, frame
+from medtrinity_core.sources.drops import DEFAULT_DROP, DROP_RE, drop_of, for_drop
+from medtrinity_core.sources.paths import escaped
 from medtrinity_core.sources.patterns import images_pattern
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
-DEFAULT_DROP = "base"
 
 def shard_key(drop: str, number: int) -> str:
     return f"{drop}-{number:04d}"
@@ -48,8 +50,7 @@ def planned_shard(workdir: Workdir, source: str, shard: str) -> pl.DataFrame:
     """One shard's plan entries: all a raw partition reads of the plan."""
     path = shard_plan_path(workdir, source, shard)
     if not path.exists():
-        hint = " (plans/<source>.json of an earlier version are converted by `medtrinity run`)" if legacy_plan(workdir, source) else ""
-        raise MedtrinityError(f"shard {shard} of source {source} has no plan file {path}{hint}")
+        raise MedtrinityError(f"shard {shard} of source {source} has no plan file {path}")
     return read_parquet(path)
 
 
@@ -80,7 +81,7 @@ def plan_entries(source, paths=None) -> pl.DataFrame:
     try:
         items, rejected = discover(source)
     except (ItemError, OSError, ValueError, pl.exceptions.PolarsError) as exc:
-        reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else ("discovery_error", f"{type(exc).__name__}: {exc}"[:300])
+        reason, detail = (exc.reason, exc.detail) if isinstance(exc, ItemError) else (DISCOVERY_ERROR, f"{type(exc).__name__}: {exc}"[:300])
         (files, rejected), items = source_files(source), []
         image_re = images_pattern(source)
         rejected += [Rejected(rel, reason, f"discovery failed: {detail}") for rel in files if image_re.fullmatch(rel) and not undecodable(rel)]
@@ -93,32 +94,39 @@ def plan_entries(source, paths=None) -> pl.DataFrame:
     return frame(rows, PLAN)
 
 
-def legacy_plan(workdir: Workdir, source: str) -> dict[str, list[str]]:
-    """A plan written by an earlier version (`plans/<source>.json`: shard -> paths), or {}."""
-    path = workdir.plans / f"{source}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def write_shards(workdir: Workdir, source: str, plan: dict[str, list[str]], entries: pl.DataFrame, legacy: dict[str, list[str]]) -> None:
+def write_shards(workdir: Workdir, source: str, plan: dict[str, list[str]], entries: pl.DataFrame) -> None:
     """Write each shard of `plan` that has no file yet, from this planning's entries (a shard is never
-    rewritten). A shard of an earlier version's JSON plan is converted the same way; a path of it that
-    discovery no longer finds is planned as `missing`. The JSON goes once every shard it lists has a file."""
+    rewritten); a planned path that discovery no longer finds is planned as `missing`."""
     by_path = {row["relpath"]: row for row in entries.iter_rows(named=True)}
     for shard, tokens in plan.items():
         path = shard_plan_path(workdir, source, shard)
         if path.exists():
             continue
-        rows = [by_path.get(t) or {"relpath": t, "reason": "missing", "detail": f"{t} was planned but no longer matches a file"} for t in tokens]
+        rows = [by_path.get(t) or {"relpath": t, "reason": MISSING, "detail": f"{t} was planned but no longer matches a file"} for t in tokens]
         write_parquet(frame(rows, PLAN), path)
-    old = workdir.plans / f"{source}.json"
-    if legacy and all(shard_plan_path(workdir, source, k).exists() for k in legacy):
-        old.unlink()
+
+
+def plan_drop(workdir: Workdir, source, drop: str = DEFAULT_DROP, landing: Path | None = None) -> dict[str, list[str]]:
+    """The shards of one drop, discovered once, here: each new shard's entries are written to its own
+    plan file (planning again gives the same shards: items already planned keep theirs, an item is never
+    split). Returns the drop's shards only."""
+    from medtrinity_core.sources.identity import SourcePaths
+
+    if drop != DEFAULT_DROP and not DROP_RE.match(drop):
+        raise MedtrinityError(f"drop folder {escaped(drop)!r}: names are letters, digits, '_' and '.' (no '-': shard keys are <drop>-NNNN)")
+    dropped = for_drop(source, drop, landing)
+    paths = SourcePaths.of(workdir, dropped)  # plans hold public paths: <drop>/<path>, salted where paths identify patients
+    entries = plan_entries(dropped, paths)
+    paths.save()
+    with workdir.lock(f"plan-{source.name}"):  # read-modify-write: a concurrent run must not lose shards
+        earlier = read_plan(workdir, source.name)
+        plan = {k: v for k, v in extend_plan(earlier, entries["relpath"].to_list(), source.shard_size, drop).items() if drop_of(k) == drop}
+        write_shards(workdir, source.name, plan, entries)
+    return plan
 
 
 def update_plan(workdir: Workdir, source) -> dict[str, list[str]]:
     """Plan every file the source's pattern selects under its own root (drop `base`; rejected files too:
     their shard quarantines them). The whole plan is returned."""
-    from medtrinity_core.sources.drops import plan_drop
-
     plan_drop(workdir, source)
     return read_plan(workdir, source.name)

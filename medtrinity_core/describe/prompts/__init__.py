@@ -19,9 +19,10 @@ from pathlib import Path
 
 from medtrinity_core.describe.facts import Facts
 from medtrinity_core.modalities import display_name
+from medtrinity_core.records import FACET_NAMES
 
 BUNDLED = Path(__file__).parent
-FACETS = ("modality", "organ_tissue", "roi_location", "colour_texture", "relationships", "knowledge")
+FACETS = FACET_NAMES
 PLACEHOLDERS = ("coarse_caption", "modality", "organ", "facts", "relations", "passages")
 HEADINGS = {
     "modality": r"modality",

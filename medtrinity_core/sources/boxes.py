@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 import polars as pl
 
 from medtrinity_core.errors import ItemError
+from medtrinity_core.reasons import BAD_ANNOTATION, BOX_OUTSIDE_IMAGE
 from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import BoxSpec
 
@@ -55,17 +56,17 @@ def read_boxes(spec: BoxSpec, root: Path, annotation: str, image_relpath: str, w
                     continue
                 cls, cx, cy, w, h = line.split()[:5]
                 if not 0 <= int(cls) < len(spec.classes):
-                    raise ItemError("bad_annotation", f"{annotation}:{n}: class {cls} is not in the source's {len(spec.classes)} classes")
+                    raise ItemError(BAD_ANNOTATION, f"{annotation}:{n}: class {cls} is not in the source's {len(spec.classes)} classes")
                 cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
                 raw.append((spec.classes[int(cls)], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
     except (OSError, ValueError, KeyError, json.JSONDecodeError, pl.exceptions.PolarsError) as exc:
-        raise ItemError("bad_annotation", f"{annotation}: {type(exc).__name__}: {exc}"[:300]) from None
+        raise ItemError(BAD_ANNOTATION, f"{annotation}: {type(exc).__name__}: {exc}"[:300]) from None
     boxes = []
     for label, x0, y0, x1, y1 in raw:
         if label is None or not str(label).strip():  # an empty CSV cell, a nameless COCO category: this item's defect, not its shard's
-            raise ItemError("bad_annotation", f"{annotation}: a box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] of {image_relpath} has an empty label")
+            raise ItemError(BAD_ANNOTATION, f"{annotation}: a box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] of {image_relpath} has an empty label")
         cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
         if cx1 - cx0 < 1 or cy1 - cy0 < 1:
-            raise ItemError("box_outside_image", f"{annotation}: box {label} [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] lies outside the {width}x{height} image {image_relpath}")
+            raise ItemError(BOX_OUTSIDE_IMAGE, f"{annotation}: box {label} [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}] lies outside the {width}x{height} image {image_relpath}")
         boxes.append({"label": str(label), "x0": cx0, "y0": cy0, "x1": cx1, "y1": cy1})
     return boxes

@@ -1,7 +1,8 @@
 """The Dagster UI as a user meets it: the webserver and daemon as real processes, its GraphQL API, and
-headless Chromium rendering its pages. `make ui-check` and the daemon-and-webserver test use it.
+headless Chromium rendering its pages. `make ui-check` and the daemon-and-webserver test use it; it is a
+check of the UI, not runtime code, so it lives in tools/ (not installed with medtrinity_dagster).
 
-`python -m medtrinity_dagster.ui --workdir DIR --sources FILE --source NAME --out DIR` materializes
+`python tools/ui_check.py --workdir DIR --sources FILE --source NAME --out DIR` materializes
 the source's shards if the work folder has none (`medtrinity run`), starts `dagster-webserver` on a free
 port of 127.0.0.1, fails on a code-location load error, opens the asset graph, the source's partition
 view and a ROI preview in Chromium, waits until each page's DOM shows what it should (asset names, shard
@@ -184,8 +185,11 @@ PREVIEW_SHOWN = """(() => { const img = [...document.querySelectorAll('img')].fi
   return img ? 'preview image ' + img.naturalWidth : ''; })()"""
 
 
-def check_pages(port: int, source: str, shard: str, out: Path, location: str = "medtrinity_dagster.definitions") -> list[str]:
-    """Render the source's asset graph, its partition view and a ROI preview; what each lacked ([] if all shown)."""
+def check_pages(port: int, source: str, shard: str, out: Path, location: str = "medtrinity_dagster.definitions", stages=None) -> list[str]:
+    """Render the source's asset graph (`stages`: its chain's names, default every registered stage), its
+    partition view and a ROI preview; what each lacked ([] if all shown)."""
+    from medtrinity_core.pipeline import REGISTRY
+
     out.mkdir(parents=True, exist_ok=True)
     graphql(port, "mutation { setNuxSeen }")  # the community sign-up dialog a fresh instance shows once
     base = f"http://127.0.0.1:{port}"
@@ -194,7 +198,7 @@ def check_pages(port: int, source: str, shard: str, out: Path, location: str = "
     browser = Browser(out / ".chromium")
     try:
         pages = [
-            ("asset-graph", f"/locations/__repository__@{location}/asset-groups/{group}", ["raw", "normalized", "rois", "context", "descriptions", "triplets", "knowledge_base"]),
+            ("asset-graph", f"/locations/__repository__@{location}/asset-groups/{group}", [*(stages or REGISTRY.names()), "knowledge_base"]),
             ("partitions", f"/assets/{source}/raw?view=partitions", [shard, "Materialized"]),
             ("roi-preview", f"/assets/{source}/rois?view=events&partition={shard}", ["preview_0", shard]),
         ]
@@ -243,7 +247,7 @@ def ui_check(workdir: Path, sources: Path, source: str, out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m medtrinity_dagster.ui", description="Open the Dagster UI in headless Chromium and check what it shows.")
+    p = argparse.ArgumentParser(prog="python tools/ui_check.py", description="Open the Dagster UI in headless Chromium and check what it shows.")
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--sources", type=Path, required=True)
     p.add_argument("--source", required=True, help="the source whose partitions and preview are opened")

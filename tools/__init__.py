@@ -1,0 +1,1 @@
+"""Developer tools run from the repository root (`make ui-check`), not part of the installed packages."""
