@@ -124,6 +124,7 @@ class Stage:
     side_outputs: tuple[str, ...] = ()  # what it writes besides its manifest and quarantine rows
     pool: Callable[[Any], str | None] = _no_pool  # Dagster pool: "gpu" or None
     knowledge: bool = False  # depends on the knowledge base (re-runs on another knowledge base)
+    held_upstream: bool = False  # items quarantined by earlier stages are accounted as held here (they never reach its rows)
     description: Callable[[Any], str] | str = ""
     asset_metadata: Callable[[Any], dict] | None = None  # metadata known before it runs (its generator)
 
@@ -131,8 +132,15 @@ class Stage:
         return self.description(source) if callable(self.description) else self.description
 
     def config(self, source) -> dict:
-        """The settings it reads, as plain values (its part of the resolved plan)."""
-        return {key: _plain(getattr(source, key)) for key in self.settings}
+        """The settings it reads, as plain values: `key`, or `section.key` for one key of a section
+        (descriptions hashes the faithfulness keys it acts on, not the whole section)."""
+        out = {}
+        for key in self.settings:
+            value = source
+            for part in key.split("."):
+                value = getattr(value, part)
+            out[key] = _plain(value)
+        return out
 
 
 def _plain(value):
@@ -173,6 +181,8 @@ class Registry:
         """Insert `stage` right after the stage named `after`."""
         if stage.name in self.names():
             raise ValueError(f"a stage named {stage.name} is already registered")
+        if stage.stands_for and dict(stage.schema) != dict(self[stage.stands_for].schema):
+            raise ValueError(f"{stage.name} stands for {stage.stands_for}, so it must write {stage.stands_for}'s schema")
         self._stages.insert(self.names().index(after) + 1, stage)
 
     def unregister(self, name: str) -> None:
@@ -214,15 +224,29 @@ class Registry:
 # -- the runner -----------------------------------------------------------------------------------------
 
 
-def withdraw(ctx: StageContext, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def withdraw(ctx: StageContext, rows: pl.DataFrame, normalized: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept, withdrawn): the rows a takedown request covers leave as `taken_down` quarantine rows
-    (`takedown.Takedowns.withdraw`, the one place that filtering is written)."""
+    (`takedown.Takedowns.withdraw`, the one place that filtering is written). Rows that name an image but
+    not its item (rois, context, descriptions, triplets) are matched through `normalized`'s item, path
+    and patient key of each image."""
     from medtrinity_core.sources.identity import SourcePaths
     from medtrinity_core.takedown import load
 
+    empty = frame([], QUARANTINE)
     taken = load(ctx.workdir, ctx.source.name)
-    paths = SourcePaths.of(ctx.workdir, ctx.shard_source) if "relpath" in rows.columns and not rows.is_empty() else None
-    return taken.withdraw(rows, ctx.source.name, ctx.stage, paths.private if paths is not None and paths.identifying else None)
+    if rows.is_empty() or not (taken.items or taken.paths or taken.patient_keys):
+        return rows, empty
+    paths = SourcePaths.of(ctx.workdir, ctx.shard_source) if taken.paths else None
+    private = paths.private if paths is not None and paths.identifying else None
+    if "item_id" in rows.columns:
+        return taken.withdraw(rows, ctx.source.name, ctx.stage, private)
+    if "image_id" not in rows.columns or normalized is None:
+        return rows, empty
+    identity = [c for c in ("image_id", "item_id", "relpath", "patient_key") if c in normalized.columns]
+    images = rows.select("image_id").unique(maintain_order=True).join(normalized.select(identity).unique("image_id"), on="image_id", how="inner")
+    kept, withdrawn = taken.withdraw(images, ctx.source.name, ctx.stage, private)
+    gone = set(images["image_id"].to_list()) - set(kept["image_id"].to_list())
+    return (rows.filter(~pl.col("image_id").is_in(sorted(gone))) if gone else rows), withdrawn
 
 
 def _accounted(stage: Stage, ctx: StageContext, inputs: dict[str, pl.DataFrame], result: StageResult, rejected: pl.DataFrame) -> dict[str, int]:
@@ -233,7 +257,7 @@ def _accounted(stage: Stage, ctx: StageContext, inputs: dict[str, pl.DataFrame],
         if "normalized" not in inputs:
             raise ValueError(f"stage {stage.name} counts images, so it must read the normalized manifest")
         normalized = inputs["normalized"]
-        held = pl.concat([rejected.select(QUARANTINE.keys()), ctx.upstream_quarantine().select(QUARANTINE.keys())])
+        held = pl.concat([rejected, ctx.upstream_quarantine().select(list(QUARANTINE))]) if stage.held_upstream else rejected
         return account_images(stage.name, normalized, produced, held, result.excluded)
     expected = result.expected if result.expected is not None else inputs[stage.reads[0]][key]
     return account(stage.name, "item", expected, produced, rejected[key], result.excluded)
@@ -253,16 +277,23 @@ def _check_schema(stage: Stage, rows: pl.DataFrame) -> None:
 
 
 def run_stage(stage: Stage, ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageResult:
-    """Run one stage on one shard: the stage's rows with takedowns withdrawn, accounted, its quarantine
-    rows written (even when none, so a fixed item's old row is cleared), accounting and quarantine counts
-    in its metadata. Raises `SchemaMismatch` when its rows are not of its schema and `UnaccountedError`
-    when a key is lost (nothing written either way)."""
+    """Run one stage on one shard: what a takedown covers withdrawn from its inputs (so nothing of it
+    reaches the stage's side outputs) and from its rows, the rest accounted against the inputs as read,
+    its quarantine rows written (even when none, so a fixed item's old row is cleared), accounting and
+    quarantine counts in its metadata. Raises `SchemaMismatch` when its rows are not of its schema and
+    `UnaccountedError` when a key is lost (nothing written either way)."""
     ctx = dataclasses.replace(ctx, stage=stage.name)
-    result = stage.run(ctx, inputs)
+    normalized = inputs.get("normalized")
+    kept, withdrawn = {}, []
+    for name, rows in inputs.items():
+        kept[name], q = withdraw(ctx, rows, normalized)
+        withdrawn.append(q)
+    result = stage.run(ctx, kept)
     _check_schema(stage, result.rows)
-    rows, withdrawn = withdraw(ctx, result.rows)
-    rejected = result.rejected if result.rejected is not None else frame([], QUARANTINE)
-    rejected = pl.concat([rejected.select(list(QUARANTINE)), withdrawn]) if withdrawn.height else rejected.select(list(QUARANTINE))
+    rows, q = withdraw(ctx, result.rows, normalized)
+    withdrawn = pl.concat([*withdrawn, q]).unique("item_id", keep="first", maintain_order=True)
+    rejected = result.rejected.select(list(QUARANTINE)) if result.rejected is not None else frame([], QUARANTINE)
+    rejected = pl.concat([rejected, withdrawn]) if withdrawn.height else rejected
     result = dataclasses.replace(result, rows=rows, rejected=rejected)
     counts = _accounted(stage, ctx, inputs, result, rejected)
     write_quarantine(ctx.workdir, ctx.source.name, stage.name, ctx.shard, rejected)

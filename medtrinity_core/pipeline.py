@@ -22,6 +22,7 @@ from medtrinity_core import records
 from medtrinity_core.contract import FilePath, Markdown, Registry, Services, Stage, StageContext, StageResult, run_stage
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
+KNOWLEDGE_BASE = "knowledge_base"  # the one asset outside the sources' chains: the stages with `knowledge` read it
 PREVIEWS_PER_SHARD = 2  # ROI overlays shown inline in the UI per rois partition
 PREVIEW_SIDE = 384
 
@@ -145,7 +146,7 @@ STAGES = (
           description=lambda src: f"Inventory of {src.name} items ({src.layout}) under {src.root}"),
     Stage("normalized", ("raw",), records.NORMALIZED, "item", _normalized, version="1", side_outputs=("content-addressed images and masks", "dedup index"),
           settings=("modality", "window", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "max_side",
-                    "negatives_per_volume", "near_distance", "benchmark_hashes"),
+                    "negatives_per_volume", "near_distance", "benchmark_hashes", "quality"),  # quality: a mask defect quarantines or drops the mask
           description="2D 8-bit PNGs and masks, content-addressed"),
     Stage("rois", ("normalized",), records.ROIS, "image", _rois, version="1", side_outputs=("ROI previews",),
           settings=("min_roi_pixels", "min_roi_fraction", "expert", "proposals", "orientation", "midline_band"),
@@ -154,11 +155,11 @@ STAGES = (
           settings=("body_region", "top_k", "min_score", "mmr", "terms", "findings", "vocabulary", "include_proposals"),
           description="Knowledge passages per finding on each image"),
     Stage("descriptions", ("normalized", "rois", "context"), records.DESCRIPTIONS, "image", _descriptions, version="1", side_outputs=("generation cache",),
-          settings=("generator", "faithfulness"), pool=_generator_pool,
+          settings=("generator", "faithfulness.min_faithfulness", "faithfulness.min_mean_faithfulness", "faithfulness.max_contradiction_rate"), pool=_generator_pool,
           description=lambda src: f"Multigranular descriptions ({src.generator.backend} generator), each scored for faithfulness",
           asset_metadata=_generator_metadata),
     Stage("triplets", ("normalized", "rois", "context", "descriptions"), records.TRIPLETS, "image", _triplets, version="1",
-          side_outputs=("private lineage index",), settings=("license", "license_note", "citation"),
+          side_outputs=("private lineage index",), settings=("license", "license_note", "citation"), held_upstream=True,
           description="Image-ROI-description triplets with provenance"),
 )
 
@@ -199,10 +200,11 @@ def context_for(source, shard: str, workdir: Workdir, services: Services | None 
 
 
 def run_one(name: str, source, shard: str, workdir: Workdir, inputs: dict[str, pl.DataFrame], services: Services | None = None,
-            registry: Registry | None = None) -> StageResult:
-    """One stage through the runner, on inputs given in memory (nothing but its quarantine rows written)."""
+            landing_root: Path | None = None, registry: Registry | None = None) -> StageResult:
+    """One stage through the runner, on inputs given in memory (nothing but its quarantine rows and side
+    outputs written)."""
     registry = registry or REGISTRY
-    return run_stage(registry[name], context_for(source, shard, workdir, services, registry=registry), inputs)
+    return run_stage(registry[name], context_for(source, shard, workdir, services, landing_root, registry), inputs)
 
 
 def run_chain(source, shard: str, workdir: Workdir, start: str | None = None, end: str | None = None, *, services: Services | None = None,
@@ -215,6 +217,8 @@ def run_chain(source, shard: str, workdir: Workdir, start: str | None = None, en
     ctx = context_for(source, shard, workdir, services, landing_root, registry)
     names = [s.name for s in ctx.chain]
     first, last = names.index(start) if start else 0, names.index(end) if end else len(names) - 1
+    if first > last:
+        raise ValueError(f"run_chain: {start} comes after {end} in {source.name}'s chain ({', '.join(names)})")
     out: dict[str, StageResult] = {}
     for stage in ctx.chain[first : last + 1]:
         inputs = {}

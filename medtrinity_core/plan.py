@@ -31,11 +31,11 @@ def plan_yaml(sources_file, registry=REGISTRY) -> str:
         remaining = dict(entry)
         lines.append(f"  - name: {yaml.safe_dump(remaining.pop('name'), default_style=None).splitlines()[0]}")
         for stage in registry.chain(src):
-            keys = [k for k in stage.settings if k in remaining]
+            keys = [k for k in dict.fromkeys(k.split(".")[0] for k in stage.settings) if k in remaining]  # `section.key`: the section's place
             lines.append(f"    # {stage.name} (code version {registry.code_version(src, stage)})")
             if keys:
                 lines += _dump({k: remaining.pop(k) for k in keys}, "    ")
         if remaining:
-            lines.append("    # read by the quality checks, or by no stage yet")
+            lines.append("    # read by the run and the checks (max_quarantine_share), or by no stage yet")
             lines += _dump(remaining, "    ")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 from medtrinity_core.config import load_sources
 from medtrinity_core.errors import MedtrinityError, SourcesFileError, UsageError
 from medtrinity_core.modalities import MODALITIES
-from medtrinity_core.pipeline import REGISTRY
+from medtrinity_core.pipeline import KNOWLEDGE_BASE, REGISTRY
 from medtrinity_core.sources.discover import match_problem
 from medtrinity_core.storage import Workdir
 
@@ -32,13 +32,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 class BarProgress:
     """One tqdm bar per stage, counting shards; items per stage in the postfix."""
 
-    def __init__(self, stages: list[str], shards: int, enabled: bool):
+    def __init__(self, totals: dict[str, int], enabled: bool):
+        """`totals`: per stage (and the knowledge base), the shards it will count."""
         from tqdm import tqdm
 
         self.items: dict[str, int] = defaultdict(int)
         self.bars = {
-            stage: tqdm(total=1 if stage == "knowledge_base" else shards, desc=f"{stage:<13}", unit="shard", position=i, leave=True, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
-            for i, stage in enumerate(stages)
+            stage: tqdm(total=total, desc=f"{stage:<13}", unit="shard", position=i, leave=True, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+            for i, (stage, total) in enumerate(totals.items())
         }
 
     def advance(self, source: str, stage: str, items: int) -> None:
@@ -59,8 +60,9 @@ def _load(path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sources = load_sources(path)
+    names = (str(path), str(Path(path).resolve()))
     for w in caught:
-        if "medtrinity_core" in str(w.filename):
+        if str(w.message).startswith(names):  # the file's own: `FILE:LINE: KEY: ...`
             print(f"warning: {w.message}", file=sys.stderr)
     return sources
 
@@ -78,8 +80,7 @@ def _instance(wd: Workdir):
 
 
 def cmd_run(args) -> int:
-    from medtrinity_core.dataset.summary import summarize
-    from medtrinity_dagster.runner import plan_shards, run_sources, stages_of
+    from medtrinity_dagster.runner import plan_shards, run_sources
 
     sources = _load(args.sources)
     if args.source:
@@ -91,37 +92,44 @@ def cmd_run(args) -> int:
     _instance(wd)
     _quiet()
     planned = plan_shards(wd, chosen)
-    shards = sum(len(p) for p in planned[0].values())
-    with_kb = not args.select or "knowledge_base" in args.select
-    progress = BarProgress((["knowledge_base"] if with_kb else []) + stages_of(sources, chosen, args.select), shards,
-                           enabled=not args.no_progress and sys.stderr.isatty())
+    totals = {KNOWLEDGE_BASE: 1} if not args.select or KNOWLEDGE_BASE in args.select else {}
+    for stage in REGISTRY.names():  # a stage for some sources only counts their shards
+        shards = sum(len(planned[0][src.name]) for src in chosen if stage in [s.name for s in REGISTRY.chain(src)])
+        if shards and (not args.select or stage in args.select):
+            totals[stage] = shards
+    progress = BarProgress(totals, enabled=not args.no_progress and sys.stderr.isatty())
     try:
         report = run_sources(sources, wd, chosen, select=args.select, force=args.force, progress=progress, planned=planned)
     finally:
         progress.close()
+    return _settle(sources, wd, chosen, report)
+
+
+def _settle(sources, wd: Workdir, chosen, report, table_when_ok: bool = True) -> int:
+    """A run's outcome: the per-source table on stdout (with `table_when_ok` False only when something
+    failed), one line per problem on stderr, and the exit code: 1 when a source matched nothing (a typo in
+    `root` or `images` must not look like success), a step or a blocking check failed, or a source
+    quarantined more than its max_quarantine_share."""
+    from medtrinity_core.dataset.summary import summarize
+
     table = summarize(wd, chosen)
-    _print_table(table)
-    if report.skipped:
-        print(f"skipped {report.skipped} partition(s) already up to date (missing and stale ones were run; --force runs all)")
-    code = EXIT_OK
-    for line in report.empty:  # a typo in `root` or `images` must not look like success
-        print(f"error: {line}", file=sys.stderr)
-        code = EXIT_FAILED
-    for line in report.failures:
-        print(f"error: {line}", file=sys.stderr)
-        code = EXIT_FAILED
+    lines = [("error", line) for line in report.empty + report.failures]
     for name, shard, check, severity, meta in report.failed_checks:
         blocking = severity == "ERROR"
-        print(f"{'error' if blocking else 'warning'}: {name} shard {shard}: check {check} failed{' (blocking)' if blocking else ''}: "
-              f"{_brief(check, meta, severity)}", file=sys.stderr)
-        if blocking:
-            code = EXIT_FAILED
+        lines.append(("error" if blocking else "warning",
+                      f"{name} shard {shard}: check {check} failed{' (blocking)' if blocking else ''}: {_brief(check, meta, severity)}"))
     for row in table.iter_rows(named=True):
         limit = sources.source(row["source"]).max_quarantine_share
         if row["items"] and row["quarantined"] / row["items"] > limit:
-            print(f"error: {row['source']}: {row['quarantined']} of {row['items']} items quarantined, more than max_quarantine_share {limit}", file=sys.stderr)
-            code = EXIT_FAILED
-    return code
+            lines.append(("error", f"{row['source']}: {row['quarantined']} of {row['items']} items quarantined, more than max_quarantine_share {limit}"))
+    failed = any(level == "error" for level, _ in lines)
+    if table_when_ok or failed:
+        _print_table(table)
+        if report.skipped:
+            print(f"skipped {report.skipped} partition(s) already up to date (missing and stale ones were run; --force runs all)")
+    for level, line in lines:
+        print(f"{level}: {line}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _brief(check: str, meta: dict, severity: str = "ERROR") -> str:
@@ -175,7 +183,10 @@ def cmd_lineage(args) -> int:
     wd = Workdir.at(args.workdir)
     sources = _load(args.sources) if args.sources else None
     known = {s.name: s for s in sources.sources} if sources else {}
-    hit, steps = trace(wd, args.triplet_id, lambda name: [s.name for s in REGISTRY.chain(known[name])] if name in known else REGISTRY.names())
+    def chain_of(name: str) -> list[str]:  # the source's chain; without the sources file, the stages that wrote for it
+        return [s.name for s in REGISTRY.chain(known[name])] if name in known else [s for s in REGISTRY.names() if (wd.manifests / name / s).exists()]
+
+    hit, steps = trace(wd, args.triplet_id, chain_of)
     instance = _instance(wd)
     _quiet()
     print(f"triplet {args.triplet_id} (source {hit['source']}, shard {hit['shard']})")
@@ -260,21 +271,18 @@ def cmd_takedown(args) -> int:
     wd = Workdir.at(args.workdir)
     rec = request(wd, src, kind, value, SourcePaths.of(wd, src))
     report, shards = remove(wd, src.name, set(rec["items"]))
-    old_runs, rerun = set(), None
+    old_runs, code = set(), EXIT_OK
     if shards:
         old_runs = runs_of(wd, src, shards)
         _quiet()
         rerun = run_sources(sources, wd, [src], select=[s.name for s in REGISTRY.chain(src)], force=True, tags={"medtrinity/command": "takedown"})
         delete_runs(wd, old_runs)
-        for line in rerun.failures + rerun.empty:
-            print(f"error: {line}", file=sys.stderr)
-        for name, shard, check, severity, meta in rerun.failed_checks:
-            print(f"{'error' if severity == 'ERROR' else 'warning'}: {name} shard {shard}: check {check} failed: {_brief(check, meta, severity)}", file=sys.stderr)
+        code = _settle(sources, wd, [src], rerun, table_when_ok=False)  # the re-run's table and lines only when it failed
     for line in report:
         print(f"removed {line}")
     print(f"takedown recorded for {src.name} ({kind}): {len(rec['items'])} item(s), {len(report)} derived row(s) and file(s) removed, "
           f"shard(s) {', '.join(sorted(shards)) or 'none'} re-materialized, {len(old_runs)} earlier run(s) deleted from the event log")
-    return EXIT_OK if rerun is None or rerun.ok else EXIT_FAILED  # the request holds either way; a failed re-run is the run's failure
+    return code  # the request holds either way; a failed re-run is the run's failure
 
 
 def cmd_review(args) -> int:
@@ -378,7 +386,7 @@ def init_instance(wd: Workdir) -> None:
 
     instance = _instance(wd)
     instance.get_runs(limit=1)
-    instance.get_latest_materialization_event(AssetKey("knowledge_base"))
+    instance.get_latest_materialization_event(AssetKey(KNOWLEDGE_BASE))
     instance.all_instigator_state()
     instance.dispose()
 
@@ -402,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = with_workdir(sub.add_parser("run", help="materialize the asset graph in-process for the sources in FILE"))
     run.add_argument("--sources", required=True, metavar="FILE", help="sources file (YAML)")
-    run.add_argument("--select", nargs="+", metavar="STAGE", choices=["knowledge_base", *REGISTRY.names()], help="only these stages (upstream manifests must exist)")
+    run.add_argument("--select", nargs="+", metavar="STAGE", choices=[KNOWLEDGE_BASE, *REGISTRY.names()], help="only these stages (upstream manifests must exist)")
     run.add_argument("--source", nargs="+", metavar="NAME", help="only these sources")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--force", action="store_true", help="re-materialize every partition, not only missing and stale ones")

@@ -40,7 +40,7 @@ def first_stale(instance: dg.DagsterInstance, wd: Workdir, src, shard: str, kb_v
             return i
         if previous is not None and record.timestamp < previous:
             return i  # an upstream stage was materialized after this one
-        if stage == "context" and kb_version and getattr(record.asset_materialization.metadata.get("kb_version"), "value", None) != kb_version:
+        if registry[stage].knowledge and kb_version and getattr(record.asset_materialization.metadata.get("kb_version"), "value", None) != kb_version:
             return i
         if _unchecked(wd, src.name, stage, shard):
             return i  # a blocking check never judged this manifest (a run killed before it, an older work folder)

@@ -8,10 +8,11 @@ import dagster as dg
 
 from medtrinity_core.knowledge.corpora import load_corpora
 from medtrinity_core.knowledge.store import build, chunker_for
+from medtrinity_core.pipeline import KNOWLEDGE_BASE
 from medtrinity_core.sources.schema import KnowledgeConfig
 from medtrinity_dagster.resources import KnowledgeResource, Progress, WorkdirResource
 
-KNOWLEDGE_KEY = dg.AssetKey("knowledge_base")
+KNOWLEDGE_KEY = dg.AssetKey(KNOWLEDGE_BASE)
 
 # Built by automation while it has never been materialized (a fresh deployment's first drop needs it),
 # once: a failed build waits for a person; rebuilt by a person or `medtrinity run`.
@@ -47,7 +48,7 @@ def build_knowledge_asset(sources) -> dg.AssetsDefinition:
         cfg, emb = knowledge.config(), knowledge.embedder()
         passages = load_corpora(corpora, chunker_for(cfg, emb))
         version, rebuilt = build(passages, cfg, workdir.get().chroma, emb)
-        progress.advance("", "knowledge_base", passages.height)
+        progress.advance("", KNOWLEDGE_BASE, passages.height)
         per_corpus = {c.name: {"passages": int((passages["corpus"] == c.name).sum()), "license": c.license, "citation": c.citation} for c in corpora}
         return dg.Output(
             passages,

@@ -32,5 +32,4 @@ class SourceShards:
 SHARDS = SourceShards()
 
 
-def partitions_name(source) -> str:
-    return SHARDS.name(source)
+partitions_name = SHARDS.name  # `<slug>__shards`, the name a source's partitions go by

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from medtrinity_core.pipeline import REGISTRY
+from medtrinity_core.pipeline import KNOWLEDGE_BASE, REGISTRY
 from medtrinity_core.sources.discover import match_problem
 from medtrinity_core.storage import Workdir
 
@@ -19,7 +19,6 @@ from medtrinity_core.storage import Workdir
 # failure instead (the event log keeps everything, and MEDTRINITY_DEBUG=1 shows Dagster's own lines).
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 DEBUG_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-KNOWLEDGE_BASE = "knowledge_base"
 
 
 def run_config() -> dict:
@@ -58,15 +57,6 @@ class RunReport:
     failures: list[str] = field(default_factory=list)
     failed_checks: list[tuple[str, str, str, str, dict]] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not (self.empty or self.failures or any(severity == "ERROR" for *_, severity, _ in self.failed_checks))
-
-
-def stages_of(sources, chosen, select) -> list[str]:
-    """The stage names a run touches (every chosen source's chain, in registry order), for the bars."""
-    names = {s.name for src in chosen for s in REGISTRY.chain(src)}
-    return [name for name in REGISTRY.names() if name in names and (not select or name in select)]
 
 
 def plan_shards(wd: Workdir, chosen) -> tuple[dict[str, dict], list[str]]:

@@ -176,6 +176,54 @@ def test_the_runner_withdraws_what_a_takedown_covers_at_any_stage(tmp_path):
     assert (result.metadata["items_in"], result.metadata["items_out"], result.metadata["items_quarantined"]) == (3, 2, 1)
 
 
+def test_a_takedown_recorded_after_normalized_keeps_the_item_out_of_triplets_and_the_lineage_index(tmp_path):
+    """Rows that name only an image (rois ... triplets) are withdrawn through the normalized manifest's
+    item and path: the runner filters the stage's inputs, so its side outputs never see the item."""
+    from medtrinity_core.sources.identity import SourcePaths
+    from medtrinity_core.takedown import request
+
+    wd = Workdir.at(tmp_path / "wd")
+    src = load_sources(_one_source(tmp_path)).sources[0]
+    shard = min(update_plan(wd, src))
+    first = run_chain(src, shard, wd)
+    assert first["triplets"].rows.height == 3
+    normalized = first["normalized"].rows
+    victim = normalized.row(0, named=True)
+    request(wd, src, "path", victim["relpath"], SourcePaths.of(wd, src))
+    inputs = {name: first[name].rows for name in ("normalized", "rois", "context", "descriptions")}
+    result = run_one("triplets", src, shard, wd, inputs)
+    assert victim["image_id"] not in result.rows["image_id"].to_list() and result.rows.height == 2
+    assert result.rejected.select("item_id", "stage", "reason").rows() == [(victim["item_id"], "triplets", "taken_down")]
+    assert (result.metadata["images_in"], result.metadata["images_out"], result.metadata["images_quarantined"]) == (3, 2, 1)
+    lineage = read_parquet(wd.lineage_path(src.name, shard))
+    assert victim["image_id"] not in lineage["image_id"].to_list() and lineage.height == 2
+
+
+def test_a_stage_that_stands_for_another_must_write_its_schema():
+    with pytest.raises(ValueError, match="wrong stands for raw, so it must write raw's schema"):
+        REGISTRY.register(dataclasses.replace(SCREEN, name="wrong", schema=records.NORMALIZED), after="raw")
+    assert "wrong" not in REGISTRY.names()
+
+
+def test_the_quality_settings_are_part_of_the_normalized_code_version_and_unused_faithfulness_keys_are_not(tmp_path):
+    src = load_sources(_one_source(tmp_path)).sources[0]
+    lenient = src.model_copy(update={"quality": '{"severity": {"empty_mask": "warn"}}'})  # a mask defect then drops the mask only
+    assert REGISTRY.code_version(lenient, "raw") == REGISTRY.code_version(src, "raw")
+    assert REGISTRY.code_version(lenient, "normalized") != REGISTRY.code_version(src, "normalized")
+    judged = src.model_copy(update={"faithfulness": src.faithfulness.model_copy(update={"regenerate": 2})})  # no stage acts on it yet
+    assert REGISTRY.code_version(judged, "descriptions") == REGISTRY.code_version(src, "descriptions")
+    stricter = src.model_copy(update={"faithfulness": src.faithfulness.model_copy(update={"min_faithfulness": 0.9})})
+    assert REGISTRY.code_version(stricter, "descriptions") != REGISTRY.code_version(src, "descriptions")
+    assert REGISTRY.code_version(stricter, "context") == REGISTRY.code_version(src, "context")
+
+
+def test_the_reason_table_names_exactly_the_built_in_stages():
+    from medtrinity_core.reasons import REASONS, STAGES
+
+    assert STAGES == REGISTRY.names()
+    assert {stage for r in REASONS.values() for stage in r.stages} <= set(REGISTRY.names())
+
+
 def _one_source(tmp_path):
     shutil.copytree(KVASIR, tmp_path / "kv")
     path = tmp_path / "one.yaml"

@@ -188,7 +188,7 @@ PREVIEW_SHOWN = """(() => { const img = [...document.querySelectorAll('img')].fi
 def check_pages(port: int, source: str, shard: str, out: Path, location: str = "medtrinity_dagster.definitions", stages=None) -> list[str]:
     """Render the source's asset graph (`stages`: its chain's names, default every registered stage), its
     partition view and a ROI preview; what each lacked ([] if all shown)."""
-    from medtrinity_core.pipeline import REGISTRY
+    from medtrinity_core.pipeline import KNOWLEDGE_BASE, REGISTRY
 
     out.mkdir(parents=True, exist_ok=True)
     graphql(port, "mutation { setNuxSeen }")  # the community sign-up dialog a fresh instance shows once
@@ -198,7 +198,7 @@ def check_pages(port: int, source: str, shard: str, out: Path, location: str = "
     browser = Browser(out / ".chromium")
     try:
         pages = [
-            ("asset-graph", f"/locations/__repository__@{location}/asset-groups/{group}", [*(stages or REGISTRY.names()), "knowledge_base"]),
+            ("asset-graph", f"/locations/__repository__@{location}/asset-groups/{group}", [*(stages or REGISTRY.names()), KNOWLEDGE_BASE]),
             ("partitions", f"/assets/{source}/raw?view=partitions", [shard, "Materialized"]),
             ("roi-preview", f"/assets/{source}/rois?view=events&partition={shard}", ["preview_0", shard]),
         ]

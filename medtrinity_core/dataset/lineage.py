@@ -31,13 +31,6 @@ def _find(workdir: Workdir, triplet_id: str) -> dict:
     raise MedtrinityError(f"triplet {triplet_id} is not in the lineage index under {workdir.root}")
 
 
-def _rows(workdir: Workdir, source: str, stage: str, shard: str, column: str, value: str) -> tuple[str, pl.DataFrame]:
-    path = workdir.manifest_path(source, stage, shard)
-    if not path.exists():
-        raise MedtrinityError(f"manifest {path} is missing: re-run `medtrinity run` for source {source}")
-    return str(path), read_parquet(path).filter(pl.col(column) == value)
-
-
 def _summary(stage: str, rows: pl.DataFrame, hit: dict) -> str:
     """One line on what a stage recorded for the triplet's image (a stage without its own line: its row count)."""
     if rows.is_empty() and stage not in MAY_BE_EMPTY:
