@@ -297,3 +297,28 @@ def test_the_plan_of_the_demo_validates_loads_to_the_same_configuration_and_grou
     assert changed.sources[0].max_side == 512 and changed.sources[1:] == sources.sources[1:]
     assert REGISTRY.code_version(changed.sources[0], "raw") == REGISTRY.code_version(first, "raw")
     assert REGISTRY.code_version(changed.sources[0], "normalized") != REGISTRY.code_version(first, "normalized")
+
+
+def test_no_module_but_the_registry_lists_the_chain_of_stages():
+    """A tuple or list of three or more stage names in chain order outside pipeline.py (reasons.py's is
+    compared with the registry above) would be a second statement of the chain; the scan is checked on a
+    snippet first."""
+    import ast
+    from pathlib import Path
+
+    order = {name: i for i, name in enumerate(REGISTRY.names())}
+
+    def chains(text: str) -> list[int]:  # three or more stage names in chain order (reading some stages' manifests is fine)
+        found = []
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.Tuple, ast.List)) and len(node.elts) >= 3 and all(isinstance(e, ast.Constant) and e.value in order for e in node.elts):
+                ranks = [order[e.value] for e in node.elts]
+                if ranks == sorted(ranks):
+                    found.append(node.lineno)
+        return found
+
+    assert chains('STAGES = ("raw", "normalized", "rois")\nfine = ("raw", "normalized")\nread = ("descriptions", "normalized", "rois")\n') == [1]
+    repo = Path(__file__).resolve().parents[1]
+    found = {str(p.relative_to(repo)): lines for folder in ("medtrinity_core", "medtrinity_dagster", "tools") for p in sorted((repo / folder).rglob("*.py"))
+             if p.name not in ("pipeline.py", "reasons.py") and (lines := chains(p.read_text()))}
+    assert found == {}
