@@ -35,6 +35,15 @@ class Takedowns:
                 return True
         return False
 
+    def why(self, item_id: str | None, public_relpath: str | None, private_relpath: str | None = None, patient_key: str | None = None) -> str | None:
+        """Why a request covers this item (the detail of its quarantine row), or None: its id or path, or
+        its patient. Every takedown filter (the stage runner's, the export's) asks this."""
+        if self.covers(item_id, public_relpath, private_relpath):
+            return "a takedown request covers this item (takedown/)"
+        if patient_key is not None and patient_key in self.patient_keys:
+            return "a takedown request names this item's patient"
+        return None
+
     def withdraw(self, rows: pl.DataFrame, source: str, stage: str, private=None) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(kept, withdrawn): rows this request set covers (by item id, public path, `private(path)` for a
         source whose paths identify patients, or patient key where the rows carry one) leave as
@@ -48,10 +57,9 @@ class Takedowns:
         if (self.items or self.paths or self.patient_keys) and "item_id" in rows.columns:
             for row in rows.iter_rows(named=True):
                 relpath = row.get("relpath")
-                if self.covers(row["item_id"], relpath, private(relpath) if private and relpath else None):
-                    down.setdefault(row["item_id"], (relpath or "", "a takedown request covers this item (takedown/)"))
-                elif row.get("patient_key") is not None and row["patient_key"] in self.patient_keys:
-                    down.setdefault(row["item_id"], (relpath or "", "a takedown request names this item's patient"))
+                why = self.why(row["item_id"], relpath, private(relpath) if private and relpath else None, row.get("patient_key"))
+                if why:
+                    down.setdefault(row["item_id"], (relpath or "", why))
         withdrawn = frame([quarantine_row(i, source, rel, stage, TAKEN_DOWN, detail) for i, (rel, detail) in sorted(down.items())], QUARANTINE)
         return (rows.filter(~pl.col("item_id").is_in(sorted(down))) if down else rows), withdrawn
 

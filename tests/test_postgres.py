@@ -90,7 +90,7 @@ def test_a_work_folder_on_the_postgres_instance_runs_the_demos_smallest_source(p
     assert not (wd / "dagster" / "history").exists() and not list((wd / "dagster").glob("**/*.db"))  # nothing went to SQLite
 
     import dagster as dg
-    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster import DagsterRunStatus
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
     with dg.DagsterInstance.from_config(str(wd / "dagster")) as instance:

@@ -123,7 +123,7 @@ def collect(workdir: Workdir, source_names: list[str], filters: Filters) -> Coll
                 continue
             partition = []
             for row in table.iter_rows(named=True):
-                if taken.covers(row["provenance"]["item_id"], row["provenance"]["source_relpath"]) or row["provenance"].get("patient_key") in taken.patient_keys:
+                if taken.why(row["provenance"]["item_id"], row["provenance"]["source_relpath"], patient_key=row["provenance"].get("patient_key")):
                     dropped["taken down"] += 1
                 else:
                     partition.append(row)
