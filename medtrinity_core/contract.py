@@ -224,7 +224,7 @@ class Registry:
 # -- the runner -----------------------------------------------------------------------------------------
 
 
-def withdraw(ctx: StageContext, rows: pl.DataFrame, normalized: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def withdraw(ctx: StageContext, rows: pl.DataFrame, normalized: pl.DataFrame | None = None, taken=None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept, withdrawn): the rows a takedown request covers leave as `taken_down` quarantine rows
     (`takedown.Takedowns.withdraw`, the one place that filtering is written). Rows that name an image but
     not its item (rois, context, descriptions, triplets) are matched through `normalized`'s item, path
@@ -233,7 +233,7 @@ def withdraw(ctx: StageContext, rows: pl.DataFrame, normalized: pl.DataFrame | N
     from medtrinity_core.takedown import load
 
     empty = frame([], QUARANTINE)
-    taken = load(ctx.workdir, ctx.source.name)
+    taken = taken if taken is not None else load(ctx.workdir, ctx.source.name)
     if rows.is_empty() or not (taken.items or taken.paths or taken.patient_keys):
         return rows, empty
     paths = SourcePaths.of(ctx.workdir, ctx.shard_source) if taken.paths else None
@@ -282,18 +282,28 @@ def run_stage(stage: Stage, ctx: StageContext, inputs: dict[str, pl.DataFrame]) 
     its quarantine rows written (even when none, so a fixed item's old row is cleared), accounting and
     quarantine counts in its metadata. Raises `SchemaMismatch` when its rows are not of its schema and
     `UnaccountedError` when a key is lost (nothing written either way)."""
+    from medtrinity_core.takedown import load
+
     ctx = dataclasses.replace(ctx, stage=stage.name)
+    taken = load(ctx.workdir, ctx.source.name)  # read once per stage and shard
     normalized = inputs.get("normalized")
     kept, withdrawn = {}, []
     for name, rows in inputs.items():
-        kept[name], q = withdraw(ctx, rows, normalized)
+        kept[name], q = withdraw(ctx, rows, normalized, taken)
         withdrawn.append(q)
     result = stage.run(ctx, kept)
     _check_schema(stage, result.rows)
-    rows, q = withdraw(ctx, result.rows, normalized)
+    rows, q = withdraw(ctx, result.rows, normalized, taken)
     withdrawn = pl.concat([*withdrawn, q]).unique("item_id", keep="first", maintain_order=True)
-    rejected = result.rejected.select(list(QUARANTINE)) if result.rejected is not None else frame([], QUARANTINE)
+    rejected = result.rejected.select(list(QUARANTINE)).cast(QUARANTINE) if result.rejected is not None else frame([], QUARANTINE)
     rejected = pl.concat([rejected, withdrawn]) if withdrawn.height else rejected
+    if result.produced is not None and withdrawn.height:  # a withdrawn item is held, not produced
+        gone = set(withdrawn["item_id"].to_list())
+        if stage.unit == "image" and normalized is not None:
+            gone = set(normalized.filter(pl.col("item_id").is_in(sorted(gone)))["image_id"].to_list())
+        elif stage.unit == "path":
+            gone = set(withdrawn["relpath"].to_list())
+        result = dataclasses.replace(result, produced=[k for k in result.produced if k not in gone])
     result = dataclasses.replace(result, rows=rows, rejected=rejected)
     counts = _accounted(stage, ctx, inputs, result, rejected)
     write_quarantine(ctx.workdir, ctx.source.name, stage.name, ctx.shard, rejected)

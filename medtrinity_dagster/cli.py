@@ -60,7 +60,7 @@ def _load(path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sources = load_sources(path)
-    names = (str(path), str(Path(path).resolve()))
+    names = (str(path), str(Path(path)), str(Path(path).resolve()))
     for w in caught:
         if str(w.message).startswith(names):  # the file's own: `FILE:LINE: KEY: ...`
             print(f"warning: {w.message}", file=sys.stderr)

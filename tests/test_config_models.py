@@ -96,15 +96,15 @@ def test_the_new_sections_are_validated_naming_file_line_and_key(tmp_path, text,
 
 def test_a_faithfulness_setting_at_its_old_place_still_works_with_a_deprecation_warning_naming_file_and_line(tmp_path):
     path = write(tmp_path, SOURCE + "    min_faithfulness: 0.6\n    max_contradiction_rate: 0.2\n")
-    with pytest.warns(DeprecationWarning) as caught:
+    with pytest.warns(FutureWarning) as caught:
         src = load_sources(path).sources[0]
     assert (src.min_faithfulness, src.max_contradiction_rate, src.min_mean_faithfulness) == (0.6, 0.2, 0.9)
     assert src.faithfulness == FaithfulnessConfig(min_faithfulness=0.6, max_contradiction_rate=0.2)
-    messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
     assert f"{path}:12: sources[0].min_faithfulness: is deprecated here; write it as sources[0].faithfulness.min_faithfulness" in messages
     assert any(m.startswith(f"{path}:13: sources[0].max_contradiction_rate:") for m in messages)
     path = write(tmp_path, SOURCE.replace("version: 1\n", "version: 1\ndefaults:\n  min_faithfulness: 0.7\n"), "old-defaults.yaml")
-    with pytest.warns(DeprecationWarning, match=re.escape(f"{path}:3: defaults.min_faithfulness: is deprecated here; write it as defaults.faithfulness.")):
+    with pytest.warns(FutureWarning, match=re.escape(f"{path}:3: defaults.min_faithfulness: is deprecated here; write it as defaults.faithfulness.")):
         assert load_sources(path).sources[0].min_faithfulness == 0.7
 
 
@@ -244,3 +244,42 @@ def test_models_are_frozen_hashable_and_construct_from_python_as_the_dataclasses
         src.name = "other"
     assert schema.RetrievalConfig.model_fields["max_tokens"].default == 160  # each default stated once, in its field
     assert REGISTRY.code_version(src, "raw") == REGISTRY.code_version(src.model_copy(), "raw") and "faithfulness" in src.plain()
+
+
+@pytest.mark.parametrize("text,line,key", [
+    ("    expert:\n", 12, "sources[0].expert"),
+    ("    labels_csv: null\n", 12, "sources[0].labels_csv"),
+    ("    faithfulness:\n", 12, "sources[0].faithfulness"),
+])
+def test_a_section_left_empty_in_a_source_is_an_error_never_unset(tmp_path, text, line, key):
+    path = write(tmp_path, SOURCE + text)
+    with pytest.raises(SourcesFileError) as err:
+        load_sources(path)
+    assert (err.value.line, err.value.key, err.value.message) == (line, key, "must be a mapping"), str(err.value)
+
+
+def test_an_empty_decontamination_block_is_refused_not_read_as_no_exclusion(tmp_path):
+    path = write(tmp_path, SOURCE.replace("version: 1\n", "version: 1\ndecontamination:\n"))
+    with pytest.raises(SourcesFileError) as err:
+        load_sources(path)
+    assert (err.value.line, err.value.key, err.value.message) == (2, "decontamination", "must be a mapping"), str(err.value)
+
+
+def test_a_non_mapping_faithfulness_beside_an_old_place_key_names_the_section(tmp_path):
+    path = write(tmp_path, SOURCE + "    faithfulness: 3\n    min_faithfulness: 0.6\n")
+    with pytest.raises(SourcesFileError) as err, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_sources(path)
+    assert (err.value.line, err.value.key, err.value.message) == (12, "sources[0].faithfulness", "must be a mapping"), str(err.value)
+
+
+@pytest.mark.parametrize("spelling", ["sources.yaml", "./sources.yaml", "{abs}"])
+def test_the_cli_prints_the_files_own_warnings_however_the_path_is_spelled(tmp_path, monkeypatch, capsys, spelling):
+    from medtrinity_dagster import cli
+
+    path = write(tmp_path, SOURCE + "    min_faithfulness: 0.6\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sources", "validate", spelling.format(abs=path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "is deprecated here" in line] == [
+        f"warning: {spelling.format(abs=path).removeprefix('./')}:12: sources[0].min_faithfulness: is deprecated here; write it as sources[0].faithfulness.min_faithfulness"]

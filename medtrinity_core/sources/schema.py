@@ -66,7 +66,8 @@ LICENSE_RE = re.compile(r"^(LicenseRef-[A-Za-z0-9.\-]+|[A-Za-z0-9][A-Za-z0-9.\-+
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?$")
 # Per-source numbers the file's `defaults:` section may set for every source, and the faithfulness
-# settings that moved into `faithfulness:` (still accepted at their old place, with a DeprecationWarning).
+# settings that moved into `faithfulness:` (still accepted at their old place, with a FutureWarning: the
+# deprecation category Python shows to users).
 DEFAULTABLE = ("shard_size", "max_side", "negatives_per_volume", "min_roi_pixels", "min_roi_fraction", "top_k", "near_distance",
                "max_quarantine_share", "max_voxels", "min_score")
 FAITHFULNESS_MOVED = ("min_faithfulness", "min_mean_faithfulness", "max_contradiction_rate")
@@ -1024,13 +1025,13 @@ class _Parser:
             return node
         section = node.get("faithfulness") or {}
         if not isinstance(section, dict):
-            return node  # the model reports it
+            raise self.locate.error(loc + ("faithfulness",), "must be a mapping")
         moved, where = dict(section), self.locate.key(loc)
         for key in (k for k in FAITHFULNESS_MOVED if k in node):
             self.validate(FaithfulnessConfig, {key: node[key]}, loc)
             if key in section:
                 raise self.locate.error(loc + (key,), f"is also set as {where}.faithfulness.{key}; keep only that one")
-            self.locate.warn(loc + (key,), f"is deprecated here; write it as {where}.faithfulness.{key}", DeprecationWarning)
+            self.locate.warn(loc + (key,), f"is deprecated here; write it as {where}.faithfulness.{key}", FutureWarning)  # a deprecation shown to users
             moved[key] = node[key]
         return {k: v for k, v in node.items() if k not in FAITHFULNESS_MOVED} | {"faithfulness": moved}
 
@@ -1079,12 +1080,31 @@ def _resolved_defaults(defaults: BaseModel) -> dict:
     return out
 
 
+# Sections that, written in the file, must be mappings: `expert:` left empty is an error, never "no expert"
+# (as `decontamination:` left empty must not switch the benchmark exclusion off).
+MAPPING_SECTIONS = {"top": ("defaults", "retrieval", "generator", "decontamination", "retry", "storage"),
+                    "source": ("expert", "expert_labels", "boxes", "labels_csv", "generator", "faithfulness", "annotations", "retry", "storage")}
+
+
+def _no_empty_sections(parser, doc: dict) -> None:
+    for key in MAPPING_SECTIONS["top"]:
+        if key in doc and doc[key] is None:
+            raise parser.locate.error((key,), "must be a mapping")
+    if "vocabulary" in doc and doc["vocabulary"] is None:
+        raise parser.locate.error(("vocabulary",), "is required")
+    for i, entry in enumerate(doc.get("sources") or () if isinstance(doc.get("sources"), list) else ()):
+        for key in MAPPING_SECTIONS["source"]:
+            if isinstance(entry, dict) and key in entry and entry[key] is None:
+                raise parser.locate.error(("sources", i, key), "must be a mapping")
+
+
 def parse_sources(path: str | Path) -> SourcesFile:
     """Read a sources file and validate its structure (no stage's knowledge); raises `SourcesFileError`
     on the first problem. `medtrinity_core.config.load_sources` adds the stages' checks."""
     path = Path(path)
     doc = _read_document(path)
     parser = _Parser(Locator(str(path), doc), path.resolve().parent)
+    _no_empty_sections(parser, doc)
     top = parser.validate(Document, {**doc, "defaults": parser.relocate(doc["defaults"], ("defaults",))} if "defaults" in doc else dict(doc), ())
     defaults, generator = top.defaults.model_dump(exclude_unset=True), top.generator.model_dump(exclude_unset=True)
     hashes = top.decontamination.hashes if top.decontamination else None
