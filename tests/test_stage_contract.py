@@ -38,12 +38,15 @@ SCREEN = Stage("screened", ("raw",), records.RAW, "item", _screen, settings=("al
 
 @pytest.fixture()
 def two_sources(tmp_path, monkeypatch):
-    """Two copies of Kvasir-SEG's three images; only `screened-kvasir` sets the key the test stage applies to."""
+    """Two sources of one Kvasir-SEG image each; only `screened-kvasir` sets the key the test stage applies to."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))  # the CLI sets it for its work folder; restored after
     head = with_tiny_knowledge(tmp_path)
     body = "sources:\n"
     for name, extra in (("screened-kvasir", "    allow_burned_in: true\n"), ("plain-kvasir", "")):
         shutil.copytree(KVASIR, tmp_path / name)
+        for extra_image in sorted((tmp_path / name / "images").glob("*.jpg"))[1:]:  # one image each: the chain, not the images, is under test
+            extra_image.unlink()
+            (tmp_path / name / "masks" / extra_image.name).unlink()
         if name == "plain-kvasir":  # other pixels: the same images would be cross-source duplicates, with no triplets
             for path in (tmp_path / name).rglob("*.jpg"):
                 with Image.open(path) as img:
@@ -75,7 +78,7 @@ def test_a_stage_registered_mid_chain_for_one_source_runs_there_only_and_everyth
         instance = dg.DagsterInstance.get()
         (record,) = _materializations(instance, "screened-kvasir", "screened")
         meta = {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
-        assert (meta["items_in"], meta["items_out"], meta["items_quarantined"], meta["screened"]) == (3, 3, 0, 3)
+        assert (meta["items_in"], meta["items_out"], meta["items_quarantined"], meta["screened"]) == (1, 1, 0, 1)
         assert _materializations(instance, "plain-kvasir", "screened") == []
         assert wd.manifest_path("screened-kvasir", "screened", "base-0000").exists()
         assert not wd.manifest_path("plain-kvasir", "screened", "base-0000").exists()

@@ -16,10 +16,13 @@ import string
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from medtrinity_core.describe.facts import Facts
 from medtrinity_core.modalities import display_name
 from medtrinity_core.records import FACET_NAMES
+
+if TYPE_CHECKING:  # loading a sources file checks its prompt: that needs no facts (nor the knowledge code they import)
+    from medtrinity_core.describe.facts import Facts
 
 BUNDLED = Path(__file__).parent
 FACETS = FACET_NAMES
