@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,8 +79,10 @@ class StageContext:
     services: Services | None = None
     stage: str = ""
 
+    @cached_property
     def upstream_quarantine(self) -> pl.DataFrame:
-        """This shard's quarantine rows written by the stages before this one in the chain."""
+        """This shard's quarantine rows written by the stages before this one in the chain (read once per
+        stage: the triplets stage and its accounting both ask)."""
         names = [s.name for s in self.chain[: [s.name for s in self.chain].index(self.stage)]] if self.stage else []
         q = read_quarantine(self.workdir, self.source.name, self.shard)
         return q.filter(pl.col("stage").is_in(names))
@@ -257,7 +260,7 @@ def _accounted(stage: Stage, ctx: StageContext, inputs: dict[str, pl.DataFrame],
         if "normalized" not in inputs:
             raise ValueError(f"stage {stage.name} counts images, so it must read the normalized manifest")
         normalized = inputs["normalized"]
-        held = pl.concat([rejected, ctx.upstream_quarantine().select(list(QUARANTINE))]) if stage.held_upstream else rejected
+        held = pl.concat([rejected, ctx.upstream_quarantine.select(list(QUARANTINE))]) if stage.held_upstream else rejected
         return account_images(stage.name, normalized, produced, held, result.excluded)
     expected = result.expected if result.expected is not None else inputs[stage.reads[0]][key]
     return account(stage.name, "item", expected, produced, rejected[key], result.excluded)

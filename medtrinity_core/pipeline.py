@@ -120,7 +120,7 @@ def _triplets(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageResult
     from medtrinity_core.sources.identity import SourcePaths
 
     src, descriptions = ctx.source, inputs["descriptions"]
-    later = ctx.upstream_quarantine()  # items held back after normalization (their images never become triplets)
+    later = ctx.upstream_quarantine  # items held back after normalization (their images never become triplets)
     df, lineage = build_triplets(ctx.shard_source, ctx.shard, _unique(inputs["normalized"]).iter_rows(named=True), _dataset_rois(inputs["rois"], src),
                                  inputs["context"], descriptions, SourcePaths.of(ctx.workdir, ctx.shard_source), set(later["item_id"].to_list()))
     write_parquet(lineage, ctx.workdir.lineage_path(src.name, ctx.shard))
