@@ -1,5 +1,5 @@
 """Every row a stage reads is accounted for: an output row, a quarantine row with a reason, or a named
-exclusion (`duplicate`, `proposal_only`, and later `low_faithfulness`, `taken_down`) counted in the
+exclusion (`duplicate`, `proposal_only`, and later `contradiction`, `incomplete`, `taken_down`) counted in the
 materialization's metadata. Anything else is a bug, not bad data, and fails the partition."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import polars as pl
 
 from medtrinity_core.errors import MedtrinityError
 
-EXCLUSIONS = ("duplicate", "proposal_only", "low_faithfulness", "taken_down")
+EXCLUSIONS = ("duplicate", "proposal_only", "contradiction", "incomplete", "taken_down")
 
 
 class UnaccountedError(MedtrinityError):
@@ -40,7 +40,7 @@ def account(stage: str, unit: str, expected: Iterable[str], produced: Iterable[s
 def account_images(stage: str, normalized: pl.DataFrame, produced: Iterable[str], quarantined: pl.DataFrame,
                    excluded: dict[str, Iterable[str]] | None = None) -> dict[str, int]:
     """From rois on the unit is the image: each is an output, in quarantine (its item), a duplicate, or
-    under another named exclusion (`low_faithfulness` at triplets)."""
+    under another named exclusion (`contradiction`, `incomplete` at triplets)."""
     held = set(quarantined["item_id"].to_list())
     in_quarantine = normalized.filter(pl.col("item_id").is_in(held))["image_id"]
     duplicates = normalized.filter(pl.col("duplicate_kind").is_not_null())["image_id"]

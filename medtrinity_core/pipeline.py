@@ -20,6 +20,7 @@ import polars as pl
 
 from medtrinity_core import records
 from medtrinity_core.contract import FilePath, Markdown, Registry, Services, Stage, StageContext, StageResult, run_stage
+from medtrinity_core.describe.faithfulness import SCORER_VERSION
 from medtrinity_core.storage import Workdir, read_parquet, write_parquet
 
 KNOWLEDGE_BASE = "knowledge_base"  # the one asset outside the sources' chains: the stages with `knowledge` read it
@@ -94,6 +95,7 @@ def _context(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageResult:
 
 
 def _descriptions(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageResult:
+    from medtrinity_core.dataset.triplets import exclusions
     from medtrinity_core.describe.stage import describe
     from medtrinity_core.knowledge.store import fetch_passages
 
@@ -105,7 +107,9 @@ def _descriptions(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageRe
     meta: dict[str, Any] = {
         "generator": writer.name, "generator_model": writer.model_id or "", "prompt_version": writer.prompt_version, **generated,
         "mean_faithfulness": round(float(df["faithfulness"].mean()), 4) if df.height else None,
-        "low_faithfulness": df.filter(pl.col("faithfulness") < src.min_faithfulness).height,
+        "mean_completeness": round(float(df["completeness"].mean()), 4) if df.height else None,
+        "scorer_version": SCORER_VERSION,
+        **{f"would_exclude_{k}": len(v) for k, v in exclusions(src, df).items()},
         "with_contradictions": df.filter(pl.col("contradictions").list.len() > 0).height,
         "annotation_suspect": df.filter(pl.col("annotation_suspect").list.len() > 0).height,
         "missing_facets": df.filter(pl.col("missing_facets").list.len() > 0).height,
@@ -116,7 +120,7 @@ def _descriptions(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageRe
 
 
 def _triplets(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageResult:
-    from medtrinity_core.dataset.triplets import build_triplets
+    from medtrinity_core.dataset.triplets import build_triplets, exclusions
     from medtrinity_core.sources.identity import SourcePaths
 
     src, descriptions = ctx.source, inputs["descriptions"]
@@ -124,8 +128,7 @@ def _triplets(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageResult
     df, lineage = build_triplets(ctx.shard_source, ctx.shard, _unique(inputs["normalized"]).iter_rows(named=True), _dataset_rois(inputs["rois"], src),
                                  inputs["context"], descriptions, SourcePaths.of(ctx.workdir, ctx.shard_source), set(later["item_id"].to_list()))
     write_parquet(lineage, ctx.workdir.lineage_path(src.name, ctx.shard))
-    low = descriptions.filter(pl.col("faithfulness") < src.min_faithfulness)["image_id"]
-    return StageResult(df, excluded={"low_faithfulness": low})
+    return StageResult(df, excluded=exclusions(src, descriptions))
 
 
 def _generator_pool(src) -> str | None:
@@ -154,8 +157,10 @@ STAGES = (
     Stage("context", ("normalized", "rois"), records.CONTEXT, "image", _context, version="1", knowledge=True,
           settings=("body_region", "top_k", "min_score", "mmr", "terms", "findings", "vocabulary", "include_proposals"),
           description="Knowledge passages per finding on each image"),
-    Stage("descriptions", ("normalized", "rois", "context"), records.DESCRIPTIONS, "image", _descriptions, version="1", side_outputs=("generation cache",),
-          settings=("generator", "faithfulness.min_faithfulness", "faithfulness.min_mean_faithfulness", "faithfulness.max_contradiction_rate"), pool=_generator_pool,
+    Stage("descriptions", ("normalized", "rois", "context"), records.DESCRIPTIONS, "image", _descriptions, version=f"1+{SCORER_VERSION}",
+          side_outputs=("generation cache",),  # the scorer's version: a new scorer rescores every row, the cache keeps the generations
+          settings=("generator", "faithfulness.min_faithfulness", "faithfulness.min_completeness", "faithfulness.min_mean_completeness",
+                    "faithfulness.max_contradiction_rate"), pool=_generator_pool,
           description=lambda src: f"Multigranular descriptions ({src.generator.backend} generator), each scored for faithfulness",
           asset_metadata=_generator_metadata),
     Stage("triplets", ("normalized", "rois", "context", "descriptions"), records.TRIPLETS, "image", _triplets, version="1",

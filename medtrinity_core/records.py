@@ -155,7 +155,9 @@ CONTEXT = {
 FACET_NAMES = ("modality", "organ_tissue", "roi_location", "colour_texture", "relationships", "knowledge")
 FACETS = pl.Struct({name: pl.String for name in FACET_NAMES})
 
-CONTRADICTION = pl.Struct({"facet": pl.String, "claim": pl.String, "fact": pl.String})
+# One claim of a description the facts contradict: its type (describe/faithfulness TYPES), the facet it belongs to, the words,
+# the fact, where in the text ([start, end) in code points) and who found it (rule; a model judge later).
+CONTRADICTION = pl.Struct({"type": pl.String, "facet": pl.String, "claim": pl.String, "fact": pl.String, "span": pl.List(pl.Int64), "by": pl.String})
 SUSPECT = pl.Struct({"label": pl.String, "expected": pl.String, "measured": pl.String})
 
 DESCRIPTIONS = {
@@ -169,8 +171,10 @@ DESCRIPTIONS = {
     "generator_params": pl.String,
     "template_version": pl.String,  # the template or prompt, with its content hash
     "missing_facets": pl.List(pl.String),  # facets a model's answer lacked (recorded, never filled in)
-    "faithfulness": pl.Float64,  # supported required claims / required claims
+    "faithfulness": pl.Float64,  # 1 - contradicted claims / claims made (1.0: nothing it says is contradicted)
+    "completeness": pl.Float64,  # covered required facts / required facts (modality, organ, each finding, its side and size)
     "contradictions": pl.List(CONTRADICTION),
+    "scorer_version": pl.String,
     "annotation_suspect": pl.List(SUSPECT),  # a finding whose measured contrast contradicts its expected appearance
     "usage": pl.String,  # JSON: a model's token counts; null for grounded
 }
@@ -213,6 +217,7 @@ PROVENANCE = pl.Struct(
         "generator": pl.String,
         "generator_model": pl.String,
         "generator_params": pl.String,
+        "scorer_version": pl.String,
         "package_version": pl.String,
     }
 )
@@ -231,6 +236,8 @@ TRIPLETS = {
     "description": pl.String,
     "facets": FACETS,
     "faithfulness": pl.Float64,
+    "completeness": pl.Float64,
+    "contradictions": pl.List(CONTRADICTION),  # empty unless a source's min_faithfulness lets contradicted rows through
     "license": pl.String,
     "provenance": PROVENANCE,
 }

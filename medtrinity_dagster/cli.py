@@ -218,7 +218,7 @@ def cmd_export(args) -> int:
     except ValueError as exc:
         raise UsageError(f"--splits {args.splits}: {str(exc).removeprefix('split fractions: ')}") from None
     filters = Filters(license_group=args.license_group, licenses=tuple(x for x in (args.licenses or "").split(",") if x),
-                      min_faithfulness=args.min_faithfulness, sources=tuple(args.source or ()), fractions=fractions,
+                      min_faithfulness=args.min_faithfulness, min_completeness=args.min_completeness, sources=tuple(args.source or ()), fractions=fractions,
                       include_failed_checks=args.include_failed_checks)  # a value out of range: UsageError, exit 2
     sources = _load(args.sources)
     try:
@@ -233,6 +233,57 @@ def cmd_export(args) -> int:
     dropped = f"; left out: {', '.join(f'{v} ({k})' for k, v in summary['dropped'].items())}" if summary["dropped"] else ""
     print(f"{args.out}: {summary['rows']} records as {summary['format']} ({splits}) in {len(summary['files'])} file(s){dropped}; "
           f"card README.md, croissant.json, SHA256SUMS")
+    return EXIT_OK
+
+
+def cmd_score(args) -> int:
+    """Score another generator's captions (JSON Lines in the README's `score` schema) for faithfulness and
+    completeness: every line is read and checked before any is scored; the scored lines go to --out (written
+    whole, atomically) or stdout, a summary to stderr."""
+    import json
+    from collections import Counter
+
+    from medtrinity_core.describe.faithfulness.captions import CaptionError, Thresholds, read_rows, score_rows
+    from medtrinity_core.describe.faithfulness.lexicon import lexicon
+    from medtrinity_core.storage import atomic_write_bytes
+
+    if bool(args.sources) != bool(args.source):
+        raise UsageError("--sources and --source go together: the source whose thresholds and vocabulary to score by")
+    thresholds, vocabulary, term_of = Thresholds(), None, None
+    if args.sources:
+        from medtrinity_core.knowledge.vocabulary import source_vocabulary
+
+        sources = _load(args.sources)
+        try:
+            src = sources.source(args.source)
+        except KeyError:
+            raise UsageError(f"{args.sources} has no source named {args.source}") from None
+        thresholds = Thresholds(src.min_faithfulness, src.min_completeness)
+        vocabulary = str(src.vocabulary) if src.vocabulary else None
+        term_of = source_vocabulary(src).term
+    lex = lexicon(vocabulary)
+    name = "<stdin>" if args.file == "-" else args.file
+    try:
+        lines = sys.stdin.read().splitlines() if args.file == "-" else Path(args.file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{name}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        rows = read_rows(lines, name, lex, term_of)
+    except CaptionError as exc:
+        raise UsageError(str(exc)) from None
+    out, accepted, types = [], 0, Counter()
+    for row in score_rows(rows, thresholds, lex):
+        out.append(json.dumps(row, ensure_ascii=False))
+        accepted += row["accepted"]
+        types.update(c["type"] for c in row["contradictions"])
+    text = "\n".join(out) + ("\n" if out else "")
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(types.items())) or "none"
+    print(f"{name}: {len(out)} scored, {accepted} accepted (min_faithfulness {thresholds.min_faithfulness}, min_completeness "
+          f"{thresholds.min_completeness}), {len(out) - accepted} rejected; contradictions: {kinds}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -439,13 +490,21 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", required=True, choices=["hf", "parquet", "medtrinity", "webdataset", "llava", "coco"])
     exp.add_argument("--license-group", default="all", choices=["commercial", "noncommercial", "all"])
     exp.add_argument("--licenses", metavar="ID,...", help="only rows under these SPDX ids")
-    exp.add_argument("--min-faithfulness", type=float, metavar="X", help="only rows scoring at least X")
+    exp.add_argument("--min-faithfulness", type=float, metavar="X", help="only rows whose faithfulness is at least X")
+    exp.add_argument("--min-completeness", type=float, metavar="X", help="only rows whose completeness is at least X")
     exp.add_argument("--source", nargs="+", metavar="NAME", help="only these sources")
     exp.add_argument("--splits", metavar="NAME=F,...", help="split fractions by patient (default train=0.8,validation=0.1,test=0.1)")
     exp.add_argument("--include-failed-checks", action="store_true",
                      help="also export partitions whose blocking checks failed or never ran, and rows the export's patient-data scan flags "
                           "(after a person reviewed them; the card records it)")
     exp.set_defaults(func=cmd_export)
+
+    sc = sub.add_parser("score", help="score any generator's captions (JSON Lines) for faithfulness and completeness against their facts")
+    sc.add_argument("file", metavar="FILE.jsonl", help="one JSON object a line: id, facts, text (and facets); - reads stdin")
+    sc.add_argument("--out", metavar="FILE.jsonl", help="write the scored lines here (default: stdout)")
+    sc.add_argument("--sources", metavar="FILE", help="a sources file whose source (--source) gives the thresholds and vocabulary")
+    sc.add_argument("--source", metavar="NAME", help="that source's name")
+    sc.set_defaults(func=cmd_score)
 
     ver = sub.add_parser("verify", help="re-hash an export and check every row's image and masks; exit 1 naming each problem")
     ver.add_argument("dir", metavar="DIR")

@@ -155,10 +155,10 @@ def _source_checks(src: SourceConfig, parts, key, chain: list[str]) -> list[dg.A
         return suite_verdict(context, workdir.get(), suites.rois_suite(rois, history(workdir.get()), config, lambda label: vocabulary.term(label) is not None))
 
     @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="faithfulness", blocking=True,
-                    description=f"Mean faithfulness at least {src.min_mean_faithfulness} and descriptions with a contradiction at most "
+                    description=f"Mean completeness at least {src.min_mean_completeness} and descriptions with a contradiction at most "
                                 f"{src.max_contradiction_rate:.0%}; a failed partition gets no triplets")
     def faithfulness(context: dg.AssetCheckExecutionContext, descriptions: pl.DataFrame, workdir: WorkdirResource) -> dg.AssetCheckResult:
-        passed, metadata = checks.faithfulness(descriptions, src.min_mean_faithfulness, src.max_contradiction_rate)
+        passed, metadata = checks.faithfulness(descriptions, src.min_mean_completeness, src.max_contradiction_rate)
         return recorded(context, workdir.get(), "faithfulness", "descriptions", _result(passed, metadata), metadata)
 
     @dg.asset_check(asset=key("descriptions"), partitions_def=parts, name="descriptions_suite", blocking=True,

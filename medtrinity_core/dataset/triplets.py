@@ -30,9 +30,25 @@ def _roi_brief(roi: dict, vocabulary: SourceVocabulary) -> dict:
     }
 
 
-def faithful(source: SourceConfig, description: dict) -> bool:
-    score = description.get("faithfulness")
-    return score is not None and score >= source.min_faithfulness
+def exclusion(source: SourceConfig, description: dict) -> str | None:
+    """Why a description does not become a triplet: `contradiction` (faithfulness under the source's
+    `min_faithfulness`: with the default 1.0, any contradiction), `incomplete` (completeness under
+    `min_completeness`), or None."""
+    if (description.get("faithfulness") or 0.0) < source.min_faithfulness:
+        return "contradiction"
+    if (description.get("completeness") or 0.0) < source.min_completeness:
+        return "incomplete"
+    return None
+
+
+def exclusions(source: SourceConfig, descriptions: pl.DataFrame) -> dict[str, list[str]]:
+    """Image ids per exclusion (the triplets stage's accounting)."""
+    out: dict[str, list[str]] = {"contradiction": [], "incomplete": []}
+    for d in descriptions.select("image_id", "faithfulness", "completeness").iter_rows(named=True):
+        why = exclusion(source, d)
+        if why:
+            out[why].append(d["image_id"])
+    return out
 
 
 def _cited(refs: list[dict], cited: list[str]) -> list[dict]:
@@ -53,8 +69,8 @@ def build_triplets(
     excluded_items: set[str] = frozenset(),
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(triplets, lineage index rows). Images of items quarantined downstream of normalization are left
-    out, and so are descriptions scoring under the source's `min_faithfulness` (the exclusion
-    `low_faithfulness`). Image rows carry public paths (salted hashes where paths identify patients); the private
+    out, and so are descriptions a contradiction or too little of their facts excludes (`exclusion`).
+    Image rows carry public paths (salted hashes where paths identify patients); the private
     lineage index holds the path itself."""
     rois_by_image: dict[str, list[dict]] = {}
     for roi in rois.sort(["image_id", "area_px", "roi_id"], descending=[False, True, False]).iter_rows(named=True):
@@ -64,7 +80,7 @@ def build_triplets(
     vocabulary = source_vocabulary(source)
     rows, lineage = [], []
     for img in images:
-        if img["item_id"] in excluded_items or img["image_id"] not in desc or not faithful(source, desc[img["image_id"]]):
+        if img["item_id"] in excluded_items or img["image_id"] not in desc or exclusion(source, desc[img["image_id"]]):
             continue
         d, c = desc[img["image_id"]], ctx.get(img["image_id"], {})
         image_rois = rois_by_image.get(img["image_id"], [])
@@ -84,6 +100,8 @@ def build_triplets(
                 "description": d["text"],
                 "facets": d["facets"],
                 "faithfulness": d["faithfulness"],
+                "completeness": d["completeness"],
+                "contradictions": d["contradictions"] or [],
                 "license": source.license,
                 "provenance": {
                     "source": source.name,
@@ -107,6 +125,7 @@ def build_triplets(
                     "generator": d["generator"],
                     "generator_model": d["generator_model"],
                     "generator_params": d["generator_params"],
+                    "scorer_version": d.get("scorer_version"),
                     "package_version": __version__,
                 },
             }

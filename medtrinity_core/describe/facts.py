@@ -42,6 +42,7 @@ class LabelFacts:
     model_id: str | None
     confidence: float | None
     expected: str | None = None  # the vocabulary's expected appearance for this modality
+    sides: tuple[str | None, ...] | None = None  # every region's side, largest first (the scorer's; not in the digest)
 
     @property
     def is_finding(self) -> bool:
@@ -86,8 +87,12 @@ class Facts:
         return tuple(f for f in self.labels if not f.is_finding)
 
     def digest(self) -> str:
-        """A hash of everything a generator is told (the generation cache's key part)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """A hash of everything a generator is told (the generation cache's key part); what only the
+        scorer reads (`LabelFacts.sides`) is left out, so a new scorer keeps the cache."""
+        told = asdict(self)
+        for label in told["labels"]:
+            label.pop("sides", None)
+        return hashlib.sha256(json.dumps(told, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 RELATIONS_STATED = 4
@@ -120,6 +125,7 @@ def _label_facts(label: str, regions: list[dict], source: SourceConfig) -> Label
         area_mm2=top.get("area_mm2"), volume_ml=top.get("volume_ml"), location=top.get("location"), within=top.get("within_location"),
         shape=top.get("shape"), margin=top.get("margin"), contrast=top.get("contrast"), texture=top.get("texture"), colour=top.get("colour"),
         method=top.get("method"), model_id=top.get("model_id"), confidence=top.get("confidence"), expected=expected,
+        sides=tuple(side_of(r.get("location")) for r in regions) if regions else None,
     )
 
 

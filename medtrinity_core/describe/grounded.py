@@ -15,7 +15,7 @@ from medtrinity_core.describe.facts import Facts, LabelFacts
 from medtrinity_core.modalities import display_name
 
 NAME = "grounded"
-TEMPLATE_VERSION = "grounded-v4"
+TEMPLATE_VERSION = "grounded-v5"
 PASSAGES_QUOTED = 2
 PARAMS = json.dumps({"passages_quoted": PASSAGES_QUOTED}, sort_keys=True)
 NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -127,7 +127,7 @@ def location_facet(facts: Facts) -> str:
         if whole:
             return pick(facts, "whole", [f"No region is annotated; the source labels the whole image {', '.join(whole)}.",
                                          f"The source labels the image as a whole ({', '.join(whole)}) and marks no region.",
-                                         f"No region is outlined: the label {', '.join(whole)} applies to the whole image."])
+                                         f"The label {', '.join(whole)} applies to the whole image; no region is outlined."])
         if facts.annotated:
             return "No annotated region reaches the minimum size on this image."
         return pick(facts, "none", ["No region of interest is annotated.", "The image has no annotated region.", "No region is outlined on this image."])
@@ -136,10 +136,20 @@ def location_facet(facts: Facts) -> str:
     return " ".join(region_sentence(facts, f) for f in findings + anatomy)
 
 
+def suspect_sentence(suspect: dict) -> str:
+    """The annotation-suspect flag in words: the measured contrast says the opposite of what the finding
+    is expected to look like, so the text does not pass the measurement off as the finding's appearance."""
+    return (f"This contradicts what {_a(suspect['label'])} is expected to look like ({suspect['expected']}), so the "
+            f"{suspect['label']} annotation is suspect.")
+
+
 def appearance_facet(facts: Facts) -> str:
+    from medtrinity_core.describe.faithfulness import annotation_suspects
+
     measured = [f for f in facts.labels if f.count and f.contrast]
     if not measured:
         return "No region is measured for colour or texture."
+    suspects = {s["label"]: s for s in annotation_suspects(facts)}
     parts = []
     for f in measured:
         colour = f", {f.colour} in colour" if f.colour else ""
@@ -150,6 +160,8 @@ def appearance_facet(facts: Facts) -> str:
              f"{'their' if plural else 'its'} texture {f.texture}."),
             f"The {f.label} {'look' if plural else 'looks'} {f.contrast} against the adjacent tissue{colour} and {f.texture} in texture.",
         ]))
+        if f.label in suspects:
+            parts.append(suspect_sentence(suspects[f.label]))
     return " ".join(parts)
 
 

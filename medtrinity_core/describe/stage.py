@@ -1,5 +1,5 @@
-"""The descriptions stage: one generator interface, three backends, a cache, and a faithfulness score on
-every row.
+"""The descriptions stage: one generator interface, three backends, a cache, and on every row its
+faithfulness and completeness (`describe/faithfulness`).
 
 A generator takes a batch of (facts, image PNG bytes or None) and returns, per image, `{text, facets,
 cited_passages, missing_facets, usage, error}`; `name`, `model_id`, `prompt_version` and `params`
@@ -20,7 +20,7 @@ from typing import Protocol
 import polars as pl
 
 from medtrinity_core.describe.facts import Facts, image_facts
-from medtrinity_core.describe.faithfulness import score
+from medtrinity_core.describe.faithfulness import SCORER_VERSION, score
 from medtrinity_core.reasons import GENERATOR_ERROR
 from medtrinity_core.records import DESCRIPTIONS, FACET_NAMES, QUARANTINE, frame, quarantine_row
 from medtrinity_core.sources.schema import GeneratorSpec, SourceConfig
@@ -129,7 +129,8 @@ def describe(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, c
             "image_id": img["image_id"], "source": source.name, "text": out["text"], "facets": {k: (out.get("facets") or {}).get(k) for k in FACET_NAMES},
             "cited_passages": out.get("cited_passages") or [], "generator": generator.name, "generator_model": generator.model_id,
             "generator_params": generator.params, "template_version": generator.prompt_version, "missing_facets": out.get("missing_facets") or [],
-            "faithfulness": s.faithfulness, "contradictions": s.contradictions, "annotation_suspect": s.annotation_suspect,
+            "faithfulness": s.faithfulness, "completeness": s.completeness, "contradictions": s.contradictions, "scorer_version": SCORER_VERSION,
+            "annotation_suspect": s.annotation_suspect,
             "usage": json.dumps(out["usage"], sort_keys=True) if out.get("usage") else None,
         })
     df = frame(rows, DESCRIPTIONS)

@@ -34,6 +34,9 @@ class Term:
     appearance: tuple[tuple[str, str], ...] = ()  # modality -> expected appearance
     snomed_name: str | None = None  # a SNOMED CT concept of pydicom's codedict, by its keyword
     umls: tuple[str, ...] = ()  # UMLS CUIs, as MedQuAD's FocusAnnotations give them
+    organ: str | None = None  # a finding: the organ (an anatomy term) it lies in
+    broader: str | None = None  # a finding: the term it is a kind of (glioma: brain tumor)
+    places: tuple[tuple[str, str | None], ...] = ()  # an organ: words naming it or its parts, with the side they imply
 
     @property
     def snomed(self) -> tuple[str, str] | None:
@@ -51,6 +54,7 @@ class Term:
 class Vocabulary:
     terms: list[Term] = field(default_factory=list)
     index: dict[str, Term] = field(default_factory=dict)
+    reading: dict = field(default_factory=dict)  # how clinical text names modalities, regions, sizes, ... (the file's `reading:`)
 
     def lookup(self, label: str) -> Term | None:
         """By normal form; failing that, without its side or level (`kidney_left` is the kidney, on the
@@ -90,6 +94,17 @@ def _cuis(value, where: str) -> tuple[str, ...]:
     return cuis
 
 
+def _places(value, where: str) -> tuple[tuple[str, str | None], ...]:
+    out = []
+    for item in value or ():
+        pairs = item.items() if isinstance(item, dict) else [(item, None)]
+        for phrase, side in pairs:
+            if side not in (None, "left", "right", "midline"):
+                raise ValueError(f"{where}: places: {phrase}: the side must be left, right or midline, not {side}")
+            out.append((str(phrase), side))
+    return tuple(out)
+
+
 def parse_vocabulary(entries: list, where: str, check_codes: bool = True) -> list[Term]:
     terms = []
     for n, entry in enumerate(entries or []):
@@ -105,13 +120,41 @@ def parse_vocabulary(entries: list, where: str, check_codes: bool = True) -> lis
             appearance=tuple(sorted((str(k), str(v)) for k, v in (entry.get("appearance") or {}).items())),
             snomed_name=_checked(entry.get("snomed"), here, check_codes),
             umls=_cuis(entry.get("umls"), here),
+            organ=str(entry["organ"]) if entry.get("organ") else None, broader=str(entry["broader"]) if entry.get("broader") else None,
+            places=_places(entry.get("places"), here),
         ))
     return terms
 
 
-def build_vocabulary(terms: list[Term]) -> Vocabulary:
+READING_LISTS = ("modalities", "heads", "weak_heads")  # lists a user's `reading:` appends to; the other parts are mappings merged key by key
+
+
+def split_file(data, where: str) -> tuple[list, dict]:
+    """(terms, reading) of a vocabulary file: a list of terms, or a mapping with `terms:` and `reading:`."""
+    if isinstance(data, dict):
+        unknown = set(data) - {"terms", "reading"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (a vocabulary file has `terms:` and `reading:`)")
+        reading = data.get("reading") or {}
+        if not isinstance(reading, dict):
+            raise ValueError(f"{where}: reading: must be a mapping")
+        return data.get("terms") or [], reading
+    return data or [], {}
+
+
+def merge_reading(base: dict, extra: dict) -> dict:
+    out = {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in base.items()}
+    for key, value in extra.items():
+        if key in READING_LISTS:
+            out[key] = [*out.get(key, []), *(value or [])]
+        else:
+            out[key] = {**out.get(key, {}), **(value or {})}
+    return out
+
+
+def build_vocabulary(terms: list[Term], reading: dict | None = None) -> Vocabulary:
     """Later entries (a user's own file after the bundled one) win for a name both define."""
-    vocabulary = Vocabulary(terms=list(terms))
+    vocabulary = Vocabulary(terms=list(terms), reading=reading or {})
     for term in terms:
         for name in (term.term, *term.synonyms):
             vocabulary.index[normal_form(name)] = term
@@ -144,10 +187,13 @@ def _read_user_file(path: Path):
 
 @lru_cache(maxsize=8)
 def _load_vocabulary(extra: str | None, version: tuple[int, int] | None) -> Vocabulary:
-    terms = parse_vocabulary(yaml.safe_load(BUNDLED.read_text()), BUNDLED.name, check_codes=False)  # checked by a test
+    entries, reading = split_file(yaml.safe_load(BUNDLED.read_text()), BUNDLED.name)
+    terms = parse_vocabulary(entries, BUNDLED.name, check_codes=False)  # checked by a test
     if extra:
-        terms += parse_vocabulary(_read_user_file(Path(extra)), Path(extra).name)
-    return build_vocabulary(terms)
+        entries, mine = split_file(_read_user_file(Path(extra)), Path(extra).name)
+        terms += parse_vocabulary(entries, Path(extra).name)
+        reading = merge_reading(reading, mine)
+    return build_vocabulary(terms, reading)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import polars as pl
 
 
@@ -10,17 +12,21 @@ def quarantine_share(quarantined: int, items: int, max_share: float) -> tuple[bo
     return share <= max_share, {"quarantined": quarantined, "items": items, "share": round(share, 4), "max_share": max_share}
 
 
-def faithfulness(descriptions: pl.DataFrame, min_mean: float, max_contradiction_rate: float) -> tuple[bool, dict]:
-    """A partition passes when its mean faithfulness reaches `min_mean` and the share of descriptions
-    stating a contradiction is at most `max_contradiction_rate`; the metadata names the worst rows."""
+def faithfulness(descriptions: pl.DataFrame, min_mean_completeness: float, max_contradiction_rate: float) -> tuple[bool, dict]:
+    """A partition passes when the share of descriptions stating a contradiction is at most
+    `max_contradiction_rate` and their mean completeness reaches `min_mean_completeness`; the metadata
+    counts contradictions by type and names the worst rows (contradicted first, then least complete)."""
     if descriptions.is_empty():
         return True, {"descriptions": 0}
-    mean = float(descriptions["faithfulness"].mean())
+    completeness = float(descriptions["completeness"].mean())
     contradicted = descriptions.filter(pl.col("contradictions").list.len() > 0).height
     rate = contradicted / descriptions.height
-    worst = descriptions.sort(["faithfulness", "image_id"]).head(5)
-    return mean >= min_mean and rate <= max_contradiction_rate, {
-        "descriptions": descriptions.height, "mean_faithfulness": round(mean, 4), "min_mean_faithfulness": min_mean,
-        "contradiction_rate": round(rate, 4), "max_contradiction_rate": max_contradiction_rate,
-        "worst": [{"image_id": r["image_id"], "faithfulness": r["faithfulness"], "contradictions": r["contradictions"][:3]} for r in worst.iter_rows(named=True)],
+    types = Counter(c["type"] for cs in descriptions["contradictions"].to_list() for c in cs or [])
+    worst = descriptions.with_columns(n=pl.col("contradictions").list.len()).sort(["n", "completeness", "image_id"], descending=[True, False, False]).head(5)
+    return completeness >= min_mean_completeness and rate <= max_contradiction_rate, {
+        "descriptions": descriptions.height, "mean_faithfulness": round(float(descriptions["faithfulness"].mean()), 4),
+        "mean_completeness": round(completeness, 4), "min_mean_completeness": min_mean_completeness,
+        "contradiction_rate": round(rate, 4), "max_contradiction_rate": max_contradiction_rate, "contradictions_by_type": dict(sorted(types.items())),
+        "worst": [{"image_id": r["image_id"], "faithfulness": r["faithfulness"], "completeness": r["completeness"],
+                   "contradictions": [c["type"] for c in r["contradictions"][:3]]} for r in worst.iter_rows(named=True)],
     }

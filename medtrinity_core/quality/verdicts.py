@@ -114,11 +114,11 @@ def _plain(value) -> str:
 
 
 def _worst(metadata: dict) -> list[dict]:
-    """The worst rows the faithfulness check named, lowest score first: those under the partition's
-    threshold when any is."""
+    """The worst rows the faithfulness check named (contradicted first, then least complete): those with a
+    contradiction or under the partition's completeness threshold when any is."""
     worst = [w for w in metadata.get("worst") or [] if isinstance(w, dict) and w.get("image_id")]
-    minimum = metadata.get("min_mean_faithfulness")
-    under = [w for w in worst if isinstance(w.get("faithfulness"), (int, float)) and minimum is not None and w["faithfulness"] < minimum]
+    minimum = metadata.get("min_mean_completeness")
+    under = [w for w in worst if w.get("contradictions") or (isinstance(w.get("completeness"), (int, float)) and minimum is not None and w["completeness"] < minimum)]
     return under or worst
 
 
@@ -129,9 +129,9 @@ def faithfulness_failing(metadata: dict) -> list[dict]:
         return []
     worst = _worst(metadata)
     failing, n = [], metadata.get("descriptions", len(worst))
-    minimum, maximum = metadata.get("min_mean_faithfulness"), metadata.get("max_contradiction_rate")
-    if minimum is not None and metadata["mean_faithfulness"] < minimum:
-        failing.append({"expectation": f"mean faithfulness at least {_figure(minimum)}", "failing_rows": n,
+    minimum, maximum = metadata.get("min_mean_completeness"), metadata.get("max_contradiction_rate")
+    if minimum is not None and metadata.get("mean_completeness") is not None and metadata["mean_completeness"] < minimum:
+        failing.append({"expectation": f"mean completeness at least {_figure(minimum)}", "failing_rows": n,
                         "examples": [w["image_id"] for w in worst][:10]})
     rate = metadata.get("contradiction_rate")
     if maximum is not None and rate is not None and rate > maximum:
@@ -152,14 +152,17 @@ def brief(check: str, metadata: dict, severity: str = "ERROR") -> str:
         failing = metadata.get("errors") or (metadata.get("warnings") if severity != "ERROR" else []) or []
         text = "; ".join(f"{e['expectation']}: {e['failing_rows']} row(s), e.g. {', '.join(e['examples'][:3])}" for e in failing)
     elif "mean_faithfulness" in metadata:
-        figures = [f"mean faithfulness {_figure(metadata['mean_faithfulness'])}"
-                   + (f" (at least {_figure(metadata['min_mean_faithfulness'])})" if "min_mean_faithfulness" in metadata else "")]
+        figures = [f"mean faithfulness {_figure(metadata['mean_faithfulness'])}"]
+        if "mean_completeness" in metadata:
+            figures.append(f"mean completeness {_figure(metadata['mean_completeness'])}"
+                           + (f" (at least {_figure(metadata['min_mean_completeness'])})" if "min_mean_completeness" in metadata else ""))
         if "contradiction_rate" in metadata:
             figures.append(f"contradiction rate {_figure(metadata['contradiction_rate'])}"
                            + (f" (at most {_figure(metadata['max_contradiction_rate'])})" if "max_contradiction_rate" in metadata else ""))
         if "descriptions" in metadata:
             figures.append(f"over {metadata['descriptions']} description(s)")
-        worst = ", ".join(f"{w['image_id']} ({_figure(w.get('faithfulness'))})" for w in _worst(metadata)[:3])
+        worst = ", ".join(f"{w['image_id']} ({_figure(w.get('faithfulness'))}" + (f"/{_figure(w['completeness'])}" if "completeness" in w else "") + ")"
+                          for w in _worst(metadata)[:3])
         text = ", ".join(figures) + (f"; worst: {worst}" if worst else "")
     else:  # another check (quarantine_share, lineage_audit): its figures, and the first few of its lists
         text = ", ".join(f"{k}={_plain(v)}" for k, v in metadata.items() if v not in ([], {}, None))

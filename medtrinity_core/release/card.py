@@ -14,8 +14,9 @@ from medtrinity_core.release.collect import Collection, Filters
 from medtrinity_core.release.licenses import group_of, obligations
 from medtrinity_core.storage import atomic_write_bytes
 
-PLOTS = ("modality", "roi_area_ratio", "description_length", "faithfulness")
-META_COLUMNS = ("id", "image_id", "split", "source", "modality", "license", "caption", "faithfulness", "rois")
+PLOTS = ("modality", "roi_area_ratio", "description_length", "faithfulness", "completeness")
+META_COLUMNS = ("id", "image_id", "split", "source", "modality", "license", "caption", "faithfulness", "completeness", "rois")
+SCORES = ("faithfulness", "completeness")
 
 
 def counts(rows: list[dict]) -> dict[str, dict]:
@@ -49,9 +50,10 @@ def plots(rows: list[dict]) -> dict[str, bytes]:
         "roi_area_ratio": [roi["area_ratio"] for r in rows for roi in r["rois"]],
         "description_length": [len(r["description"].split()) for r in rows],
         "faithfulness": [r["faithfulness"] for r in rows],
+        "completeness": [r.get("completeness") or 0.0 for r in rows],
     }
     titles = {"modality": "Images per modality", "roi_area_ratio": "ROI area / image area", "description_length": "Description length (words)",
-              "faithfulness": "Faithfulness score"}
+              "faithfulness": "Faithfulness (1 - contradicted / claims)", "completeness": "Completeness (facts stated / required)"}
     out = {}
     for name in PLOTS:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -60,7 +62,7 @@ def plots(rows: list[dict]) -> dict[str, bytes]:
             ax.bar(keys, [data[name][k] for k in keys], color="#4C72B0")
             ax.tick_params(axis="x", labelrotation=30)
         else:
-            ax.hist(data[name] or [0], bins=20, range=(0, 1) if name in ("roi_area_ratio", "faithfulness") else None, color="#4C72B0")
+            ax.hist(data[name] or [0], bins=20, range=(0, 1) if name in ("roi_area_ratio", *SCORES) else None, color="#4C72B0")
         ax.set_title(titles[name])
         fig.tight_layout()
         buf = io.BytesIO()
@@ -75,8 +77,9 @@ def write_metadata(out: Path, rows: list[dict]) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist([{"id": r["triplet_id"], "image_id": r["image_id"], "split": r["split"], "source": r["source"], "modality": r["modality"],
-                                   "license": r["license"], "caption": r["description"], "faithfulness": r["faithfulness"], "rois": len(r["rois"])} for r in rows],
-                                 schema=pa.schema([(c, pa.int64() if c == "rois" else pa.float64() if c == "faithfulness" else pa.string()) for c in META_COLUMNS]))
+                                   "license": r["license"], "caption": r["description"], "faithfulness": r["faithfulness"], "completeness": r.get("completeness"), "rois": len(r["rois"])}
+                                  for r in rows],
+                                 schema=pa.schema([(c, pa.int64() if c == "rois" else pa.float64() if c in SCORES else pa.string()) for c in META_COLUMNS]))
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf, compression="zstd")
     atomic_write_bytes(out / "metadata.parquet", buf.getvalue().to_pybytes())
@@ -85,7 +88,7 @@ def write_metadata(out: Path, rows: list[dict]) -> None:
 def write_croissant(out: Path, name: str, licenses: list[str], citation: str) -> None:
     import mlcroissant as mlc
 
-    types = {"faithfulness": mlc.DataType.FLOAT, "rois": mlc.DataType.INTEGER}
+    types = {"faithfulness": mlc.DataType.FLOAT, "completeness": mlc.DataType.FLOAT, "rois": mlc.DataType.INTEGER}
     fields = [mlc.Field(id=f"records/{c}", name=c, data_types=[types.get(c, mlc.DataType.TEXT)],
                         source=mlc.Source(file_object="metadata.parquet", extract=mlc.Extract(column=c))) for c in META_COLUMNS]
     metadata = mlc.Metadata(
@@ -96,6 +99,19 @@ def write_croissant(out: Path, name: str, licenses: list[str], citation: str) ->
         record_sets=[mlc.RecordSet(id="records", name="records", fields=fields)],
     )
     atomic_write_bytes(out / "croissant.json", json.dumps(metadata.to_json(), indent=1, sort_keys=True, default=str).encode())
+
+
+def _scores_section(rows: list[dict]) -> str:
+    """Both numbers over the exported rows, and their contradictions by type (none unless a source's
+    min_faithfulness let contradicted rows through)."""
+    if not rows:
+        return "No rows.\n"
+    mean = {k: sum(r.get(k) or 0.0 for r in rows) / len(rows) for k in SCORES}
+    kinds = Counter(c["type"] for r in rows for c in r.get("contradictions") or [])
+    stated = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"
+    return (f"Every description is read against the facts its generator was given: faithfulness = 1 - contradicted claims / claims made, "
+            f"completeness = required facts stated / required facts. Mean faithfulness {mean['faithfulness']:.3f}, mean completeness "
+            f"{mean['completeness']:.3f}; contradictions in the exported rows, by type: {stated}.\n")
 
 
 def _table(title: str, values: dict) -> str:
@@ -120,7 +136,7 @@ def write_card(out: Path, fmt: str, files: list[str], collection: Collection, fi
     summary = {
         "format": fmt, "files": files, "rows": len(rows), "counts": tally, "dropped": dict(sorted(collection.dropped.items())),
         "filters": {"license_group": filters.license_group, "licenses": list(filters.licenses), "min_faithfulness": filters.min_faithfulness,
-                    "sources": list(filters.sources), "fractions": dict(filters.fractions), "include_failed_checks": filters.include_failed_checks},
+                    "min_completeness": filters.min_completeness, "sources": list(filters.sources), "fractions": dict(filters.fractions), "include_failed_checks": filters.include_failed_checks},
         "checks": {"include_failed_checks": collection.included_failed, "partitions": [g.as_dict(collection.included_failed) for g in collection.gates]},
         "quarantine": collection.quarantine, "decontaminated": collection.decontaminated, "versions": versions(rows, embedder),
     }
@@ -173,6 +189,9 @@ Licences differ per row: each record carries its own, and the obligations below 
 {_table("licence group", tally["license_group"])}
 {_table("canonical label", tally["label"])}
 {_table("ROI method", tally["roi_method"])}
+## Faithfulness
+
+{_scores_section(rows)}
 Left out by the export's filters: {json.dumps(summary["dropped"]) if summary["dropped"] else "nothing"}.
 {_checks_section(collection)}
 Quarantined items in the pipeline, by reason: {json.dumps(collection.quarantine) if collection.quarantine else "none"}.

@@ -36,6 +36,7 @@ class Filters:
     license_group: str = "all"
     licenses: tuple[str, ...] = ()  # explicit SPDX ids; empty: any in the group
     min_faithfulness: float | None = None
+    min_completeness: float | None = None
     sources: tuple[str, ...] = ()  # empty: every source in the sources file
     fractions: tuple[tuple[str, float], ...] = DEFAULT_FRACTIONS
     include_failed_checks: bool = False  # export rows the checks or the export's scan flagged (a person reviewed them)
@@ -43,9 +44,9 @@ class Filters:
     def __post_init__(self):
         if self.license_group not in GROUPS:
             raise MedtrinityError(f"licence group {self.license_group!r} is not one of {', '.join(GROUPS)}")
-        m = self.min_faithfulness
-        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or not 0.0 <= m <= 1.0):
-            raise UsageError(f"min faithfulness (--min-faithfulness) must be a number from 0 to 1, not {m}")
+        for what, m in (("faithfulness", self.min_faithfulness), ("completeness", self.min_completeness)):
+            if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or not 0.0 <= m <= 1.0):
+                raise UsageError(f"min {what} (--min-{what}) must be a number from 0 to 1, not {m}")
         try:
             check_fractions(self.fractions)
         except ValueError as exc:
@@ -64,7 +65,7 @@ class NothingToExport(MedtrinityError):
 @dataclass
 class Collection:
     rows: list[dict]
-    dropped: Counter = field(default_factory=Counter)  # why rows were left out (licence, faithfulness)
+    dropped: Counter = field(default_factory=Counter)  # why rows were left out (licence, faithfulness, completeness)
     quarantine: dict = field(default_factory=dict)  # reason -> items, over the exported sources
     decontaminated: dict = field(default_factory=dict)  # source -> images removed as benchmark duplicates
     gates: list[Gate] = field(default_factory=list)  # partitions (or rows) the checks or the scan did not vouch for
@@ -82,6 +83,8 @@ def _filtered(row: dict, filters: Filters) -> str | None:
         return "licence not listed"
     if filters.min_faithfulness is not None and (row["faithfulness"] or 0.0) < filters.min_faithfulness:
         return "under min_faithfulness"
+    if filters.min_completeness is not None and (row.get("completeness") or 0.0) < filters.min_completeness:
+        return "under min_completeness"
     return None
 
 

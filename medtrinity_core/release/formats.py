@@ -61,7 +61,9 @@ def record(row: dict) -> dict:
         "caption": row["description"], "coarse_caption": row["coarse_caption"], "facets": row["facets"],
         "rois": [_roi_record(r, row) for r in row["rois"]],
         "passage_ids": [p["passage_id"] for p in row["provenance"]["passages"] or []],
-        "faithfulness": row["faithfulness"], "license": row["license"], "provenance": json.dumps(row["provenance"], sort_keys=True, default=str),
+        "faithfulness": row["faithfulness"], "completeness": row.get("completeness"),
+        "contradictions": json.dumps(row.get("contradictions") or [], sort_keys=True), "license": row["license"],
+        "provenance": json.dumps(row["provenance"], sort_keys=True, default=str),
     }
 
 
@@ -101,8 +103,8 @@ HF_FEATURES = {
     "id": _value("string"), "image": {"_type": "Image"}, "image_id": _value("string"), "source": _value("string"), "modality": _value("string"),
     "split": _value("string"), "width": _value("int64"), "height": _value("int64"), "image_sha256": _value("string"),
     "caption": _value("string"), "coarse_caption": _value("string"), "facets": {k: _value("string") for k in FACET_NAMES},
-    "rois": _list(ROI_FEATURES), "passage_ids": _list(_value("string")), "faithfulness": _value("float64"), "license": _value("string"),
-    "provenance": _value("string"),
+    "rois": _list(ROI_FEATURES), "passage_ids": _list(_value("string")), "faithfulness": _value("float64"), "completeness": _value("float64"),
+    "contradictions": _value("string"), "license": _value("string"), "provenance": _value("string"),
 }
 MEDTRINITY_FEATURES = {"id": _value("string"), "image": {"_type": "Image"}, "caption": _value("string"), "source": _value("string"),
                        "modality": _value("string"), "split": _value("string"), "license": _value("string"), "rois": _list(ROI_FEATURES)}

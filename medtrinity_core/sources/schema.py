@@ -304,10 +304,11 @@ class Section(BaseModel):
 class FaithfulnessConfig(Section):
     """How descriptions are judged against their facts, and what a low score does."""
 
-    min_faithfulness: Fraction = 0.8  # a description scoring under this stays in its manifest and is excluded from triplets
-    min_mean_faithfulness: Fraction = 0.9  # the descriptions check fails a partition whose mean score is under this
-    max_contradiction_rate: Fraction = 0.05  # ...or whose share of descriptions with a contradiction is over this
-    min_completeness: Annotated[float | None, _number(float, 0, 1.0, optional=True)] = None  # share of the facts a description must state
+    min_faithfulness: Fraction = 1.0  # a description scoring under this (1.0: with any contradiction) stays in its manifest, excluded from triplets
+    min_completeness: Fraction = 0.6  # ...and so does one stating less than this share of its facts
+    max_contradiction_rate: Fraction = 0.05  # the descriptions check fails a partition whose share of descriptions with a contradiction is over this
+    min_mean_completeness: Fraction = 0.8  # ...or whose mean completeness is under this
+    min_mean_faithfulness: Annotated[float | None, _number(float, 0, 1.0, optional=True)] = None  # deprecated: no longer checked (see min_mean_completeness)
     judge: Text = None  # the model that scores faithfulness; None: the built-in claim checker
     regenerate: Int(0, 10) = 0  # times a description under min_faithfulness is written again before it is excluded
 
@@ -734,8 +735,12 @@ class SourceConfig(Section):
         return self.faithfulness.min_faithfulness
 
     @property
-    def min_mean_faithfulness(self) -> float:
-        return self.faithfulness.min_mean_faithfulness
+    def min_completeness(self) -> float:
+        return self.faithfulness.min_completeness
+
+    @property
+    def min_mean_completeness(self) -> float:
+        return self.faithfulness.min_mean_completeness
 
     @property
     def max_contradiction_rate(self) -> float:
@@ -961,9 +966,9 @@ class SourcesFile(Section):
 # Settings accepted and validated that no stage reads yet: a file setting one (to other than its default)
 # is warned about. Paths under a source, under `defaults:`, and at the top level.
 NOT_ACTED_ON = {
-    "source": (("faithfulness", "min_completeness"), ("faithfulness", "judge"), ("faithfulness", "regenerate"), ("expert_labels",),
+    "source": (("faithfulness", "judge"), ("faithfulness", "regenerate"), ("expert_labels",),
                ("annotations", "exhaustive_findings"), ("retry", "max_attempts"), ("storage",)),
-    "defaults": (("faithfulness", "min_completeness"), ("faithfulness", "judge"), ("faithfulness", "regenerate")),
+    "defaults": (("faithfulness", "judge"), ("faithfulness", "regenerate")),
     "top": (("retry", "max_attempts"), ("storage",)),
 }
 
@@ -1044,6 +1049,11 @@ class _Parser:
                 value, found = self.raw(loc + path)
                 if found and value != _default_at(models[kind], path):
                     self.locate.warn(loc + path, "accepted, but no stage acts on it yet")
+            if kind != "top":
+                for path in (("faithfulness", "min_mean_faithfulness"), ("min_mean_faithfulness",)):
+                    if self.raw(loc + path)[1]:
+                        self.locate.warn(loc + path, "is deprecated and no longer checked: the partition check gates faithfulness.min_mean_completeness "
+                                                     "(and max_contradiction_rate) instead", FutureWarning)
 
     def raw(self, loc: tuple):
         node = self.locate.doc

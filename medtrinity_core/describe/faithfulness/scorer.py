@@ -1,0 +1,885 @@
+"""Faithfulness and completeness of one description against the facts its generator was given.
+
+The reader finds, in the text as written: modality and technique words; organs, organ parts and body
+regions; findings (by label, vocabulary synonym, a kind of the label's term, or a generic head such as
+"lesion", "mass", "focus" bound to the image's finding when the binding is unambiguous); and the words
+that qualify a finding: side, size class, count, appearance (contrast direction, colour) and the share
+of the image. Each qualifier is bound to the finding it qualifies (the next finding within a few words,
+else the previous one in its sentence, else the previous sentence's subject). Negated and uncertain
+findings come from NegEx (see `reader`).
+
+- faithfulness = 1 - contradicted claims / claims made (1.0 when the text claims nothing false);
+- completeness = covered / required facts (modality; organ when the source states one; per finding: named,
+  its side when measured, its size class).
+
+Each contradiction: `{type, facet, claim, fact, span, by}` with `type` one of TYPES and `span` the
+[start, end) of the claim in code points of the text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from medtrinity_core.describe.facts import Facts, LabelFacts
+from medtrinity_core.describe.faithfulness import SCORER_VERSION, TYPES  # noqa: F401  (re-exported)
+from medtrinity_core.describe.faithfulness.lexicon import ALL, Lexicon, Matcher, lexicon, longest
+from medtrinity_core.describe.faithfulness.reader import parse
+from medtrinity_core.knowledge.vocabulary import normal_form
+
+FACET = {"modality": "modality", "region": "organ_tissue", "side": "roi_location", "size": "roi_location", "count": "roi_location",
+         "absent_finding": "roi_location", "phantom_finding": "roi_location", "appearance": "colour_texture"}
+PATIENT_SIDED = frozenset({"ct", "mri", "xray", "ultrasound", "pet"})  # sides in the patient's terms
+SIZE_ORDER = {"small": 0, "medium": 1, "large": 2}
+
+LEFT = re.compile(r"(?<![\w/])(?:(?i:left(?:-sided)?|sinistral|sinister|lt)|L)(?![\w/])")
+RIGHT = re.compile(r"(?<![\w/])(?:(?i:right(?:-sided)?|dextral|dexter|rt)|R)(?![\w/])")
+CENTRAL = re.compile(r"\b(?i:centre|center|central|centrally|centred|centered|middle)\b")
+MIDLINE = re.compile(r"\b(?i:midline|mid-line)\b")
+BILATERAL = re.compile(r"\b(?i:bilateral(?:ly)?|bibasal|bibasilar|both (?:sides|lungs|kidneys|breasts|hemithoraces|hemispheres|lobes|eyes|lung bases|lower lobes|upper lobes))\b")
+RELATION_AFTER = re.compile(r"^\s*(?:of|to)\s+(?:the\s+)?(?!midline)", re.IGNORECASE)  # "left of the kidney": a relation, not a side
+RELATION_BEFORE = re.compile(r"(?:\bto the|\bto its|\bto|\bfrom)\s*$", re.IGNORECASE)
+IMAGE_SIDE_AFTER = re.compile(r"^[\s-]*(?:(?:upper|lower|top|bottom)\s+)?(?:side|half|part|portion|edge|border|corner|aspect|margin|periphery|quadrant)?\s*(?:of\s+)?(?:the\s+)?"
+                              r"(?:image|frame|picture|screen|field|view|slide|photograph|photo|panel|film|micrograph)\b", re.IGNORECASE)
+IMAGE_SIDE_BEFORE = re.compile(r"(?:image|frame|picture|screen|field|slide|photograph|panel)(?:'s)?\s+(?:(?:upper|lower)\s+)?$", re.IGNORECASE)
+NUMBER_WORDS = {w: n for n, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+                                            "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"))}
+NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "hundred": 100})
+INF = 10**9
+COUNT_WORDS = {  # (low, high) regions a word claims
+    "a single": (1, 1), "single": (1, 1), "solitary": (1, 1), "a solitary": (1, 1), "isolated": (1, 1), "an isolated": (1, 1), "unifocal": (1, 1),
+    "a couple of": (2, 3), "a pair of": (2, 2), "a few": (2, 6), "few": (2, 6), "several": (2, INF), "multiple": (2, INF), "numerous": (2, INF),
+    "many": (2, INF), "various": (2, INF), "scattered": (2, INF), "multifocal": (2, INF), "multi-focal": (2, INF), "a cluster of": (2, INF),
+    "clusters of": (2, INF), "a group of": (2, INF), "groups of": (2, INF), "innumerable": (10, INF), "countless": (10, INF), "myriad": (10, INF),
+    "dozens of": (12, INF), "scores of": (20, INF), "hundreds of": (100, INF), "another": (2, INF), "a second": (2, INF), "second": (2, INF),
+    "additional": (2, INF), "an additional": (2, INF), "both": (2, 2), "a further": (2, INF), "satellite": (2, INF),
+}
+QUALIFIERS = r"(?P<q>approximately|approx\.?|about|around|roughly|some|nearly|almost|~|over|more than|greater than|at least|fewer than|less than|up to|>|<|≥|≤)?\s*"
+COUNT = re.compile(r"(?<![\w.-])" + QUALIFIERS + r"(?P<n>\d+|" + "|".join(sorted((re.escape(w) for w in [*NUMBER_WORDS, *COUNT_WORDS]), key=len, reverse=True)) + r")(?![\w-])", re.IGNORECASE)
+NOT_COUNT_BEFORE = re.compile(r"(?:grade|segment|segments|level|type|stage|class|score|category|bi-?rads|pi-?rads|tirads|ti-?rads|gleason|fig\.?|figure|slice|image|panel|series|zone|"
+                              r"lobe|t|n|m|s|l|c|v|vi|vii|viii|cn|no\.|number|day|week|year|month|version|of|than)\s*$", re.IGNORECASE)
+UNITS = re.compile(r"^\s*-?\s*(?:(?:mm|cm|m|ml|cc|x|by|years?|yrs?|months?|weeks?|days?|hours?|o'clock|degrees?|mg|sec|s|min|kg|g|μm|um|µm|times|fold|point|of)\b|%|×|°)", re.IGNORECASE)
+PERCENT = re.compile(r"(?P<pct>\d+(?:\.\d+)?)\s*% of (?:the )?(?:image|field|frame)(?![\s-]*(?:diagonal|width|height|side|length|diameter|distance))", re.IGNORECASE)
+MODIFIER_GAP = 4  # words between a qualifier and the finding it precedes
+HEDGED_CAN = r"can(?!\s+(?:(?:also|clearly|just|now|still)\s+)?(?:be\s+)?(?:see|seen|identif\w*|not\w*|observ\w*|appreciat\w*|visuali\w*|spot\w*|make out))"
+GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|may|might|could|often|typically|usually|commonly|frequently|tends? to|known to|expected|generally|in general|characteristically|classically|"
+                     r"such as|e\.g\.|would|should|if|unlike|whereas typical)\b", re.IGNORECASE)
+NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|compar\w*|prior|previous\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
+                        r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|history of|known|year[- ]old|patient with|underwent|"
+                        r"if clinically|clinical correlation|differential|versus|vs\.?|unlike|rather than|instead of|not an?|no need|confirm\w*|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)
+INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic(?:al)? (?:for|of)|typical (?:for|of)|characteristic of|in keeping with|consistent with|c/w|"
+                          r"compatible with|suggest(?:s|ing|ive of)|indicat(?:es|ing|ive of)|represent(?:s|ing)?|diagnostic of|points? toward|pointing to|favou?r(?:s|ing)?|"
+                          r"likely|probabl[ey]|presumabl[ey]|so there(?:'s| is)|which means|diagnosed as|diagnosis of|in favou?r of|impression)\b", re.IGNORECASE)
+ELSEWHERE = re.compile(r"\b(?:otherwise|remainder|rest of|remaining|elsewhere|background|surrounding|adjacent|other|contralateral|opposite|another|additional|further|new|"
+                       r"nearby|apart from|besides|except)\b", re.IGNORECASE)
+NORMAL = re.compile(r"\b(?:nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
+                    r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
+NORMAL_NOT_DENIAL = re.compile(r"^\s*(?:-?\s*sized?|in size|size|caliber|calibre|thickness|position|contour|shape|echogenicity|morphology|dimensions?|volume|range|variant|anatomy|structure)\b", re.IGNORECASE)
+STUDY = re.compile(r"\b(?:study|examination|exam|scan|image|images|radiograph|film|slide|photograph|picture)\b", re.IGNORECASE)
+LINK_BEFORE_PLACE = re.compile(r"(?:\b(?:in|within|of|at|involving|on|from|inside|into|along|near|arising from|occupying|over|overlying))\s+(?:the\s+|its\s+|an?\s+)?(?:[\w-]+\s+){0,2}$", re.IGNORECASE)
+
+
+@dataclass
+class Score:
+    faithfulness: float
+    completeness: float
+    claims: int
+    required: int
+    covered: int
+    contradictions: list[dict] = field(default_factory=list)
+    annotation_suspect: list[dict] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # the required facts the text does not state ("side of liver tumor")
+
+
+@dataclass
+class Mention:
+    start: int
+    end: int
+    kind: str  # label | anatomy | finding | head | weak
+    merged: bool = False  # a weak head standing for the finding after it ("regions of liver tumor")
+    label: int | None = None  # index into the facts' labels this mention names (None: another finding, or unbound)
+    term: str | None = None
+    negated: bool = False
+    uncertain: bool = False
+
+
+def _label_names(f: LabelFacts, lex: Lexicon) -> set[str]:
+    """How a text may name a label: as written, its term and the term's synonyms, and its last word
+    (a head such as "lesion", "cyst", "exudates") when that is no organ."""
+    names = {normal_form(f.label)}
+    term = lex.vocabulary.lookup(f.term or f.label)
+    if term is not None:
+        names |= {term.term if not _cased(term.term) else term.term, *(s if _cased(s) else normal_form(s) for s in term.synonyms)}
+    head = _head(f.label)
+    if head and len(normal_form(f.label).split()) > 1 and not lex.organs_in(head):
+        names.add(head)
+    return {n for n in names if len(n) > 2 or _cased(n)}
+
+
+def _cased(word: str) -> bool:
+    letters = re.sub(r"[^A-Za-z]", "", word)
+    return bool(letters) and letters.upper() == letters and len(word) <= 8
+
+
+def _organs_of(f: LabelFacts, lex: Lexicon) -> set[str]:
+    organs = lex.organs_in(f.label)
+    if f.term:
+        organs |= lex.organs_in(f.term)
+    return organs
+
+
+def _sides_of(f: LabelFacts) -> set[str]:
+    if f.sides:
+        return {s for s in f.sides if s}
+    return {f.side} if f.side else set()
+
+
+MASKED_FACETS = ("relationships", "knowledge")  # read for nothing: relations between regions ("left of the aorta") and quoted passages
+
+
+def _masked(text: str, facets: dict | None) -> str:
+    """The text with the facets not held to the image's facts blanked out (offsets kept): the knowledge
+    facet's quoted passages, and the relationships facet, whose "left of" and "% of the image diagonal"
+    relate two regions (claims the scorer does not check)."""
+    for name in MASKED_FACETS:
+        part = (facets or {}).get(name)
+        if part and part in text:
+            i = text.index(part)
+            text = text[:i] + " " * len(part) + text[i + len(part):]
+    return text
+
+
+class Reading:
+    """One text read against one image's facts."""
+
+    def __init__(self, facts: Facts, text: str, facets: dict | None, lex: Lexicon):
+        self.facts, self.text, self.lex = facts, _masked(text, facets), lex
+        self.findings = [i for i, f in enumerate(facts.labels) if f.is_finding]
+        self.organs = {i: _organs_of(facts.labels[i], lex) for i in range(len(facts.labels))}
+        self.region = lex.region(facts.body_region)
+        self.allowed = self._allowed_organs()
+        self.contradictions: list[dict] = []
+        self.claims = 0
+        self._read()
+
+    # -- what the image may show --------------------------------------------------------------------
+    def _allowed_organs(self) -> set[str] | None:
+        """Organs a description of this image may name; None when nothing says (no region stated or known)."""
+        if self.region is None:
+            return None
+        if ALL in self.region.holds:
+            return None
+        allowed = set(self.region.holds) | set(self.region.core)
+        for organs in self.organs.values():
+            allowed |= organs
+        if self.facts.modality in ("histopathology", "microscopy"):  # cells and nuclei are on every slide
+            allowed |= {t.term for t in self.lex.vocabulary.terms if t.category == "anatomy" and t.system == "cellular"}
+        return allowed
+
+    # -- mentions -----------------------------------------------------------------------------------
+    def _read(self) -> None:
+        text, lex = self.text, self.lex
+        label_table: dict[str, int] = {}
+        for i in sorted(range(len(self.facts.labels)), key=lambda i: i not in self.findings):
+            for name in _label_names(self.facts.labels[i], lex):
+                label_table.setdefault(name, i)
+        hits = [(a, b, ("label", i)) for a, b, i in _label_matcher(tuple(sorted(label_table.items()))).find(text)] if label_table else []
+        hits += [(a, b, ("finding", term)) for a, b, term in lex.findings.find(text)]
+        hits += [(a, b, ("head", head)) for a, b, head in lex.head_words.find(text)]
+        self.places = [(a, b, owners) for a, b, owners in lex.places.find(text)]
+        self.region_words = lex.region_words.find(text)
+        spans = [(a, b) for a, b, _ in self.places]
+        self.mentions = []
+        for a, b, (kind, value) in longest(sorted(hits, key=lambda h: (h[0], {"label": 0, "finding": 1, "head": 2}[h[2][0]]))):
+            if kind == "head" and re.match(r"\s*effect", text[b:b + 8], re.IGNORECASE):
+                continue  # "mass effect"
+            if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE):
+                continue  # "non mitosis", "non-tumour": another class
+            self.mentions.append(self._mention(a, b, kind, value))
+        parsed = parse(text, [(m.start, m.end) for m in self.mentions] + spans)
+        for m, mark in zip(self.mentions, parsed.marks):
+            m.negated, m.uncertain = mark.negated, mark.uncertain and not mark.negated
+        self.place_marks = parsed.marks[len(self.mentions):]
+        self.sentences = parsed.sentences
+        self._bind_heads()
+        inside = [(m.start, m.end) for m in self.mentions] + spans
+        here = {organ for _, _, owners in self.places for organ, _ in owners} & (self.allowed or set())
+        own_places = {(a, b) for a, b, owners in self.places if {o for o, _ in owners} & here}
+        words = lex.modalities.find(text)
+        self.modality_words = [(a, b, w) for a, b, w in words if not any(x <= a and b <= y and (y - x) > (b - a) for x, y in inside)
+                               and ((a, b) not in own_places or w.modality == self.facts.modality)]
+        kept = [n for n, (a, b, _) in enumerate(self.places) if not any(x <= a and b <= y and (y - x) > (b - a) for x, y, _ in words)]
+        self.places = [self.places[n] for n in kept]
+        self.place_marks = [self.place_marks[n] for n in kept]
+        self.sizes = [(a, b, s) for a, b, s in lex.sizes.find(text) if not any(x <= a and b <= y for x, y in inside if (x, y) != (a, b))
+                      and not (normal_form(text[a:b]) == "little" and re.search(r"\ba\s*$", text[max(0, a - 3):a]))]  # "a little" is no size
+        colours = lex.colours.find(text)
+        self.colours = colours
+        self.looks = [(a, b, d) for a, b, d in lex.appearance.find(text) if not any(x <= a and b <= y for x, y, _ in colours)]
+
+    def _mention(self, a: int, b: int, kind: str, value) -> Mention:
+        if kind == "label":
+            return Mention(a, b, "label" if value in self.findings else "anatomy", label=value, term=self.facts.labels[value].term)
+        if kind == "finding":
+            said = normal_form(self.text[a:b]).split()
+            found = self.lex.vocabulary.lookup(value)
+            organ = self.lex.organ_of.get(value)
+            for i in self.findings:
+                f = self.facts.labels[i]
+                head = _head(f.label)
+                if self.lex.kin(value, f.term) or (head and said and _stem(head) in (_stem(said[-1]), _stem(_head(value) or ""))):
+                    return Mention(a, b, "label", label=i, term=value)
+            generic = [i for i in self.findings if self._generic_label(i)]
+            lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, *found.synonyms))
+            lo = max(self.text.rfind(c, 0, a) for c in ".;:!?\n") + 1
+            added = ADDED.search(self.text[lo:a])
+            if found is not None and found.category == "finding" and re.search(r"\bcells\b", normal_form(found.term)) and not added:
+                tumours = [i for i in self.findings if re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(self.facts.labels[i].label))]
+                if len(tumours) == 1:  # "the neoplastic cells" of a carcinoma
+                    return Mention(a, b, "label", label=tumours[0], term=value)
+            if len(generic) == 1 and lesion_like and not added:  # a "tumour" or "benign" label: a named kind of lesion is it
+                i = generic[0]
+                if organ is None or organ in self.organs[i] or (not self.organs[i] and organ in self._region_organs()):
+                    return Mention(a, b, "label", label=i, term=value)
+            if normal_form(self.text[a:b]) in self.lex.heads:  # "opacity", "consolidation": a head when one finding can take it
+                return Mention(a, b, "head", term=value)
+            return Mention(a, b, "finding", term=value)
+        weak = value in self.lex.weak_heads
+        return Mention(a, b, "weak" if weak else "head")
+
+    def _generic_label(self, i: int) -> bool:
+        """A label that names a class rather than a finding: "tumor", "lung tumor", "benign", "tumor region"."""
+        words = [w for w in normal_form(self.facts.labels[i].label).split() if not self.lex.organs_in(w) and w not in self.lex.weak_heads]
+        return bool(words) and all(w in self.lex.heads or w in GENERIC_LABELS for w in words)
+
+    def _organ_label(self, i: int) -> bool:
+        """A label naming an organ ("liver", "prostate gland"): a head ("lesion") is not it."""
+        term = self.lex.vocabulary.lookup(self.facts.labels[i].term or self.facts.labels[i].label)
+        return term is not None and term.category == "anatomy"
+
+    def _label_organs(self) -> set[str]:
+        return set().union(*self.organs.values()) if self.organs else set()
+
+    def _region_organs(self) -> set[str]:
+        if self.region is None:
+            return set()
+        return {self.region.name} | self.lex.organs_in(self.region.name)
+
+    def _sentence(self, pos: int) -> tuple[int, int]:
+        for a, b in self.sentences:
+            if a <= pos < b:
+                return a, b
+        return 0, len(self.text)
+
+    def _place_near(self, m: Mention) -> list[tuple[int, int, tuple]]:
+        """Places linked to a mention: an adjective right before it ("hepatic lesion") or a place after
+        it in its clause ("lesion in the right lobe of the liver")."""
+        lo, hi = self._sentence(m.start)
+        out = []
+        for a, b, owners in self.places:
+            if not lo <= a < hi:
+                continue
+            if b <= m.start and len(self.text[b:m.start].split()) <= 1:
+                out.append((a, b, owners))
+            elif a >= m.end and len(self.text[m.end:a].split()) <= 6 and LINK_BEFORE_PLACE.search(self.text[m.end:a]) and not self._mention_between(m.end, a):
+                out.append((a, b, owners))
+        return out
+
+    def _mention_between(self, a: int, b: int) -> bool:
+        return any(a <= m.start < b for m in self.mentions if m.kind != "weak")
+
+    def _bind_heads(self) -> None:
+        """A generic head names the image's finding when one finding could be meant, or when the organ
+        linked to the head is that finding's; a weak head followed by "of <finding>" is that finding."""
+        for n, m in enumerate(self.mentions):
+            if m.kind not in ("head", "weak"):
+                continue
+            after = self.mentions[n + 1] if n + 1 < len(self.mentions) else None
+            if m.kind == "weak" and after and after.kind in ("label", "anatomy") and re.fullmatch(r"\s+of\s+(?:the\s+)?", self.text[m.end:after.start], re.IGNORECASE):
+                m.label, m.merged = after.label, True
+                continue
+            before = self.mentions[n - 1] if n else None
+            if m.kind == "weak" and before and before.kind in ("label", "anatomy") and not self.text[before.end:m.start].strip():
+                m.label, m.merged = before.label, True  # "the largest hip right region"
+                continue
+            near = {organ for _, _, owners in self._place_near(m) for organ, _ in owners}
+            pool = [i for i in self.findings if not self._organ_label(i)] or self.findings
+            candidates = [i for i in pool if not near or self.organs[i] & near or not self.organs[i]]
+            if near and len(candidates) > 1:
+                candidates = [i for i in candidates if self.organs[i] & near] or candidates
+            if len(candidates) > 1:
+                lesions = [i for i in candidates if not self._organ_label(i)]
+                candidates = lesions or candidates
+            if len(candidates) == 1:
+                m.label = candidates[0]
+            elif len(self.findings) == 1 and not near:
+                m.label = self.findings[0]
+
+    # -- binding qualifiers -------------------------------------------------------------------------
+    def _owner(self, a: int, b: int, pass_places: bool) -> Mention | None:
+        """The finding mention a qualifier at [a, b) qualifies: the finding right after it ("small, round
+        lesion", "left renal cyst"); where a place follows it ("left kidney", "pale skin"), the finding
+        in that place (sides only: a size or colour of a place is no claim about the finding); else the
+        previous finding in its sentence ("a lesion in the right lobe"), else the previous sentence's."""
+        text = self.text
+        lo, hi = self._sentence(a)
+        here = [m for m in self.mentions if lo <= m.start < hi]
+        after = [m for m in here if m.start >= b]
+        before = [m for m in here if m.end <= a]
+        nxt = None
+        if after:
+            gap = text[b:after[0].start]
+            words = re.findall(r"[\w'-]+", gap)
+            if len(words) <= MODIFIER_GAP and not re.search(r"[.;:()]|\band\b|\bwith\b|\bor\b|\bthan\b", gap) and not (gap.count(",") and len(words) > 2):
+                nxt = after[0]
+        if re.match(r"^[\s,]*(?:than|compared)\b", text[b:b + 14], re.IGNORECASE):
+            return before[-1] if before else nxt  # "lighter than the surrounding skin": of the subject
+        if not pass_places and nxt is None:
+            last = before[-1].end if before else lo
+            if any(last <= x < a for x, _ in self._place_spans()):
+                return None  # "the macula, which appears darker": the place just named
+            if re.search(r"\b(?:of|with|among|containing|surrounded by|between)\s+(?:\w+\s+)?$", text[max(lo, a - 30):a], re.IGNORECASE):
+                return None  # "composed of small crowded glands": a thing the text names, not the finding
+        place = next((p for p in self._place_spans() if b <= p[0] < hi and len(text[b:p[0]].split()) <= 1 and not re.search(r"[,.;:]", text[b:p[0]])), None)
+        if place is not None and not (nxt and nxt.start >= place[1] and len(text[place[1]:nxt.start].split()) <= 1):
+            if not pass_places:
+                return None
+            if before:
+                return before[-1]
+            return after[0] if after else None
+        if nxt is not None:
+            return nxt
+        if before:
+            return before[-1]
+        if not here:
+            previous = [m for m in self.mentions if m.end <= lo]
+            if previous:
+                return previous[-1]
+            following = [m for m in self.mentions if m.start >= hi]
+            if following and pass_places:
+                return following[0]  # "Right CC mammogram: small mass ..."
+        return None
+
+    def _place_spans(self) -> list[tuple[int, int]]:
+        """Places and region words, but not those inside a finding's name ("pleural" of "pleural effusion")."""
+        spans = [(a, b) for a, b, _ in self.places] + [(a, b) for a, b, _ in self.region_words]
+        return sorted(p for p in spans if not any(m.start <= p[0] and p[1] <= m.end for m in self.mentions))
+
+    def _label_at(self, a: int, b: int, pass_places: bool = False) -> int | None:
+        lo, _ = self._sentence(a)
+        if re.search(r"\b(?:surrounding|adjacent|background|compared (?:with|to)|than|relative to|against|unlike)\s+(?:the\s+|its\s+)?(?:[\w-]+\s+)?$", self.text[max(lo, a - 40):a], re.IGNORECASE):
+            return None  # "against the surrounding pink mucosa": the surroundings' colour
+        m = self._owner(a, b, pass_places)
+        if m is None or m.negated or m.uncertain:
+            return None
+        return m.label
+
+    def _generic_before(self, a: int) -> bool:
+        lo, _ = self._sentence(a)
+        return bool(GENERIC.search(self.text[lo:a]))
+
+    def _not_claim(self, a: int) -> bool:
+        lo, hi = self._sentence(a)
+        return bool(NOT_CLAIMS.search(self.text[lo:hi])) or bool(GENERIC.search(self.text[lo:a]))
+
+    # -- contradictions -----------------------------------------------------------------------------
+    def contradict(self, kind: str, a: int, b: int, fact: str) -> None:
+        span = [a, b]
+        if any(c["span"] == span and c["type"] == kind for c in self.contradictions):
+            return
+        self.contradictions.append({"type": kind, "facet": FACET[kind], "claim": self.text[a:b], "fact": fact, "span": span, "by": "rule"})
+
+
+LESION_WORDS = ("metastas[ie]s", "deposits?", "tumou?rs?", "carcinomas?", "cancers?", "cysts?", "masse?s?", "lesions?", "nodules?", "polyps?", "neoplasms?", "malignan\w*", "growths?", "adenomas?")
+ADDED = re.compile(r"\b(?:also|additional(?:ly)?|another|separate|second|plus|as well as|in addition|besides|with|adjacent|nearby|and an?)\b", re.IGNORECASE)
+GENERIC_LABELS = frozenset({"benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumor", "tumour", "cancer", "enhancing", "solid",
+                            "necrotic", "primary", "active", "residual", "gross", "viable", "suspected", "suspicious", "fdg", "avid", "hypermetabolic"})
+
+
+NOT_HEADS = frozenset({"left", "right", "lt", "rt", "l", "r", "midline", "upper", "lower", "middle", "anterior", "posterior", "superior", "inferior",
+                       "medial", "lateral", "proximal", "distal", "bilateral", "and", "of", "the"})
+
+
+def _head(label: str) -> str | None:
+    """A label's last word ("lesion" of "liver lesion", "cup" of "optic cup"), unless it negates ("non lumen")."""
+    words = [w for w in normal_form(label).split() if w not in NOT_HEADS and not re.fullmatch(r"[a-z]?\d+[a-z]?", w)]
+    if not words or normal_form(label).split()[0] in ("non", "no", "not") or len(words[-1]) < 3:
+        return None
+    return words[-1]
+
+
+def _stem(word: str) -> str:
+    """"infiltrate", "infiltration", "infiltrates" alike; "calculi", "calculus"."""
+    return re.sub(r"(?:ations?|ates?|ions?|es|us|i|s)$", "", word.lower()) or word.lower()
+
+
+@lru_cache(maxsize=4096)
+def _label_matcher(names: tuple[tuple[str, int], ...]) -> Matcher:
+    return Matcher.of(dict(names), plural=True)
+
+
+def _count_range(q: str | None, n: str) -> tuple[int, int] | None:
+    word = n.lower()
+    if word.isdigit():
+        value = int(word)
+    elif word in NUMBER_WORDS:
+        value = NUMBER_WORDS[word]
+    elif word in COUNT_WORDS:
+        return COUNT_WORDS[word]
+    else:
+        return None
+    q = (q or "").lower().rstrip(".")
+    if q in ("approximately", "approx", "about", "around", "roughly", "some", "nearly", "almost", "~"):
+        return int(value * 0.75), int(value * 1.25 + 0.999)
+    if q in ("over", "more than", "greater than", ">"):
+        return value + 1, INF
+    if q in ("at least", "≥"):
+        return value, INF
+    if q in ("fewer than", "less than", "<"):
+        return 0, value - 1
+    if q in ("up to", "≤"):
+        return 0, value
+    return value, value
+
+
+def score(facts: Facts, text: str, facets: dict | None = None, lex: Lexicon | None = None) -> Score:
+    lex = lex or lexicon()
+    r = Reading(facts, text or "", facets, lex)
+    covered: dict[str, bool] = {}
+    _modality(r, covered)
+    _region(r, covered)
+    _findings(r, covered)
+    required = 1 + bool(facts.body_region)
+    for i in r.findings:
+        f = facts.labels[i]
+        required += 1 + (f.count > 0 and bool(_sides_of(f))) + (f.count > 0 and bool(f.size_class))
+    got = sum(covered.values())
+    required = max(required, len(covered))
+    bad = len(r.contradictions)
+    claims = max(r.claims, bad)
+    return Score(
+        faithfulness=round(1.0 - bad / claims, 4) if claims else 1.0, completeness=round(got / required, 4), claims=claims, required=required,
+        covered=got, contradictions=sorted(r.contradictions, key=lambda c: (c["span"], c["type"])), annotation_suspect=annotation_suspects(facts, lex),
+        missing=[_fact_name(key, facts) for key, said in covered.items() if not said],
+    )
+
+
+def _fact_name(key: str, facts: Facts) -> str:
+    """"side:0" -> "side of liver tumor"; "organ" -> "organ (abdomen)"."""
+    kind, _, index = key.partition(":")
+    if not index:
+        return f"organ ({facts.body_region})" if kind == "organ" else f"modality ({facts.modality})"
+    return f"{ {'named': 'name', 'side': 'side', 'size': 'size'}[kind] } of {facts.labels[int(index)].label}".replace("  ", " ")
+
+
+def _modality(r: Reading, covered: dict) -> None:
+    own, compatible = r.facts.modality, r.lex.compatible.get(r.facts.modality, frozenset())
+    beside = r.lex.beside.get(own, frozenset())
+    covered["modality"] = False
+    claims = [(a, b, word) for a, b, word in r.modality_words if not r._not_claim(a)]
+    named_own = any(word.modality == own for _, _, word in claims)
+    for a, b, word in claims:
+        r.claims += 1
+        if word.modality == own:
+            covered["modality"] = True
+        elif word.modality not in compatible and not (word.modality in beside and named_own):
+            r.contradict("modality", a, b, own)
+            continue
+        organ = word.organ or None
+        if organ and r.allowed is not None and organ not in r.allowed:
+            r.contradict("region", a, b, r.facts.body_region or "")
+        elif organ or word.region:
+            covered.setdefault("organ", False)
+            if r.facts.body_region and (organ in (r.allowed or {organ}) or (word.region and r.region and word.region == r.region.name)):
+                covered["organ"] = True
+
+
+def _region(r: Reading, covered: dict) -> None:
+    if not r.facts.body_region:
+        return
+    covered["organ"] = covered.get("organ", False)
+    allowed = r.allowed
+    for (a, b, owners), mark in zip(r.places, r.place_marks):
+        organs = {organ for organ, _ in owners}
+        if mark.negated or mark.uncertain or r._not_claim(a) or _part_of_something(r, a, b):
+            continue
+        if allowed is None or organs & allowed:
+            covered["organ"] = True
+            r.claims += 1
+        elif not _inside_finding(r, a, b):
+            r.claims += 1
+            r.contradict("region", a, b, r.facts.body_region)
+    for a, b, name in r.region_words:
+        if _part_of_something(r, a, b):
+            continue  # "the head of the optic nerve", "radial head", "femoral neck"
+        if r._not_claim(a) or any(m.start <= a and b <= m.end for m in r.mentions if m.kind in ("label", "finding")):
+            continue
+        region = r.lex.regions[name]
+        if r.region is not None and (name == r.region.name or allowed is None or ALL in region.holds or r.region.surface or region.core & r.region.core
+                                     or normal_form(r.text[a:b]) in {normal_form(w) for w in r.region.words} or region.core & r._label_organs()
+                                     or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially imaged|portions? of the)\s+(?:\w+\s+)?$", r.text[max(0, a - 30):a], re.IGNORECASE)):
+            covered["organ"] = True
+            r.claims += 1
+        elif r.region is not None and not any(a < x < b or a < y < b for x, y, _ in r.places if (x, y) != (a, b)):
+            if any(x <= a and b <= y for x, y, _ in r.places):
+                continue  # a word of a place already judged ("pelvis" in "renal pelvis")
+            r.claims += 1
+            r.contradict("region", a, b, r.facts.body_region)
+    if not covered["organ"]:
+        region_words = set(normal_form(r.facts.body_region).split())
+        said = set(re.findall(r"[a-z]+", r.text.lower()))
+        if region_words and region_words <= said:
+            covered["organ"] = True
+        for m in r.mentions:  # "pneumothorax" says the lung, "melanoma" the skin
+            if m.kind in ("label",) and not m.negated and m.label is not None:
+                if r.allowed is None or r.organs[m.label] & r.allowed and (r.region and r.organs[m.label] & (r.region.holds | {r.region.name})):
+                    covered["organ"] = True
+
+
+def _own_organs(r: Reading, f: LabelFacts) -> set[str]:
+    """The organ a label itself names ("liver tumor", "kidney stone", "gallstone"): by its words, or its
+    term's organ when the label is that term; a synonym's organ ("polyp": a colonic polyp) is not enough."""
+    organs = {organ for _, _, owners in r.lex.places.find(f.label) for organ, _ in owners}
+    term = r.lex.vocabulary.lookup(f.label)
+    if term is not None and normal_form(term.term) == normal_form(f.label):
+        organs |= {term.term} if term.category == "anatomy" else ({term.organ} if term.organ else set())
+    return organs
+
+
+def _placement(r: Reading, m: Mention, f: LabelFacts) -> None:
+    """A finding placed in an organ other than its own ("a liver tumour in the upper pole of the right kidney",
+    "a gallstone in the urinary bladder"): a region contradiction."""
+    own = _own_organs(r, f)
+    if not own:
+        return
+    linked = r._place_near(m)
+    if not linked:
+        return
+    a, b, owners = linked[0]
+    if _part_of_something(r, a, b) or any(organ in own for organ, _ in owners):
+        return
+    r.claims += 1
+    r.contradict("region", a, b, f"{f.label} ({', '.join(sorted(own))})")
+
+
+def _part_of_something(r: Reading, a: int, b: int) -> bool:
+    """A part word ("neck", "head", "tongue") that an adjective or "of ..." gives an owner: "femoral neck",
+    "radial head", "tongue of salmon-pink mucosa"."""
+    if normal_form(r.text[a:b]) not in r.lex.parts:
+        return False
+    return bool(re.match(r"\s+of\b", r.text[b:b + 4]) or re.search(r"\w(?:al|ar|ic|ous|ine)\s+$|\b(?:fetal|foetal|bladder|gallbladder|pancreatic|femur)\s+$", r.text[max(0, a - 16):a], re.IGNORECASE))
+
+
+def _inside_finding(r: Reading, a: int, b: int) -> bool:
+    """A place word that is part of a finding's name the image has ("hepatic" in "hepatic lesion")."""
+    return any(m.start <= a and b <= m.end and m.kind == "label" for m in r.mentions)
+
+
+def _findings(r: Reading, covered: dict) -> None:
+    facts, text = r.facts, r.text
+    named: dict[int, bool] = {i: False for i in r.findings}
+    sides: dict[int, set] = {i: set() for i in range(len(facts.labels))}
+    sizes: dict[int, set] = {i: set() for i in range(len(facts.labels))}
+    for m in r.mentions:
+        if m.kind == "anatomy":
+            continue
+        if m.kind == "weak":
+            if m.label is not None and not m.negated:
+                named[m.label] = True
+            continue
+        lo, hi = r._sentence(m.start)
+        if m.label is not None:
+            f = facts.labels[m.label]
+            if m.negated:
+                affirmed = m.kind == "head" and any(o.label == m.label and o.kind == "label" and not o.negated for o in r.mentions)
+                if not affirmed and not (m.kind == "head" and not f.count) and not normal_form(f.label).startswith(("non ", "no ")) and not _denies_elsewhere(r, m, f):
+                    r.claims += 1
+                    r.contradict("absent_finding", *_negation_span(r, m), f"{f.label} is on the image")
+                continue
+            if m.uncertain:
+                named[m.label] = True
+                continue
+            r.claims += 1
+            named[m.label] = True
+            _placement(r, m, f)
+        elif m.kind == "finding" and not m.negated and not m.uncertain and not r._not_claim(m.start) and not r._generic_before(m.start) \
+                and not INTERPRETIVE.search(text[lo:m.start]) \
+                and not _names_region(r, m) and not re.search(r"\b(?:in|within|into|inside)\s+(?:the|a|an|one)\s+(?:[\w-]+\s+)?$", text[max(lo, m.start - 30):m.start], re.IGNORECASE):
+            r.claims += 1
+            r.contradict("phantom_finding", m.start, m.end, "not annotated on this image")
+        elif m.kind == "head" and m.label is None and not m.negated and not m.uncertain and not r._not_claim(m.start):
+            near = {organ for _, _, owners in r._place_near(m) for organ, _ in owners}
+            if near and r.findings and not any(near & r.organs[i] for i in r.findings) and re.search(r"\b(?:additional|another|second|also|further|new|separate)\b", text[lo:m.start], re.IGNORECASE):
+                r.claims += 1
+                r.contradict("phantom_finding", m.start, m.end, "not annotated on this image")
+    _sides(r, sides)
+    _sizes(r, sizes)
+    _counts(r)
+    _looks(r)
+    _normal_statements(r)
+    for i in r.findings:
+        f = facts.labels[i]
+        covered[f"named:{i}"] = named[i]
+        if f.count > 0 and f.side:
+            covered[f"side:{i}"] = bool(sides[i] & _sides_of(f)) or (f.side == "midline" and _said_central(r, i))
+        if f.count > 0 and f.size_class:
+            covered[f"size:{i}"] = f.size_class in sizes[i]
+
+
+def _names_region(r: Reading, m: Mention) -> bool:
+    """A finding's name that is the body region itself (a slide "of a lymph node")."""
+    if not r.facts.body_region:
+        return False
+    region = r.lex.vocabulary.lookup(r.facts.body_region)
+    return normal_form(r.facts.body_region) in normal_form(r.text[m.start:m.end]) or (region is not None and region.term == m.term)
+
+
+def _said_central(r: Reading, i: int) -> bool:
+    """"In the centre of the image", "centrally": the midline said in other words (coverage only; "central"
+    is no side claim to contradict, it also names zones and patterns)."""
+    return any(r._label_at(m.start(), m.end()) == i for m in CENTRAL.finditer(r.text))
+
+
+def _denies_elsewhere(r: Reading, m: Mention, f: LabelFacts) -> bool:
+    """A negation about another place than the finding's: "no lesion in the left lobe" for a right-sided
+    one, "no other lesion", "no renal lesion" for a liver lesion."""
+    lo, hi = r._sentence(m.start)
+    clause = r.text[lo:hi]
+    if ELSEWHERE.search(r.text[lo:m.start]) or ELSEWHERE.search(r.text[m.end:hi][:40]):
+        return True
+    own_sides = _sides_of(f)
+    for pattern, side in ((LEFT, "left"), (RIGHT, "right")):
+        for s in pattern.finditer(clause):
+            if own_sides and side not in own_sides and lo + s.start() >= m.start - 30:
+                return True
+    near = {organ for _, _, owners in r._place_near(m) for organ, _ in owners}
+    if near and r.organs.get(m.label) and not near & r.organs[m.label]:
+        return True
+    return False
+
+
+def _negation_span(r: Reading, m: Mention) -> tuple[int, int]:
+    """The negation with the finding it denies ("no focal consolidation"), within the sentence."""
+    lo, _ = r._sentence(m.start)
+    before = r.text[lo:m.start]
+    cue = None
+    for c in re.finditer(r"\b(?:no|not|without|absent|absence of|free of|negative for|nor|neither|none|rule[sd]? out|resolved|clear of)\b", before, re.IGNORECASE):
+        cue = c
+    if cue and m.start - (lo + cue.start()) <= 60:
+        return lo + cue.start(), m.end
+    return m.start, m.end
+
+
+def _side_claims(r: Reading) -> list[tuple[int, int, str, bool]]:
+    """(start, end, side, said in image terms) per side word, and per organ part that implies a side."""
+    text, out = r.text, []
+    for pattern, side in ((LEFT, "left"), (RIGHT, "right"), (MIDLINE, "midline"), (BILATERAL, "bilateral")):
+        for s in pattern.finditer(text):
+            a, b = s.start(), s.end()
+            if side in ("left", "right"):
+                if RELATION_AFTER.match(text[b:b + 20]) and not re.match(r"^\s*(?:of|to)\s+(?:the\s+)?(?:image|frame|picture|screen|field|view|slide|midline)", text[b:b + 30], re.IGNORECASE):
+                    if RELATION_BEFORE.search(text[max(0, a - 12):a]) or re.match(r"^\s*of\s", text[b:b + 5]):
+                        continue
+                if re.match(r"^\s*-?\s*(?:to|and)\s*-?\s*(?:left|right)\b", text[b:b + 12], re.IGNORECASE) or re.search(r"\b(?:left|right)\s*(?:to|and)\s*-?\s*$", text[max(0, a - 12):a], re.IGNORECASE):
+                    continue  # "right-to-left", "left and right": both or a direction
+                if re.match(r"^\s*(?:angle|away|untreated|behind|over|alone|now|photomicrograph|micrograph|image|panel|picture|inset|figure|column|row)\b", text[b:b + 16], re.IGNORECASE):
+                    continue  # "the left photomicrograph": a panel of the figure
+            image_side = bool(IMAGE_SIDE_AFTER.match(text[b:b + 60]) or IMAGE_SIDE_BEFORE.search(text[max(0, a - 20):a]))
+            if side == "midline" and not re.search(r"\b(?:in|at|to|near|across|crossing)\b[^.;:]{0,24}$", text[max(0, a - 30):a], re.IGNORECASE) and not _mention_after(r, b):
+                continue  # "no shift of midline structures" is no side
+            out.append((a, b, side, image_side))
+    for (a, b, owners), mark in zip(r.places, r.place_marks):
+        if r.facts.modality in PATIENT_SIDED and not mark.negated:
+            implied = {s for _, s in owners if s}
+            if len(implied) == 1 and not any(x <= a < y or a <= x < b for x, y, _, _ in out):
+                out.append((a, b, implied.pop(), False))
+    return out
+
+
+def _patient_sided(r: Reading, f: LabelFacts) -> bool:
+    """The facts give this label's side in the patient's terms (radiology, unless measured on the image)."""
+    if f.location:
+        return "patient" in f.location.lower() or ("image" not in f.location.lower() and r.facts.modality in PATIENT_SIDED)
+    return r.facts.modality in PATIENT_SIDED
+
+
+def _mention_after(r: Reading, b: int) -> bool:
+    return any(b <= m.start and len(r.text[b:m.start].split()) <= 2 for m in r.mentions if m.kind != "weak")
+
+
+def _sides(r: Reading, stated: dict[int, set]) -> None:
+    for a, b, side, image_side in _side_claims(r):
+        negated_place = [mark for (x, y, _), mark in zip(r.places, r.place_marks) if b <= x <= b + 2 or x <= a < y]
+        if any(mark.negated or mark.uncertain for mark in negated_place):
+            continue  # "does not involve the left hemisphere"
+        if any(m.start <= a and b <= m.end and m.kind in ("label", "anatomy") for m in r.mentions):
+            continue  # "heart atrium left": a side in the label's own name is the source's, not the text's claim
+        lo, hi = r._sentence(a)
+        if NORMAL.search(r.text[lo:hi]) and not NORMAL_NOT_DENIAL.match(r.text[NORMAL.search(r.text[lo:hi]).end() + lo:][:14]):
+            continue  # "R ovary nl", "the right lobe is normal": the other side, said to be normal
+        if not any(lo <= m.start < hi for m in r.mentions) and any(b <= x <= b + 2 for x, _ in r._place_spans()):
+            continue  # "the left kidney and the stomach look normal": a side of a structure, no finding in the sentence
+        i = r._label_at(a, b, pass_places=True)
+        if i is None or i not in stated:
+            continue
+        f = r.facts.labels[i]
+        if image_side and side in ("left", "right") and _patient_sided(r, f):
+            side = "right" if side == "left" else "left"  # the image's left is the patient's right
+        own = _sides_of(f)
+        if not own or not f.count:
+            continue
+        r.claims += 1
+        if side == "bilateral":
+            organs = r.lex.organs_in(r.text[a:b])
+            if organs and not organs & r.organs[i]:
+                continue  # "both kidneys are normal" on a liver image
+            stated[i] |= {"left", "right"}
+            if not {"left", "right"} <= own:
+                r.contradict("side", a, b, ", ".join(sorted(own)))
+            continue
+        stated[i].add(side)
+        crossing = "across the midline" in (f.location or "")
+        if side not in own and not (side == "midline" and crossing) and not (side in ("left", "right") and "midline" in own and crossing):
+            r.contradict("side", a, b, f.location or ", ".join(sorted(own)))
+
+
+def _sizes(r: Reading, stated: dict[int, set]) -> None:
+    text = r.text
+    for a, b, size in r.sizes:
+        if r._generic_before(a):
+            continue
+        i = r._label_at(a, b)
+        if i is None or i not in stated:
+            continue
+        f = r.facts.labels[i]
+        if not f.size_class or not f.count:
+            continue
+        if size == "medium" and re.match(r"^\s*(?:enhancement|uptake|signal|intensity|severity|degree|grade|inflammation|dysplasia|activity|avidity|echogenicity)", text[b:b + 20], re.IGNORECASE):
+            continue
+        r.claims += 1
+        stated[i].add(size)
+        ranged = re.match(r"^\s*(?:-|to|or|/)\s*([\w-]+)", text[b:b + 20])
+        other = r.lex.sizes.value(ranged.group(1)) if ranged else None
+        between = re.search(r"([\w-]+)\s*(?:-|to|or|/)\s*$", text[max(0, a - 20):a])
+        other = other or (r.lex.sizes.value(between.group(1)) if between else None)
+        accepted = {size, other} - {None}
+        if f.size_class in accepted:
+            continue
+        owner = r._owner(a, b, False)
+        plural = owner is not None and re.search(r"(?:s|i|ae|a)$", text[owner.start:owner.end].lower()) and not text[owner.start:owner.end].lower().endswith(("ss", "us", "is", "sis"))
+        if f.count > 1 and not plural and all(SIZE_ORDER[s] <= SIZE_ORDER[f.size_class] for s in accepted):
+            continue  # one of several regions: only the largest is measured, a smaller one may be meant
+        r.contradict("size", a, b, f.size_class)
+    for m in PERCENT.finditer(text):
+        i = r._label_at(m.start(), m.end())
+        if i is None or i not in stated or r.facts.labels[i].area_pct is None:
+            continue
+        f = r.facts.labels[i]
+        r.claims += 1
+        if abs(float(m.group("pct")) - f.area_pct) > max(0.5, 0.2 * f.area_pct):
+            r.contradict("size", m.start(), m.end(), f"{f.area_pct}% of the image")
+
+
+def _counts(r: Reading) -> None:
+    text = r.text
+    for c in COUNT.finditer(text):
+        a, b = c.start("n"), c.end("n")
+        if c.group("n").lower() in ("one", "a second", "second") and re.match(r"^\s*of\b", text[b:b + 5], re.IGNORECASE):
+            continue  # "one of the nodules"
+        if NOT_COUNT_BEFORE.search(text[max(0, a - 12):a]) and c.group("n")[0].isdigit() or UNITS.match(text[b:b + 12]):
+            continue
+        after = [m for m in r.mentions if m.start >= b]
+        if not after:
+            continue
+        m = after[0]
+        gap = text[b:m.start]
+        if len(gap.split()) > 5 or re.search(r"[.;:()]|\b(?:and|or|with|in|at|on|within|per|each|from)\b|\bof\b(?!\s+(?:the\s+)?$)", gap):
+            continue
+        if m.kind == "weak" and not m.merged:
+            continue
+        if m.label is None or m.negated or m.uncertain:
+            continue
+        f = r.facts.labels[m.label]
+        if not f.count:
+            continue
+        low, high = _count_range(c.group("q"), c.group("n"))
+        r.claims += 1
+        if not low <= f.count <= high:
+            r.contradict("count", c.start() if c.group("q") else a, m.end, f"{f.count} region(s) of {f.label}")
+
+
+def _looks(r: Reading) -> None:
+    for a, b, direction in r.looks:
+        if r._generic_before(a):
+            continue
+        i = r._label_at(a, b)
+        if i is None:
+            continue
+        f = r.facts.labels[i]
+        measured = r.lex.direction(f.contrast)
+        if measured is None or not f.count:
+            continue
+        r.claims += 1
+        if {direction, measured} == {"brighter", "darker"}:
+            r.contradict("appearance", a, b, f.contrast)
+    said: dict[int, list] = {}
+    for a, b, families in r.colours:
+        if r._generic_before(a):
+            continue
+        i = r._label_at(a, b)
+        if i is not None and r.facts.labels[i].colour:
+            said.setdefault(i, []).append((a, b, families))
+    for i, colours in said.items():
+        f = r.facts.labels[i]
+        measured = r.lex.colour_families(f.colour)
+        r.claims += 1
+        if measured and not any(families & measured for _, _, families in colours):
+            a, b, _ = colours[0]
+            r.contradict("appearance", a, b, f.colour)
+
+
+def _normal_statements(r: Reading) -> None:
+    """"The liver is unremarkable", "normal study", "lungs are clear": a denial of the findings in that
+    organ (or of every finding, said of the study)."""
+    if not r.findings:
+        return
+    for n in NORMAL.finditer(r.text):
+        lo, hi = r._sentence(n.start())
+        sentence = r.text[lo:hi]
+        if NORMAL_NOT_DENIAL.match(r.text[n.end():n.end() + 14]) or re.search(r"\b(?:of|to|with)\s+(?:a\s+)?$", r.text[max(lo, n.start() - 8):n.start()]):
+            continue  # "normal size", "of normal calibre"
+        if ELSEWHERE.search(sentence) or r._not_claim(n.start()) or any(lo <= m.start < hi and m.kind in ("label", "head") for m in r.mentions):
+            continue
+        said_sides = {side for a, _, side, _ in _side_claims(r) if lo <= a < hi}
+        named = [(a, b, owners) for a, b, owners in r.places if lo <= a < hi]
+        if len({o for _, _, owners in named for o, _ in owners}) > 1 or re.search(r",|\band\b", sentence[:max(0, n.start() - lo)]):
+            continue  # a list of structures said to be normal: the neighbours, not the finding's organ
+        organs = {organ for a, b, owners in named for organ, _ in owners if normal_form(r.text[a:b]) in (normal_form(organ), normal_form(organ) + "s")}
+        study = bool(STUDY.search(sentence)) and not named and not any(lo <= a < hi for a, _, _ in r.region_words)
+        for i in r.findings:
+            f = r.facts.labels[i]
+            if said_sides and _sides_of(f) and not said_sides & _sides_of(f):
+                continue  # "the right thigh looks normal" for a left-sided mass
+            if study or organs & r.organs[i]:
+                r.claims += 1
+                r.contradict("absent_finding", n.start(), n.end(), f"{f.label} is on the image")
+                break
+
+
+BRIGHTER_WORDS = ("brighter", "hyper", "more radiopaque", "more fdg-avid", "redder", "opacity", "denser", "enhancing")
+DARKER_WORDS = ("darker", "hypo", "more radiolucent", "less fdg-avid", "anechoic", "air")
+
+
+def annotation_suspects(facts: Facts, lex: Lexicon | None = None) -> list[dict]:
+    """Findings whose measured contrast says the opposite of the appearance the vocabulary expects for
+    this modality (a "lung opacity" measuring darker than the lung around it)."""
+    out = []
+    for f in facts.findings:
+        if not (f.expected and f.contrast):
+            continue
+        expected, measured = f.expected.lower(), f.contrast.lower()
+        expects_bright = any(w in expected for w in BRIGHTER_WORDS) and not any(w in expected for w in DARKER_WORDS)
+        expects_dark = any(w in expected for w in DARKER_WORDS) and not any(w in expected for w in BRIGHTER_WORDS)
+        if (expects_bright and any(w in measured for w in DARKER_WORDS)) or (expects_dark and any(w in measured for w in BRIGHTER_WORDS)):
+            out.append({"label": f.label, "expected": f.expected, "measured": f.contrast})
+    return out
