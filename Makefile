@@ -14,7 +14,7 @@ export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 export MEDTRINITY_LANDING ?= $(abspath $(WORKDIR))/landing
 
-.PHONY: venv demo test lint chromium postgres ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan clean
+.PHONY: venv demo test lint chromium postgres ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan bench-faithfulness clean
 
 venv: $(STAMP)
 
@@ -79,3 +79,6 @@ bench-sensor: $(STAMP)
 
 bench-plan: $(STAMP)
 	$(PY) bench/bench_plan.py
+
+bench-faithfulness: $(STAMP)
+	$(PY) bench/bench_faithfulness.py

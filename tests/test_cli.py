@@ -140,7 +140,7 @@ def test_review_writes_a_page_that_a_browser_renders_with_every_image(tmp_path, 
     widths = re.findall(r'<img [^>]*data-natural-width="(\d+)"', dom)
     assert len(cards) == 2 and len(set(cards)) == 2
     assert len(widths) == 2 and all(int(w) > 0 for w in widths)
-    assert "faithfulness 1.00" in dom
+    assert "faithfulness 1.00 · completeness 1.00" in dom
     missing = medtrinity("review", "--sources", str(clean_source), "--source", "nope", "--out", str(out), "--workdir", str(workdir))
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: {clean_source} has no source named nope"
 
@@ -208,3 +208,35 @@ def test_new_files_fill_a_new_shard_and_only_that_shard_runs(tmp_path, clean_sou
     import polars as pl
 
     assert pl.read_parquet(plan)["relpath"].to_list() == ["images/arrived.jpg"]
+
+
+def test_score_writes_each_caption_with_both_numbers_and_refuses_a_malformed_line_naming_file_and_line(tmp_path, tiny_sources):
+    import json
+
+    lines = [
+        {"id": "ok", "facts": {"modality": "ct", "body_region": "abdomen", "labels": [{"label": "liver lesion", "count": 1, "side": "right", "size_class": "small"}]},
+         "text": "small hypodense focus, right lobe of liver, on this axial CT of the abdomen", "model": "someone-else-v2"},
+        {"id": "wrong side", "facts": {"modality": "xray", "body_region": "chest", "labels": [{"label": "pneumothorax", "side": "right", "size_class": "small"}]},
+         "text": "CXR: small left-sided pneumothorax."},
+    ]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    out = medtrinity("score", str(captions))
+    assert out.returncode == 0, out.stderr
+    first, second = [json.loads(line) for line in out.stdout.splitlines()]
+    assert (first["id"], first["model"], first["faithfulness"], first["completeness"], first["accepted"]) == ("ok", "someone-else-v2", 1.0, 1.0, True)
+    assert second["accepted"] is False and [(c["type"], c["claim"]) for c in second["contradictions"]] == [("side", "left-sided")]
+    assert "2 scored, 1 accepted" in out.stderr and "contradictions: side 1" in out.stderr
+
+    written = tmp_path / "scored.jsonl"
+    lenient = tiny_sources.parent / "lenient.yaml"  # beside it: its root is relative
+    lenient.write_text(tiny_sources.read_text() + "    faithfulness: {min_faithfulness: 0.5}\n")
+    out = medtrinity("score", str(captions), "--out", str(written), "--sources", str(lenient), "--source", "tiny-kvasir")
+    assert out.returncode == 0 and out.stdout == "" and [json.loads(line)["accepted"] for line in written.read_text().splitlines()] == [True, True]
+
+    captions.write_text(json.dumps(lines[0]) + "\n" + json.dumps({"id": "x", "facts": {"modality": "cat", "labels": []}, "text": "t"}) + "\n")
+    bad = medtrinity("score", str(captions), "--out", str(tmp_path / "never.jsonl"))
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {captions}:2: facts.modality: must be one of ct, mri, xray, ultrasound, dermoscopy, endoscopy, fundus, histopathology, pet, microscopy, not 'cat'"
+    assert not (tmp_path / "never.jsonl").exists()  # nothing written when a line is malformed
+    captions.write_text('{"id": 1,\n')
+    assert medtrinity("score", str(captions)).stderr.startswith(f"error: {captions}:1: not JSON")

@@ -57,9 +57,9 @@ def round_trip(sources_file, tmp_path, name="resolved.yaml"):
 
 def test_a_default_is_stated_once_in_its_field_and_a_source_without_the_key_gets_it(tmp_path):
     assert SourceConfig.model_fields["shard_size"].default == 1000
-    assert FaithfulnessConfig.model_fields["min_faithfulness"].default == 0.8
+    assert FaithfulnessConfig.model_fields["min_faithfulness"].default == 1.0 and FaithfulnessConfig.model_fields["min_completeness"].default == 0.6
     src = quietly(write(tmp_path, SOURCE)).sources[0]
-    assert src.shard_size == 1000 and src.min_faithfulness == 0.8 and src.faithfulness == FaithfulnessConfig()
+    assert (src.shard_size, src.min_faithfulness, src.min_completeness, src.min_mean_completeness) == (1000, 1.0, 0.6, 0.8) and src.faithfulness == FaithfulnessConfig()
     assert "DEFAULTS" not in vars(schema)
 
 
@@ -98,7 +98,7 @@ def test_a_faithfulness_setting_at_its_old_place_still_works_with_a_deprecation_
     path = write(tmp_path, SOURCE + "    min_faithfulness: 0.6\n    max_contradiction_rate: 0.2\n")
     with pytest.warns(FutureWarning) as caught:
         src = load_sources(path).sources[0]
-    assert (src.min_faithfulness, src.max_contradiction_rate, src.min_mean_faithfulness) == (0.6, 0.2, 0.9)
+    assert (src.min_faithfulness, src.max_contradiction_rate, src.min_mean_completeness) == (0.6, 0.2, 0.8)
     assert src.faithfulness == FaithfulnessConfig(min_faithfulness=0.6, max_contradiction_rate=0.2)
     messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
     assert f"{path}:12: sources[0].min_faithfulness: is deprecated here; write it as sources[0].faithfulness.min_faithfulness" in messages
@@ -108,8 +108,14 @@ def test_a_faithfulness_setting_at_its_old_place_still_works_with_a_deprecation_
         assert load_sources(path).sources[0].min_faithfulness == 0.7
 
 
+def test_min_mean_faithfulness_is_accepted_with_a_deprecation_warning_and_the_gate_reads_min_mean_completeness(tmp_path):
+    path = write(tmp_path, SOURCE + "    faithfulness: {min_mean_faithfulness: 0.9}\n")
+    with pytest.warns(FutureWarning, match=re.escape(f"{path}:12: sources[0].faithfulness.min_mean_faithfulness: is deprecated and no longer checked")):
+        src = load_sources(path).sources[0]
+    assert (src.faithfulness.min_mean_faithfulness, src.min_mean_completeness) == (0.9, 0.8)
+
+
 @pytest.mark.parametrize("text,line,key", [
-    ("    faithfulness: {min_completeness: 0.5}\n", 12, "sources[0].faithfulness.min_completeness"),
     ("    faithfulness: {judge: some-model}\n", 12, "sources[0].faithfulness.judge"),
     ("    faithfulness: {regenerate: 2}\n", 12, "sources[0].faithfulness.regenerate"),
     ("    expert_labels: {kind: state_dict, path: data, labels: {1: a}, network: {name: UNet}}\n", 12, "sources[0].expert_labels"),
@@ -151,7 +157,7 @@ def test_the_resolved_document_of_the_examples_loads_back_to_an_equal_file(tmp_p
     doc = resolved_document(sources)
     assert doc["version"] == 1 and doc["defaults"]["shard_size"] == 1000
     first = doc["sources"][0]
-    assert first["shard_size"] == 1000 and first["faithfulness"]["min_faithfulness"] == 0.8 and first["generator"]["prompt"] == "describe-v1"
+    assert first["shard_size"] == 1000 and first["faithfulness"]["min_faithfulness"] == 1.0 and first["generator"]["prompt"] == "describe-v1"
     assert Path(first["root"]).is_absolute() and "min_faithfulness" not in first
     path, again = round_trip(sources, tmp_path)
     assert again.model_copy(update={"path": sources.path}) == sources
@@ -168,7 +174,7 @@ def test_the_resolved_document_of_a_file_using_every_section_loads_back_to_an_eq
 version: 1
 vocabulary: vocab.yaml
 decontamination: {hashes: hashes.txt}
-defaults: {shard_size: 50, faithfulness: {min_mean_faithfulness: 0.7}}
+defaults: {shard_size: 50, faithfulness: {min_mean_completeness: 0.7}}
 generator: {backend: openai, url: 'http://127.0.0.1:9/v1', model: m, prompt: mine.txt}
 retrieval: {max_tokens: 100, collection: kb-one}
 knowledge:
@@ -206,7 +212,7 @@ sources:
     vols, boxed = sources.sources
     assert vols.terms == (("tumor", "glowing spot"),) and vols.generator.backend == "grounded" and vols.generator.prompt == str(tmp_path / "mine.txt")
     assert boxed.generator == sources.generator and boxed.generator.prompt == str(tmp_path / "mine.txt")
-    assert vols.min_faithfulness == 0.6 and vols.min_mean_faithfulness == 0.7 and boxed.min_faithfulness == 0.8 and vols.shard_size == 50
+    assert vols.min_faithfulness == 0.6 and vols.min_mean_completeness == 0.7 and boxed.min_faithfulness == 1.0 and vols.shard_size == 50
     assert vols.benchmark_hashes == tmp_path / "hashes.txt" and vols.vocabulary == tmp_path / "vocab.yaml"
     folder = tmp_path / "copy"
     folder.mkdir()

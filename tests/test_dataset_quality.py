@@ -18,7 +18,8 @@ SRC = SourceConfig(name="hosp", modality="ct", license="LicenseRef-unstated", ro
 IMAGE = {"image_id": "img-1", "item_id": "item-1", "relpath": "PATIENT_DOE_JOHN/ct.dcm", "source_sha256": "a" * 64, "slice_axis": None,
          "slice_index": None, "normalization": "{}", "image_uri": "images/aa/bb/x.png", "image_sha256": "b" * 64, "width": 10, "height": 10}
 DESC = frame([{"image_id": "img-1", "source": "hosp", "text": "Modality: CT. Organ and tissue: the abdomen.", "facets": None, "cited_passages": ["p#0"],
-               "generator": "grounded", "generator_model": None, "generator_params": "{}", "template_version": "grounded-v1", "faithfulness": 1.0}], DESCRIPTIONS)
+               "generator": "grounded", "generator_model": None, "generator_params": "{}", "template_version": "grounded-v1", "faithfulness": 1.0,
+               "completeness": 1.0, "scorer_version": "claims-v2"}], DESCRIPTIONS)
 PLAIN = SourcePaths(None, "hosp", False)  # a source whose paths are not identifying: written as they are
 REFS = [{"passage_id": pid, "finding": "liver tumor", "score": 0.9 - n / 10, "focus": "Liver Cancer", "corpus": "pubmed", "license": "CC0-1.0", "citation": "PubMed"}
         for n, pid in enumerate(["q#0", "p#0"])]
@@ -55,14 +56,19 @@ def test_the_quarantine_share_check_compares_with_the_limit():
     assert not checks.quarantine_share(3, 10, 0.25)[0]
 
 
-def test_descriptions_under_min_faithfulness_stay_out_of_triplets_and_are_counted():
+def test_a_contradicted_or_incomplete_description_stays_out_of_triplets_and_is_counted_under_its_reason():
     from medtrinity_core.accounting import account_images
+    from medtrinity_core.dataset.triplets import exclusions
 
-    low = DESC.with_columns(pl.lit(0.5).alias("faithfulness"))
+    side = [{"type": "side", "facet": "roi_location", "claim": "left", "fact": "patient's right", "span": [0, 4], "by": "rule"}]
+    low = DESC.with_columns(pl.lit(0.5).alias("faithfulness"), pl.Series("contradictions", [side], dtype=DESCRIPTIONS["contradictions"]))
     triplets, lineage = build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
-    assert triplets.height == 0 and lineage.height == 0
-    kept, _ = build_triplets(SRC.model_copy(update={"faithfulness": SRC.faithfulness.model_copy(update={"min_faithfulness": 0.5})}), "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
-    assert kept["faithfulness"].to_list() == [0.5]  # at the threshold a row is kept, its score carried
+    assert triplets.height == 0 and lineage.height == 0 and exclusions(SRC, low) == {"contradiction": ["img-1"], "incomplete": []}
+    lenient = SRC.model_copy(update={"faithfulness": SRC.faithfulness.model_copy(update={"min_faithfulness": 0.5})})
+    kept, _ = build_triplets(lenient, "base-0000", [IMAGE], frame([], ROIS), CTX, low, PLAIN)
+    assert kept["faithfulness"].to_list() == [0.5] and kept["contradictions"].to_list() == [side]  # at the threshold a row is kept, its contradictions carried
+    sparse = DESC.with_columns(pl.lit(0.4).alias("completeness"))
+    assert build_triplets(SRC, "base-0000", [IMAGE], frame([], ROIS), CTX, sparse, PLAIN)[0].height == 0 and exclusions(SRC, sparse)["incomplete"] == ["img-1"]
     normalized = pl.DataFrame({"image_id": ["img-1"], "item_id": ["item-1"], "duplicate_kind": [None]}, schema={"image_id": pl.String, "item_id": pl.String, "duplicate_kind": pl.String})
-    counts = account_images("triplets", normalized, triplets["image_id"], frame([], QUARANTINE), {"low_faithfulness": ["img-1"]})
-    assert counts["excluded_low_faithfulness"] == 1 and counts["images_out"] == 0
+    counts = account_images("triplets", normalized, triplets["image_id"], frame([], QUARANTINE), exclusions(SRC, low))
+    assert counts["excluded_contradiction"] == 1 and counts["excluded_incomplete"] == 0 and counts["images_out"] == 0

@@ -166,10 +166,11 @@ def test_splits_and_min_faithfulness_at_their_bounds_are_taken(wd):
 
 
 FAITHFULNESS_FAILED = (False, "ERROR", {
-    "descriptions": 4, "mean_faithfulness": 0.7, "min_mean_faithfulness": 0.9, "contradiction_rate": 0.25, "max_contradiction_rate": 0.2,
-    "worst": [{"image_id": "img-1", "faithfulness": 0.4, "contradictions": ["the image shows no polyp"]},
-              {"image_id": "img-2", "faithfulness": 0.55, "contradictions": []},
-              {"image_id": "img-3", "faithfulness": 0.95, "contradictions": []}]})
+    "descriptions": 4, "mean_faithfulness": 0.85, "mean_completeness": 0.7, "min_mean_completeness": 0.9, "contradiction_rate": 0.25, "max_contradiction_rate": 0.2,
+    "contradictions_by_type": {"absent_finding": 1},
+    "worst": [{"image_id": "img-1", "faithfulness": 0.4, "completeness": 0.8, "contradictions": ["absent_finding"]},
+              {"image_id": "img-2", "faithfulness": 1.0, "completeness": 0.55, "contradictions": []},
+              {"image_id": "img-3", "faithfulness": 1.0, "completeness": 0.95, "contradictions": []}]})
 
 
 def test_a_failed_faithfulness_verdict_names_its_figures_against_thresholds_and_its_worst_rows(tmp_path):
@@ -177,16 +178,16 @@ def test_a_failed_faithfulness_verdict_names_its_figures_against_thresholds_and_
     write_partition(wd, "unfaithful-0000", [triplet("trp-g1")])
     vouch(wd, "unfaithful-0000", faithfulness=FAITHFULNESS_FAILED)
     verdict = read_verdict(wd, SOURCE, "faithfulness", "unfaithful-0000")
-    assert verdict["summary"] == ("mean faithfulness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); "
-                                  "worst: img-1 (0.4), img-2 (0.55)")
-    assert verdict["failing"] == [{"expectation": "mean faithfulness at least 0.9", "failing_rows": 4, "examples": ["img-1", "img-2"]},
+    assert verdict["summary"] == ("mean faithfulness 0.85, mean completeness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); "
+                                  "worst: img-1 (0.4/0.8), img-2 (1.0/0.55)")
+    assert verdict["failing"] == [{"expectation": "mean completeness at least 0.9", "failing_rows": 4, "examples": ["img-1", "img-2"]},
                                   {"expectation": "contradiction rate at most 0.2", "failing_rows": 1, "examples": ["img-1"]}]
-    assert "the image shows no polyp" not in json.dumps(verdict)  # ids only: nothing a row's text held
     got = collect(wd, [SOURCE], Filters(include_failed_checks=True))
     assert got.gate_lines() == [("included 1 row(s) of s shard unfaithful-0000 (--include-failed-checks): faithfulness failed "
-                                 "(mean faithfulness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); worst: img-1 (0.4), img-2 (0.55))")]
+                                 "(mean faithfulness 0.85, mean completeness 0.7 (at least 0.9), contradiction rate 0.25 (at most 0.2), over 4 description(s); "
+                                 "worst: img-1 (0.4/0.8), img-2 (1.0/0.55))")]
     assert got.gates[0].examples == ["img-1", "img-2"]  # each id once
-    passed = record_verdict(wd, SOURCE, "unfaithful-0000", "faithfulness", "descriptions", True, "ERROR", {**FAITHFULNESS_FAILED[2], "mean_faithfulness": 0.95, "contradiction_rate": 0.0})
+    passed = record_verdict(wd, SOURCE, "unfaithful-0000", "faithfulness", "descriptions", True, "ERROR", {**FAITHFULNESS_FAILED[2], "mean_completeness": 0.95, "contradiction_rate": 0.0})
     assert passed["failing"] == []
 
 
@@ -200,7 +201,7 @@ def test_run_prints_a_failed_check_with_the_verdicts_own_summary_from_dagster_me
     meta = {k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v for k, v in figures.items()}  # as the factory's checks report it
     meta = dict(dg.AssetCheckResult(passed=False, metadata=meta).metadata)
     assert all(isinstance(v, dg.MetadataValue) for v in meta.values())
-    assert _brief("faithfulness", meta, "ERROR") == brief("faithfulness", figures) and "worst: img-1 (0.4), img-2 (0.55)" in _brief("faithfulness", meta)
+    assert _brief("faithfulness", meta, "ERROR") == brief("faithfulness", figures) and "worst: img-1 (0.4/0.8), img-2 (1.0/0.55)" in _brief("faithfulness", meta)
     suite = {"suite": "descriptions", "errors": [{"expectation": "description length within 5000-6000 characters", "failing_rows": 3, "examples": ["d-1", "d-2\nd", "d-3", "d-4"]}],
              "warnings": [{"expectation": "a warning", "failing_rows": 1, "examples": ["w-1"]}]}
     assert _brief("descriptions_suite", {k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in suite.items()}, "ERROR") == \

@@ -165,9 +165,10 @@ def test_the_card_has_its_header_plots_and_a_croissant_file_mlcroissant_loads(ex
     card = (exported["hf"] / "README.md").read_text()
     assert card.startswith("---\nlicense: ") and "task_categories:" in card and "  - split: " in card and "size_categories:" in card
     for section in ("## Intended use and known limitations", "## Sources", "| tiny-kvasir | endoscopy | LicenseRef-research-only |", "## Counts",
-                    "| colonic polyp | 4 |", "## Plots", "![faithfulness](plots/faithfulness.png)", "## Versions", "- prompt: grounded-v4"):
+                    "| colonic polyp | 4 |", "## Plots", "![faithfulness](plots/faithfulness.png)", "![completeness](plots/completeness.png)", "## Versions",
+                    "- prompt: grounded-v5", "## Faithfulness", "contradictions in the exported rows, by type: none"):
         assert section in card, section
-    for plot in ("modality", "roi_area_ratio", "description_length", "faithfulness"):
+    for plot in ("modality", "roi_area_ratio", "description_length", "faithfulness", "completeness"):
         with Image.open(exported["hf"] / "plots" / f"{plot}.png") as img:
             assert img.width >= 400 and "Software" not in img.info
     records = list(mlc.Dataset(jsonld=str(exported["hf"] / "croissant.json")).records("records"))

@@ -21,6 +21,7 @@ import polars as pl
 
 from medtrinity_core.describe.facts import Facts, image_facts
 from medtrinity_core.describe.faithfulness import SCORER_VERSION, score
+from medtrinity_core.describe.faithfulness.lexicon import lexicon
 from medtrinity_core.reasons import GENERATOR_ERROR
 from medtrinity_core.records import DESCRIPTIONS, FACET_NAMES, QUARANTINE, frame, quarantine_row
 from medtrinity_core.sources.schema import GeneratorSpec, SourceConfig
@@ -119,12 +120,13 @@ def describe(source: SourceConfig, images: Iterable[dict], rois: pl.DataFrame, c
             if not out.get("error"):  # the image's hash goes with it, so a takedown finds it
                 atomic_write_bytes(_cache_path(workdir, key), json.dumps({**out, "image_sha256": img.get("image_sha256")}, sort_keys=True).encode())
     rows, quarantined = [], []
+    lex = lexicon(str(source.vocabulary) if source.vocabulary else None)  # the source's own words too
     for img in images:
         out = results[img["image_id"]]
         if out.get("error"):
             quarantined.append(_quarantine(img, source, out["error"]))
             continue
-        s = score(facts[img["image_id"]], out["text"], out.get("facets"))
+        s = score(facts[img["image_id"]], out["text"], out.get("facets"), lex)
         rows.append({
             "image_id": img["image_id"], "source": source.name, "text": out["text"], "facets": {k: (out.get("facets") or {}).get(k) for k in FACET_NAMES},
             "cited_passages": out.get("cited_passages") or [], "generator": generator.name, "generator_model": generator.model_id,

@@ -36,6 +36,7 @@ class Term:
     umls: tuple[str, ...] = ()  # UMLS CUIs, as MedQuAD's FocusAnnotations give them
     organ: str | None = None  # a finding: the organ (an anatomy term) it lies in
     broader: str | None = None  # a finding: the term it is a kind of (glioma: brain tumor)
+    signs: tuple[str, ...] = ()  # a diagnosis: the findings that show it (diabetic retinopathy: microaneurysm, ...)
     places: tuple[tuple[str, str | None], ...] = ()  # an organ: words naming it or its parts, with the side they imply
 
     @property
@@ -121,7 +122,7 @@ def parse_vocabulary(entries: list, where: str, check_codes: bool = True) -> lis
             snomed_name=_checked(entry.get("snomed"), here, check_codes),
             umls=_cuis(entry.get("umls"), here),
             organ=str(entry["organ"]) if entry.get("organ") else None, broader=str(entry["broader"]) if entry.get("broader") else None,
-            places=_places(entry.get("places"), here),
+            places=_places(entry.get("places"), here), signs=tuple(str(x) for x in entry.get("signs") or ()),
         ))
     return terms
 

@@ -1051,7 +1051,7 @@ class _Parser:
                     self.locate.warn(loc + path, "accepted, but no stage acts on it yet")
             if kind != "top":
                 for path in (("faithfulness", "min_mean_faithfulness"), ("min_mean_faithfulness",)):
-                    if self.raw(loc + path)[1]:
+                    if self.raw(loc + path)[0] is not None:
                         self.locate.warn(loc + path, "is deprecated and no longer checked: the partition check gates faithfulness.min_mean_completeness "
                                                      "(and max_contradiction_rate) instead", FutureWarning)
 

@@ -116,7 +116,7 @@ def scored(row: dict, thresholds: Thresholds = Thresholds(), lex: Lexicon | None
     """The row with its scores added (`facts`: the row's, when already read)."""
     lex = lex or lexicon()
     s = score(facts or facts_of(row, lex), row["text"], row.get("facets"), lex)
-    return {**row, "faithfulness": s.faithfulness, "completeness": s.completeness, "contradictions": s.contradictions,
+    return {**row, "faithfulness": s.faithfulness, "completeness": s.completeness, "contradictions": s.contradictions, "missing": s.missing,
             "annotation_suspect": s.annotation_suspect, "accepted": thresholds.accepts(s.faithfulness, s.completeness), "scorer_version": SCORER_VERSION}
 
 

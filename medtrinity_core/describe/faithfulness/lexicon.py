@@ -57,12 +57,16 @@ class Matcher:
         table = {variant: value for word, value in table.items() for variant in sorted(spellings(word))} | table
         folded = sorted({w for w in table if not _cased(w)}, key=lambda w: (-len(w), w))
         exact = sorted({w for w in table if _cased(w)}, key=lambda w: (-len(w), w))
+        if plural:
+            table = {variant: value for word, value in table.items() for variant in (word, *_plurals(word))} | table
+            folded = sorted({w for w in table if not _cased(w)}, key=lambda w: (-len(w), w))
+            exact = sorted({w for w in table if _cased(w)}, key=lambda w: (-len(w), w))
         tail = r"(?:s|es)?" if plural else ""
 
         def pattern(words, flags):
             if not words:
                 return None
-            return re.compile(r"(?<![\w&])(?:" + "|".join(_flexible(w) for w in words) + r")" + tail + r"(?![\w&])", flags)
+            return re.compile(r"(?<![\w&])(?:" + "|".join(_flexible(w) for w in words) + r")" + tail + r"(?![\w&]|-like|-shaped)", flags)
 
         values = {normal_form(w): v for w, v in table.items() if not _cased(w)}
         values.update({w: v for w, v in table.items() if _cased(w)})
@@ -74,6 +78,9 @@ class Matcher:
         said = said.replace("’", "'")
         if said in self.values:
             return self.values[said]
+        for tail in ("es", "s"):  # "MAs", "LNs": an abbreviation's plural
+            if said.endswith(tail) and said[: -len(tail)] in self.values:
+                return self.values[said[: -len(tail)]]
         key = normal_form(said).replace("&", " & ")
         key = re.sub(r"\s+", " ", key).strip()
         for candidate in (key, normal_form(said)):
@@ -98,6 +105,15 @@ class Matcher:
                 if value is not None:
                     hits.append((m.start(), m.end(), value))
         return longest(hits)
+
+
+def _plurals(word: str) -> tuple[str, ...]:
+    """Latin and Greek plurals a regular "s" misses: glomerulus -> glomeruli, diverticulum -> diverticula,
+    metastasis -> metastases, varix -> varices, opacity -> opacities."""
+    for singular, plural in (("us", "i"), ("um", "a"), ("is", "es"), ("ix", "ices"), ("ex", "ices"), ("ax", "aces"), ("y", "ies"), ("on", "a")):
+        if word.endswith(singular) and len(word) > len(singular) + 2 and not _cased(word) and word not in ("pylorus", "sinus", "virus", "fundus", "uterus", "fetus", "foetus"):
+            return (word[: -len(singular)] + plural,)
+    return ()
 
 
 def longest(hits: list[tuple]) -> list[tuple]:
@@ -143,6 +159,7 @@ class Lexicon:
     colours: Matcher  # -> frozenset of families
     organ_of: dict[str, str]  # a finding term -> its organ
     broader: dict[str, str]  # a finding term -> the term it is a kind of
+    signs: dict[str, frozenset[str]]  # a diagnosis -> the findings that show it
     vocabulary: Vocabulary
 
     def direction(self, measured: str | None) -> str | None:
@@ -158,11 +175,14 @@ class Lexicon:
         return frozenset().union(*(v for _, _, v in self.colours.find(colour))) if self.colours.find(colour) else frozenset()
 
     def kin(self, a: str | None, b: str | None) -> bool:
-        """Two terms name the same finding, or one is a kind of the other."""
+        """Two terms name the same finding, one is a kind of the other, or one is a sign of the other (a
+        diagnosis such as "NPDR" said of an image labelled with its microaneurysms)."""
         if not a or not b:
             return False
         seen_a, seen_b = self._ancestry(a), self._ancestry(b)
-        return a in seen_b or b in seen_a
+        if a in seen_b or b in seen_a:
+            return True
+        return any(b in self.signs.get(x, ()) for x in seen_a) or any(a in self.signs.get(x, ()) for x in seen_b)  # a diagnosis and its sign
 
     def _ancestry(self, term: str) -> set[str]:
         out = {term}
@@ -190,21 +210,20 @@ class Lexicon:
             return None
         key = normal_form(body_region)
         if key in self.regions:
-            region = self.regions[key]
-            if region.core and all(self.regions.get(c) is None for c in region.core) and len(region.core) <= 2 and ALL not in region.holds:
-                around = [r for r in self.regions.values() if r.core & region.core and r.name != key and len(r.core) > len(region.core)]
-                return Region(region.name, region.words, frozenset().union(region.holds, *(r.holds for r in around)), region.core, region.surface)
-            return region
+            return self.regions[key]
         words = set(key.split())
         inside = [r for name, r in self.regions.items() if set(name.split()) <= words]  # "fetal abdomen": the abdomen
         organs = self.organs_in(body_region)  # "left kidney", "liver": a region that is an organ
         if inside:
             return Region(key, tuple(w for r in inside for w in (r.name, *r.words)), frozenset().union(organs, *(r.holds for r in inside)),
                           frozenset().union(organs, *(r.core for r in inside)))
-        if not organs:
-            return None
-        around = [r for r in self.regions.values() if r.holds & organs and len(r.core) > 2]
-        return Region(key, (key,), frozenset().union(organs, *(r.holds for r in around)), frozenset(organs))
+        return Region(key, (key,), frozenset(organs), frozenset(organs)) if organs else None
+
+    def around(self, region: Region) -> frozenset[str]:
+        """What the regions around an organ-level region hold (an image of the kidney shows the liver beside it)."""
+        if ALL in region.holds or len(region.core) > 2:
+            return region.holds
+        return frozenset().union(region.holds, *(r.holds for r in self.regions.values() if r.holds & region.core and len(r.core) > 2))
 
 
 def _modality_table(vocabulary: Vocabulary) -> tuple[dict, dict]:
@@ -257,7 +276,7 @@ def build_lexicon(vocabulary: Vocabulary) -> Lexicon:
         regions[normal_form(str(name))] = Region(normal_form(str(name)), tuple(str(w) for w in spec.get("words") or ()), holds, core, bool(spec.get("surface")))
     region_words: dict[str, str] = {}
     for region in regions.values():
-        for word in (region.name, *region.words):
+        for word in region.words or (region.name,):  # a region's key is how sources name it; its words how texts do
             region_words.setdefault(word, region.name)
     heads = frozenset(normal_form(h) for h in reading.get("heads") or ())
     sizes = {str(w): size for size, words in (reading.get("sizes") or {}).items() for w in words}
@@ -268,11 +287,12 @@ def build_lexicon(vocabulary: Vocabulary) -> Lexicon:
             colours.setdefault(str(w), set()).add(str(family))
     return Lexicon(
         modalities=Matcher.of(modality_words), compatible=compatible, beside=beside, regions=regions, region_words=Matcher.of(region_words),
-        places=Matcher.of(_place_table(vocabulary)), findings=Matcher.of(_finding_table(vocabulary), plural=True),
+        places=Matcher.of(_place_table(vocabulary), plural=True), findings=Matcher.of(_finding_table(vocabulary), plural=True),
         heads=heads, weak_heads=frozenset(normal_form(h) for h in reading.get("weak_heads") or ()), parts=frozenset(normal_form(p) for p in reading.get("parts") or ()),
         head_words=Matcher.of({h: h for h in heads}), sizes=Matcher.of(sizes), appearance=Matcher.of(appearance),
         colours=Matcher.of({k: frozenset(v) for k, v in colours.items()}),
         organ_of={t.term: t.organ for t in vocabulary.terms if t.organ}, broader={t.term: t.broader for t in vocabulary.terms if t.broader},
+        signs={t.term: frozenset(t.signs) for t in vocabulary.terms if t.signs},
         vocabulary=vocabulary,
     )
 

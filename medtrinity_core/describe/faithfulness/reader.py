@@ -20,7 +20,8 @@ PSEUDO_NEGATIONS = [
     "no other", "no additional", "no further", "no new", "no second", "no separate", "no more", "no other focal", "no additional focal",
     "without other", "without additional", "without further", "no evidence of other", "no evidence of additional", "no evidence of further",
     "no other definite", "not only", "no change", "no significant change", "no interval change", "no increase", "no decrease", "not changed",
-    "no longer", "not well", "no definite other", "no sign of other", "no signs of other",
+    "no longer", "not well", "no definite other", "no sign of other", "no signs of other", "without knowing", "without seeing", "without more",
+    "without clinical", "without a", "not possible to",
 ]
 UNCERTAIN_PRECEDING = [
     "possible", "possibly", "probable", "probably", "likely", "most likely", "suspicious for", "suspicious of", "suspected", "suspect",
@@ -37,12 +38,12 @@ UNCERTAIN_PRECEDING = [
     "history of", "known", "patient with", "individual with", "person with", "subject with", "patients with", "eye with", "woman with", "man with", "in a patient with", "status post", "s/p", "treated for", "presented with", "presenting with",
     "presents with", "diagnosed with", "year-old", "year old", "staging", "restaging", "?",
 ]
-NEGATION_FOLLOWING = ["not seen", "not visualised", "not visualized", "not identified", "not present", "not demonstrated", "is absent", "are absent",
+NEGATION_FOLLOWING = ["resolved", "has resolved", "have resolved", "not seen", "not visualised", "not visualized", "not identified", "not present", "not demonstrated", "is absent", "are absent",
                       "not evident", "not detected", "not appreciated", "not visible", "is not seen", "are not seen", "has resolved", "have resolved"]
 NEGATION_EXTRA = ["don't see", "do not see", "don't seem", "doesn't seem", "don't appear", "doesn't appear", "cannot see", "can't see", "no convincing",
                   "not any", "no obvious", "no definite", "no visible", "isn't any", "aren't any", "there is no", "there are no", "without evidence of",
                   "nothing to suggest", "nothing suggests", "nothing suggestive of", "no features of", "no feature of", "no sign of", "no signs of",
-                  "no features suggestive of", "not suggestive of", "not consistent with", "argues against", "no evidence of", "free of", "negative for"]
+                  "clear of", "devoid of", "no evidence of any", "no features suggestive of", "not suggestive of", "not consistent with", "argues against", "no evidence of", "free of", "negative for"]
 UNCERTAIN_FOLLOWING = [
     "cannot be excluded", "can not be excluded", "cannot be ruled out", "can't be excluded", "is not excluded", "not excluded", "is possible",
     "is likely", "is suspected", "are suspected", "is questionable", "is favoured", "is favored", "is a consideration", "should be considered",
@@ -70,7 +71,7 @@ def pipeline():
     from negspacy.termsets import termset
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer", config={"punct_chars": [".", "!", "?", ";", ":", "\n", "•"]})
+    nlp.add_pipe("sentencizer", config={"punct_chars": [".", "!", "?", ";", ":", "\n", "\n\n", "\n\n\n", "•"]})
     clinical = termset("en_clinical").get_patterns()
     negation = {**clinical, "pseudo_negations": [*clinical["pseudo_negations"], *PSEUDO_NEGATIONS],
                 "preceding_negations": [*clinical["preceding_negations"], *NEGATION_EXTRA],

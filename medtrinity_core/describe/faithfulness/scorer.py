@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from medtrinity_core.describe.facts import Facts, LabelFacts
-from medtrinity_core.describe.faithfulness import SCORER_VERSION, TYPES  # noqa: F401  (re-exported)
 from medtrinity_core.describe.faithfulness.lexicon import ALL, Lexicon, Matcher, lexicon, longest
 from medtrinity_core.describe.faithfulness.reader import parse
 from medtrinity_core.knowledge.vocabulary import normal_form
@@ -36,10 +35,10 @@ LEFT = re.compile(r"(?<![\w/])(?:(?i:left(?:-sided)?|sinistral|sinister|lt)|L)(?
 RIGHT = re.compile(r"(?<![\w/])(?:(?i:right(?:-sided)?|dextral|dexter|rt)|R)(?![\w/])")
 CENTRAL = re.compile(r"\b(?i:centre|center|central|centrally|centred|centered|middle)\b")
 MIDLINE = re.compile(r"\b(?i:midline|mid-line)\b")
-BILATERAL = re.compile(r"\b(?i:bilateral(?:ly)?|bibasal|bibasilar|both (?:sides|lungs|kidneys|breasts|hemithoraces|hemispheres|lobes|eyes|lung bases|lower lobes|upper lobes))\b")
+BILATERAL = re.compile(r"\b(?i:bilateral(?:ly)?|bilat|b/l|bibasal|bibasilar|(?:both|each) (?:sides?|lungs?|kidneys?|breasts?|hemithora(?:ces|x)|hemispheres?|lobes?|eyes?|lung bases|lower lobes|upper lobes|ovar(?:y|ies)|axillae|axilla))\b")
 RELATION_AFTER = re.compile(r"^\s*(?:of|to)\s+(?:the\s+)?(?!midline)", re.IGNORECASE)  # "left of the kidney": a relation, not a side
 RELATION_BEFORE = re.compile(r"(?:\bto the|\bto its|\bto|\bfrom)\s*$", re.IGNORECASE)
-IMAGE_SIDE_AFTER = re.compile(r"^[\s-]*(?:(?:upper|lower|top|bottom)\s+)?(?:side|half|part|portion|edge|border|corner|aspect|margin|periphery|quadrant)?\s*(?:of\s+)?(?:the\s+)?"
+IMAGE_SIDE_AFTER = re.compile(r"^[\s-]*(?:[\w-]+\s+){0,2}?(?:side|half|part|portion|edge|border|corner|aspect|margin|periphery|quadrant)?\s*(?:of\s+)?(?:the\s+)?"
                               r"(?:image|frame|picture|screen|field|view|slide|photograph|photo|panel|film|micrograph)\b", re.IGNORECASE)
 IMAGE_SIDE_BEFORE = re.compile(r"(?:image|frame|picture|screen|field|slide|photograph|panel)(?:'s)?\s+(?:(?:upper|lower)\s+)?$", re.IGNORECASE)
 NUMBER_WORDS = {w: n for n, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
@@ -47,9 +46,10 @@ NUMBER_WORDS = {w: n for n, w in enumerate(("zero", "one", "two", "three", "four
 NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "hundred": 100})
 INF = 10**9
 COUNT_WORDS = {  # (low, high) regions a word claims
+    "a dozen": (10, 14), "dozen": (10, 14), "two dozen": (18, 30), "three dozen": (30, 42), "a couple of dozen": (18, 30), "a few dozen": (24, 80),
     "a single": (1, 1), "single": (1, 1), "solitary": (1, 1), "a solitary": (1, 1), "isolated": (1, 1), "an isolated": (1, 1), "unifocal": (1, 1),
     "a couple of": (2, 3), "a pair of": (2, 2), "a few": (2, 6), "few": (2, 6), "several": (2, INF), "multiple": (2, INF), "numerous": (2, INF),
-    "many": (2, INF), "various": (2, INF), "scattered": (2, INF), "multifocal": (2, INF), "multi-focal": (2, INF), "a cluster of": (2, INF),
+    "many": (2, INF), "various": (2, INF), "scattered": (2, INF), "multifocal": (2, INF), "multi-focal": (2, INF), "a cluster of": (2, INF), "cluster of": (2, INF),
     "clusters of": (2, INF), "a group of": (2, INF), "groups of": (2, INF), "innumerable": (10, INF), "countless": (10, INF), "myriad": (10, INF),
     "dozens of": (12, INF), "scores of": (20, INF), "hundreds of": (100, INF), "another": (2, INF), "a second": (2, INF), "second": (2, INF),
     "additional": (2, INF), "an additional": (2, INF), "both": (2, 2), "a further": (2, INF), "satellite": (2, INF),
@@ -62,15 +62,16 @@ UNITS = re.compile(r"^\s*-?\s*(?:(?:mm|cm|m|ml|cc|x|by|years?|yrs?|months?|weeks
 PERCENT = re.compile(r"(?P<pct>\d+(?:\.\d+)?)\s*% of (?:the )?(?:image|field|frame)(?![\s-]*(?:diagonal|width|height|side|length|diameter|distance))", re.IGNORECASE)
 MODIFIER_GAP = 4  # words between a qualifier and the finding it precedes
 HEDGED_CAN = r"can(?!\s+(?:(?:also|clearly|just|now|still)\s+)?(?:be\s+)?(?:see|seen|identif\w*|not\w*|observ\w*|appreciat\w*|visuali\w*|spot\w*|make out))"
-GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|may|might|could|often|typically|usually|commonly|frequently|tends? to|known to|expected|generally|in general|characteristically|classically|"
+GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally|may|might|could|often|typically|usually|commonly|frequently|tends? to|known to|expected|generally|in general|characteristically|classically|"
                      r"such as|e\.g\.|would|should|if|unlike|whereas typical)\b", re.IGNORECASE)
 NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|compar\w*|prior|previous\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
                         r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|history of|known|year[- ]old|patient with|underwent|"
-                        r"if clinically|clinical correlation|differential|versus|vs\.?|unlike|rather than|instead of|not an?|no need|confirm\w*|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)
+                        r"if clinically|clinical correlation|differential|versus|vs\.?|unlike|rather than|instead of|not an?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|"
+                        r"would help|could help|better|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)
 INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic(?:al)? (?:for|of)|typical (?:for|of)|characteristic of|in keeping with|consistent with|c/w|"
                           r"compatible with|suggest(?:s|ing|ive of)|indicat(?:es|ing|ive of)|represent(?:s|ing)?|diagnostic of|points? toward|pointing to|favou?r(?:s|ing)?|"
                           r"likely|probabl[ey]|presumabl[ey]|so there(?:'s| is)|which means|diagnosed as|diagnosis of|in favou?r of|impression)\b", re.IGNORECASE)
-ELSEWHERE = re.compile(r"\b(?:otherwise|remainder|rest of|remaining|elsewhere|background|surrounding|adjacent|other|contralateral|opposite|another|additional|further|new|"
+ELSEWHERE = re.compile(r"\b(?:otherwise|remainder|rest of|remaining|elsewhere|background|distant|around it|around the lesion|between|neighbou?ring|other|contralateral|opposite|another|additional|further|new|"
                        r"nearby|apart from|besides|except)\b", re.IGNORECASE)
 NORMAL = re.compile(r"\b(?:nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
                     r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
@@ -169,10 +170,11 @@ class Reading:
             return None
         if ALL in self.region.holds:
             return None
-        allowed = set(self.region.holds) | set(self.region.core)
+        slide = self.facts.modality in ("histopathology", "microscopy")
+        allowed = set(self.region.core) | (set() if slide else set(self.region.holds))  # a slide shows its tissue, not the organs around it
         for organs in self.organs.values():
             allowed |= organs
-        if self.facts.modality in ("histopathology", "microscopy"):  # cells and nuclei are on every slide
+        if slide:  # cells and nuclei are on every slide
             allowed |= {t.term for t in self.lex.vocabulary.terms if t.category == "anatomy" and t.system == "cellular"}
         return allowed
 
@@ -193,8 +195,8 @@ class Reading:
         for a, b, (kind, value) in longest(sorted(hits, key=lambda h: (h[0], {"label": 0, "finding": 1, "head": 2}[h[2][0]]))):
             if kind == "head" and re.match(r"\s*effect", text[b:b + 8], re.IGNORECASE):
                 continue  # "mass effect"
-            if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE):
-                continue  # "non mitosis", "non-tumour": another class
+            if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE) or re.search(r"\w-like\s+$", text[max(0, a - 20):a]):
+                continue  # "non mitosis", "non-tumour": another class; "milia-like cysts": a feature of the lesion
             self.mentions.append(self._mention(a, b, kind, value))
         parsed = parse(text, [(m.start, m.end) for m in self.mentions] + spans)
         for m, mark in zip(self.mentions, parsed.marks):
@@ -213,7 +215,7 @@ class Reading:
         self.place_marks = [self.place_marks[n] for n in kept]
         self.sizes = [(a, b, s) for a, b, s in lex.sizes.find(text) if not any(x <= a and b <= y for x, y in inside if (x, y) != (a, b))
                       and not (normal_form(text[a:b]) == "little" and re.search(r"\ba\s*$", text[max(0, a - 3):a]))]  # "a little" is no size
-        colours = lex.colours.find(text)
+        colours = [(a, b, v) for a, b, v in lex.colours.find(text) if not re.match(r"[\s-]*(?:blood\s+)?(?:cells?|matter|pulp|lagoons|reflex)\b", text[b:b + 16], re.IGNORECASE)]
         self.colours = colours
         self.looks = [(a, b, d) for a, b, d in lex.appearance.find(text) if not any(x <= a and b <= y for x, y, _ in colours)]
 
@@ -230,7 +232,7 @@ class Reading:
                 if self.lex.kin(value, f.term) or (head and said and _stem(head) in (_stem(said[-1]), _stem(_head(value) or ""))):
                     return Mention(a, b, "label", label=i, term=value)
             generic = [i for i in self.findings if self._generic_label(i)]
-            lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, *found.synonyms))
+            lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, self.text[a:b]))
             lo = max(self.text.rfind(c, 0, a) for c in ".;:!?\n") + 1
             added = ADDED.search(self.text[lo:a])
             if found is not None and found.category == "finding" and re.search(r"\bcells\b", normal_form(found.term)) and not added:
@@ -243,6 +245,9 @@ class Reading:
                     return Mention(a, b, "label", label=i, term=value)
             if normal_form(self.text[a:b]) in self.lex.heads:  # "opacity", "consolidation": a head when one finding can take it
                 return Mention(a, b, "head", term=value)
+            if said and said[-1].rstrip("s") in {h.rstrip("s") for h in self.lex.heads} and organ and any(organ in self.organs[i] for i in self.findings) \
+                    and self.lex.organs_in(" ".join(said[:-1])):
+                return Mention(a, b, "head", term=value)  # "liver lesions" on an image of liver metastases
             return Mention(a, b, "finding", term=value)
         weak = value in self.lex.weak_heads
         return Mention(a, b, "weak" if weak else "head")
@@ -250,7 +255,7 @@ class Reading:
     def _generic_label(self, i: int) -> bool:
         """A label that names a class rather than a finding: "tumor", "lung tumor", "benign", "tumor region"."""
         words = [w for w in normal_form(self.facts.labels[i].label).split() if not self.lex.organs_in(w) and w not in self.lex.weak_heads]
-        return bool(words) and all(w in self.lex.heads or w in GENERIC_LABELS for w in words)
+        return bool(words) and all(w in GENERIC_LABELS for w in words)
 
     def _organ_label(self, i: int) -> bool:
         """A label naming an organ ("liver", "prostate gland"): a head ("lesion") is not it."""
@@ -283,6 +288,8 @@ class Reading:
                 out.append((a, b, owners))
             elif a >= m.end and len(self.text[m.end:a].split()) <= 6 and LINK_BEFORE_PLACE.search(self.text[m.end:a]) and not self._mention_between(m.end, a):
                 out.append((a, b, owners))
+            elif a >= m.end and re.fullmatch(r"\s+(?:[LR]\s+|left\s+|right\s+)?", self.text[m.end:a], re.IGNORECASE):
+                out.append((a, b, owners))  # terse: "avid lesion R iliac bone"
         return out
 
     def _mention_between(self, a: int, b: int) -> bool:
@@ -295,7 +302,7 @@ class Reading:
             if m.kind not in ("head", "weak"):
                 continue
             after = self.mentions[n + 1] if n + 1 < len(self.mentions) else None
-            if m.kind == "weak" and after and after.kind in ("label", "anatomy") and re.fullmatch(r"\s+of\s+(?:the\s+)?", self.text[m.end:after.start], re.IGNORECASE):
+            if m.kind == "weak" and after and after.kind in ("label", "anatomy") and re.fullmatch(r"\s+of\s+(?:the\s+)?(?:[\w-]+\s+){0,2}", self.text[m.end:after.start], re.IGNORECASE):
                 m.label, m.merged = after.label, True
                 continue
             before = self.mentions[n - 1] if n else None
@@ -333,14 +340,19 @@ class Reading:
             if len(words) <= MODIFIER_GAP and not re.search(r"[.;:()]|\band\b|\bwith\b|\bor\b|\bthan\b", gap) and not (gap.count(",") and len(words) > 2):
                 nxt = after[0]
         if re.match(r"^[\s,]*(?:than|compared)\b", text[b:b + 14], re.IGNORECASE):
-            return before[-1] if before else nxt  # "lighter than the surrounding skin": of the subject
+            if before or nxt:
+                return before[-1] if before else nxt  # "lighter than the surrounding skin": of the subject
+            previous = [m for m in self.mentions if m.end <= lo]
+            return previous[-1] if previous else None
         if not pass_places and nxt is None:
             last = before[-1].end if before else lo
-            if any(last <= x < a for x, _ in self._place_spans()):
+            if any(last <= y and re.fullmatch(r"\s*,?\s*(?:which|that|where)\b[^.;:]*", text[y:a]) for _, y in self._place_spans()):
                 return None  # "the macula, which appears darker": the place just named
-            if re.search(r"\b(?:of|with|among|containing|surrounded by|between)\s+(?:\w+\s+)?$", text[max(lo, a - 30):a], re.IGNORECASE):
-                return None  # "composed of small crowded glands": a thing the text names, not the finding
-        place = next((p for p in self._place_spans() if b <= p[0] < hi and len(text[b:p[0]].split()) <= 1 and not re.search(r"[,.;:]", text[b:p[0]])), None)
+            prep = re.search(r"\b(?:of|with|among|containing|surrounded by|between)\s+(?:\w+\s+){0,2}$", text[max(lo, a - 30):a], re.IGNORECASE)
+            if prep and not (before and not text[before[-1].end:max(lo, a - 30) + prep.start()].strip()):
+                return None  # "composed of small crowded glands": a thing the text names ("an area of increased lucency" is the finding's)
+        place = next((p for p in self._place_spans() if b <= p[0] < hi and len(text[b:p[0]].split()) <= 1 and not re.search(r"[,.;:]", text[b:p[0]])
+                      and not (nxt and nxt.start <= p[0])), None)
         if place is not None and not (nxt and nxt.start >= place[1] and len(text[place[1]:nxt.start].split()) <= 1):
             if not pass_places:
                 return None
@@ -367,7 +379,7 @@ class Reading:
 
     def _label_at(self, a: int, b: int, pass_places: bool = False) -> int | None:
         lo, _ = self._sentence(a)
-        if re.search(r"\b(?:surrounding|adjacent|background|compared (?:with|to)|than|relative to|against|unlike)\s+(?:the\s+|its\s+)?(?:[\w-]+\s+)?$", self.text[max(lo, a - 40):a], re.IGNORECASE):
+        if re.search(r"\b(?:surrounding|adjacent|background|remaining|compared (?:with|to)|than|relative to|against|unlike)\s+(?:the\s+|its\s+)?(?:[\w-]+\s+){0,3}$", self.text[max(lo, a - 50):a], re.IGNORECASE):
             return None  # "against the surrounding pink mucosa": the surroundings' colour
         m = self._owner(a, b, pass_places)
         if m is None or m.negated or m.uncertain:
@@ -392,7 +404,7 @@ class Reading:
 
 LESION_WORDS = ("metastas[ie]s", "deposits?", "tumou?rs?", "carcinomas?", "cancers?", "cysts?", "masse?s?", "lesions?", "nodules?", "polyps?", "neoplasms?", "malignan\w*", "growths?", "adenomas?")
 ADDED = re.compile(r"\b(?:also|additional(?:ly)?|another|separate|second|plus|as well as|in addition|besides|with|adjacent|nearby|and an?)\b", re.IGNORECASE)
-GENERIC_LABELS = frozenset({"benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumor", "tumour", "cancer", "enhancing", "solid",
+GENERIC_LABELS = frozenset({"lesion", "lesions", "mass", "masses", "tumor", "tumors", "tumours", "growth", "neoplasm", "finding", "focus", "foci", "benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumour", "cancer", "enhancing", "solid",
                             "necrotic", "primary", "active", "residual", "gross", "viable", "suspected", "suspicious", "fdg", "avid", "hypermetabolic"})
 
 
@@ -486,7 +498,7 @@ def _modality(r: Reading, covered: dict) -> None:
             r.contradict("modality", a, b, own)
             continue
         organ = word.organ or None
-        if organ and r.allowed is not None and organ not in r.allowed:
+        if organ and r.allowed is not None and organ not in r.allowed and not (r.region is not None and organ in r.lex.around(r.region)):
             r.contradict("region", a, b, r.facts.body_region or "")
         elif organ or word.region:
             covered.setdefault("organ", False)
@@ -499,10 +511,16 @@ def _region(r: Reading, covered: dict) -> None:
         return
     covered["organ"] = covered.get("organ", False)
     allowed = r.allowed
+    neighbours = r.lex.around(r.region) if r.region is not None else frozenset()
     for (a, b, owners), mark in zip(r.places, r.place_marks):
         organs = {organ for organ, _ in owners}
         if mark.negated or mark.uncertain or r._not_claim(a) or _part_of_something(r, a, b):
             continue
+        lo, hi = r._sentence(a)
+        if organs & neighbours and (NORMAL.search(r.text[lo:hi]) or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially|adjacent|neighbouring|neighboring|nearby|seen|patent|preserved|"
+                                                                          r"visible|outlined|intact)\b|,[^,]*,", r.text[lo:hi], re.IGNORECASE)):
+            r.claims += 1
+            continue  # the neighbours, listed or said to be normal ("the liver dome is seen", "spleen, pancreas and kidneys unremarkable")
         if allowed is None or organs & allowed:
             covered["organ"] = True
             r.claims += 1
@@ -516,10 +534,14 @@ def _region(r: Reading, covered: dict) -> None:
             continue
         region = r.lex.regions[name]
         if r.region is not None and (name == r.region.name or allowed is None or ALL in region.holds or r.region.surface or region.core & r.region.core
+                                     or (region.core and region.core <= (allowed or set()) and len(region.core) <= 2)
                                      or normal_form(r.text[a:b]) in {normal_form(w) for w in r.region.words} or region.core & r._label_organs()
                                      or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially imaged|portions? of the)\s+(?:\w+\s+)?$", r.text[max(0, a - 30):a], re.IGNORECASE)):
             covered["organ"] = True
             r.claims += 1
+        elif r.region is not None and re.search(r"(?:\band|/)\s*(?:the\s+)?$", r.text[max(0, a - 10):a], re.IGNORECASE) and any(
+                y <= a and r.lex.regions[n].core & r.region.core for _, y, n in r.region_words):
+            r.claims += 1  # "CT of the abdomen and pelvis": the study's other half
         elif r.region is not None and not any(a < x < b or a < y < b for x, y, _ in r.places if (x, y) != (a, b)):
             if any(x <= a and b <= y for x, y, _ in r.places):
                 continue  # a word of a place already judged ("pelvis" in "renal pelvis")
@@ -548,16 +570,21 @@ def _own_organs(r: Reading, f: LabelFacts) -> set[str]:
 
 def _placement(r: Reading, m: Mention, f: LabelFacts) -> None:
     """A finding placed in an organ other than its own ("a liver tumour in the upper pole of the right kidney",
-    "a gallstone in the urinary bladder"): a region contradiction."""
-    own = _own_organs(r, f)
+    "a gallstone in the urinary bladder"): a region contradiction. Only organs some region is made of are
+    judged (retinal vessels run over the optic disc)."""
+    cores = {o for region in r.lex.regions.values() for o in region.core}
+    own = _own_organs(r, f) & cores
     if not own:
         return
     linked = r._place_near(m)
     if not linked:
         return
     a, b, owners = linked[0]
-    if _part_of_something(r, a, b) or any(organ in own for organ, _ in owners):
-        return
+    if _part_of_something(r, a, b) or any(organ in own for organ, _ in owners) or any(r.lex.regions.get(o) is not None and r.lex.regions[o].surface for o in own):
+        return  # its own organ; or a skin finding on a body site
+    systems = {t.system for t in r.lex.vocabulary.terms if t.term in own} & {"musculoskeletal", "cellular"}
+    if any(t.system in systems for t in r.lex.vocabulary.terms if t.term in {o for o, _ in owners}):
+        return  # one skeleton ("bone marrow oedema" in the femoral condyle)
     r.claims += 1
     r.contradict("region", a, b, f"{f.label} ({', '.join(sorted(own))})")
 
@@ -567,7 +594,8 @@ def _part_of_something(r: Reading, a: int, b: int) -> bool:
     "radial head", "tongue of salmon-pink mucosa"."""
     if normal_form(r.text[a:b]) not in r.lex.parts:
         return False
-    return bool(re.match(r"\s+of\b", r.text[b:b + 4]) or re.search(r"\w(?:al|ar|ic|ous|ine)\s+$|\b(?:fetal|foetal|bladder|gallbladder|pancreatic|femur)\s+$", r.text[max(0, a - 16):a], re.IGNORECASE))
+    return bool(re.match(r"\s+of\b", r.text[b:b + 4]) or re.search(r"\w(?:al|ar|ic|ous|ine)\s+$|\b(?:fetal|foetal|bladder|gallbladder|pancreatic|femur|its|their|whose|polyp's)\s+$",
+                                                              r.text[max(0, a - 16):a], re.IGNORECASE))
 
 
 def _inside_finding(r: Reading, a: int, b: int) -> bool:
@@ -591,7 +619,7 @@ def _findings(r: Reading, covered: dict) -> None:
         if m.label is not None:
             f = facts.labels[m.label]
             if m.negated:
-                affirmed = m.kind == "head" and any(o.label == m.label and o.kind == "label" and not o.negated for o in r.mentions)
+                affirmed = m.kind == "head" and any(o.label == m.label and o.kind in ("label", "head") and not o.negated and o is not m for o in r.mentions)
                 if not affirmed and not (m.kind == "head" and not f.count) and not normal_form(f.label).startswith(("non ", "no ")) and not _denies_elsewhere(r, m, f):
                     r.claims += 1
                     r.contradict("absent_finding", *_negation_span(r, m), f"{f.label} is on the image")
@@ -603,12 +631,19 @@ def _findings(r: Reading, covered: dict) -> None:
             named[m.label] = True
             _placement(r, m, f)
         elif m.kind == "finding" and not m.negated and not m.uncertain and not r._not_claim(m.start) and not r._generic_before(m.start) \
-                and not INTERPRETIVE.search(text[lo:m.start]) \
-                and not _names_region(r, m) and not re.search(r"\b(?:in|within|into|inside)\s+(?:the|a|an|one)\s+(?:[\w-]+\s+)?$", text[max(lo, m.start - 30):m.start], re.IGNORECASE):
+                and not re.search(INTERPRETIVE.pattern + r"\s+(?:an?\s+|the\s+|some\s+)?(?:[\w-]+\s+){0,3}$", text[lo:m.start], re.IGNORECASE) \
+                and not _names_region(r, m) and not re.search(r"\b(?:in|within|into|inside)\s+(?:the|a|an|one)\s+(?:[\w-]+\s+)?$|\b(?:among|amid|amongst|between|surrounded by|undergoing|in)\s+(?:the\s+)?(?:[\w-]+\s+)?$", text[max(lo, m.start - 30):m.start], re.IGNORECASE):
             r.claims += 1
             r.contradict("phantom_finding", m.start, m.end, "not annotated on this image")
         elif m.kind == "head" and m.label is None and not m.negated and not m.uncertain and not r._not_claim(m.start):
             near = {organ for _, _, owners in r._place_near(m) for organ, _ in owners}
+            own = [_own_organs(r, facts.labels[i]) for i in r.findings]
+            if near and len(r.findings) == 1 and own[0] and not near & own[0] and not ADDED.search(text[lo:m.start]) \
+                    and not any(r.lex.regions.get(o) is not None and r.lex.regions[o].surface for o in own[0]):
+                place = r._place_near(m)[0]
+                r.claims += 1
+                r.contradict("region", place[0], place[1], f"{facts.labels[r.findings[0]].label} ({', '.join(sorted(own[0]))})")
+                continue  # "a small renal lesion" on an image whose one finding is a liver tumour
             if near and r.findings and not any(near & r.organs[i] for i in r.findings) and re.search(r"\b(?:additional|another|second|also|further|new|separate)\b", text[lo:m.start], re.IGNORECASE):
                 r.claims += 1
                 r.contradict("phantom_finding", m.start, m.end, "not annotated on this image")
@@ -623,7 +658,7 @@ def _findings(r: Reading, covered: dict) -> None:
         if f.count > 0 and f.side:
             covered[f"side:{i}"] = bool(sides[i] & _sides_of(f)) or (f.side == "midline" and _said_central(r, i))
         if f.count > 0 and f.size_class:
-            covered[f"size:{i}"] = f.size_class in sizes[i]
+            covered[f"size:{i}"] = f.size_class in sizes[i] or _measured(r, i)  # "4.5 cm" states a size, though not its class
 
 
 def _names_region(r: Reading, m: Mention) -> bool:
@@ -632,6 +667,27 @@ def _names_region(r: Reading, m: Mention) -> bool:
         return False
     region = r.lex.vocabulary.lookup(r.facts.body_region)
     return normal_form(r.facts.body_region) in normal_form(r.text[m.start:m.end]) or (region is not None and region.term == m.term)
+
+
+SUBTYPES = frozenset({"fragmented", "mitotic", "apoptotic", "dividing", "binucleate", "binucleated", "multinucleated", "necrotic", "dead", "dying", "immature",
+                      "giant", "daughter", "satellite", "ring-form", "infected", "parasitised", "parasitized", "visceral", "nodal", "neighbouring", "neighboring"})  # "no mitotic cells": a kind of the labelled cells
+
+
+PART_AFTER = re.compile(r"^[\s-]*(?:[\w-]+\s+)?(?:centre|center|core|rim|halo|border|periphery|component|scar|scar-like|streaks?|veil|network|cytoplasm|nucle(?:us|i))\b", re.IGNORECASE)
+def _part_after(r: Reading, b: int, i: int | None) -> bool:
+    """The words after a qualifier name a part of the finding ("centre", "rim", "veil"), not the finding
+    itself ("pale pink nuclei" of an image labelled nuclei)."""
+    part = PART_AFTER.match(r.text[b:b + 30])
+    return bool(part) and not any(m.label == i and b <= m.start < b + part.end() for m in r.mentions)
+
+
+MEASURE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:\s*[-–x×]\s*\d+(?:\.\d+)?)*\s*(?:mm|cm)\b", re.IGNORECASE)
+
+
+def _measured(r: Reading, i: int) -> bool:
+    """A measurement of the finding ("a 2.1 cm mass", "measuring 7 mm"): its size is stated (completeness only:
+    without the pixel spacing the class is not checked against it)."""
+    return any(r._label_at(m.start(), m.end()) == i for m in MEASURE.finditer(r.text))
 
 
 def _said_central(r: Reading, i: int) -> bool:
@@ -645,16 +701,23 @@ def _denies_elsewhere(r: Reading, m: Mention, f: LabelFacts) -> bool:
     one, "no other lesion", "no renal lesion" for a liver lesion."""
     lo, hi = r._sentence(m.start)
     clause = r.text[lo:hi]
-    if ELSEWHERE.search(r.text[lo:m.start]) or ELSEWHERE.search(r.text[m.end:hi][:40]):
+    if ELSEWHERE.search(" ".join(r.text[lo:m.start].split()[-4:])) or ELSEWHERE.search(r.text[m.end:hi][:40]):
         return True
+    between = [w.lower() for w in re.findall(r"[\w'-]+", r.text[lo:m.start])[-6:]]
+    cue = max((i for i, w in enumerate(between) if w in ("no", "not", "without", "any", "of", "see", "negative", "free")), default=None)
+    if cue is not None and any(w in SUBTYPES for w in between[cue + 1:]):
+        return True  # "no fragmented nuclei", "no mitotic cells": a kind of it is denied, not the finding
     own_sides = _sides_of(f)
     for pattern, side in ((LEFT, "left"), (RIGHT, "right")):
         for s in pattern.finditer(clause):
-            if own_sides and side not in own_sides and lo + s.start() >= m.start - 30:
-                return True
+            if own_sides and side not in own_sides and lo + s.start() < m.end + 40:
+                return True  # "the left carotid system is normal, with no plaque" for a right-sided plaque
     near = {organ for _, _, owners in r._place_near(m) for organ, _ in owners}
     if near and r.organs.get(m.label) and not near & r.organs[m.label]:
         return True
+    subject = [owners for x, _, owners in r.places if lo <= x < m.start]
+    if m.kind == "head" and subject and r.organs.get(m.label) and not any({o for o, _ in owners} & r.organs[m.label] for owners in subject):
+        return True  # "the liver shows no focal lesions" on an image of a pancreatic mass
     return False
 
 
@@ -684,7 +747,10 @@ def _side_claims(r: Reading) -> list[tuple[int, int, str, bool]]:
                     continue  # "right-to-left", "left and right": both or a direction
                 if re.match(r"^\s*(?:angle|away|untreated|behind|over|alone|now|photomicrograph|micrograph|image|panel|picture|inset|figure|column|row)\b", text[b:b + 16], re.IGNORECASE):
                     continue  # "the left photomicrograph": a panel of the figure
-            image_side = bool(IMAGE_SIDE_AFTER.match(text[b:b + 60]) or IMAGE_SIDE_BEFORE.search(text[max(0, a - 20):a]))
+            lo, hi = r._sentence(a)
+            image_side = bool(IMAGE_SIDE_AFTER.match(text[b:b + 60]) or IMAGE_SIDE_BEFORE.search(text[max(0, a - 20):a])
+                              or (re.search(r"\b(?:of|in|on) the (?:image|frame|picture|field|photo)\b", text[lo:hi], re.IGNORECASE)
+                                  and re.search(r"\b(?:upper|lower|top|bottom|toward|towards)\s+(?:the\s+)?$", text[max(lo, a - 14):a], re.IGNORECASE)))
             if side == "midline" and not re.search(r"\b(?:in|at|to|near|across|crossing)\b[^.;:]{0,24}$", text[max(0, a - 30):a], re.IGNORECASE) and not _mention_after(r, b):
                 continue  # "no shift of midline structures" is no side
             out.append((a, b, side, image_side))
@@ -704,21 +770,29 @@ def _patient_sided(r: Reading, f: LabelFacts) -> bool:
 
 
 def _mention_after(r: Reading, b: int) -> bool:
-    return any(b <= m.start and len(r.text[b:m.start].split()) <= 2 for m in r.mentions if m.kind != "weak")
+    return any(b <= m.start and len(r.text[b:m.start].split()) <= 2 and not re.search(r"[.;:]", r.text[b:m.start]) for m in r.mentions if m.kind != "weak")
 
 
 def _sides(r: Reading, stated: dict[int, set]) -> None:
     for a, b, side, image_side in _side_claims(r):
+        if r._not_claim(a) and not r.lex.modalities.find(r.text[slice(*r._sentence(a))]):
+            continue  # "with sudden right-sided weakness" in the history
         negated_place = [mark for (x, y, _), mark in zip(r.places, r.place_marks) if b <= x <= b + 2 or x <= a < y]
         if any(mark.negated or mark.uncertain for mark in negated_place):
             continue  # "does not involve the left hemisphere"
         if any(m.start <= a and b <= m.end and m.kind in ("label", "anatomy") for m in r.mentions):
             continue  # "heart atrium left": a side in the label's own name is the source's, not the text's claim
         lo, hi = r._sentence(a)
-        if NORMAL.search(r.text[lo:hi]) and not NORMAL_NOT_DENIAL.match(r.text[NORMAL.search(r.text[lo:hi]).end() + lo:][:14]):
+        normal = NORMAL.search(r.text, b, hi)
+        if normal and len(r.text[b:normal.start()].split()) <= 4 and not NORMAL_NOT_DENIAL.match(r.text[normal.end():normal.end() + 14]):
             continue  # "R ovary nl", "the right lobe is normal": the other side, said to be normal
-        if not any(lo <= m.start < hi for m in r.mentions) and any(b <= x <= b + 2 for x, _ in r._place_spans()):
-            continue  # "the left kidney and the stomach look normal": a side of a structure, no finding in the sentence
+        if re.search(r"\b(?:nml|nl|normal|unremarkable)\s+$", r.text[max(lo, a - 14):a], re.IGNORECASE):
+            continue  # "ovaries nml bilat"
+        header = bool(r.lex.modalities.find(r.text[lo:hi]))
+        if not any(lo <= m.start < hi for m in r.mentions) and any(b <= x <= b + 2 for x, _ in r._place_spans()) and not header:
+            continue  # "the left kidney and the stomach look normal": a side of a structure, no finding in the sentence (a header is the study's side)
+        if re.search(r"\b(?:without|no|not)\b", r.text[b:hi]) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak") and not header:
+            continue  # "left breast and both axillae without suspicious enhancement"
         i = r._label_at(a, b, pass_places=True)
         if i is None or i not in stated:
             continue
@@ -738,6 +812,9 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
                 r.contradict("side", a, b, ", ".join(sorted(own)))
             continue
         stated[i].add(side)
+        if side in ("left", "right") and len(own) > 1 and re.search(r"\b(?:both|all|each)\b(?:\s+[\w-]+){0,4}\s*$", r.text[max(lo, a - 40):a], re.IGNORECASE):
+            r.contradict("side", a, b, ", ".join(sorted(own)))  # "both in the left half": every region claimed on one side
+            continue
         crossing = "across the midline" in (f.location or "")
         if side not in own and not (side == "midline" and crossing) and not (side in ("left", "right") and "midline" in own and crossing):
             r.contradict("side", a, b, f.location or ", ".join(sorted(own)))
@@ -782,27 +859,35 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
 
 def _counts(r: Reading) -> None:
     text = r.text
+    counted: dict[int, set] = {}  # per sentence, the labels it has counted
     for c in COUNT.finditer(text):
         a, b = c.start("n"), c.end("n")
         if c.group("n").lower() in ("one", "a second", "second") and re.match(r"^\s*of\b", text[b:b + 5], re.IGNORECASE):
             continue  # "one of the nodules"
-        if NOT_COUNT_BEFORE.search(text[max(0, a - 12):a]) and c.group("n")[0].isdigit() or UNITS.match(text[b:b + 12]):
+        if (NOT_COUNT_BEFORE.search(text[max(0, a - 12):a]) or re.search(r"[/\-–]\s*$|\b[A-Z]\d+\s*$", text[max(0, a - 4):a])) and c.group("n")[0].isdigit() or UNITS.match(text[b:b + 12]):
             continue
         after = [m for m in r.mentions if m.start >= b]
         if not after:
             continue
         m = after[0]
         gap = text[b:m.start]
-        if len(gap.split()) > 5 or re.search(r"[.;:()]|\b(?:and|or|with|in|at|on|within|per|each|from)\b|\bof\b(?!\s+(?:the\s+)?$)", gap):
+        if len(gap.split()) > 5 or re.search(r"[.;:]|\b(?:and|or|with|in|at|on|within|per|each|from)\b|\bof\b(?!\s+(?:the\s+)?$)", gap):
             continue
+        lo, _ = r._sentence(a)
+        if re.search(r"[:,]", text[lo:a]) and COUNT.search(text[lo:a]) and m.label in counted.get(lo, ()):
+            continue  # "eight nodes: two in the left neck, two in the right neck": the parts of a count
         if m.kind == "weak" and not m.merged:
             continue
         if m.label is None or m.negated or m.uncertain:
             continue
+        lo, _ = r._sentence(a)
+        if re.search(INTERPRETIVE.pattern + r"|\bor\s*$", text[max(lo, a - 60):a], re.IGNORECASE):
+            continue  # "compatible with a liposarcoma or another sarcoma": a differential, no count
         f = r.facts.labels[m.label]
         if not f.count:
             continue
         low, high = _count_range(c.group("q"), c.group("n"))
+        counted.setdefault(r._sentence(a)[0], set()).add(m.label)
         r.claims += 1
         if not low <= f.count <= high:
             r.contradict("count", c.start() if c.group("q") else a, m.end, f"{f.count} region(s) of {f.label}")
@@ -810,8 +895,8 @@ def _counts(r: Reading) -> None:
 
 def _looks(r: Reading) -> None:
     for a, b, direction in r.looks:
-        if r._generic_before(a):
-            continue
+        if r._generic_before(a) or _part_after(r, b, r._label_at(a, b)):
+            continue  # "a photopenic centre": a part of it
         i = r._label_at(a, b)
         if i is None:
             continue
@@ -827,8 +912,15 @@ def _looks(r: Reading) -> None:
         if r._generic_before(a):
             continue
         i = r._label_at(a, b)
-        if i is not None and r.facts.labels[i].colour:
-            said.setdefault(i, []).append((a, b, families))
+        after = [m for m in r.mentions if m.start >= b and m.kind in ("label", "head", "weak")]
+        lo, _ = r._sentence(a)
+        before = [m for m in r.mentions if m.end <= a and m.label == i and lo <= m.start]
+        attached = (after and after[0].label == i and len(r.text[b:after[0].start].split()) <= 3) \
+            or (before and re.fullmatch(r"\s*,\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
+            or re.search(r"\b(?:looks?|appears?|is|are|seems?|appearing|as)\s+(?:[\w-]+\s+)?$", r.text[max(lo, a - 24):a], re.IGNORECASE) \
+            or re.match(r"^\s*(?:base|floor|surface)\b", r.text[b:b + 12], re.IGNORECASE)
+        if i is not None and r.facts.labels[i].colour and attached and not _part_after(r, b, i):
+            said.setdefault(i, []).append((a, b, families))  # "a pale pink lesion" (not "a white scar-like patch" in a brown one)
     for i, colours in said.items():
         f = r.facts.labels[i]
         measured = r.lex.colour_families(f.colour)
@@ -846,20 +938,23 @@ def _normal_statements(r: Reading) -> None:
     for n in NORMAL.finditer(r.text):
         lo, hi = r._sentence(n.start())
         sentence = r.text[lo:hi]
-        if NORMAL_NOT_DENIAL.match(r.text[n.end():n.end() + 14]) or re.search(r"\b(?:of|to|with)\s+(?:a\s+)?$", r.text[max(lo, n.start() - 8):n.start()]):
+        if NORMAL_NOT_DENIAL.match(r.text[n.end():n.end() + 14]) or re.search(r"\b(?:of|to|with|than)\s+(?:a\s+|the\s+)?$", r.text[max(lo, n.start() - 10):n.start()]):
             continue  # "normal size", "of normal calibre"
         if ELSEWHERE.search(sentence) or r._not_claim(n.start()) or any(lo <= m.start < hi and m.kind in ("label", "head") for m in r.mentions):
             continue
         said_sides = {side for a, _, side, _ in _side_claims(r) if lo <= a < hi}
         named = [(a, b, owners) for a, b, owners in r.places if lo <= a < hi]
-        if len({o for _, _, owners in named for o, _ in owners}) > 1 or re.search(r",|\band\b", sentence[:max(0, n.start() - lo)]):
+        if len({o for _, _, owners in named for o, _ in owners}) > 1 or len(named) > 1:
             continue  # a list of structures said to be normal: the neighbours, not the finding's organ
-        organs = {organ for a, b, owners in named for organ, _ in owners if normal_form(r.text[a:b]) in (normal_form(organ), normal_form(organ) + "s")}
+        organs = {organ for a, b, owners in named for organ, _ in owners
+                  if normal_form(r.text[a:b]) in (normal_form(organ), normal_form(organ) + "s") or re.match(r"\s+(?:mucosa|tissue|parenchyma)\b", r.text[b:b + 14])}
         study = bool(STUDY.search(sentence)) and not named and not any(lo <= a < hi for a, _, _ in r.region_words)
         for i in r.findings:
             f = r.facts.labels[i]
             if said_sides and _sides_of(f) and not said_sides & _sides_of(f):
                 continue  # "the right thigh looks normal" for a left-sided mass
+            if organs & {o for o in r.organs[i] if r.lex.regions.get(o) is not None and r.lex.regions[o].surface}:
+                continue  # "normal skin" around a skin lesion: the background
             if study or organs & r.organs[i]:
                 r.claims += 1
                 r.contradict("absent_finding", n.start(), n.end(), f"{f.label} is on the image")
