@@ -38,14 +38,21 @@ UNCERTAIN_PRECEDING = [
     "history of", "known", "patient with", "individual with", "person with", "subject with", "patients with", "eye with", "woman with", "man with", "in a patient with", "status post", "s/p", "treated for", "presented with", "presenting with",
     "presents with", "diagnosed with", "year-old", "year old", "staging", "restaging", "?",
 ]
-NEGATION_FOLLOWING = ["resolved", "has resolved", "have resolved", "not seen", "not visualised", "not visualized", "not identified", "not present", "not demonstrated", "is absent", "are absent",
-                      "not evident", "not detected", "not appreciated", "not visible", "is not seen", "are not seen", "has resolved", "have resolved"]
-NEGATION_EXTRA = ["don't see", "do not see", "don't seem", "doesn't seem", "don't appear", "doesn't appear", "cannot see", "can't see", "no convincing",
-                  "not any", "no obvious", "no definite", "no visible", "isn't any", "aren't any", "there is no", "there are no", "without evidence of",
-                  "nothing to suggest", "nothing suggests", "nothing suggestive of", "no features of", "no feature of", "no sign of", "no signs of",
-                  "clear of", "devoid of", "no evidence of any", "no features suggestive of", "not suggestive of", "not consistent with", "argues against", "no evidence of", "free of", "negative for"]
+NEGATION_FOLLOWING = [
+    "can be ruled out", "is ruled out", "has been ruled out", "ruled out", "negative", "absent", "not present", "resolved", "has resolved",
+    "have resolved", "not seen", "not visualised", "not visualized", "not identified", "not present", "not demonstrated", "is absent", "are absent",
+    "not evident", "not detected", "not appreciated", "not visible", "is not seen", "are not seen", "has resolved", "have resolved",
+]
+NEGATION_EXTRA = [
+    "can't find", "cannot find", "could not find", "couldn't find", "don't find", "do not find", "don't see", "do not see", "don't seem",
+    "doesn't seem", "don't appear", "doesn't appear", "cannot see", "can't see", "no convincing", "not any", "no obvious", "no definite",
+    "no visible", "isn't any", "aren't any", "there is no", "there are no", "without evidence of", "nothing to suggest", "nothing suggests",
+    "nothing suggestive of", "no features of", "no feature of", "no sign of", "no signs of", "clear of", "devoid of", "no evidence of any",
+    "no features suggestive of", "not suggestive of", "not consistent with", "argues against", "no evidence of", "free of", "negative for",
+]
 UNCERTAIN_FOLLOWING = [
-    "cannot be excluded", "can not be excluded", "cannot be ruled out", "can't be excluded", "is not excluded", "not excluded", "is possible",
+    "cannot be excluded", "can not be excluded", "cannot be ruled out", "can't be ruled out", "can't be completely ruled out", "cannot be completely ruled out",
+    "cannot be completely excluded", "can't be completely excluded", "can't be excluded completely", "can't be excluded", "is not excluded", "not excluded", "is possible",
     "is likely", "is suspected", "are suspected", "is questionable", "is favoured", "is favored", "is a consideration", "should be considered",
     "is considered", "are possible", "are likely", "less likely", "is uncertain", "cannot be entirely excluded", "not entirely excluded",
     "would be", "is in the differential", "are in the differential", "remains a possibility", "is a possibility",
@@ -84,6 +91,16 @@ def pipeline():
     return nlp, negex, unsure
 
 
+def _words(doc, a: int, b: int) -> int:
+    """Words between two token positions: "FDG-avid soft-tissue" is two words, not six tokens."""
+    return sum(1 for t in doc[a:b] if not t.is_punct)
+
+
+def _listed(doc, a: int, b: int) -> bool:
+    """A list runs from the trigger to the entity ("no effusion, consolidation, nodules or pneumothorax")."""
+    return _words(doc, a, b) <= 24 and any(t.text in (",", "or", "nor") for t in doc[a:b])
+
+
 def _marks(component, doc) -> set[int]:
     """The entities (by index) NegEx marks, a preceding trigger reaching at most PRECEDING_WINDOW tokens."""
     preceding, following, terminating = component.process_negations(doc)
@@ -97,7 +114,7 @@ def _marks(component, doc) -> set[int]:
             continue
         before = [end for _, _, end in preceding if lo <= end <= ent.start]
         after = [start for _, start, _ in following if ent.end <= start < hi]
-        if any(ent.start - end <= PRECEDING_WINDOW for end in before) or after:
+        if any(_words(doc, end, ent.start) <= PRECEDING_WINDOW or _listed(doc, end, ent.start) for end in before) or after:
             marked.add(i)
     return marked
 

@@ -66,7 +66,7 @@ GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally
                      r"such as|e\.g\.|would|should|if|unlike|whereas typical)\b", re.IGNORECASE)
 NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|compar\w*|prior|previous\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
                         r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|history of|known|year[- ]old|patient with|underwent|"
-                        r"if clinically|clinical correlation|differential|versus|vs\.?|unlike|rather than|instead of|not an?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|"
+                        r"if clinically|clinical correlation|differential|versus|vs\.?|unlike|rather than|instead of|not an?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|sentinel|"
                         r"would help|could help|better|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)
 INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic(?:al)? (?:for|of)|typical (?:for|of)|characteristic of|in keeping with|consistent with|c/w|"
                           r"compatible with|suggest(?:s|ing|ive of)|indicat(?:es|ing|ive of)|represent(?:s|ing)?|diagnostic of|points? toward|pointing to|favou?r(?:s|ing)?|"
@@ -215,7 +215,8 @@ class Reading:
         self.place_marks = [self.place_marks[n] for n in kept]
         self.sizes = [(a, b, s) for a, b, s in lex.sizes.find(text) if not any(x <= a and b <= y for x, y in inside if (x, y) != (a, b))
                       and not (normal_form(text[a:b]) == "little" and re.search(r"\ba\s*$", text[max(0, a - 3):a]))]  # "a little" is no size
-        colours = [(a, b, v) for a, b, v in lex.colours.find(text) if not re.match(r"[\s-]*(?:blood\s+)?(?:cells?|matter|pulp|lagoons|reflex)\b", text[b:b + 16], re.IGNORECASE)]
+        colours = [(a, b, v) for a, b, v in lex.colours.find(text)
+                   if not (normal_form(text[a:b]) in ("red", "white", "grey", "gray") and re.match(r"[\s-]*(?:blood\s+)?(?:cells?|matter|pulp|reflex)\b", text[b:b + 16], re.IGNORECASE))]
         self.colours = colours
         self.looks = [(a, b, d) for a, b, d in lex.appearance.find(text) if not any(x <= a and b <= y for x, y, _ in colours)]
 
@@ -311,12 +312,17 @@ class Reading:
                 continue
             near = {organ for _, _, owners in self._place_near(m) for organ, _ in owners}
             pool = [i for i in self.findings if not self._organ_label(i)] or self.findings
+            if normal_form(self.text[m.start:m.end]) in MASS_HEADS:  # "no mass" does not deny a calcification or an effusion
+                pool = [i for i in pool if not set(normal_form(self.facts.labels[i].label).split()) & NOT_MASSES]
             candidates = [i for i in pool if not near or self.organs[i] & near or not self.organs[i]]
             if near and len(candidates) > 1:
                 candidates = [i for i in candidates if self.organs[i] & near] or candidates
             if len(candidates) > 1:
                 lesions = [i for i in candidates if not self._organ_label(i)]
                 candidates = lesions or candidates
+            if len(candidates) > 1 and m.kind == "head":  # "mass" is the cancer, not the lymph node beside it
+                lesion_like = [i for i in candidates if re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(self.facts.labels[i].label))]
+                candidates = lesion_like if len(lesion_like) == 1 else candidates
             if len(candidates) == 1:
                 m.label = candidates[0]
             elif len(self.findings) == 1 and not near:
@@ -404,6 +410,12 @@ class Reading:
 
 LESION_WORDS = ("metastas[ie]s", "deposits?", "tumou?rs?", "carcinomas?", "cancers?", "cysts?", "masse?s?", "lesions?", "nodules?", "polyps?", "neoplasms?", "malignan\w*", "growths?", "adenomas?")
 ADDED = re.compile(r"\b(?:also|additional(?:ly)?|another|separate|second|plus|as well as|in addition|besides|with|adjacent|nearby|and an?)\b", re.IGNORECASE)
+MASS_HEADS = frozenset({"lesion", "lesions", "mass", "masses", "nodule", "nodules", "tumour", "tumours", "tumor", "tumors", "growth", "growths", "neoplasm",
+                        "neoplasms", "neoplasia", "malignancy", "carcinoma", "cancer"})
+NOT_MASSES = frozenset({"calcification", "calcifications", "calcs", "effusion", "effusions", "pneumothorax", "fracture", "fx", "cardiomegaly", "haemorrhage",
+                        "hemorrhage", "bleeding", "oedema", "edema", "stone", "stones", "calculus", "calculi", "gallstone", "consolidation", "opacity",
+                        "atelectasis", "emphysema", "ascites", "hydronephrosis", "steatosis", "exudates", "microaneurysm", "microaneurysms", "drusen", "vessels",
+                        "nuclei", "cells", "glands", "gland", "infarct", "stroke", "dislocation", "aneurysm", "thrombus", "embolism"})
 GENERIC_LABELS = frozenset({"lesion", "lesions", "mass", "masses", "tumor", "tumors", "tumours", "growth", "neoplasm", "finding", "focus", "foci", "benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumour", "cancer", "enhancing", "solid",
                             "necrotic", "primary", "active", "residual", "gross", "viable", "suspected", "suspicious", "fdg", "avid", "hypermetabolic"})
 
@@ -489,7 +501,7 @@ def _modality(r: Reading, covered: dict) -> None:
     beside = r.lex.beside.get(own, frozenset())
     covered["modality"] = False
     claims = [(a, b, word) for a, b, word in r.modality_words if not r._not_claim(a)]
-    named_own = any(word.modality == own for _, _, word in claims)
+    named_own = any(word.modality == own and not r.lex.appearance.value(r.text[a:b]) for a, b, word in claims)
     for a, b, word in claims:
         r.claims += 1
         if word.modality == own:
@@ -594,8 +606,11 @@ def _part_of_something(r: Reading, a: int, b: int) -> bool:
     "radial head", "tongue of salmon-pink mucosa"."""
     if normal_form(r.text[a:b]) not in r.lex.parts:
         return False
-    return bool(re.match(r"\s+of\b", r.text[b:b + 4]) or re.search(r"\w(?:al|ar|ic|ous|ine)\s+$|\b(?:fetal|foetal|bladder|gallbladder|pancreatic|femur|its|their|whose|polyp's)\s+$",
-                                                              r.text[max(0, a - 16):a], re.IGNORECASE))
+    if re.match(r"\s+of\b", r.text[b:b + 4]):
+        return True
+    regional = re.search(r"(?:^|[.:;\n(]\s*|\b(?:the|CT|MR|MRI|PET|US|X-ray|XR|scan|and|of)\s+)$", r.text[max(0, a - 16):a], re.IGNORECASE) \
+        or re.match(r"\s*(?:CT|MRI|MR|PET|scan|and neck|region|,\s*neck)\b", r.text[b:b + 12], re.IGNORECASE)
+    return not regional  # "CT head", "of the head" name the region; "radial head", "pink head", "femoral neck" a part
 
 
 def _inside_finding(r: Reading, a: int, b: int) -> bool:
@@ -673,7 +688,7 @@ SUBTYPES = frozenset({"fragmented", "mitotic", "apoptotic", "dividing", "binucle
                       "giant", "daughter", "satellite", "ring-form", "infected", "parasitised", "parasitized", "visceral", "nodal", "neighbouring", "neighboring"})  # "no mitotic cells": a kind of the labelled cells
 
 
-PART_AFTER = re.compile(r"^[\s-]*(?:[\w-]+\s+)?(?:centre|center|core|rim|halo|border|periphery|component|scar|scar-like|streaks?|veil|network|cytoplasm|nucle(?:us|i))\b", re.IGNORECASE)
+PART_AFTER = re.compile(r"^[\s-]*(?:[\w-]+\s+)?(?:centre|center|core|rim|halo|border|periphery|component|scar|scar-like|streaks?|veil|network|cytoplasm|nucle(?:us|i)|cup|stalk|head)\b", re.IGNORECASE)
 def _part_after(r: Reading, b: int, i: int | None) -> bool:
     """The words after a qualifier name a part of the finding ("centre", "rim", "veil"), not the finding
     itself ("pale pink nuclei" of an image labelled nuclei)."""
@@ -701,8 +716,10 @@ def _denies_elsewhere(r: Reading, m: Mention, f: LabelFacts) -> bool:
     one, "no other lesion", "no renal lesion" for a liver lesion."""
     lo, hi = r._sentence(m.start)
     clause = r.text[lo:hi]
-    if ELSEWHERE.search(" ".join(r.text[lo:m.start].split()[-4:])) or ELSEWHERE.search(r.text[m.end:hi][:40]):
-        return True
+    near_words = " ".join(r.text[lo:m.start].split()[-4:])
+    if (ELSEWHERE.search(near_words) and not re.fullmatch(r".*\botherwise\b.*", near_words, re.IGNORECASE | re.DOTALL) or ELSEWHERE.search(r.text[m.end:hi][:40])) \
+            or re.search(r"\b(?:other|another|additional|further|new|remaining|rest of)\b", near_words, re.IGNORECASE):
+        return True  # "no other lesion"; "the retina is otherwise free of exudates" still denies the exudates
     between = [w.lower() for w in re.findall(r"[\w'-]+", r.text[lo:m.start])[-6:]]
     cue = max((i for i, w in enumerate(between) if w in ("no", "not", "without", "any", "of", "see", "negative", "free")), default=None)
     if cue is not None and any(w in SUBTYPES for w in between[cue + 1:]):
@@ -743,9 +760,10 @@ def _side_claims(r: Reading) -> list[tuple[int, int, str, bool]]:
                 if RELATION_AFTER.match(text[b:b + 20]) and not re.match(r"^\s*(?:of|to)\s+(?:the\s+)?(?:image|frame|picture|screen|field|view|slide|midline)", text[b:b + 30], re.IGNORECASE):
                     if RELATION_BEFORE.search(text[max(0, a - 12):a]) or re.match(r"^\s*of\s", text[b:b + 5]):
                         continue
-                if re.match(r"^\s*-?\s*(?:to|and)\s*-?\s*(?:left|right)\b", text[b:b + 12], re.IGNORECASE) or re.search(r"\b(?:left|right)\s*(?:to|and)\s*-?\s*$", text[max(0, a - 12):a], re.IGNORECASE):
+                if re.match(r"^\s*-?\s*(?:to|and|&)\s*-?\s*(?:left|right|l|r|lt|rt)\b", text[b:b + 12], re.IGNORECASE) or re.search(r"\b(?:left|right|l|r|lt|rt)\s*(?:to|and|&)\s*-?\s*$", text[max(0, a - 12):a], re.IGNORECASE):
                     continue  # "right-to-left", "left and right": both or a direction
-                if re.match(r"^\s*(?:angle|away|untreated|behind|over|alone|now|photomicrograph|micrograph|image|panel|picture|inset|figure|column|row)\b", text[b:b + 16], re.IGNORECASE):
+                if re.match(r"^\s*(?:angle|away|untreated|behind|over|alone|now|photomicrograph|micrograph|image|panel|picture|inset|figure|column|row|"
+                            r"in the (?:centre|center|middle)|at the (?:centre|center|middle)|next to|there|here)\b", text[b:b + 24], re.IGNORECASE):
                     continue  # "the left photomicrograph": a panel of the figure
             lo, hi = r._sentence(a)
             image_side = bool(IMAGE_SIDE_AFTER.match(text[b:b + 60]) or IMAGE_SIDE_BEFORE.search(text[max(0, a - 20):a])
@@ -831,8 +849,8 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
         f = r.facts.labels[i]
         if not f.size_class or not f.count:
             continue
-        if size == "medium" and re.match(r"^\s*(?:enhancement|uptake|signal|intensity|severity|degree|grade|inflammation|dysplasia|activity|avidity|echogenicity)", text[b:b + 20], re.IGNORECASE):
-            continue
+        if GRADED.match(text[b:b + 24]) or _part_after(r, b, r._label_at(a, b)):
+            continue  # "moderate enhancement", "mild NPDR", "intermediate AMD": a grade, no size; "a very large cup": a part
         r.claims += 1
         stated[i].add(size)
         ranged = re.match(r"^\s*(?:-|to|or|/)\s*([\w-]+)", text[b:b + 20])
@@ -855,6 +873,11 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
         r.claims += 1
         if abs(float(m.group("pct")) - f.area_pct) > max(0.5, 0.2 * f.area_pct):
             r.contradict("size", m.start(), m.end(), f"{f.area_pct}% of the image")
+
+
+GRADED = re.compile(r"^[\s-]*(?:enhancement|uptake|signal|intensity|severity|degree|grade|inflammation|dysplasia|activity|avidity|echogenicity|vascularity|"
+                    r"staining|stain|proliferation|index|fibrosis|degeneration|retinopathy|npdr|pdr|amd|dr|steatosis|atrophy|cellularity|differentiation|risk|"
+                    r"suspicion|probability|confidence|change|changes|thickening|narrowing|stenosis|dilatation|effect|number|amount of uptake)\b", re.IGNORECASE)
 
 
 def _counts(r: Reading) -> None:
@@ -881,7 +904,7 @@ def _counts(r: Reading) -> None:
         if m.label is None or m.negated or m.uncertain:
             continue
         lo, _ = r._sentence(a)
-        if re.search(INTERPRETIVE.pattern + r"|\bor\s*$", text[max(lo, a - 60):a], re.IGNORECASE):
+        if re.search(r"\b(?:compatible with|consistent with|in keeping with|c/w|such as|versus|differential)\b|\bor\s*$", text[max(lo, a - 60):a], re.IGNORECASE):
             continue  # "compatible with a liposarcoma or another sarcoma": a differential, no count
         f = r.facts.labels[m.label]
         if not f.count:
@@ -916,7 +939,7 @@ def _looks(r: Reading) -> None:
         lo, _ = r._sentence(a)
         before = [m for m in r.mentions if m.end <= a and m.label == i and lo <= m.start]
         attached = (after and after[0].label == i and len(r.text[b:after[0].start].split()) <= 3) \
-            or (before and re.fullmatch(r"\s*,\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
+            or (before and re.fullmatch(r"\s*(?:,|of|in)\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
             or re.search(r"\b(?:looks?|appears?|is|are|seems?|appearing|as)\s+(?:[\w-]+\s+)?$", r.text[max(lo, a - 24):a], re.IGNORECASE) \
             or re.match(r"^\s*(?:base|floor|surface)\b", r.text[b:b + 12], re.IGNORECASE)
         if i is not None and r.facts.labels[i].colour and attached and not _part_after(r, b, i):
