@@ -387,6 +387,9 @@ class Reading:
         lo, _ = self._sentence(a)
         if re.search(r"\b(?:surrounding|adjacent|background|remaining|compared (?:with|to)|than|relative to|against|unlike)\s+(?:the\s+|its\s+)?(?:[\w-]+\s+){0,3}$", self.text[max(lo, a - 50):a], re.IGNORECASE):
             return None  # "against the surrounding pink mucosa": the surroundings' colour
+        hi = self._sentence(a)[1]
+        if not pass_places and not any(lo <= m.start < hi for m in self.mentions) and any(lo <= x < a for x, _ in self._place_spans()):
+            return None  # "The left peripheral zone shows normal high T2 signal.": a sentence about a structure, not the finding
         m = self._owner(a, b, pass_places)
         if m is None or m.negated or m.uncertain:
             return None
