@@ -240,10 +240,9 @@ def cmd_score(args) -> int:
     """Score another generator's captions (JSON Lines in the README's `score` schema) for faithfulness and
     completeness: every line is read and checked before any is scored; the scored lines go to --out (written
     whole, atomically) or stdout, a summary to stderr."""
-    import json
     from collections import Counter
 
-    from medtrinity_core.describe.faithfulness.captions import CaptionError, Thresholds, read_rows, score_rows
+    from medtrinity_core.describe.faithfulness.captions import CaptionError, Thresholds, dumps, lines_of, read_rows, score_rows
     from medtrinity_core.describe.faithfulness.lexicon import lexicon
     from medtrinity_core.storage import atomic_write_bytes
 
@@ -263,22 +262,27 @@ def cmd_score(args) -> int:
         term_of = source_vocabulary(src).term
     lex = lexicon(vocabulary)
     name = "<stdin>" if args.file == "-" else args.file
+    if args.out and (Path(args.out).is_dir() or not Path(args.out).resolve().parent.is_dir()):
+        raise UsageError(f"--out {args.out}: not a file in an existing folder")
     try:
-        lines = sys.stdin.read().splitlines() if args.file == "-" else Path(args.file).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{name}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
     try:
-        rows = read_rows(lines, name, lex, term_of)
+        rows = read_rows(lines_of(data, name), name, lex, term_of)
     except CaptionError as exc:
         raise UsageError(str(exc)) from None
     out, accepted, types = [], 0, Counter()
     for row in score_rows(rows, thresholds, lex):
-        out.append(json.dumps(row, ensure_ascii=False))
+        out.append(dumps(row))
         accepted += row["accepted"]
         types.update(c["type"] for c in row["contradictions"])
     text = "\n".join(out) + ("\n" if out else "")
     if args.out:
-        atomic_write_bytes(Path(args.out), text.encode("utf-8"))
+        try:
+            atomic_write_bytes(Path(args.out), text.encode("utf-8"))
+        except OSError as exc:
+            raise UsageError(f"--out {args.out}: cannot be written ({exc.strerror or exc})") from None
     else:
         sys.stdout.write(text)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(types.items())) or "none"

@@ -240,3 +240,8 @@ def test_score_writes_each_caption_with_both_numbers_and_refuses_a_malformed_lin
     assert not (tmp_path / "never.jsonl").exists()  # nothing written when a line is malformed
     captions.write_text('{"id": 1,\n')
     assert medtrinity("score", str(captions)).stderr.startswith(f"error: {captions}:1: not JSON")
+    odd = dict(lines[1], id="line\u2028separator")  # JSON allows U+2028 raw in a string; a BOM starts the file
+    captions.write_bytes(b"\xef\xbb\xbf" + (json.dumps(odd, ensure_ascii=False) + "\r\n").encode())
+    again = medtrinity("score", str(captions))
+    assert again.returncode == 0 and len(again.stdout.splitlines()) == 1 and json.loads(again.stdout)["id"] == "line\u2028separator"
+    assert medtrinity("score", str(captions), "--out", str(tmp_path)).stderr.strip() == f"error: --out {tmp_path}: not a file in an existing folder"

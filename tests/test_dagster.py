@@ -108,7 +108,7 @@ def test_triplets_join_description_rois_and_provenance(pipeline):
     row = triplets.row(0, named=True)
     prov = row["provenance"]
     assert prov["license"] == "LicenseRef-research-only"
-    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v5" and prov["scorer_version"] == "claims-v2"
+    assert prov["generator"] == "grounded" and prov["template_version"] == "grounded-v5" and prov["scorer_version"].startswith("claims-v2+")
     assert row["faithfulness"] == 1.0 and row["completeness"] >= 0.6 and row["contradictions"] == []
     assert prov["roi_methods"] == ["ground_truth_mask"]
     assert {(r["label"], r["term"], r["category"]) for r in row["rois"]} == {("polyp", "colonic polyp", "finding")}  # canonical term on each ROI

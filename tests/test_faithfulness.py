@@ -39,6 +39,7 @@ def row(modality, region, labels, text):
     "This image shows an axial computed tomography slice of the abdomen. There is a small, low-attenuation mass in the right hepatic lobe; "
     "a metastasis cannot be excluded. No ascites.",
     "CECT abd: small hypoattenuating hepatic lesion, R lobe. No free fluid.",
+    "No prior imaging is available, CT of the abdomen shows a small hypodense lesion in the right hepatic lobe.",  # a negation reaches no further than its list
 ])
 def test_faithful_free_form_descriptions_score_one_and_state_every_fact(text):
     s = score(LIVER, text)
@@ -194,6 +195,9 @@ def test_a_users_vocabulary_file_adds_reading_words_beside_its_terms(tmp_path):
     assert score(spot, "Hounsfield scan of the abdomen: a whopping glowing spot in the right lobe of the liver.").completeness < 1.0  # the bundled words alone
     mine.write_text("- term: glowing spot\n  category: finding\n")  # a list of terms, as before
     assert lexicon(str(mine)).vocabulary.lookup("glowing spot").term == "glowing spot"
+    mine.write_text("terms: []\nreading:\n  sizes: {small: tiny}\n")
+    with pytest.raises(ValueError, match=r"vocab.yaml: reading.sizes.small: must be a list of words"):
+        lexicon(str(mine))
 
 
 def test_the_review_page_marks_each_contradiction_in_the_text_with_its_type():

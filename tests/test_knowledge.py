@@ -315,7 +315,8 @@ def test_the_vocabulary_maps_labels_as_sources_write_them_and_passes_the_rest_th
     vocabulary = load_vocabulary()
     assert normal_form("Pleural_Effusion+ ") == "pleural effusion"
     for label, term in (("pleural_effusion", "pleural effusion"), ("PTX", "pneumothorax"), ("HCC", "hepatocellular carcinoma"), ("lung-nodule", "pulmonary nodule"),
-                        ("AMD", "macular degeneration"), ("Kidney_Left", "kidney")):
+                        ("AMD", "macular degeneration"), ("Kidney_Left", "kidney"), ("heart_atrium_left", "heart"), ("heart_ventricle_right", "heart"),
+                        ("hepatic parenchyma", "liver"), ("liver_tumor", "liver tumor")):
         assert vocabulary.lookup(label).term == term, label
     assert vocabulary.lookup("PE").category == "finding" and vocabulary.lookup("aorta").category == "anatomy"
     # a side is matched without it, and only a side: an unknown structure stays unknown

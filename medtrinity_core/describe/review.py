@@ -81,6 +81,8 @@ def write_review(workdir: Workdir, source, sample: int, out: Path) -> int:
     frames = {stage: [read_parquet(p) for p in workdir.shard_manifests(source.name, stage)] for stage in ("descriptions", "normalized", "rois")}
     if not frames["descriptions"]:
         raise MedtrinityError(f"no descriptions for source {source.name} under {workdir.root}: run `medtrinity run` first")
+    if any("completeness" not in f.columns for f in frames["descriptions"]):
+        raise MedtrinityError(f"descriptions of {source.name} under {workdir.root} were scored by an older scorer: run `medtrinity run` again (it rescores them)")
     descriptions = pl.concat(frames["descriptions"], how="vertical_relaxed")
     normalized = pl.concat(frames["normalized"], how="vertical_relaxed")
     rois = pl.concat(frames["rois"], how="vertical_relaxed") if frames["rois"] else pl.DataFrame(schema={"image_id": pl.String})

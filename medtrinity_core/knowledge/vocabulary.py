@@ -100,6 +100,8 @@ def _places(value, where: str) -> tuple[tuple[str, str | None], ...]:
     for item in value or ():
         pairs = item.items() if isinstance(item, dict) else [(item, None)]
         for phrase, side in pairs:
+            if not str(phrase).strip(" -"):
+                raise ValueError(f"{where}: places: {phrase!r} is no word")
             if side not in (None, "left", "right", "midline"):
                 raise ValueError(f"{where}: places: {phrase}: the side must be left, right or midline, not {side}")
             out.append((str(phrase), side))
@@ -137,10 +139,58 @@ def split_file(data, where: str) -> tuple[list, dict]:
         if unknown:
             raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (a vocabulary file has `terms:` and `reading:`)")
         reading = data.get("reading") or {}
-        if not isinstance(reading, dict):
-            raise ValueError(f"{where}: reading: must be a mapping")
+        check_reading(reading, where)
         return data.get("terms") or [], reading
     return data or [], {}
+
+
+READING_SHAPES = {"modalities": "entries", "heads": "words", "weak_heads": "words", "parts": "words", "regions": "regions",
+                  "sizes": ("small", "medium", "large"), "appearance": ("brighter", "darker", "similar"), "colours": None}
+
+
+def _words(value, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(w, str) and w.strip(" -") for w in value):
+        raise ValueError(f"{where}: must be a list of words (non-empty strings)")
+
+
+def check_reading(reading, where: str) -> None:
+    """A vocabulary file's `reading:` part has the bundled file's shape; a mistake is a ValueError naming
+    the key, not a failure when text is first scored."""
+    if not isinstance(reading, dict):
+        raise ValueError(f"{where}: reading: must be a mapping")
+    for key, value in reading.items():
+        here = f"{where}: reading.{key}"
+        if key not in READING_SHAPES:
+            raise ValueError(f"{here}: unknown key (known: {', '.join(READING_SHAPES)})")
+        shape = READING_SHAPES[key]
+        if shape == "words":
+            _words(value, here)
+        elif shape == "entries":
+            if not isinstance(value, list):
+                raise ValueError(f"{here}: must be a list of {{modality, words}} entries")
+            for n, entry in enumerate(value):
+                if not isinstance(entry, dict) or not isinstance(entry.get("modality"), str):
+                    raise ValueError(f"{here}[{n}]: needs a `modality` and its `words`")
+                _words(entry.get("words"), f"{here}[{n}].words")
+                for opt in ("also", "beside"):
+                    if opt in entry:
+                        _words(entry[opt], f"{here}[{n}].{opt}")
+        elif shape == "regions":
+            if not isinstance(value, dict):
+                raise ValueError(f"{here}: must be a mapping of region names")
+            for name, spec in value.items():
+                if not isinstance(spec, dict):
+                    raise ValueError(f"{here}.{name}: must be a mapping with `words`, `holds` (and `core`)")
+                for part in ("words", "holds", "core"):
+                    if part in spec:
+                        _words(spec[part], f"{here}.{name}.{part}")
+        else:
+            if not isinstance(value, dict):
+                raise ValueError(f"{here}: must be a mapping of lists of words")
+            for sub, words in value.items():
+                if shape and sub not in shape:
+                    raise ValueError(f"{here}.{sub}: unknown key (known: {', '.join(shape)})")
+                _words(words, f"{here}.{sub}")
 
 
 def merge_reading(base: dict, extra: dict) -> dict:

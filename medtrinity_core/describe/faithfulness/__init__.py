@@ -5,7 +5,21 @@ Lines). The scorer and spaCy load when first used: importing this package costs 
 
 from __future__ import annotations
 
-SCORER_VERSION = "claims-v2"  # enters the descriptions stage's code version: a new scorer rescores every row (the generation cache holds)
+from hashlib import sha256
+from pathlib import Path
+
+
+def _digest() -> str:
+    """A hash of the scorer's code and the bundled vocabulary it reads text with: any change to either is a new scorer."""
+    here = Path(__file__).parent
+    h = sha256()
+    for path in (*sorted(here.glob("*.py")), here.parents[1] / "knowledge" / "vocabulary.yaml"):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:8]
+
+
+# Enters the descriptions stage's code version: a new scorer rescores every row (the generation cache holds).
+SCORER_VERSION = f"claims-v2+{_digest()}"
 TYPES = ("modality", "region", "side", "size", "count", "absent_finding", "phantom_finding", "appearance")
 
 __all__ = ["SCORER_VERSION", "TYPES", "Score", "annotation_suspects", "score"]

@@ -24,6 +24,7 @@ from medtrinity_core.modalities import MODALITIES
 SIDES = ("left", "right", "midline")
 SIZE_CLASSES = ("small", "medium", "large")
 TEXT_FIELDS = ("contrast", "colour", "texture", "shape", "margin", "location")
+MAX_TEXT = 50_000  # characters a description may have (a model's answer runs to a few thousand)
 
 
 class CaptionError(ValueError):
@@ -105,6 +106,8 @@ def facts_of(row, lex: Lexicon | None = None, term_of=None) -> Facts:
         raise CaptionError("facts.labels: must be a list")
     if not isinstance(row.get("text"), str):
         raise CaptionError("text: missing (the description, a string)")
+    if len(row["text"]) > MAX_TEXT:
+        raise CaptionError(f"text: {len(row['text']):,} characters, more than {MAX_TEXT:,}: split it into the descriptions it holds")
     if row.get("facets") is not None and not (isinstance(row["facets"], dict) and all(isinstance(v, str) or v is None for v in row["facets"].values())):
         raise CaptionError("facets: must be an object of strings")
     parsed = tuple(_label(n, item, lex, modality, term_of) for n, item in enumerate(labels))
@@ -128,14 +131,35 @@ def read_rows(lines: Iterable[str], name: str, lex: Lexicon, term_of=None) -> li
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise CaptionError(f"{name}:{n}: not JSON ({exc.msg} at column {exc.colno})") from None
+        except (ValueError, RecursionError) as exc:  # NaN, a 5,000-digit number, nesting too deep
+            raise CaptionError(f"{name}:{n}: not JSON a line can hold ({str(exc).splitlines()[0][:120] or type(exc).__name__})") from None
         try:
             out.append((row, facts_of(row, lex, term_of)))
         except CaptionError as exc:
             raise CaptionError(f"{name}:{n}: {exc}") from None
     return out
+
+
+def _no_constant(word: str):
+    raise ValueError(f"{word} is not JSON")
+
+
+def lines_of(data: bytes, name: str) -> list[str]:
+    """A JSON Lines file's lines: UTF-8 (a byte-order mark allowed), split at line feeds only (JSON strings may
+    hold U+2028 raw), carriage returns dropped."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CaptionError(f"{name}: not UTF-8 (byte {exc.start})") from None
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def dumps(row: dict) -> str:
+    """One output line; U+2028/U+2029 escaped so that every JSON Lines reader splits it as one line."""
+    return json.dumps(row, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def score_rows(rows: list[tuple[dict, Facts]], thresholds: Thresholds, lex: Lexicon) -> Iterator[dict]:

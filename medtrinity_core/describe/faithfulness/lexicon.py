@@ -306,5 +306,7 @@ def lexicon(extra: str | None = None) -> Lexicon:
     vocabulary = load_vocabulary(extra)
     built = _BUILT.get(id(vocabulary))
     if built is None or built[0] is not vocabulary:
+        while len(_BUILT) >= 8:  # a long-running server whose user edits the file keeps only the recent ones
+            _BUILT.pop(next(iter(_BUILT)))
         built = _BUILT[id(vocabulary)] = (vocabulary, build_lexicon(vocabulary))
     return built[1]

@@ -21,7 +21,8 @@ PSEUDO_NEGATIONS = [
     "without other", "without additional", "without further", "no evidence of other", "no evidence of additional", "no evidence of further",
     "no other definite", "not only", "no change", "no significant change", "no interval change", "no increase", "no decrease", "not changed",
     "no longer", "not well", "no definite other", "no sign of other", "no signs of other", "without knowing", "without seeing", "without more",
-    "without clinical", "without a", "not possible to",
+    "without clinical", "without a", "not possible to", "no prior", "no comparison", "without comparison", "no previous", "no iv contrast",
+    "without iv contrast", "without contrast", "no contrast", "no oral contrast", "non-contrast", "without intravenous contrast",
 ]
 UNCERTAIN_PRECEDING = [
     "possible", "possibly", "probable", "probably", "likely", "most likely", "suspicious for", "suspicious of", "suspected", "suspect",
@@ -97,8 +98,18 @@ def _words(doc, a: int, b: int) -> int:
 
 
 def _listed(doc, a: int, b: int) -> bool:
-    """A list runs from the trigger to the entity ("no effusion, consolidation, nodules or pneumothorax")."""
-    return _words(doc, a, b) <= 24 and any(t.text in (",", "or", "nor") for t in doc[a:b])
+    """A list of findings runs from the trigger to the entity ("no effusion, consolidation, nodules or
+    pneumothorax"): each comma or "or" between them follows another entity, and no verb breaks the list
+    ("no prior imaging is available, CT shows a lesion" denies nothing)."""
+    between = [e for e in doc.ents if a <= e.start and e.end <= b]
+    joints = [t for t in doc[a:b] if t.text in (",", "or", "nor")]
+    if not between or len(joints) > len(between) or _words(doc, a, b) > 24:
+        return False
+    return not any(t.lower_ in LIST_BREAKERS for t in doc[a:b])
+
+
+LIST_BREAKERS = frozenset({"is", "are", "was", "were", "shows", "show", "showing", "demonstrates", "demonstrate", "reveals", "contains", "seen", "noted",
+                           "identified", "present", "available", "there", "but", "with", "and", "in", "at", "within", "on", "of"})
 
 
 def _marks(component, doc) -> set[int]:

@@ -18,6 +18,7 @@ Each contradiction: `{type, facet, claim, fact, span, by}` with `type` one of TY
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -64,7 +65,7 @@ MODIFIER_GAP = 4  # words between a qualifier and the finding it precedes
 HEDGED_CAN = r"can(?!\s+(?:(?:also|clearly|just|now|still)\s+)?(?:be\s+)?(?:see|seen|identif\w*|not\w*|observ\w*|appreciat\w*|visuali\w*|spot\w*|make out))"
 GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally|may|might|could|often|typically|usually|commonly|frequently|tends? to|known to|expected|generally|in general|characteristically|classically|"
                      r"such as|e\.g\.|would|should|if|unlike|whereas typical)\b", re.IGNORECASE)
-NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|compar\w*|prior|previous\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
+NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
                         r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|history of|known|year[- ]old|patient with|underwent|"
                         r"if clinically|clinical correlation|differential|versus|vs\.?|unlike|rather than|instead of|not an?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|sentinel|"
                         r"would help|could help|better|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)
@@ -159,8 +160,11 @@ class Reading:
         self.organs = {i: _organs_of(facts.labels[i], lex) for i in range(len(facts.labels))}
         self.region = lex.region(facts.body_region)
         self.allowed = self._allowed_organs()
+        self.original = text
         self.contradictions: list[dict] = []
         self.claims = 0
+        self._spans: list[tuple[int, int]] | None = None
+        self._side_list: list | None = None
         self._read()
 
     # -- what the image may show --------------------------------------------------------------------
@@ -203,6 +207,7 @@ class Reading:
             m.negated, m.uncertain = mark.negated, mark.uncertain and not mark.negated
         self.place_marks = parsed.marks[len(self.mentions):]
         self.sentences = parsed.sentences
+        self._starts = [a for a, _ in self.sentences]
         self._bind_heads()
         inside = [(m.start, m.end) for m in self.mentions] + spans
         here = {organ for _, _, owners in self.places for organ, _ in owners} & (self.allowed or set())
@@ -272,9 +277,9 @@ class Reading:
         return {self.region.name} | self.lex.organs_in(self.region.name)
 
     def _sentence(self, pos: int) -> tuple[int, int]:
-        for a, b in self.sentences:
-            if a <= pos < b:
-                return a, b
+        n = bisect_right(self._starts, pos) - 1
+        if n >= 0 and pos < self.sentences[n][1]:
+            return self.sentences[n]
         return 0, len(self.text)
 
     def _place_near(self, m: Mention) -> list[tuple[int, int, tuple]]:
@@ -379,9 +384,12 @@ class Reading:
         return None
 
     def _place_spans(self) -> list[tuple[int, int]]:
-        """Places and region words, but not those inside a finding's name ("pleural" of "pleural effusion")."""
-        spans = [(a, b) for a, b, _ in self.places] + [(a, b) for a, b, _ in self.region_words]
-        return sorted(p for p in spans if not any(m.start <= p[0] and p[1] <= m.end for m in self.mentions))
+        """Places and region words, but not those inside a finding's name ("pleural" of "pleural effusion");
+        computed once per text."""
+        if self._spans is None:
+            spans = [(a, b) for a, b, _ in self.places] + [(a, b) for a, b, _ in self.region_words]
+            self._spans = sorted(p for p in spans if not any(m.start <= p[0] and p[1] <= m.end for m in self.mentions))
+        return self._spans
 
     def _label_at(self, a: int, b: int, pass_places: bool = False) -> int | None:
         lo, _ = self._sentence(a)
@@ -405,10 +413,12 @@ class Reading:
 
     # -- contradictions -----------------------------------------------------------------------------
     def contradict(self, kind: str, a: int, b: int, fact: str) -> None:
+        if b <= a:
+            return
         span = [a, b]
         if any(c["span"] == span and c["type"] == kind for c in self.contradictions):
             return
-        self.contradictions.append({"type": kind, "facet": FACET[kind], "claim": self.text[a:b], "fact": fact, "span": span, "by": "rule"})
+        self.contradictions.append({"type": kind, "facet": FACET[kind], "claim": self.original[a:b], "fact": fact, "span": span, "by": "rule"})
 
 
 LESION_WORDS = ("metastas[ie]s", "deposits?", "tumou?rs?", "carcinomas?", "cancers?", "cysts?", "masse?s?", "lesions?", "nodules?", "polyps?", "neoplasms?", "malignan\w*", "growths?", "adenomas?")
@@ -448,7 +458,7 @@ def _label_matcher(names: tuple[tuple[str, int], ...]) -> Matcher:
 def _count_range(q: str | None, n: str) -> tuple[int, int] | None:
     word = n.lower()
     if word.isdigit():
-        value = int(word)
+        value = int(word) if len(word) <= 9 else INF
     elif word in NUMBER_WORDS:
         value = NUMBER_WORDS[word]
     elif word in COUNT_WORDS:
@@ -476,12 +486,10 @@ def score(facts: Facts, text: str, facets: dict | None = None, lex: Lexicon | No
     _modality(r, covered)
     _region(r, covered)
     _findings(r, covered)
-    required = 1 + bool(facts.body_region)
-    for i in r.findings:
-        f = facts.labels[i]
-        required += 1 + (f.count > 0 and bool(_sides_of(f))) + (f.count > 0 and bool(f.size_class))
-    got = sum(covered.values())
-    required = max(required, len(covered))
+    covered.setdefault("modality", False)
+    if facts.body_region:
+        covered.setdefault("organ", False)
+    got, required = sum(covered.values()), len(covered)  # every required fact has its entry
     bad = len(r.contradictions)
     claims = max(r.claims, bad)
     return Score(
@@ -515,7 +523,7 @@ def _modality(r: Reading, covered: dict) -> None:
         organ = word.organ or None
         if organ and r.allowed is not None and organ not in r.allowed and not (r.region is not None and organ in r.lex.around(r.region)):
             r.contradict("region", a, b, r.facts.body_region or "")
-        elif organ or word.region:
+        elif (organ or word.region) and r.facts.body_region:
             covered.setdefault("organ", False)
             if r.facts.body_region and (organ in (r.allowed or {organ}) or (word.region and r.region and word.region == r.region.name)):
                 covered["organ"] = True
@@ -673,7 +681,7 @@ def _findings(r: Reading, covered: dict) -> None:
     for i in r.findings:
         f = facts.labels[i]
         covered[f"named:{i}"] = named[i]
-        if f.count > 0 and f.side:
+        if f.count > 0 and f.side:  # the largest region's side (the one the facts state)
             covered[f"side:{i}"] = bool(sides[i] & _sides_of(f)) or (f.side == "midline" and _said_central(r, i))
         if f.count > 0 and f.size_class:
             covered[f"size:{i}"] = f.size_class in sizes[i] or _measured(r, i)  # "4.5 cm" states a size, though not its class
@@ -755,6 +763,12 @@ def _negation_span(r: Reading, m: Mention) -> tuple[int, int]:
 
 def _side_claims(r: Reading) -> list[tuple[int, int, str, bool]]:
     """(start, end, side, said in image terms) per side word, and per organ part that implies a side."""
+    if r._side_list is None:
+        r._side_list = _find_sides(r)
+    return r._side_list
+
+
+def _find_sides(r: Reading) -> list[tuple[int, int, str, bool]]:
     text, out = r.text, []
     for pattern, side in ((LEFT, "left"), (RIGHT, "right"), (MIDLINE, "midline"), (BILATERAL, "bilateral")):
         for s in pattern.finditer(text):
@@ -968,7 +982,7 @@ def _normal_statements(r: Reading) -> None:
             continue  # "normal size", "of normal calibre"
         if ELSEWHERE.search(sentence) or r._not_claim(n.start()) or any(lo <= m.start < hi and m.kind in ("label", "head") for m in r.mentions):
             continue
-        said_sides = {side for a, _, side, _ in _side_claims(r) if lo <= a < hi}
+        said_sides = {side for a, _, side, _ in _side_claims(r) if lo <= a < hi}  # computed once (cached on the reading)
         named = [(a, b, owners) for a, b, owners in r.places if lo <= a < hi]
         if len({o for _, _, owners in named for o, _ in owners}) > 1 or len(named) > 1:
             continue  # a list of structures said to be normal: the neighbours, not the finding's organ
