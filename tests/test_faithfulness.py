@@ -206,3 +206,11 @@ def test_the_review_page_marks_each_contradiction_in_the_text_with_its_type():
     text = "CT <abdomen>: left lesion."
     marked = _marked(text, [{"type": "side", "facet": "roi_location", "claim": "left", "fact": "patient's right", "span": [14, 18], "by": "rule"}])
     assert marked == 'CT &lt;abdomen&gt;: <mark class="contradiction" title="side: patient&#x27;s right">left</mark> lesion.'
+
+
+def test_labels_that_share_a_term_are_told_apart_by_their_own_names():
+    parts = Facts("img-7", "ct", "chest", None, None, True, labels=(
+        label("heart atrium left", term="heart", category="anatomy", side="midline", location="centre of the image", area_pct=2.6, size_class="medium"),
+        label("heart myocardium", term="heart", category="anatomy", side="left", location="left part of the image", area_pct=1.7, size_class="medium")))
+    text = "A medium, round heart myocardium lies in the left part of the image, covering 1.7% of the image. The heart atrium left lies in the centre of the image."
+    assert score(parts, text).contradictions == []  # "heart myocardium", a synonym of both labels' term, is the label so named

@@ -185,10 +185,14 @@ class Reading:
     # -- mentions -----------------------------------------------------------------------------------
     def _read(self) -> None:
         text, lex = self.text, self.lex
-        label_table: dict[str, int] = {}
-        for i in sorted(range(len(self.facts.labels)), key=lambda i: i not in self.findings):
+        label_table: dict[str, int] = {normal_form(f.label): i for i, f in reversed(list(enumerate(self.facts.labels)))}  # its own name first
+        claimed: dict[str, set[int]] = {}
+        for i in range(len(self.facts.labels)):
             for name in _label_names(self.facts.labels[i], lex):
-                label_table.setdefault(name, i)
+                claimed.setdefault(name, set()).add(i)
+        for name, owners in claimed.items():
+            if name not in label_table and len(owners) == 1:  # a synonym two labels share ("heart myocardium" of every heart part) names neither
+                label_table[name] = next(iter(owners))
         hits = [(a, b, ("label", i)) for a, b, i in _label_matcher(tuple(sorted(label_table.items()))).find(text)] if label_table else []
         hits += [(a, b, ("finding", term)) for a, b, term in lex.findings.find(text)]
         hits += [(a, b, ("head", head)) for a, b, head in lex.head_words.find(text)]
