@@ -19,6 +19,7 @@ class ExportConfig(dg.Config):
     license_group: str = "all"
     licenses: list[str] = []  # noqa: RUF012 - a pydantic field
     min_faithfulness: float | None = None
+    min_completeness: float | None = None
     sources: list[str] = []  # noqa: RUF012 - a pydantic field
     include_failed_checks: bool = False  # also partitions whose blocking checks failed or never ran (reviewed by a person)
 
@@ -36,7 +37,8 @@ def build_exports_asset(sources: SourcesFile) -> dg.AssetsDefinition:
         wd = workdir.get()
         if not config.formats:
             raise dg.Failure("exports: name at least one format (hf, medtrinity, webdataset, llava, coco)")
-        filters = Filters(license_group=config.license_group, licenses=tuple(config.licenses), min_faithfulness=config.min_faithfulness, sources=tuple(config.sources),
+        filters = Filters(license_group=config.license_group, licenses=tuple(config.licenses), min_faithfulness=config.min_faithfulness,
+                          min_completeness=config.min_completeness, sources=tuple(config.sources),
                           include_failed_checks=config.include_failed_checks)
         metadata: dict = {}
         for fmt in config.formats:

@@ -51,6 +51,7 @@ class Matcher:
     folded: re.Pattern | None
     exact: re.Pattern | None
     values: dict  # the phrase as matched (normal form; exact phrases as written) -> value
+    compact: dict  # the same without spaces and hyphens, lower case ("t2weighted") -> value
 
     @classmethod
     def of(cls, table: dict[str, object], plural: bool = False) -> Matcher:
@@ -70,7 +71,10 @@ class Matcher:
 
         values = {normal_form(w): v for w, v in table.items() if not _cased(w)}
         values.update({w: v for w, v in table.items() if _cased(w)})
-        return cls(pattern(folded, re.IGNORECASE), pattern(exact, 0), values)
+        compact: dict = {}
+        for w, v in values.items():
+            compact.setdefault(re.sub(r"[\s\-]+", "", w).lower(), v)
+        return cls(pattern(folded, re.IGNORECASE), pattern(exact, 0), values, compact)
 
     def value(self, said: str):
         if said in self.values:
@@ -89,11 +93,7 @@ class Matcher:
             for tail in ("es", "s"):
                 if candidate.endswith(tail) and candidate[: -len(tail)] in self.values:
                     return self.values[candidate[: -len(tail)]]
-        compact = re.sub(r"[\s\-]+", "", said)
-        for w, v in self.values.items():
-            if re.sub(r"[\s\-]+", "", w).lower() == compact.lower():
-                return v
-        return None
+        return self.compact.get(re.sub(r"[\s\-]+", "", said).lower())
 
     def find(self, text: str) -> list[tuple[int, int, object]]:
         hits = []
