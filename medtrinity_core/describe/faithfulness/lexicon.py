@@ -174,6 +174,10 @@ class Lexicon:
             return frozenset()
         return frozenset().union(*(v for _, _, v in self.colours.find(colour))) if self.colours.find(colour) else frozenset()
 
+    def known(self, word: str) -> bool:
+        """A word the lexicon already reads as something (a modality, place, region, finding or head)."""
+        return any(m.value(word) is not None for m in (self.modalities, self.places, self.region_words, self.findings, self.head_words))
+
     def kin(self, a: str | None, b: str | None) -> bool:
         """Two terms name the same finding, one is a kind of the other, or one is a sign of the other (a
         diagnosis such as "NPDR" said of an image labelled with its microaneurysms)."""

@@ -23,6 +23,8 @@ PSEUDO_NEGATIONS = [
     "no longer", "not well", "no definite other", "no sign of other", "no signs of other", "without knowing", "without seeing", "without more",
     "without clinical", "without a", "not possible to", "no prior", "no comparison", "without comparison", "no previous", "no iv contrast",
     "without iv contrast", "without contrast", "no contrast", "no oral contrast", "non-contrast", "without intravenous contrast",
+    "can't be ruled out", "cannot be ruled out", "can not be ruled out", "can't be excluded", "cannot be excluded", "not be ruled out", "not excluded",
+    "no visible uptake in", "no uptake in", "no significant uptake in", "no enhancement of", "no enhancement in", "no flow in", "no signal in",
 ]
 UNCERTAIN_PRECEDING = [
     "possible", "possibly", "probable", "probably", "likely", "most likely", "suspicious for", "suspicious of", "suspected", "suspect",
@@ -43,6 +45,7 @@ NEGATION_FOLLOWING = [
     "can be ruled out", "is ruled out", "has been ruled out", "ruled out", "negative", "absent", "not present", "resolved", "has resolved",
     "have resolved", "not seen", "not visualised", "not visualized", "not identified", "not present", "not demonstrated", "is absent", "are absent",
     "not evident", "not detected", "not appreciated", "not visible", "is not seen", "are not seen", "has resolved", "have resolved",
+    "is not a feature", "are not a feature", "are not features", "not a feature",
 ]
 NEGATION_EXTRA = [
     "can't find", "cannot find", "could not find", "couldn't find", "don't find", "do not find", "don't see", "do not see", "don't seem",

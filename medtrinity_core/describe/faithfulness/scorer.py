@@ -24,6 +24,7 @@ from functools import lru_cache
 
 from medtrinity_core.describe.facts import Facts, LabelFacts
 from medtrinity_core.describe.faithfulness.lexicon import ALL, Lexicon, Matcher, lexicon, longest
+from medtrinity_core.describe.faithfulness.names import initialism, loose_find
 from medtrinity_core.describe.faithfulness.reader import parse
 from medtrinity_core.knowledge.vocabulary import normal_form
 
@@ -65,10 +66,12 @@ MODIFIER_GAP = 4  # words between a qualifier and the finding it precedes
 HEDGED_CAN = r"can(?!\s+(?:(?:also|clearly|just|now|still)\s+)?(?:be\s+)?(?:see|seen|identif\w*|not\w*|observ\w*|appreciat\w*|visuali\w*|spot\w*|make out))"
 GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally|may|might|could|often|typically|usually|commonly|frequently|tends? to|known to|expected|generally|in general|characteristically|classically|"
                      r"such as|e\.g\.|would|should|if|unlike|whereas typical)\b", re.IGNORECASE)
-NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
-                        r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|history of|known|year[- ]old|patient with|underwent|"
-                        r"if clinically|clinical correlation|differential|versus|vs\.?|unlike|rather than|instead of|not an?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|sentinel|"
-                        r"would help|could help|better|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)
+NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
+                        r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|"
+                        r"if clinically|clinical correlation|differential|versus|vs\.?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|"
+                        r"would help|could help|better|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)  # advice: the whole sentence is no claim
+CONTEXT = re.compile(r"\b(?:(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|history of|known|year[- ]old|patient with|underwent|has had|had undergone|in the past|status post|s/p|unlike|"
+                     r"rather than|instead of|not an?|sentinel)\b", re.IGNORECASE)  # history and comparison: what follows them is no claim about this image
 INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic(?:al)? (?:for|of)|typical (?:for|of)|characteristic of|in keeping with|consistent with|c/w|"
                           r"compatible with|suggest(?:s|ing|ive of)|indicat(?:es|ing|ive of)|represent(?:s|ing)?|diagnostic of|points? toward|pointing to|favou?r(?:s|ing)?|"
                           r"likely|probabl[ey]|presumabl[ey]|so there(?:'s| is)|which means|diagnosed as|diagnosis of|in favou?r of|impression)\b", re.IGNORECASE)
@@ -115,7 +118,16 @@ def _label_names(f: LabelFacts, lex: Lexicon) -> set[str]:
     head = _head(f.label)
     if head and len(normal_form(f.label).split()) > 1 and not lex.organs_in(head):
         names.add(head)
+    for name in list(names):
+        short = initialism(name) if not normal_form(name).startswith(("non ", "no ")) else None
+        if short and not lex.known(short):  # "WBC", "AFB"; not "US" of "urinary stone"
+            names.add(short)
     return {n for n in names if len(n) > 2 or _cased(n)}
+
+
+def _qualifier_inside(said: str, lex: Lexicon) -> bool:
+    """A loose naming may not swallow a side, a size or a count ("opacity in the left lung")."""
+    return bool(LEFT.search(said) or RIGHT.search(said) or BILATERAL.search(said) or re.search(r"\d", said) or lex.sizes.find(said) or COUNT.search(said))
 
 
 def _cased(word: str) -> bool:
@@ -194,8 +206,11 @@ class Reading:
             if name not in label_table and len(owners) == 1:  # a synonym two labels share ("heart myocardium" of every heart part) names neither
                 label_table[name] = next(iter(owners))
         hits = [(a, b, ("label", i)) for a, b, i in _label_matcher(tuple(sorted(label_table.items()))).find(text)] if label_table else []
-        hits += [(a, b, ("finding", term)) for a, b, term in lex.findings.find(text)]
-        hits += [(a, b, ("head", head)) for a, b, head in lex.head_words.find(text)]
+        loose = [(a, b, ("label", i)) for a, b, i in longest(loose_find(text, {n: i for n, i in label_table.items() if " " in n.strip() or "-" in n}))
+                 if not any(a < y and x < b for x, y, _ in hits) and not _qualifier_inside(text[a:b], lex)]
+        hits += [(a, b, ("finding", term)) for a, b, term in lex.findings.find(text) if not any(x <= a and b <= y for x, y, _ in loose)]
+        hits += [(a, b, ("head", head)) for a, b, head in lex.head_words.find(text) if not any(x <= a and b <= y for x, y, _ in loose)]
+        hits += loose
         self.places = [(a, b, owners) for a, b, owners in lex.places.find(text)]
         self.region_words = lex.region_words.find(text)
         spans = [(a, b) for a, b, _ in self.places]
@@ -323,6 +338,8 @@ class Reading:
             pool = [i for i in self.findings if not self._organ_label(i)] or self.findings
             if normal_form(self.text[m.start:m.end]) in MASS_HEADS:  # "no mass" does not deny a calcification or an effusion
                 pool = [i for i in pool if not set(normal_form(self.facts.labels[i].label).split()) & NOT_MASSES]
+                if not pool:
+                    continue
             candidates = [i for i in pool if not near or self.organs[i] & near or not self.organs[i]]
             if near and len(candidates) > 1:
                 candidates = [i for i in candidates if self.organs[i] & near] or candidates
@@ -413,7 +430,7 @@ class Reading:
 
     def _not_claim(self, a: int) -> bool:
         lo, hi = self._sentence(a)
-        return bool(NOT_CLAIMS.search(self.text[lo:hi])) or bool(GENERIC.search(self.text[lo:a]))
+        return bool(NOT_CLAIMS.search(self.text[lo:hi])) or bool(GENERIC.search(self.text[lo:a])) or bool(CONTEXT.search(self.text[lo:a]))
 
     # -- contradictions -----------------------------------------------------------------------------
     def contradict(self, kind: str, a: int, b: int, fact: str) -> None:
@@ -544,6 +561,10 @@ def _region(r: Reading, covered: dict) -> None:
         if mark.negated or mark.uncertain or r._not_claim(a) or _part_of_something(r, a, b):
             continue
         lo, hi = r._sentence(a)
+        if r.region is not None and organs & (r.region.core | r._label_organs()) and (allowed is None or organs & allowed):
+            covered["organ"] = True  # the region's own organ ("from the jejunum" of a small-bowel frame), however the sentence goes on
+            r.claims += 1
+            continue
         if organs & neighbours and (NORMAL.search(r.text[lo:hi]) or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially|adjacent|neighbouring|neighboring|nearby|seen|patent|preserved|"
                                                                           r"visible|outlined|intact)\b|,[^,]*,", r.text[lo:hi], re.IGNORECASE)):
             r.claims += 1
@@ -870,7 +891,7 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
         f = r.facts.labels[i]
         if not f.size_class or not f.count:
             continue
-        if GRADED.match(text[b:b + 24]) or _part_after(r, b, r._label_at(a, b)):
+        if GRADED.match(text[b:b + 24]) or _part_after(r, b, r._label_at(a, b)) or _of_diagnosis(r, a, b, f):
             continue  # "moderate enhancement", "mild NPDR", "intermediate AMD": a grade, no size; "a very large cup": a part
         r.claims += 1
         stated[i].add(size)
@@ -894,6 +915,13 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
         r.claims += 1
         if abs(float(m.group("pct")) - f.area_pct) > max(0.5, 0.2 * f.area_pct):
             r.contradict("size", m.start(), m.end(), f"{f.area_pct}% of the image")
+
+
+def _of_diagnosis(r: Reading, a: int, b: int, f: LabelFacts) -> bool:
+    """"moderate non-proliferative diabetic retinopathy" of an image labelled with its microaneurysms: the
+    grade of a diagnosis the finding is a sign of, not the finding's size."""
+    owner = r._owner(a, b, False)
+    return owner is not None and owner.term is not None and owner.term != f.term and owner.term in r.lex.signs
 
 
 GRADED = re.compile(r"^[\s-]*(?:enhancement|uptake|signal|intensity|severity|degree|grade|inflammation|dysplasia|activity|avidity|echogenicity|vascularity|"
@@ -963,6 +991,9 @@ def _looks(r: Reading) -> None:
             or (before and re.fullmatch(r"\s*(?:,|of|in)\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
             or re.search(r"\b(?:looks?|appears?|is|are|seems?|appearing|as)\s+(?:[\w-]+\s+)?$", r.text[max(lo, a - 24):a], re.IGNORECASE) \
             or re.match(r"^\s*(?:base|floor|surface)\b", r.text[b:b + 12], re.IGNORECASE)
+        parts = after and after[0].kind == "weak" and not after[0].merged and re.search(r"s$", r.text[after[0].start:after[0].end]) and len(r.text[b:after[0].start].split()) <= 1
+        if parts and i is not None and r.facts.labels[i].count == 1:
+            continue  # "a few blue-grey areas toward the centre" of one lesion: parts of it
         if i is not None and r.facts.labels[i].colour and attached and not _part_after(r, b, i):
             said.setdefault(i, []).append((a, b, families))  # "a pale pink lesion" (not "a white scar-like patch" in a brown one)
     for i, colours in said.items():

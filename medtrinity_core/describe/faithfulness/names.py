@@ -1,0 +1,100 @@
+"""How a text may name a label beyond its exact words: the label's initials ("WBC" for white blood cell,
+"AFB" for acid-fast bacilli) and its words in another order and form within a short stretch of one clause
+("mediastinal widening" for widened mediastinum, "the heart looks enlarged" for enlarged heart,
+"parasitised RBCs" for parasitized red blood cells, "blasts" for blast cells).
+
+Words match by stem: British and American spellings alike, "-ise" as "-ize", and a shared beginning of
+at least five letters that leaves at most three letters of the shorter word ("mediastinum",
+"mediastinal"; "enlarged", "enlargement"). Short words match only whole or as plurals ("liver" is not
+"lives")."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from medtrinity_core.describe.faithfulness.lexicon import SPELLINGS
+from medtrinity_core.knowledge.vocabulary import normal_form
+
+FILLER = frozenset({"of", "the", "and", "a", "an", "in", "on", "with", "to", "or"})
+GENERIC_WORDS = frozenset({"cell", "cells", "region", "regions", "area", "areas", "structure", "structures", "finding", "findings", "tissue"})
+WORD = re.compile(r"[A-Za-z][A-Za-z']*")
+CLAUSE_BREAK = re.compile(r"[.;:!?()\n]|\b(?:but|whereas|while|although|however)\b", re.IGNORECASE)
+SLACK = 3  # words a loose naming may hold beyond its own ("the heart looks enlarged": one)
+
+
+def initialism(name: str) -> str | None:
+    """"white blood cell" -> "WBC", "acid-fast bacilli" -> "AFB"; None for one word or under two letters."""
+    words = [w for w in re.split(r"[\s\-_/]+", name.strip()) if w and w.lower() not in FILLER]
+    if len(words) < 2 or not all(w[0].isalpha() for w in words):
+        return None
+    return "".join(w[0] for w in words).upper()
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    w = word.lower().replace("’", "'").removesuffix("'s")
+    for british, american in SPELLINGS:
+        w = w.replace(british, american)
+    w = re.sub(r"is(e|ed|es|ing|ation|ations)$", r"iz\1", w)
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith("es") and w[-3] in "sxhz":
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def same_word(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n >= 5 and n >= min(len(a), len(b)) - 3
+
+
+def content(name: str) -> tuple[str, ...]:
+    """The stems a loose naming must show: the name's words less fillers and generic words ("cell")."""
+    words = [w for w in WORD.findall(normal_form(name).replace("-", " ")) if w not in FILLER]
+    kept = [w for w in words if w not in GENERIC_WORDS]
+    return tuple(dict.fromkeys(stem(w) for w in kept))
+
+
+def loose_find(text: str, names: dict[str, int]) -> list[tuple[int, int, int]]:
+    """(start, end, label) where every content word of a name appears, in any order and form, within
+    its own length plus SLACK words of one clause; names of one content word match its stem alone."""
+    tokens = [(m.start(), m.end(), stem(m.group(0))) for m in WORD.finditer(text)]
+    if not tokens:
+        return []
+    breaks = [m.start() for m in CLAUSE_BREAK.finditer(text)]
+    clause, k = [], 0
+    for a, _, _ in tokens:
+        while k < len(breaks) and breaks[k] < a:
+            k += 1
+        clause.append(k)
+    hits = []
+    for name, label in names.items():
+        want = content(name)
+        if not want or (len(want) == 1 and len(want[0]) < 5):
+            continue
+        width = len(want) + SLACK if len(want) > 1 else 1
+        for i, (_, _, s) in enumerate(tokens):
+            if not any(same_word(s, w) for w in want):
+                continue
+            window = [j for j in range(i, min(len(tokens), i + width)) if clause[j] == clause[i]]
+            found, last = set(), i
+            for j in window:
+                for w in want:
+                    if w not in found and same_word(tokens[j][2], w):
+                        found.add(w)
+                        last = j
+                        break
+                if len(found) == len(want):
+                    break
+            if len(found) == len(want):
+                hits.append((tokens[i][0], tokens[last][1], label))
+    return hits
