@@ -77,7 +77,7 @@ INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic
                           r"likely|probabl[ey]|presumabl[ey]|so there(?:'s| is)|which means|diagnosed as|diagnosis of|in favou?r of|impression)\b", re.IGNORECASE)
 ELSEWHERE = re.compile(r"\b(?:otherwise|remainder|rest of|remaining|elsewhere|background|distant|around it|around the lesion|between|neighbou?ring|other|contralateral|opposite|another|additional|further|new|"
                        r"nearby|apart from|besides|except)\b", re.IGNORECASE)
-NORMAL = re.compile(r"\b(?:nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
+NORMAL = re.compile(r"\b(?:NED|no evidence of (?:[\w-]+\s+){0,2}disease|no (?:[\w-]+\s+){0,2}(?:disease|malignancy)|nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
                     r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
 NORMAL_NOT_DENIAL = re.compile(r"^\s*(?:-?\s*sized?|in size|size|caliber|calibre|thickness|position|contour|shape|echogenicity|morphology|dimensions?|volume|range|variant|anatomy|structure)\b", re.IGNORECASE)
 STUDY = re.compile(r"\b(?:study|examination|exam|scan|image|images|radiograph|film|slide|photograph|picture)\b", re.IGNORECASE)
@@ -206,7 +206,7 @@ class Reading:
             if name not in label_table and len(owners) == 1:  # a synonym two labels share ("heart myocardium" of every heart part) names neither
                 label_table[name] = next(iter(owners))
         hits = [(a, b, ("label", i)) for a, b, i in _label_matcher(tuple(sorted(label_table.items()))).find(text)] if label_table else []
-        loose = [(a, b, ("label", i)) for a, b, i in longest(loose_find(text, {n: i for n, i in label_table.items() if " " in n.strip() or "-" in n}))
+        loose = [(a, b, ("label", i)) for a, b, i in longest(loose_find(text, {n: i for n, i in label_table.items() if " " in n.strip() or "-" in n or len(n) >= 6}))
                  if not any(a < y and x < b for x, y, _ in hits) and not _qualifier_inside(text[a:b], lex)]
         hits += [(a, b, ("finding", term)) for a, b, term in lex.findings.find(text) if not any(x <= a and b <= y for x, y, _ in loose)]
         hits += [(a, b, ("head", head)) for a, b, head in lex.head_words.find(text) if not any(x <= a and b <= y for x, y, _ in loose)]
@@ -315,6 +315,9 @@ class Reading:
                 out.append((a, b, owners))
             elif a >= m.end and re.fullmatch(r"\s+(?:[LR]\s+|left\s+|right\s+)?", self.text[m.end:a], re.IGNORECASE):
                 out.append((a, b, owners))  # terse: "avid lesion R iliac bone"
+            elif a >= m.end and re.fullmatch(r"\s*,\s*(?:(?:upper|lower|mid|inferior|superior)\s+pole\s+(?:of\s+)?(?:the\s+)?)?(?:[LR]\s+|left\s+|right\s+)?", self.text[m.end:a], re.IGNORECASE) \
+                    and (m.kind == "label" or self.facts.modality not in ("histopathology", "microscopy")):
+                out.append((a, b, owners))  # terse apposition: "7 mm nodule, R hepatic lobe"; "lesion, upper pole R kidney"
         return out
 
     def _mention_between(self, a: int, b: int) -> bool:
@@ -369,7 +372,7 @@ class Reading:
         if after:
             gap = text[b:after[0].start]
             words = re.findall(r"[\w'-]+", gap)
-            if len(words) <= MODIFIER_GAP and not re.search(r"[.;:()]|\band\b|\bwith\b|\bor\b|\bthan\b", gap) and not (gap.count(",") and len(words) > 2):
+            if len(words) <= MODIFIER_GAP and not re.search(r"[.;:()]|\band\b|\bwith\b|\bor\b|\bthan\b", gap) and not (gap.count(",") and len(words) > 3):
                 nxt = after[0]
         if re.match(r"^[\s,]*(?:than|compared)\b", text[b:b + 14], re.IGNORECASE):
             if before or nxt:
@@ -536,12 +539,17 @@ def _modality(r: Reading, covered: dict) -> None:
     named_own = any(word.modality == own and not r.lex.appearance.value(r.text[a:b]) for a, b, word in claims)
     for a, b, word in claims:
         r.claims += 1
-        if word.modality == own:
-            covered["modality"] = True
+        if word.modality == own or word.modality in compatible:
+            covered["modality"] = True  # "micrograph" of a histology slide
         elif word.modality not in compatible and not (word.modality in beside and named_own):
             r.contradict("modality", a, b, own)
             continue
         organ = word.organ or None
+        implied = r.lex.regions.get(word.region) if word.region else None
+        if implied is not None and r.region is not None and implied.name != r.region.name and implied.core and r.region.core and not implied.core & r.region.core \
+                and not implied.core & r._label_organs():
+            r.contradict("region", a, b, r.facts.body_region or "")
+            continue
         if organ and r.allowed is not None and organ not in r.allowed and not (r.region is not None and organ in r.lex.around(r.region)):
             r.contradict("region", a, b, r.facts.body_region or "")
         elif (organ or word.region) and r.facts.body_region:
@@ -565,8 +573,11 @@ def _region(r: Reading, covered: dict) -> None:
             covered["organ"] = True  # the region's own organ ("from the jejunum" of a small-bowel frame), however the sentence goes on
             r.claims += 1
             continue
-        if organs & neighbours and (NORMAL.search(r.text[lo:hi]) or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially|adjacent|neighbouring|neighboring|nearby|seen|patent|preserved|"
-                                                                          r"visible|outlined|intact)\b|,[^,]*,", r.text[lo:hi], re.IGNORECASE)):
+        listed = any(lo <= x and (re.fullmatch(r"\s*(?:,|and|or|&)\s*(?:the\s+)?", r.text[y:a]) or re.fullmatch(r"\s*(?:,|and|or|&)\s*(?:the\s+)?", r.text[b:x]))
+                     for x, y, _ in r.places if (x, y) != (a, b) and (y <= a or x >= b))
+        if organs & neighbours and (NORMAL.search(r.text[lo:hi]) or listed or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially|adjacent|neighbouring|neighboring|nearby|seen|patent|preserved|"
+                                                                          r"visible|outlined|intact)\b", r.text[lo:hi], re.IGNORECASE)
+                                                 or (r.facts.modality != "endoscopy" and re.search(r",[^,]*,", r.text[lo:hi]))):
             r.claims += 1
             continue  # the neighbours, listed or said to be normal ("the liver dome is seen", "spleen, pancreas and kidneys unremarkable")
         if allowed is None or organs & allowed:
@@ -628,6 +639,9 @@ def _placement(r: Reading, m: Mention, f: LabelFacts) -> None:
     if not linked:
         return
     a, b, owners = linked[0]
+    of = next(((x, y, o) for x, y, o in r.places if x > b and re.fullmatch(r"\s+of\s+(?:the\s+)?", r.text[b:x], re.IGNORECASE)), None)
+    if of is not None:
+        a, b, owners = of  # "the left lobe of the liver": the liver's lobe
     if _part_of_something(r, a, b) or any(organ in own for organ, _ in owners) or any(r.lex.regions.get(o) is not None and r.lex.regions[o].surface for o in own):
         return  # its own organ; or a skin finding on a body site
     systems = {t.system for t in r.lex.vocabulary.terms if t.term in own} & {"musculoskeletal", "cellular"}
@@ -640,7 +654,7 @@ def _placement(r: Reading, m: Mention, f: LabelFacts) -> None:
 def _part_of_something(r: Reading, a: int, b: int) -> bool:
     """A part word ("neck", "head", "tongue") that an adjective or "of ..." gives an owner: "femoral neck",
     "radial head", "tongue of salmon-pink mucosa"."""
-    if normal_form(r.text[a:b]) not in r.lex.parts:
+    if normal_form(r.text[a:b]) not in r.lex.parts and normal_form(r.text[a:b]).removesuffix("s") not in r.lex.parts:
         return False
     if re.match(r"\s+of\b", r.text[b:b + 4]):
         return True
@@ -670,7 +684,7 @@ def _findings(r: Reading, covered: dict) -> None:
         if m.label is not None:
             f = facts.labels[m.label]
             if m.negated:
-                affirmed = m.kind == "head" and any(o.label == m.label and o.kind in ("label", "head") and not o.negated and o is not m for o in r.mentions)
+                affirmed = m.kind == "head" and any(o.label == m.label and o.kind in ("label", "head") and not o.negated and not o.uncertain and o is not m for o in r.mentions)
                 if not affirmed and not (m.kind == "head" and not f.count) and not normal_form(f.label).startswith(("non ", "no ")) and not _denies_elsewhere(r, m, f):
                     r.claims += 1
                     r.contradict("absent_finding", *_negation_span(r, m), f"{f.label} is on the image")
@@ -706,8 +720,10 @@ def _findings(r: Reading, covered: dict) -> None:
     for i in r.findings:
         f = facts.labels[i]
         covered[f"named:{i}"] = named[i]
-        if f.count > 0 and f.side:  # the largest region's side (the one the facts state)
-            covered[f"side:{i}"] = bool(sides[i] & _sides_of(f)) or (f.side == "midline" and _said_central(r, i))
+        if f.count > 0 and f.side:  # the largest region's side; for regions scattered over both sides, only when the text gives one
+            said = bool(sides[i] & _sides_of(f)) or (f.side == "midline" and _said_central(r, i))
+            if said or len(_sides_of(f)) == 1 or f.count <= 2:
+                covered[f"side:{i}"] = said
         if f.count > 0 and f.size_class:
             covered[f"size:{i}"] = f.size_class in sizes[i] or _measured(r, i)  # "4.5 cm" states a size, though not its class
 
@@ -753,7 +769,7 @@ def _denies_elsewhere(r: Reading, m: Mention, f: LabelFacts) -> bool:
     lo, hi = r._sentence(m.start)
     clause = r.text[lo:hi]
     near_words = " ".join(r.text[lo:m.start].split()[-4:])
-    if (ELSEWHERE.search(near_words) and not re.fullmatch(r".*\botherwise\b.*", near_words, re.IGNORECASE | re.DOTALL) or ELSEWHERE.search(r.text[m.end:hi][:40])) \
+    if (ELSEWHERE.search(near_words) and not re.fullmatch(r".*\botherwise\b.*", near_words, re.IGNORECASE | re.DOTALL) or (ELSEWHERE.search(r.text[m.end:hi][:40]) and not re.match(r"\s*(?:,\s*)?(?:or|nor|and)\s+(?:any\s+)?(?:other|another)\b", r.text[m.end:hi], re.IGNORECASE))) \
             or re.search(r"\b(?:other|another|additional|further|new|remaining|rest of)\b", near_words, re.IGNORECASE):
         return True  # "no other lesion"; "the retina is otherwise free of exudates" still denies the exudates
     between = [w.lower() for w in re.findall(r"[\w'-]+", r.text[lo:m.start])[-6:]]
@@ -822,6 +838,20 @@ def _find_sides(r: Reading) -> list[tuple[int, int, str, bool]]:
     return out
 
 
+def _study_side_of(r: Reading, a: int, b: int) -> int | None:
+    """The finding a study's side speaks of ("MRI L knee", "US of the left breast", "sonogram of the right
+    kidney"): the one finding of the organ or region the side qualifies, on one side only."""
+    place = next(((x, y) for x, y in r._place_spans() if b <= x and len(r.text[b:x].split()) <= 1 and not re.search(r"[,.;:]", r.text[b:x])), None)
+    if place is None or NORMAL.search(r.text, place[1], r._sentence(a)[1]):
+        return None
+    organs = r.lex.organs_in(r.text[place[0]:place[1]]) | ({r.region.name} if r.region is not None and normal_form(r.text[place[0]:place[1]]).rstrip("s") in
+                                                          {normal_form(w).rstrip("s") for w in r.region.words} else set())
+    region = (r.region.core | {r.region.name}) if r.region is not None else set()
+    candidates = [i for i in r.findings if r.facts.labels[i].count and len(_sides_of(r.facts.labels[i]) - {"midline"}) == 1
+                  and (organs & (r.organs[i] | region))]
+    return candidates[0] if len(candidates) == 1 and len(r.findings) == 1 else None
+
+
 def _patient_sided(r: Reading, f: LabelFacts) -> bool:
     """The facts give this label's side in the patient's terms (radiology, unless measured on the image)."""
     if f.location:
@@ -854,6 +884,8 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
         if re.search(r"\b(?:without|no|not)\b", r.text[b:hi]) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak") and not header:
             continue  # "left breast and both axillae without suspicious enhancement"
         i = r._label_at(a, b, pass_places=True)
+        if i is None and header and not image_side and side in ("left", "right"):
+            i = _study_side_of(r, a, b)
         if i is None or i not in stated:
             continue
         f = r.facts.labels[i]
@@ -966,7 +998,9 @@ def _counts(r: Reading) -> None:
 
 
 def _looks(r: Reading) -> None:
-    for a, b, direction in r.looks:
+    shades = [(a, b, SHADE[fam]) for a, b, families in r.colours for fam in families if fam in SHADE and len(families) == 1
+              and not re.match(r"[\s-]*(?:background|bg|backdrop|field|surround|surroundings|matrix|stroma|space|spaces|lumen)\b", r.text[b:b + 16], re.IGNORECASE)]
+    for a, b, direction in sorted(r.looks + shades):
         if r._generic_before(a) or _part_after(r, b, r._label_at(a, b)):
             continue  # "a photopenic centre": a part of it
         i = r._label_at(a, b)
@@ -974,10 +1008,11 @@ def _looks(r: Reading) -> None:
             continue
         f = r.facts.labels[i]
         measured = r.lex.direction(f.contrast)
-        if measured is None or not f.count:
-            continue
+        if measured is None or not f.count or ((a, b, direction) in shades and f.colour):
+            continue  # a colour word is a shade only where no colour is measured
         r.claims += 1
-        if {direction, measured} == {"brighter", "darker"}:
+        ranged = re.search(r"(?:-|\bto|/|\bor)\s*$", r.text[max(0, a - 6):a]) or re.match(r"^\s*(?:-|to\b|/|or\b)", r.text[b:b + 5])
+        if {direction, measured} == {"brighter", "darker"} or ("similar" in (direction, measured) and direction != measured and not ranged):
             r.contradict("appearance", a, b, f.contrast)
     said: dict[int, list] = {}
     for a, b, families in r.colours:
@@ -988,7 +1023,7 @@ def _looks(r: Reading) -> None:
         lo, _ = r._sentence(a)
         before = [m for m in r.mentions if m.end <= a and m.label == i and lo <= m.start]
         attached = (after and after[0].label == i and len(r.text[b:after[0].start].split()) <= 3) \
-            or (before and re.fullmatch(r"\s*(?:,|of|in)\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
+            or (before and re.fullmatch(r"\s*,?\s*(?:of|in|staining|stained|stain|coloured|colored|appearing|(?:that|which) (?:are|is|look|looks|appear|appears|stain|stains))?\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
             or re.search(r"\b(?:looks?|appears?|is|are|seems?|appearing|as)\s+(?:[\w-]+\s+)?$", r.text[max(lo, a - 24):a], re.IGNORECASE) \
             or re.match(r"^\s*(?:base|floor|surface)\b", r.text[b:b + 12], re.IGNORECASE)
         parts = after and after[0].kind == "weak" and not after[0].merged and re.search(r"s$", r.text[after[0].start:after[0].end]) and len(r.text[b:after[0].start].split()) <= 1
@@ -1030,12 +1065,13 @@ def _normal_statements(r: Reading) -> None:
                 continue  # "the right thigh looks normal" for a left-sided mass
             if organs & {o for o in r.organs[i] if r.lex.regions.get(o) is not None and r.lex.regions[o].surface}:
                 continue  # "normal skin" around a skin lesion: the background
-            if study or organs & r.organs[i]:
+            if study or organs & (r.organs[i] or (r.region.core if r.region is not None and len(r.region.core) == 1 else set())):
                 r.claims += 1
                 r.contradict("absent_finding", n.start(), n.end(), f"{f.label} is on the image")
                 break
 
 
+SHADE = {"black": "darker", "white": "brighter"}  # a shade of grey said as a colour ("a dark spot", "a white opacity")
 BRIGHTER_WORDS = ("brighter", "hyper", "more radiopaque", "more fdg-avid", "redder", "opacity", "denser", "enhancing")
 DARKER_WORDS = ("darker", "hypo", "more radiolucent", "less fdg-avid", "anechoic", "air")
 
