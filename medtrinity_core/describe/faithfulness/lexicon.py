@@ -15,8 +15,8 @@ ALL = "all"  # a region holding every organ (whole body)
 
 def _flexible(word: str) -> str:
     """A word or phrase as a pattern: spaces and hyphens interchangeable, `&` with or without spaces."""
-    parts = re.split(r"[\s\-]+", word.strip())
-    return r"[\s\-]*".join(r"\s*&\s*".join(re.escape(q).replace("'", "['’]?").replace("’", "['’]?") for q in p.split("&")) for p in parts if p)
+    parts = re.split(r"[\s\-–]+", word.strip())
+    return r"[\s\-–]*".join(r"\s*&\s*".join(re.escape(q).replace("'", "['’]?").replace("’", "['’]?") for q in p.split("&")) for p in parts if p)
 
 
 SPELLINGS = (("oedema", "edema"), ("haem", "hem"), ("tumour", "tumor"), ("oesophag", "esophag"), ("caec", "cec"), ("foet", "fet"), ("paed", "ped"),

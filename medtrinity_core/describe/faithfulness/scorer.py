@@ -61,7 +61,7 @@ COUNT = re.compile(r"(?<![\w.-])" + QUALIFIERS + r"(?P<n>\d+|" + "|".join(sorted
 NOT_COUNT_BEFORE = re.compile(r"(?:grade|segment|segments|level|type|stage|class|score|category|bi-?rads|pi-?rads|tirads|ti-?rads|gleason|fig\.?|figure|slice|image|panel|series|zone|"
                               r"lobe|t|n|m|s|l|c|v|vi|vii|viii|cn|no\.|number|day|week|year|month|version|of|than)\s*$", re.IGNORECASE)
 UNITS = re.compile(r"^\s*-?\s*(?:(?:mm|cm|m|ml|cc|x|by|years?|yrs?|months?|weeks?|days?|hours?|o'clock|degrees?|mg|sec|s|min|kg|g|μm|um|µm|times|fold|point|of)\b|%|×|°)", re.IGNORECASE)
-PERCENT = re.compile(r"(?P<pct>\d+(?:\.\d+)?)\s*% of (?:the )?(?:image|field|frame)(?![\s-]*(?:diagonal|width|height|side|length|diameter|distance))", re.IGNORECASE)
+PERCENT = re.compile(r"(?P<pct>\d+(?:\.\d+)?)\s*% of (?:the )?(?:image|field|frame|slide|section|picture|view)(?![\s-]*(?:diagonal|width|height|side|length|diameter|distance))", re.IGNORECASE)
 MODIFIER_GAP = 4  # words between a qualifier and the finding it precedes
 HEDGED_CAN = r"can(?!\s+(?:(?:also|clearly|just|now|still)\s+)?(?:be\s+)?(?:see|seen|identif\w*|not\w*|observ\w*|appreciat\w*|visuali\w*|spot\w*|make out))"
 GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally|may|might|could|often|typically|usually|commonly|frequently|tends? to|known to|expected|generally|in general|characteristically|classically|"
@@ -69,7 +69,7 @@ GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally
 NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
                         r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|"
                         r"if clinically|clinical correlation|differential|versus|vs\.?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|"
-                        r"would help|could help|better|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)  # advice: the whole sentence is no claim
+                        r"would help|could help|may help|might help|can help|will help|(?:would|could|may|might) be (?:helpful|useful|needed)|better|for histolog\w+|biops(?:y|ies) (?:taken|were taken|obtained|for)|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)  # advice: the whole sentence is no claim
 CONTEXT = re.compile(r"\b(?:(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|history of|known|year[- ]old|patient with|underwent|has had|had undergone|in the past|status post|s/p|unlike|"
                      r"rather than|instead of|not an?|sentinel)\b", re.IGNORECASE)  # history and comparison: what follows them is no claim about this image
 INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic(?:al)? (?:for|of)|typical (?:for|of)|characteristic of|in keeping with|consistent with|c/w|"
@@ -108,11 +108,28 @@ class Mention:
     uncertain: bool = False
 
 
+_INNER: dict[tuple[int, str], str | None] = {}
+
+
+def _term_of(f: LabelFacts, lex: Lexicon) -> str | None:
+    """The label's vocabulary term; for a label the vocabulary does not name, the finding its words name
+    ("stroke lesion" is a stroke, "intraparenchymal hemorrhage" a haemorrhage): the longest, then the last."""
+    if f.term:
+        return f.term
+    key = (id(lex), f.label)
+    if key not in _INNER:
+        if len(_INNER) > 20000:
+            _INNER.clear()
+        hits = lex.findings.find(f.label.replace("_", " "))
+        _INNER[key] = max(hits, key=lambda h: (h[1] - h[0], h[0]))[2] if hits else None
+    return _INNER[key]
+
+
 def _label_names(f: LabelFacts, lex: Lexicon) -> set[str]:
     """How a text may name a label: as written, its term and the term's synonyms, and its last word
     (a head such as "lesion", "cyst", "exudates") when that is no organ."""
     names = {normal_form(f.label)}
-    term = lex.vocabulary.lookup(f.term or f.label)
+    term = lex.vocabulary.lookup(_term_of(f, lex) or f.label)
     if term is not None:
         names |= {term.term if not _cased(term.term) else term.term, *(s if _cased(s) else normal_form(s) for s in term.synonyms)}
     head = _head(f.label)
@@ -137,8 +154,8 @@ def _cased(word: str) -> bool:
 
 def _organs_of(f: LabelFacts, lex: Lexicon) -> set[str]:
     organs = lex.organs_in(f.label)
-    if f.term:
-        organs |= lex.organs_in(f.term)
+    if _term_of(f, lex):
+        organs |= lex.organs_in(_term_of(f, lex))
     return organs
 
 
@@ -218,7 +235,8 @@ class Reading:
         for a, b, (kind, value) in longest(sorted(hits, key=lambda h: (h[0], {"label": 0, "finding": 1, "head": 2}[h[2][0]]))):
             if kind == "head" and re.match(r"\s*effect", text[b:b + 8], re.IGNORECASE):
                 continue  # "mass effect"
-            if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE) or re.search(r"\w-like\s+$", text[max(0, a - 20):a]):
+            like = re.search(r"([\w]+)-like\s+$", text[max(0, a - 20):a])
+            if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE) or (like and kind != "label" and normal_form(like.group(1)) not in lex.heads and not lex.sizes.find(like.group(1))):
                 continue  # "non mitosis", "non-tumour": another class; "milia-like cysts": a feature of the lesion
             self.mentions.append(self._mention(a, b, kind, value))
         parsed = parse(text, [(m.start, m.end) for m in self.mentions] + spans)
@@ -238,6 +256,7 @@ class Reading:
         self.places = [self.places[n] for n in kept]
         self.place_marks = [self.place_marks[n] for n in kept]
         self.sizes = [(a, b, s) for a, b, s in lex.sizes.find(text) if not any(x <= a and b <= y for x, y in inside if (x, y) != (a, b))
+                      and not re.match(r"-(?!sized?\b|volume\b|calib)[a-z]", text[b:b + 8], re.IGNORECASE)  # "small-cell", "small-gland": a kind, no size
                       and not (normal_form(text[a:b]) == "little" and re.search(r"\ba\s*$", text[max(0, a - 3):a]))]  # "a little" is no size
         colours = [(a, b, v) for a, b, v in lex.colours.find(text)
                    if not (normal_form(text[a:b]) in ("red", "white", "grey", "gray") and re.match(r"[\s-]*(?:blood\s+)?(?:cells?|matter|pulp|reflex)\b", text[b:b + 16], re.IGNORECASE))]
@@ -254,7 +273,7 @@ class Reading:
             for i in self.findings:
                 f = self.facts.labels[i]
                 head = _head(f.label)
-                if self.lex.kin(value, f.term) or (head and said and _stem(head) in (_stem(said[-1]), _stem(_head(value) or ""))):
+                if self.lex.kin(value, _term_of(f, self.lex)) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head)))):
                     return Mention(a, b, "label", label=i, term=value)
             generic = [i for i in self.findings if self._generic_label(i)]
             lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, self.text[a:b]))
@@ -737,7 +756,8 @@ def _names_region(r: Reading, m: Mention) -> bool:
 
 
 SUBTYPES = frozenset({"fragmented", "mitotic", "apoptotic", "dividing", "binucleate", "binucleated", "multinucleated", "necrotic", "dead", "dying", "immature",
-                      "giant", "daughter", "satellite", "ring-form", "infected", "parasitised", "parasitized", "visceral", "nodal", "neighbouring", "neighboring"})  # "no mitotic cells": a kind of the labelled cells
+                      "giant", "daughter", "satellite", "ring-form", "infected", "parasitised", "parasitized", "visceral", "nodal", "neighbouring", "neighboring",
+                      "negative", "inverse", "atypical", "broadened"})  # "no mitotic cells": a kind of the labelled cells
 
 
 PART_AFTER = re.compile(r"^[\s-]*(?:[\w-]+\s+)?(?:centre|center|core|rim|halo|border|periphery|component|scar|scar-like|streaks?|veil|network|cytoplasm|nucle(?:us|i)|cup|stalk|head)\b", re.IGNORECASE)
@@ -818,7 +838,7 @@ def _find_sides(r: Reading) -> list[tuple[int, int, str, bool]]:
                 if RELATION_AFTER.match(text[b:b + 20]) and not re.match(r"^\s*(?:of|to)\s+(?:the\s+)?(?:image|frame|picture|screen|field|view|slide|midline)", text[b:b + 30], re.IGNORECASE):
                     if RELATION_BEFORE.search(text[max(0, a - 12):a]) or re.match(r"^\s*of\s", text[b:b + 5]):
                         continue
-                if re.match(r"^\s*-?\s*(?:to|and|&)\s*-?\s*(?:left|right|l|r|lt|rt)\b", text[b:b + 12], re.IGNORECASE) or re.search(r"\b(?:left|right|l|r|lt|rt)\s*(?:to|and|&)\s*-?\s*$", text[max(0, a - 12):a], re.IGNORECASE):
+                if re.match(r"^\s*-?\s*(?:to|and|&)\s*-?\s*(?:the\s+)?(?:left|right|l|r|lt|rt)\b", text[b:b + 16], re.IGNORECASE) or re.search(r"\b(?:left|right|l|r|lt|rt)\s*(?:to|and|&)\s*-?\s*$", text[max(0, a - 12):a], re.IGNORECASE):
                     continue  # "right-to-left", "left and right": both or a direction
                 if re.match(r"^\s*(?:angle|away|untreated|behind|over|alone|now|photomicrograph|micrograph|image|panel|picture|inset|figure|column|row|"
                             r"in the (?:centre|center|middle)|at the (?:centre|center|middle)|next to|there|here)\b", text[b:b + 24], re.IGNORECASE):
@@ -827,6 +847,8 @@ def _find_sides(r: Reading) -> list[tuple[int, int, str, bool]]:
             image_side = bool(IMAGE_SIDE_AFTER.match(text[b:b + 60]) or IMAGE_SIDE_BEFORE.search(text[max(0, a - 20):a])
                               or (re.search(r"\b(?:of|in|on) the (?:image|frame|picture|field|photo)\b", text[lo:hi], re.IGNORECASE)
                                   and re.search(r"\b(?:upper|lower|top|bottom|toward|towards)\s+(?:the\s+)?$", text[max(lo, a - 14):a], re.IGNORECASE)))
+            if side == "midline" and re.match(r"\s*(?:shift|structures|deviation)\b", text[b:b + 14], re.IGNORECASE):
+                continue  # "no midline shift"
             if side == "midline" and not re.search(r"\b(?:in|at|to|near|across|crossing)\b[^.;:]{0,24}$", text[max(0, a - 30):a], re.IGNORECASE) and not _mention_after(r, b):
                 continue  # "no shift of midline structures" is no side
             out.append((a, b, side, image_side))
@@ -884,6 +906,11 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
         if re.search(r"\b(?:without|no|not)\b", r.text[b:hi]) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak") and not header:
             continue  # "left breast and both axillae without suspicious enhancement"
         i = r._label_at(a, b, pass_places=True)
+        subject = re.match(r"[\s-]*(?:[\w-]+\s+){0,2}?(?:side|half|part|portion|aspect)\s+of\s+(?:the\s+)?(?:image|frame|field|slide|section|picture)\s+"
+                           r"(?:is\s+(?:taken up|occupied|filled|dominated)\s+by|shows|contains|holds|has)\b", r.text[b:b + 80], re.IGNORECASE)
+        if image_side and subject:
+            later = [m for m in r.mentions if m.start >= b + subject.end() and m.label is not None and m.kind != "anatomy" or (m.start >= b + subject.end() and m.kind == "weak" and m.label is not None)]
+            i = later[0].label if later else i
         if i is None and header and not image_side and side in ("left", "right"):
             i = _study_side_of(r, a, b)
         if i is None or i not in stated:
@@ -941,19 +968,27 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
         r.contradict("size", a, b, f.size_class)
     for m in PERCENT.finditer(text):
         i = r._label_at(m.start(), m.end())
-        if i is None or i not in stated or r.facts.labels[i].area_pct is None:
+        if i is None or i not in stated or not r.facts.labels[i].count:
             continue
         f = r.facts.labels[i]
-        r.claims += 1
-        if abs(float(m.group("pct")) - f.area_pct) > max(0.5, 0.2 * f.area_pct):
-            r.contradict("size", m.start(), m.end(), f"{f.area_pct}% of the image")
+        pct = float(m.group("pct"))
+        if f.area_pct is not None:
+            r.claims += 1
+            if abs(pct - f.area_pct) > max(0.5, 0.2 * f.area_pct):
+                r.contradict("size", m.start(), m.end(), f"{f.area_pct}% of the image")
+        elif f.size_class:
+            size = "small" if pct < 1 else "medium" if pct < 10 else "large"  # the size classes' own bounds
+            r.claims += 1
+            stated[i].add(size)
+            if size != f.size_class and f.count == 1:
+                r.contradict("size", m.start(), m.end(), f.size_class)
 
 
 def _of_diagnosis(r: Reading, a: int, b: int, f: LabelFacts) -> bool:
     """"moderate non-proliferative diabetic retinopathy" of an image labelled with its microaneurysms: the
     grade of a diagnosis the finding is a sign of, not the finding's size."""
     owner = r._owner(a, b, False)
-    return owner is not None and owner.term is not None and owner.term != f.term and owner.term in r.lex.signs
+    return owner is not None and owner.term is not None and owner.term != _term_of(f, r.lex) and owner.term in r.lex.signs
 
 
 GRADED = re.compile(r"^[\s-]*(?:enhancement|uptake|signal|intensity|severity|degree|grade|inflammation|dysplasia|activity|avidity|echogenicity|vascularity|"
@@ -964,6 +999,7 @@ GRADED = re.compile(r"^[\s-]*(?:enhancement|uptake|signal|intensity|severity|deg
 def _counts(r: Reading) -> None:
     text = r.text
     counted: dict[int, set] = {}  # per sentence, the labels it has counted
+    stated_counts: list[tuple[int, int, int]] = []  # (position, label, upper bound) of each count read
     for c in COUNT.finditer(text):
         a, b = c.start("n"), c.end("n")
         if c.group("n").lower() in ("one", "a second", "second") and re.match(r"^\s*of\b", text[b:b + 5], re.IGNORECASE):
@@ -991,6 +1027,12 @@ def _counts(r: Reading) -> None:
         if not f.count:
             continue
         low, high = _count_range(c.group("q"), c.group("n"))
+        word = c.group("n").lower()
+        if word in ("cluster of", "a cluster of", "a group of", "a clump of", "a sheet of", "a nest of") and re.search(r"cells?$", text[m.start:m.end], re.IGNORECASE):
+            low, high = 1, 1  # "a cluster of tumour cells": one region of many cells
+        if high < f.count and any(lab == m.label and start < a and hi_ >= high for start, lab, hi_ in stated_counts):
+            continue  # "Forty-two nuclei ... A few nuclei are closely apposed": a few of them
+        stated_counts.append((a, m.label, high))
         counted.setdefault(r._sentence(a)[0], set()).add(m.label)
         r.claims += 1
         if not low <= f.count <= high:
@@ -999,7 +1041,7 @@ def _counts(r: Reading) -> None:
 
 def _looks(r: Reading) -> None:
     shades = [(a, b, SHADE[fam]) for a, b, families in r.colours for fam in families if fam in SHADE and len(families) == 1
-              and not re.match(r"[\s-]*(?:background|bg|backdrop|field|surround|surroundings|matrix|stroma|space|spaces|lumen)\b", r.text[b:b + 16], re.IGNORECASE)]
+              and not re.match(r"[\s-]*(?:background|bg|backdrop|field|surround|surroundings|matrix|stroma|space|spaces|lumen|(?:acoustic\s+)?shadow\w*|halo|rim)\b", r.text[b:b + 16], re.IGNORECASE)]
     for a, b, direction in sorted(r.looks + shades):
         if r._generic_before(a) or _part_after(r, b, r._label_at(a, b)):
             continue  # "a photopenic centre": a part of it
