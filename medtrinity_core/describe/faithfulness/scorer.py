@@ -69,7 +69,8 @@ GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally
 NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
                         r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|"
                         r"if clinically|clinical correlation|differential|versus|vs\.?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|"
-                        r"would help|could help|may help|might help|can help|will help|(?:would|could|may|might) be (?:helpful|useful|needed)|better|for histolog\w+|biops(?:y|ies) (?:taken|were taken|obtained|for)|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)  # advice: the whole sentence is no claim
+                        r"would help|could help|may help|might help|can help|will help|(?:would|could|may|might) be (?:helpful|useful|needed)|better|for histolog\w+|"
+                        r"biops(?:y|ies) (?:taken|were taken|obtained|for)|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)  # advice: the whole sentence is no claim
 CONTEXT = re.compile(r"\b(?:(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|history of|known|year[- ]old|patient with|underwent|has had|had undergone|in the past|status post|s/p|unlike|"
                      r"rather than|instead of|not an?|sentinel)\b", re.IGNORECASE)  # history and comparison: what follows them is no claim about this image
 INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic(?:al)? (?:for|of)|typical (?:for|of)|characteristic of|in keeping with|consistent with|c/w|"
