@@ -69,7 +69,7 @@ GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally
 NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
                         r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|"
                         r"if clinically|clinical correlation|differential|versus|vs\.?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|"
-                        r"would help|could help|may help|might help|can help|will help|(?:would|could|may|might) be (?:helpful|useful|needed)|better|for histolog\w+|"
+                        r"next step|would help|could help|may help|might help|can help|will help|(?:would|could|may|might) be (?:helpful|useful|needed)|better|for histolog\w+|"
                         r"biops(?:y|ies) (?:taken|were taken|obtained|for)|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)  # advice: the whole sentence is no claim
 CONTEXT = re.compile(r"\b(?:(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|history of|known|year[- ]old|patient with|underwent|has had|had undergone|in the past|status post|s/p|unlike|"
                      r"rather than|instead of|not an?|sentinel)\b", re.IGNORECASE)  # history and comparison: what follows them is no claim about this image
@@ -79,9 +79,11 @@ INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic
 ELSEWHERE = re.compile(r"\b(?:otherwise|remainder|rest of|remaining|elsewhere|background|distant|around it|around the lesion|between|neighbou?ring|other|contralateral|opposite|another|additional|further|new|"
                        r"nearby|apart from|besides|except)\b", re.IGNORECASE)
 NORMAL = re.compile(r"\b(?:NED|no evidence of (?:[\w-]+\s+){0,2}disease|no (?:[\w-]+\s+){0,2}(?:disease|malignancy)|nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
-                    r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
+                    r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|no (?:focal |abnormal |significant |suspicious |increased |pathological |pathologic )+(?:hypermetabolism|uptake|FDG uptake|tracer uptake|avidity|enhancement)|(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
+GLOBAL_DENIAL = re.compile(r"NED|no evidence of .*disease|no .*(?:disease|malignancy|abnormalit(?:y|ies)|findings?|pathology)", re.IGNORECASE)
 NORMAL_NOT_DENIAL = re.compile(r"^\s*(?:-?\s*sized?|in size|size|caliber|calibre|thickness|position|contour|shape|echogenicity|morphology|dimensions?|volume|range|variant|anatomy|structure)\b", re.IGNORECASE)
 STUDY = re.compile(r"\b(?:study|examination|exam|scan|image|images|radiograph|film|slide|photograph|picture)\b", re.IGNORECASE)
+RELATIVE_PLACE = re.compile(r"\s*,?\s*(?:which|that)\s+(?:seems?|appears?|is|are)?\s*(?:to\s+)?(?:be\s+)?(?:sit|sits|lie|lies|located|situated|arise|arises|arising|centred|centered)\b", re.IGNORECASE)
 LINK_BEFORE_PLACE = re.compile(r"(?:\b(?:in|within|of|at|involving|on|from|inside|into|along|near|arising from|occupying|over|overlying))\s+(?:the\s+|its\s+|an?\s+)?(?:[\w-]+\s+){0,2}$", re.IGNORECASE)
 
 
@@ -273,6 +275,9 @@ class Reading:
             organ = self.lex.organ_of.get(value)
             for i in self.findings:
                 f = self.facts.labels[i]
+                own = set(normal_form(f.label).replace("_", " ").split())
+                if own and own <= set(said) and not own <= NOT_HEADS:
+                    return Mention(a, b, "label", label=i, term=value)  # "subdural haematoma" of a label "subdural"
                 head = _head(f.label)
                 if self.lex.kin(value, _term_of(f, self.lex)) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head)))):
                     return Mention(a, b, "label", label=i, term=value)
@@ -331,7 +336,7 @@ class Reading:
                 continue
             if b <= m.start and len(self.text[b:m.start].split()) <= 1:
                 out.append((a, b, owners))
-            elif a >= m.end and len(self.text[m.end:a].split()) <= 6 and LINK_BEFORE_PLACE.search(self.text[m.end:a]) and not self._mention_between(m.end, a):
+            elif a >= m.end and (len(self.text[m.end:a].split()) <= 6 or RELATIVE_PLACE.match(self.text[m.end:a])) and LINK_BEFORE_PLACE.search(self.text[m.end:a]) and not self._mention_between(m.end, a):
                 out.append((a, b, owners))
             elif a >= m.end and re.fullmatch(r"\s+(?:[LR]\s+|left\s+|right\s+)?", self.text[m.end:a], re.IGNORECASE):
                 out.append((a, b, owners))  # terse: "avid lesion R iliac bone"
@@ -363,7 +368,7 @@ class Reading:
                 pool = [i for i in pool if not set(normal_form(self.facts.labels[i].label).split()) & NOT_MASSES]
                 if not pool:
                     continue
-            candidates = [i for i in pool if not near or self.organs[i] & near or not self.organs[i]]
+            candidates = [i for i in pool if not near or self.organs[i] & near or not self.organs[i] or _one_system(self, self.organs[i], near)]
             if near and len(candidates) > 1:
                 candidates = [i for i in candidates if self.organs[i] & near] or candidates
             if len(candidates) > 1:
@@ -664,11 +669,16 @@ def _placement(r: Reading, m: Mention, f: LabelFacts) -> None:
         a, b, owners = of  # "the left lobe of the liver": the liver's lobe
     if _part_of_something(r, a, b) or any(organ in own for organ, _ in owners) or any(r.lex.regions.get(o) is not None and r.lex.regions[o].surface for o in own):
         return  # its own organ; or a skin finding on a body site
-    systems = {t.system for t in r.lex.vocabulary.terms if t.term in own} & {"musculoskeletal", "cellular"}
-    if any(t.system in systems for t in r.lex.vocabulary.terms if t.term in {o for o, _ in owners}):
+    if _one_system(r, own, {o for o, _ in owners}):
         return  # one skeleton ("bone marrow oedema" in the femoral condyle)
     r.claims += 1
     r.contradict("region", a, b, f"{f.label} ({', '.join(sorted(own))})")
+
+
+def _one_system(r: Reading, own: set[str], places: set[str]) -> bool:
+    """Organs of one skeleton or one cell: a bone finding in the spine, a nucleus in a cell."""
+    systems = {t.system for t in r.lex.vocabulary.terms if t.term in own} & {"musculoskeletal", "cellular"}
+    return any(t.system in systems for t in r.lex.vocabulary.terms if t.term in places)
 
 
 def _part_of_something(r: Reading, a: int, b: int) -> bool:
@@ -723,7 +733,7 @@ def _findings(r: Reading, covered: dict) -> None:
         elif m.kind == "head" and m.label is None and not m.negated and not m.uncertain and not r._not_claim(m.start):
             near = {organ for _, _, owners in r._place_near(m) for organ, _ in owners}
             own = [_own_organs(r, facts.labels[i]) for i in r.findings]
-            if near and len(r.findings) == 1 and own[0] and not near & own[0] and not ADDED.search(text[lo:m.start]) \
+            if near and len(r.findings) == 1 and own[0] and not near & own[0] and not ADDED.search(text[lo:m.start]) and not _one_system(r, own[0], near) \
                     and not any(r.lex.regions.get(o) is not None and r.lex.regions[o].surface for o in own[0]):
                 place = r._place_near(m)[0]
                 r.claims += 1
@@ -899,6 +909,8 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
         normal = NORMAL.search(r.text, b, hi)
         if normal and len(r.text[b:normal.start()].split()) <= 4 and not NORMAL_NOT_DENIAL.match(r.text[normal.end():normal.end() + 14]):
             continue  # "R ovary nl", "the right lobe is normal": the other side, said to be normal
+        if re.match(r"\s*(?:[\w-]+\s+){0,2}(?:clear|intact|preserved|patent|spared|free)\b", r.text[b:hi], re.IGNORECASE) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak"):
+            continue  # "L IAC clear"
         if re.search(r"\b(?:nml|nl|normal|unremarkable)\s+$", r.text[max(lo, a - 14):a], re.IGNORECASE):
             continue  # "ovaries nml bilat"
         header = bool(r.lex.modalities.find(r.text[lo:hi]))
@@ -1101,7 +1113,7 @@ def _normal_statements(r: Reading) -> None:
             continue  # a list of structures said to be normal: the neighbours, not the finding's organ
         organs = {organ for a, b, owners in named for organ, _ in owners
                   if normal_form(r.text[a:b]) in (normal_form(organ), normal_form(organ) + "s") or re.match(r"\s+(?:mucosa|tissue|parenchyma)\b", r.text[b:b + 14])}
-        study = bool(STUDY.search(sentence)) and not named and not any(lo <= a < hi for a, _, _ in r.region_words)
+        study = (bool(STUDY.search(sentence)) or bool(GLOBAL_DENIAL.fullmatch(n.group(0)))) and not named and not any(lo <= a < hi for a, _, _ in r.region_words)
         for i in r.findings:
             f = r.facts.labels[i]
             if said_sides and _sides_of(f) and not said_sides & _sides_of(f):
