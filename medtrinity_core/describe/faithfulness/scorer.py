@@ -79,7 +79,8 @@ INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic
 ELSEWHERE = re.compile(r"\b(?:otherwise|remainder|rest of|remaining|elsewhere|background|distant|around it|around the lesion|between|neighbou?ring|other|contralateral|opposite|another|additional|further|new|"
                        r"nearby|apart from|besides|except)\b", re.IGNORECASE)
 NORMAL = re.compile(r"\b(?:NED|no evidence of (?:[\w-]+\s+){0,2}disease|no (?:[\w-]+\s+){0,2}(?:disease|malignancy)|nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
-                    r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|no (?:focal |abnormal |significant |suspicious |increased |pathological |pathologic )+(?:hypermetabolism|uptake|FDG uptake|tracer uptake|avidity|enhancement)|(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
+                    r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|no (?:focal |abnormal |significant |suspicious |increased |pathological |pathologic )+(?:hypermetabolism|uptake|FDG uptake|tracer uptake|avidity|enhancement)|"
+                    r"(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
 GLOBAL_DENIAL = re.compile(r"NED|no evidence of .*disease|no .*(?:disease|malignancy|abnormalit(?:y|ies)|findings?|pathology)", re.IGNORECASE)
 NORMAL_NOT_DENIAL = re.compile(r"^\s*(?:-?\s*sized?|in size|size|caliber|calibre|thickness|position|contour|shape|echogenicity|morphology|dimensions?|volume|range|variant|anatomy|structure)\b", re.IGNORECASE)
 STUDY = re.compile(r"\b(?:study|examination|exam|scan|image|images|radiograph|film|slide|photograph|picture)\b", re.IGNORECASE)
