@@ -129,6 +129,34 @@ def _term_of(f: LabelFacts, lex: Lexicon) -> str | None:
     return _INNER[key]
 
 
+def _ends_other_term(text: str, a: int, b: int, f: LabelFacts, lex: Lexicon) -> bool:
+    """A label's head word ("cells") that is the last word of another vocabulary term ("white blood cells"
+    beside a red-blood-cell label)."""
+    said = normal_form(text[a:b])
+    if len(said.split()) != 1 or said.rstrip("s") == normal_form(f.label).rstrip("s"):
+        return False
+    before = text[max(0, a - 40):a].split()
+    own = lex.vocabulary.lookup(_term_of(f, lex) or f.label)
+    for n in (1, 2, 3):
+        term = lex.vocabulary.lookup(" ".join(before[-n:]) + " " + text[a:b]) if len(before) >= n else None
+        if term is not None and (own is None or term.term != own.term):
+            return True
+    return False
+
+
+def _distinct(lex: Lexicon, a: str, b: str) -> bool:
+    """Two vocabulary findings that are different things though they share a head: of different organs
+    (pericardial and pleural effusion) or told apart by opposite words (hard and soft exudates)."""
+    oa, ob = lex.organ_of.get(a), lex.organ_of.get(b)
+    if oa and ob and oa != ob:
+        return True
+    wa, wb = set(normal_form(a).split()), set(normal_form(b).split())
+    return any({x, y} <= (wa | wb) and not {x, y} <= wa and not {x, y} <= wb for x, y in OPPOSITES)
+
+
+OPPOSITES = (("hard", "soft"), ("red", "white"), ("benign", "malignant"), ("acute", "chronic"), ("primary", "secondary"), ("intra", "extra"))
+
+
 def _label_names(f: LabelFacts, lex: Lexicon) -> set[str]:
     """How a text may name a label: as written, its term and the term's synonyms, and its last word
     (a head such as "lesion", "cyst", "exudates") when that is no organ."""
@@ -227,6 +255,7 @@ class Reading:
             if name not in label_table and len(owners) == 1:  # a synonym two labels share ("heart myocardium" of every heart part) names neither
                 label_table[name] = next(iter(owners))
         hits = [(a, b, ("label", i)) for a, b, i in _label_matcher(tuple(sorted(label_table.items()))).find(text)] if label_table else []
+        hits = [h for h in hits if not _ends_other_term(text, h[0], h[1], self.facts.labels[h[2][1]], lex)]
         loose = [(a, b, ("label", i)) for a, b, i in longest(loose_find(text, {n: i for n, i in label_table.items() if " " in n.strip() or "-" in n or len(n) >= 6}))
                  if not any(a < y and x < b for x, y, _ in hits) and not _qualifier_inside(text[a:b], lex)]
         hits += [(a, b, ("finding", term)) for a, b, term in lex.findings.find(text) if not any(x <= a and b <= y for x, y, _ in loose)]
@@ -280,7 +309,10 @@ class Reading:
                 if own and own <= set(said) and not own <= NOT_HEADS:
                     return Mention(a, b, "label", label=i, term=value)  # "subdural haematoma" of a label "subdural"
                 head = _head(f.label)
-                if self.lex.kin(value, _term_of(f, self.lex)) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head)))):
+                own_term = _term_of(f, self.lex)
+                if own_term and own_term != value and not self.lex.kin(value, own_term) and _distinct(self.lex, value, own_term):
+                    continue  # "no pericardial effusion" beside a pleural effusion; "hard exudates" beside soft ones
+                if self.lex.kin(value, own_term) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head)))):
                     return Mention(a, b, "label", label=i, term=value)
             generic = [i for i in self.findings if self._generic_label(i)]
             lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, self.text[a:b]))
@@ -396,7 +428,7 @@ class Reading:
         before = [m for m in here if m.end <= a]
         nxt = None
         if after:
-            gap = text[b:after[0].start]
+            gap = re.sub(r"^\)|\($", "", text[b:after[0].start].strip()) if text[b:after[0].start].strip() in (")", "(") else text[b:after[0].start]
             words = re.findall(r"[\w'-]+", gap)
             if len(words) <= MODIFIER_GAP and not re.search(r"[.;:()]|\band\b|\bwith\b|\bor\b|\bthan\b", gap) and not (gap.count(",") and len(words) > 3):
                 nxt = after[0]
@@ -479,7 +511,7 @@ NOT_MASSES = frozenset({"calcification", "calcifications", "calcs", "effusion", 
                         "hemorrhage", "bleeding", "oedema", "edema", "stone", "stones", "calculus", "calculi", "gallstone", "consolidation", "opacity",
                         "atelectasis", "emphysema", "ascites", "hydronephrosis", "steatosis", "exudates", "microaneurysm", "microaneurysms", "drusen", "vessels",
                         "nuclei", "cells", "glands", "gland", "infarct", "stroke", "dislocation", "aneurysm", "thrombus", "embolism"})
-GENERIC_LABELS = frozenset({"lesion", "lesions", "mass", "masses", "tumor", "tumors", "tumours", "growth", "neoplasm", "finding", "focus", "foci", "benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumour", "cancer", "enhancing", "solid",
+GENERIC_LABELS = frozenset({"cancerous", "carcinomatous", "neoplastic", "tissue", "lesion", "lesions", "mass", "masses", "tumor", "tumors", "tumours", "growth", "neoplasm", "finding", "focus", "foci", "benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumour", "cancer", "enhancing", "solid",
                             "necrotic", "primary", "active", "residual", "gross", "viable", "suspected", "suspicious", "fdg", "avid", "hypermetabolic"})
 
 
@@ -908,7 +940,8 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
             continue  # "heart atrium left": a side in the label's own name is the source's, not the text's claim
         lo, hi = r._sentence(a)
         normal = NORMAL.search(r.text, b, hi)
-        if normal and len(r.text[b:normal.start()].split()) <= 4 and not NORMAL_NOT_DENIAL.match(r.text[normal.end():normal.end() + 14]):
+        bare = not any(b <= m.start < hi for m in r.mentions if m.kind != "weak")
+        if normal and len(r.text[b:normal.start()].split()) <= 4 and (bare or not NORMAL_NOT_DENIAL.match(r.text[normal.end():normal.end() + 14])):
             continue  # "R ovary nl", "the right lobe is normal": the other side, said to be normal
         if re.match(r"\s*(?:[\w-]+\s+){0,2}(?:clear|intact|preserved|patent|spared|free)\b", r.text[b:hi], re.IGNORECASE) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak"):
             continue  # "L IAC clear"
@@ -919,6 +952,10 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
             continue  # "the left kidney and the stomach look normal": a side of a structure, no finding in the sentence (a header is the study's side)
         if re.search(r"\b(?:without|no|not)\b", r.text[b:hi]) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak") and not header:
             continue  # "left breast and both axillae without suspicious enhancement"
+        if re.fullmatch(r"[\s\-•*]*(?:[\w-]+\s+)?(?:side|half|hemithorax|lung|breast|kidney|lobe)?\s*:?\s*", r.text[lo:a] + r.text[b:hi], re.IGNORECASE):
+            after = r._sentence(hi)
+            if hi >= len(r.text) or NORMAL.search(r.text[after[0]:after[1]]) or not any(after[0] <= m.start < after[1] for m in r.mentions if m.kind != "weak"):
+                continue  # "- Right side: the right lung appears clear"
         i = r._label_at(a, b, pass_places=True)
         subject = re.match(r"[\s-]*(?:[\w-]+\s+){0,2}?(?:side|half|part|portion|aspect)\s+of\s+(?:the\s+)?(?:image|frame|field|slide|section|picture)\s+"
                            r"(?:is\s+(?:taken up|occupied|filled|dominated)\s+by|shows|contains|holds|has)\b", r.text[b:b + 80], re.IGNORECASE)
