@@ -511,7 +511,8 @@ NOT_MASSES = frozenset({"calcification", "calcifications", "calcs", "effusion", 
                         "hemorrhage", "bleeding", "oedema", "edema", "stone", "stones", "calculus", "calculi", "gallstone", "consolidation", "opacity",
                         "atelectasis", "emphysema", "ascites", "hydronephrosis", "steatosis", "exudates", "microaneurysm", "microaneurysms", "drusen", "vessels",
                         "nuclei", "cells", "glands", "gland", "infarct", "stroke", "dislocation", "aneurysm", "thrombus", "embolism"})
-GENERIC_LABELS = frozenset({"cancerous", "carcinomatous", "neoplastic", "tissue", "lesion", "lesions", "mass", "masses", "tumor", "tumors", "tumours", "growth", "neoplasm", "finding", "focus", "foci", "benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumour", "cancer", "enhancing", "solid",
+GENERIC_LABELS = frozenset({"cancerous", "carcinomatous", "neoplastic", "tissue",
+                            "lesion", "lesions", "mass", "masses", "tumor", "tumors", "tumours", "growth", "neoplasm", "finding", "focus", "foci", "benign", "malignant", "abnormal", "abnormality", "positive", "pathology", "disease", "tumour", "cancer", "enhancing", "solid",
                             "necrotic", "primary", "active", "residual", "gross", "viable", "suspected", "suspicious", "fdg", "avid", "hypermetabolic"})
 
 
