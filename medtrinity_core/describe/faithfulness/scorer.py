@@ -144,13 +144,14 @@ def _ends_other_term(text: str, a: int, b: int, f: LabelFacts, lex: Lexicon) -> 
     return False
 
 
-def _distinct(lex: Lexicon, a: str, b: str) -> bool:
+def _distinct(lex: Lexicon, a: str, b: str, label: str = "") -> bool:
     """Two vocabulary findings that are different things though they share a head: of different organs
-    (pericardial and pleural effusion) or told apart by opposite words (hard and soft exudates)."""
+    (pericardial and pleural effusion) or told apart by opposite words (hard and soft exudates; the
+    label's own words count for its term)."""
     oa, ob = lex.organ_of.get(a), lex.organ_of.get(b)
     if oa and ob and oa != ob:
         return True
-    wa, wb = set(normal_form(a).split()), set(normal_form(b).split())
+    wa, wb = set(normal_form(a).split()), set(normal_form(b).split()) | set(normal_form(label).replace("_", " ").split())
     return any({x, y} <= (wa | wb) and not {x, y} <= wa and not {x, y} <= wb for x, y in OPPOSITES)
 
 
@@ -310,7 +311,7 @@ class Reading:
                     return Mention(a, b, "label", label=i, term=value)  # "subdural haematoma" of a label "subdural"
                 head = _head(f.label)
                 own_term = _term_of(f, self.lex)
-                if own_term and own_term != value and not self.lex.kin(value, own_term) and _distinct(self.lex, value, own_term):
+                if own_term and own_term != value and not self.lex.kin(value, own_term) and _distinct(self.lex, value, own_term, f.label):
                     continue  # "no pericardial effusion" beside a pleural effusion; "hard exudates" beside soft ones
                 if self.lex.kin(value, own_term) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head)))):
                     return Mention(a, b, "label", label=i, term=value)
@@ -318,6 +319,8 @@ class Reading:
             lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, self.text[a:b]))
             lo = max(self.text.rfind(c, 0, a) for c in ".;:!?\n") + 1
             added = ADDED.search(self.text[lo:a])
+            if added and normal_form(added.group(0)) == "with" and not ADDED.search(self.text[lo:a], added.end()) and not self.lex.findings.find(self.text[lo:a]):
+                added = None  # "a core biopsy with adenocarcinoma": the finding itself
             if found is not None and found.category == "finding" and re.search(r"\bcells\b", normal_form(found.term)) and not added:
                 tumours = [i for i in self.findings if re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(self.facts.labels[i].label))]
                 if len(tumours) == 1:  # "the neoplastic cells" of a carcinoma
@@ -646,6 +649,8 @@ def _region(r: Reading, covered: dict) -> None:
             r.claims += 1
             r.contradict("region", a, b, r.facts.body_region)
     for a, b, name in r.region_words:
+        if re.search(r"(?:\ben\s+|\b(?:left|right)-)$", r.text[max(0, a - 6):a], re.IGNORECASE):
+            continue  # "viewed en face", "the right-hand side"
         if _part_of_something(r, a, b):
             continue  # "the head of the optic nerve", "radial head", "femoral neck"
         if r._not_claim(a) or any(m.start <= a and b <= m.end for m in r.mentions if m.kind in ("label", "finding")):
