@@ -175,6 +175,8 @@ def check_reading(reading, where: str) -> None:
                 for opt in ("also", "beside"):
                     if opt in entry:
                         _words(entry[opt], f"{here}[{n}].{opt}")
+                if "strict" in entry and not isinstance(entry["strict"], bool):
+                    raise ValueError(f"{here}[{n}].strict: must be true or false")
         elif shape == "regions":
             if not isinstance(value, dict):
                 raise ValueError(f"{here}: must be a mapping of region names")

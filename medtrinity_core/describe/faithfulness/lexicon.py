@@ -130,6 +130,7 @@ class ModalityWord:
     modality: str
     organ: str | None
     region: str | None
+    strict: bool = False  # names this modality only: another modality's `also` does not take it (electron microscopy)
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,8 @@ def _modality_table(vocabulary: Vocabulary) -> tuple[dict, dict]:
         for word in entry.get("words") or ():
             previous = words.get(str(word))
             organ, region = entry.get("organ"), entry.get("region")
-            if previous is None or organ or region:  # the entry naming what the technique images wins
-                words[str(word)] = ModalityWord(modality, str(organ) if organ else None, str(region) if region else None)
+            if previous is None or organ or region or entry.get("strict"):  # the entry naming what the technique images wins
+                words[str(word)] = ModalityWord(modality, str(organ) if organ else None, str(region) if region else None, bool(entry.get("strict")))
     return words, {k: frozenset(v) for k, v in compatible.items()}, {k: frozenset(v) for k, v in beside.items()}
 
 

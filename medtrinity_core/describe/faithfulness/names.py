@@ -4,8 +4,8 @@
 "parasitised RBCs" for parasitized red blood cells, "blasts" for blast cells).
 
 Words match by stem: British and American spellings alike, "-ise" as "-ize", and a shared beginning of
-at least five letters that leaves at most three letters of the shorter word ("mediastinum",
-"mediastinal"; "enlarged", "enlargement"). Short words match only whole or as plurals ("liver" is not
+at least five letters that leaves at most three letters of the shorter word and a derivational ending
+on each ("mediastinum", "mediastinal"; "enlarged", "enlargement"; not "adenoma", "adenocarcinoma"). Short words match only whole or as plurals ("liver" is not
 "lives")."""
 
 from __future__ import annotations
@@ -46,7 +46,14 @@ def stem(word: str) -> str:
     return w
 
 
+SUFFIXES = frozenset({"", "s", "es", "e", "d", "ed", "ing", "al", "ar", "ic", "atic", "otic", "ment", "ments", "ion", "ions", "ation", "ations", "tion",
+                      "cation", "fication", "fied", "ity", "ty", "ous", "is", "um", "us", "a", "i", "ae", "ia", "y", "ies", "ize", "ized", "izing", "ly",
+                      "ative", "ened", "ening", "en", "sis", "ses", "tic", "tically"})
+
+
 def same_word(a: str, b: str) -> bool:
+    """One word in two forms: a shared beginning of five letters or more, each word going on by at most
+    a derivational ending ("mediastin-um", "mediastin-al"; not "adeno-ma", "adeno-carcinoma")."""
     if a == b:
         return True
     n = 0
@@ -54,7 +61,7 @@ def same_word(a: str, b: str) -> bool:
         if x != y:
             break
         n += 1
-    return n >= 5 and n >= min(len(a), len(b)) - 3
+    return n >= 5 and n >= min(len(a), len(b)) - 3 and a[n:] in SUFFIXES and b[n:] in SUFFIXES
 
 
 def content(name: str) -> tuple[str, ...]:

@@ -38,7 +38,8 @@ UNCERTAIN_PRECEDING = [
     "tend to", "tends to", "is known to", "are known to", "is expected to", "are expected to", "expected",
     "risk of", "risk factor", "associated with", "indicative of", "characteristic of", "typical of", "in the setting of", "to evaluate for",
     "to assess for", "evaluate for", "assess for", "check for", "screen for", "screening for", "potential", "potentially", "uncertain",
-    "indeterminate", "equivocal",
+    "indeterminate", "equivocal", "precursor of", "precursor to", "precursor lesion of", "precursor lesions of", "progress to", "progression to",
+    "predisposes to", "predisposing to", "leads to", "lead to", "can lead to", "complication of", "complications such as",
     "history of", "known", "patient with", "individual with", "person with", "subject with", "patients with", "eye with", "woman with", "man with", "in a patient with", "status post", "s/p", "treated for", "presented with", "presenting with",
     "presents with", "diagnosed with", "year-old", "year old", "staging", "restaging", "?",
 ]

@@ -139,8 +139,9 @@ def _ends_other_term(text: str, a: int, b: int, f: LabelFacts, lex: Lexicon) -> 
     own = lex.vocabulary.lookup(_term_of(f, lex) or f.label)
     for n in (1, 2, 3):
         term = lex.vocabulary.lookup(" ".join(before[-n:]) + " " + text[a:b]) if len(before) >= n else None
-        if term is not None and (own is None or term.term != own.term):
-            return True
+        if term is not None and (own is None or term.term != own.term) \
+                and not any(normal_form(n) in normal_form(f.label.replace("_", " ")) for n in (term.term, *term.synonyms)):
+            return True  # not "red blood cell" of a label "infected red blood cell"
     return False
 
 
@@ -270,7 +271,8 @@ class Reading:
             if kind == "head" and re.match(r"\s*effect", text[b:b + 8], re.IGNORECASE):
                 continue  # "mass effect"
             like = re.search(r"([\w]+)-like\s+$", text[max(0, a - 20):a])
-            if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE) or (like and kind != "label" and normal_form(like.group(1)) not in lex.heads and not lex.sizes.find(like.group(1))):
+            feature = like and kind != "label" and (self.facts.modality == "dermoscopy" or lex.findings.find(like.group(1))) and normal_form(like.group(1)) not in lex.heads
+            if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE) or feature:
                 continue  # "non mitosis", "non-tumour": another class; "milia-like cysts": a feature of the lesion
             self.mentions.append(self._mention(a, b, kind, value))
         parsed = parse(text, [(m.start, m.end) for m in self.mentions] + spans)
@@ -601,9 +603,9 @@ def _modality(r: Reading, covered: dict) -> None:
     named_own = any(word.modality == own and not r.lex.appearance.value(r.text[a:b]) for a, b, word in claims)
     for a, b, word in claims:
         r.claims += 1
-        if word.modality == own or word.modality in compatible:
+        if word.modality == own or (word.modality in compatible and not word.strict):
             covered["modality"] = True  # "micrograph" of a histology slide
-        elif word.modality not in compatible and not (word.modality in beside and named_own):
+        elif (word.modality not in compatible or (word.strict and not _in_parentheses(r.text, a))) and not (word.modality in beside and named_own):
             r.contradict("modality", a, b, own)
             continue
         organ = word.organ or None
@@ -618,6 +620,11 @@ def _modality(r: Reading, covered: dict) -> None:
             covered.setdefault("organ", False)
             if r.facts.body_region and (organ in (r.allowed or {organ}) or (word.region and r.region and word.region == r.region.name)):
                 covered["organ"] = True
+
+
+def _in_parentheses(text: str, a: int) -> bool:
+    """An aside: "(seen as desmosomes by electron microscopy)"."""
+    return text.rfind("(", 0, a) > text.rfind(")", 0, a)
 
 
 def _region(r: Reading, covered: dict) -> None:
@@ -1149,7 +1156,8 @@ def _normal_statements(r: Reading) -> None:
         sentence = r.text[lo:hi]
         if NORMAL_NOT_DENIAL.match(r.text[n.end():n.end() + 14]) or re.search(r"\b(?:of|to|with|than)\s+(?:a\s+|the\s+)?$", r.text[max(lo, n.start() - 10):n.start()]):
             continue  # "normal size", "of normal calibre"
-        if ELSEWHERE.search(sentence) or r._not_claim(n.start()) or any(lo <= m.start < hi and m.kind in ("label", "head") for m in r.mentions):
+        if ELSEWHERE.search(sentence) or re.search(r"\bextra-?[a-z]{4,}", n.group(0), re.IGNORECASE) or r._not_claim(n.start()) \
+                or any(lo <= m.start < hi and m.kind in ("label", "head") for m in r.mentions):  # "no extrahepatic disease": elsewhere
             continue
         said_sides = {side for a, _, side, _ in _side_claims(r) if lo <= a < hi}  # computed once (cached on the reading)
         named = [(a, b, owners) for a, b, owners in r.places if lo <= a < hi]
