@@ -38,6 +38,7 @@ class Term:
     broader: str | None = None  # a finding: the term it is a kind of (glioma: brain tumor)
     signs: tuple[str, ...] = ()  # a diagnosis: the findings that show it (diabetic retinopathy: microaneurysm, ...)
     places: tuple[tuple[str, str | None], ...] = ()  # an organ: words naming it or its parts, with the side they imply
+    denied_by: tuple[str, ...] = ()  # a finding: phrases that say it is not there ("costophrenic angles are sharp": no effusion)
 
     @property
     def snomed(self) -> tuple[str, str] | None:
@@ -125,6 +126,7 @@ def parse_vocabulary(entries: list, where: str, check_codes: bool = True) -> lis
             umls=_cuis(entry.get("umls"), here),
             organ=str(entry["organ"]) if entry.get("organ") else None, broader=str(entry["broader"]) if entry.get("broader") else None,
             places=_places(entry.get("places"), here), signs=tuple(str(x) for x in entry.get("signs") or ()),
+            denied_by=tuple(str(x) for x in entry.get("denied_by") or ()),
         ))
     return terms
 

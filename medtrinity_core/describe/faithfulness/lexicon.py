@@ -161,6 +161,7 @@ class Lexicon:
     organ_of: dict[str, str]  # a finding term -> its organ
     broader: dict[str, str]  # a finding term -> the term it is a kind of
     signs: dict[str, frozenset[str]]  # a diagnosis -> the findings that show it
+    denials: Matcher  # phrases saying a finding is absent ("heart size is normal") -> the finding's term
     vocabulary: Vocabulary
 
     def direction(self, measured: str | None) -> str | None:
@@ -298,6 +299,7 @@ def build_lexicon(vocabulary: Vocabulary) -> Lexicon:
         colours=Matcher.of({k: frozenset(v) for k, v in colours.items()}),
         organ_of={t.term: t.organ for t in vocabulary.terms if t.organ}, broader={t.term: t.broader for t in vocabulary.terms if t.broader},
         signs={t.term: frozenset(t.signs) for t in vocabulary.terms if t.signs},
+        denials=Matcher.of({phrase: t.term for t in vocabulary.terms for phrase in t.denied_by}),
         vocabulary=vocabulary,
     )
 

@@ -37,7 +37,7 @@ LEFT = re.compile(r"(?<![\w/])(?:(?i:left(?:-sided)?|sinistral|sinister|lt)|L)(?
 RIGHT = re.compile(r"(?<![\w/])(?:(?i:right(?:-sided)?|dextral|dexter|rt)|R)(?![\w/])")
 CENTRAL = re.compile(r"\b(?i:centre|center|central|centrally|centred|centered|middle)\b")
 MIDLINE = re.compile(r"\b(?i:midline|mid-line)\b")
-BILATERAL = re.compile(r"\b(?i:bilateral(?:ly)?|bilat|b/l|bibasal|bibasilar|(?:both|each) (?:sides?|lungs?|kidneys?|breasts?|hemithora(?:ces|x)|hemispheres?|lobes?|eyes?|lung bases|lower lobes|upper lobes|ovar(?:y|ies)|axillae|axilla))\b")
+BILATERAL = re.compile(r"\b(?i:bilateral(?:ly)?|bilat|b/l|bibasal|bibasilar|(?:both|each) (?:sides?|lungs?|kidneys?|breasts?|hemithora(?:ces|x)|hemispheres?|lobes?|eyes?|lung bases|lower lobes|upper lobes|(?:lower |upper |mid |middle )?zones|bases|apices|ovar(?:y|ies)|axillae|axilla))\b")
 RELATION_AFTER = re.compile(r"^\s*(?:of|to)\s+(?:the\s+)?(?!midline)", re.IGNORECASE)  # "left of the kidney": a relation, not a side
 RELATION_BEFORE = re.compile(r"(?:\bto the|\bto its|\bto|\bfrom)\s*$", re.IGNORECASE)
 IMAGE_SIDE_AFTER = re.compile(r"^[\s-]*(?:[\w-]+\s+){0,2}?(?:side|half|part|portion|edge|border|corner|aspect|margin|periphery|quadrant)?\s*(?:of\s+)?(?:the\s+)?"
@@ -187,6 +187,10 @@ def _cased(word: str) -> bool:
 
 
 def _organs_of(f: LabelFacts, lex: Lexicon) -> set[str]:
+    """The organs a label names; a bare generic word ("polyp", "nodule", "mass") names none, though the
+    vocabulary files it under one organ's finding (a polyp may be gastric)."""
+    if re.fullmatch(r"(?:" + "|".join(LESION_WORDS) + r")", normal_form(f.label.replace("_", " "))):
+        return set()
     organs = lex.organs_in(f.label)
     if _term_of(f, lex):
         organs |= lex.organs_in(_term_of(f, lex))
@@ -793,6 +797,8 @@ def _findings(r: Reading, covered: dict) -> None:
     _counts(r)
     _looks(r)
     _normal_statements(r)
+    _pronoun_denials(r)
+    _denial_phrases(r)
     for i in r.findings:
         f = facts.labels[i]
         covered[f"named:{i}"] = named[i]
@@ -1144,6 +1150,41 @@ def _looks(r: Reading) -> None:
         if measured and not any(families & measured for _, _, families in colours):
             a, b, _ = colours[0]
             r.contradict("appearance", a, b, f.colour)
+
+
+NONE_SEEN = re.compile(r"\bnone\s+(?:of\s+(?:them|these|those)\s+)?(?:(?:are|is|were|was|can be|could be)\s+)?(?:seen|identified|present|visible|noted|found|detected|evident)\b", re.IGNORECASE)
+
+
+def _denial_phrases(r: Reading) -> None:
+    """A phrase the vocabulary gives as saying a finding is absent ("the costophrenic angles are sharp",
+    "heart size is normal") on an image that has it."""
+    for a, b, term in r.lex.denials.find(r.text):
+        lo, hi = r._sentence(a)
+        if r._not_claim(a) or GENERIC.search(r.text[lo:a]):
+            continue
+        said = {side for x, _, side, _ in _side_claims(r) if lo <= x < hi}
+        for i in r.findings:
+            f = r.facts.labels[i]
+            if said and _sides_of(f) and not said & _sides_of(f) and "bilateral" not in said:
+                continue  # "the right lung is fully expanded" beside a left pneumothorax
+            if f.count and (_term_of(f, r.lex) == term or r.lex.kin(_term_of(f, r.lex), term)):
+                r.claims += 1
+                r.contradict("absent_finding", a, b, f"{f.label} is on the image")
+                break
+
+
+def _pronoun_denials(r: Reading) -> None:
+    """"Blasts are not increased; none are seen in this field": "none" denies the finding just named."""
+    for n in NONE_SEEN.finditer(r.text):
+        lo, _ = r._sentence(n.start())
+        before = [m for m in r.mentions if m.end <= n.start() and m.kind in ("label", "head") and m.label is not None and m.start >= max(0, lo - 200)]
+        if not before or r._not_claim(n.start()) or ELSEWHERE.search(r.text[lo:n.end()]):
+            continue
+        m = before[-1]
+        f = r.facts.labels[m.label]
+        if f.count and m.label in r.findings:
+            r.claims += 1
+            r.contradict("absent_finding", n.start(), n.end(), f"{f.label} is on the image")
 
 
 def _normal_statements(r: Reading) -> None:
