@@ -290,6 +290,8 @@ class Reading:
         here = {organ for _, _, owners in self.places for organ, _ in owners} & (self.allowed or set())
         own_places = {(a, b) for a, b, owners in self.places if {o for o, _ in owners} & here}
         words = lex.modalities.find(text)
+        words = [(a, b, w) for a, b, w in words if not (text[a:b] in ("AP", "PA", "CC", "TR", "SI") and (re.search(r"\d\s*(?:mm|cm)\s*(?:\(|,)?\s*$", text[max(0, a - 12):a])
+                 or re.match(r"\s*(?:diameter|dimension|measurement|plane)\b", text[b:b + 14], re.IGNORECASE)))]  # "4.8 cm AP": a dimension
         self.modality_words = [(a, b, w) for a, b, w in words if not any(x <= a and b <= y and (y - x) > (b - a) for x, y in inside)
                                and ((a, b) not in own_places or w.modality == self.facts.modality)]
         kept = [n for n, (a, b, _) in enumerate(self.places) if not any(x <= a and b <= y and (y - x) > (b - a) for x, y, _ in words)]
@@ -410,6 +412,11 @@ class Reading:
                 pool = [i for i in pool if not set(normal_form(self.facts.labels[i].label).split()) & NOT_MASSES]
                 if not pool:
                     continue
+            said = normal_form(self.text[m.start:m.end])
+            if said in OPAQUE_HEADS or said in LUCENT_HEADS:  # "no focal consolidation" denies no emphysema
+                pool = [i for i in pool if self.lex.direction(self.facts.labels[i].contrast) != ("darker" if said in OPAQUE_HEADS else "brighter")]
+                if not pool:
+                    continue
             candidates = [i for i in pool if not near or self.organs[i] & near or not self.organs[i] or _one_system(self, self.organs[i], near)]
             if near and len(candidates) > 1:
                 candidates = [i for i in candidates if self.organs[i] & near] or candidates
@@ -514,6 +521,10 @@ class Reading:
 
 LESION_WORDS = ("metastas[ie]s", "deposits?", "tumou?rs?", "carcinomas?", "cancers?", "cysts?", "masse?s?", "lesions?", "nodules?", "polyps?", "neoplasms?", "malignan\w*", "growths?", "adenomas?")
 ADDED = re.compile(r"\b(?:also|additional(?:ly)?|another|separate|second|plus|as well as|in addition|besides|with|adjacent|nearby|and an?)\b", re.IGNORECASE)
+GENERIC_AFTER = re.compile(r"\s*(?:\([^)]*\)\s*)?(?:(?:is|are)\s+(?:an?\s+|the\s+)?(?:common|commonest|frequent|rare|typical|classic|known|usual|recogni[sz]ed|well-known|important)\b|"
+                           r"(?:can|may|might|could|often|usually|typically|commonly|tend to|tends to)\b)", re.IGNORECASE)  # "granulomas are a common cause of such findings"
+OPAQUE_HEADS = frozenset({"opacity", "opacities", "consolidation", "consolidations", "infiltrate", "infiltrates"})
+LUCENT_HEADS = frozenset({"lucency", "lucencies"})
 MASS_HEADS = frozenset({"lesion", "lesions", "mass", "masses", "nodule", "nodules", "tumour", "tumours", "tumor", "tumors", "growth", "growths", "neoplasm",
                         "neoplasms", "neoplasia", "malignancy", "carcinoma", "cancer"})
 NOT_MASSES = frozenset({"calcification", "calcifications", "calcs", "effusion", "effusions", "pneumothorax", "fracture", "fx", "cardiomegaly", "haemorrhage",
@@ -775,7 +786,7 @@ def _findings(r: Reading, covered: dict) -> None:
             r.claims += 1
             named[m.label] = True
             _placement(r, m, f)
-        elif m.kind == "finding" and not m.negated and not m.uncertain and not r._not_claim(m.start) and not r._generic_before(m.start) \
+        elif m.kind == "finding" and not m.negated and not m.uncertain and not r._not_claim(m.start) and not r._generic_before(m.start) and not GENERIC_AFTER.match(text[m.end:hi]) \
                 and not re.search(INTERPRETIVE.pattern + r"\s+(?:an?\s+|the\s+|some\s+)?(?:[\w-]+\s+){0,3}$", text[lo:m.start], re.IGNORECASE) \
                 and not _names_region(r, m) and not re.search(r"\b(?:in|within|into|inside)\s+(?:the|a|an|one)\s+(?:[\w-]+\s+)?$|\b(?:among|amid|amongst|between|surrounded by|undergoing|in)\s+(?:the\s+)?(?:[\w-]+\s+)?$", text[max(lo, m.start - 30):m.start], re.IGNORECASE):
             r.claims += 1
@@ -906,6 +917,8 @@ def _find_sides(r: Reading) -> list[tuple[int, int, str, bool]]:
                 if re.match(r"^\s*(?:angle|away|untreated|behind|over|alone|now|photomicrograph|micrograph|image|panel|picture|inset|figure|column|row|"
                             r"in the (?:centre|center|middle)|at the (?:centre|center|middle)|next to|there|here)\b", text[b:b + 24], re.IGNORECASE):
                     continue  # "the left photomicrograph": a panel of the figure
+            if side in ("left", "right") and re.search(r"\b(?:extends?|extending|crossing|across|shifted|deviated|displaced|displacing|pushing)\s+(?:across\s+)?(?:to\s+)?(?:the\s+)?$", text[max(0, a - 30):a], re.IGNORECASE):
+                continue  # "extends across to the left", "shifted to the right": a direction
             lo, hi = r._sentence(a)
             image_side = bool(IMAGE_SIDE_AFTER.match(text[b:b + 60]) or IMAGE_SIDE_BEFORE.search(text[max(0, a - 20):a])
                               or (re.search(r"\b(?:of|in|on) the (?:image|frame|picture|field|photo)\b", text[lo:hi], re.IGNORECASE)
@@ -1113,6 +1126,8 @@ def _looks(r: Reading) -> None:
     shades = [(a, b, SHADE[fam]) for a, b, families in r.colours for fam in families if fam in SHADE and len(families) == 1
               and not re.match(r"[\s-]*(?:background|bg|backdrop|field|surround|surroundings|matrix|stroma|space|spaces|lumen|(?:acoustic\s+)?shadow\w*|halo|rim)\b", r.text[b:b + 16], re.IGNORECASE)]
     for a, b, direction in sorted(r.looks + shades):
+        if re.search(r"\bADC\b", r.text[max(0, a - 16):b + 28]):
+            continue  # "stays dark on the ADC map": the inverse of diffusion, no claim about the measured image
         if r._generic_before(a) or _part_after(r, b, r._label_at(a, b)):
             continue  # "a photopenic centre": a part of it
         i = r._label_at(a, b)
