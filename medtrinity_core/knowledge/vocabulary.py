@@ -20,6 +20,7 @@ SIDES = {"left", "right", "lt", "rt", "l", "r", "bilateral"}
 LEVEL = re.compile(r"^[ctls]?\d{1,2}$")  # a rib's number, a vertebral level (C1-C7, T1-T12, L1-L5, S1)
 
 
+@lru_cache(maxsize=65536)
 def normal_form(label: str) -> str:
     """Lower case; `_`, `+`, `-`, `/` and runs of spaces as one space: how labels are compared."""
     return re.sub(r"\s+", " ", re.sub(r"[_+\-/]", " ", label.lower())).strip()

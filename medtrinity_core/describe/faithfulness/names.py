@@ -56,6 +56,8 @@ def same_word(a: str, b: str) -> bool:
     a derivational ending ("mediastin-um", "mediastin-al"; not "adeno-ma", "adeno-carcinoma")."""
     if a == b:
         return True
+    if a[:5] != b[:5] or len(a) < 5 or len(b) < 5:
+        return False
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -83,23 +85,27 @@ def loose_find(text: str, names: dict[str, int]) -> list[tuple[int, int, int]]:
         while k < len(breaks) and breaks[k] < a:
             k += 1
         clause.append(k)
+    stems = {s for _, _, s in tokens}
     hits = []
     for name, label in names.items():
         want = content(name)
         if not want or (len(want) == 1 and len(want[0]) < 5):
             continue
+        alike = {w: {s for s in stems if same_word(s, w)} for w in want}  # each wanted word's forms in this text
+        if not all(alike.values()):
+            continue
         width = len(want) + SLACK if len(want) > 1 else 1
         for i, (_, _, s) in enumerate(tokens):
-            if not any(same_word(s, w) for w in want):
+            if not any(s in forms for forms in alike.values()):
                 continue
-            window = [j for j in range(i, min(len(tokens), i + width)) if clause[j] == clause[i]]
             found, last = set(), i
-            for j in window:
-                for w in want:
-                    if w not in found and same_word(tokens[j][2], w):
-                        found.add(w)
-                        last = j
-                        break
+            for j in range(i, min(len(tokens), i + width)):
+                if clause[j] != clause[i]:
+                    break
+                w = next((w for w in want if w not in found and tokens[j][2] in alike[w]), None)
+                if w is not None:
+                    found.add(w)
+                    last = j
                 if len(found) == len(want):
                     break
             if len(found) == len(want):

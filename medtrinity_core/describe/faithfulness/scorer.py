@@ -159,7 +159,20 @@ def _distinct(lex: Lexicon, a: str, b: str, label: str = "") -> bool:
 OPPOSITES = (("hard", "soft"), ("red", "white"), ("benign", "malignant"), ("acute", "chronic"), ("primary", "secondary"), ("intra", "extra"))
 
 
-def _label_names(f: LabelFacts, lex: Lexicon) -> set[str]:
+_NAMES: dict[tuple[int, str, str | None], frozenset[str]] = {}
+
+
+def _label_names(f: LabelFacts, lex: Lexicon) -> frozenset[str]:
+    """_names, computed once per label and lexicon."""
+    key = (id(lex), f.label, f.term)
+    if key not in _NAMES:
+        if len(_NAMES) > 20000:
+            _NAMES.clear()
+        _NAMES[key] = frozenset(_names(f, lex))
+    return _NAMES[key]
+
+
+def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
     """How a text may name a label: as written, its term and the term's synonyms, and its last word
     (a head such as "lesion", "cyst", "exudates") when that is no organ."""
     names = {normal_form(f.label)}
