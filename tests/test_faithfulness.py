@@ -214,3 +214,55 @@ def test_labels_that_share_a_term_are_told_apart_by_their_own_names():
         label("heart myocardium", term="heart", category="anatomy", side="left", location="left part of the image", area_pct=1.7, size_class="medium")))
     text = "A medium, round heart myocardium lies in the left part of the image, covering 1.7% of the image. The heart atrium left lies in the centre of the image."
     assert score(parts, text).contradictions == []  # "heart myocardium", a synonym of both labels' term, is the label so named
+
+
+def test_a_name_may_be_the_labels_initials_or_its_words_in_another_form_and_order():
+    from medtrinity_core.describe.faithfulness.names import initialism, loose_find, same_word, stem
+
+    assert (initialism("white blood cell"), initialism("acid-fast bacilli"), initialism("liver")) == ("WBC", "AFB", None)
+    assert same_word(stem("mediastinal"), stem("mediastinum")) and same_word(stem("parasitised"), stem("parasitized"))
+    assert same_word(stem("metastatic"), stem("metastasis")) and same_word(stem("widening"), stem("widened"))
+    assert not same_word(stem("adenocarcinoma"), stem("adenoma")) and not same_word(stem("lives"), stem("liver"))
+    text = "Chest film: mediastinal widening. The heart looks enlarged; the lung is clear, but the heart and the ribs are not."
+    found = [(text[a:b], label) for a, b, label in loose_find(text, {"widened mediastinum": 0, "enlarged heart": 1})]
+    assert found == [("mediastinal widening", 0), ("heart looks enlarged", 1)]  # "the heart ... are not" is another clause
+
+
+@pytest.mark.parametrize("modality, region, labels, text", [
+    ("microscopy", "blood", [{"label": "white blood cell", "count": 2, "size_class": "small", "colour": "purple"}],
+     "PBS, Wright stain: 2 small WBCs with purple lobulated nuclei."),
+    ("xray", "chest", [{"label": "widened mediastinum", "count": 1, "side": "midline", "size_class": "medium"}],
+     "Frontal chest radiograph: moderate mediastinal widening in the midline."),
+    ("xray", "chest", [{"label": "pleural effusion", "count": 1, "side": "left", "size_class": "small", "contrast": "more radiopaque"}],
+     "CXR: small L pleural effusion. No pericardial effusion. The right lung is fully expanded and the right CP angle is sharp."),
+    ("microscopy", "cell nuclei", [{"label": "nuclei", "count": 42, "size_class": "small", "contrast": "brighter"}],
+     "Fluorescence micrograph: forty-two small bright nuclei on a dark background. A few nuclei are closely apposed."),
+    ("histopathology", "prostate", [{"label": "tumor", "count": 1, "side": "right", "size_class": "medium"}],
+     "Prostate core biopsy, H&E: small-gland adenocarcinoma on the right of the slide, about 5% of the image."),
+    ("pet", "whole body", [{"label": "bone metastasis", "count": 6, "size_class": "small", "contrast": "more FDG-avid"}],
+     "Whole-body FDG PET: six small avid foci in the spine and pelvis, in keeping with osseous metastases."),
+])
+def test_faithful_texts_written_in_other_ways_are_accepted(modality, region, labels, text):
+    out = scored(row(modality, region, labels, text))
+    assert out["accepted"] and out["contradictions"] == [], (out["contradictions"], out["completeness"])
+
+
+@pytest.mark.parametrize("modality, region, labels, text, kind, words", [
+    ("mri", "knee", [{"label": "bone marrow edema", "count": 1, "side": "right", "size_class": "medium", "contrast": "hyperintense"}],
+     "MRI L knee, PD FS: medium-sized hyperintense bone marrow oedema, medial femoral condyle.", "side", "L"),
+    ("ultrasound", "liver", [{"label": "liver lesion", "count": 1, "side": "left", "size_class": "small", "contrast": "hyperechoic"}],
+     "The ultrasound shows a small dark spot in the left lobe of the liver.", "appearance", "dark"),
+    ("ultrasound", "thyroid", [{"label": "thyroid nodule", "count": 1, "side": "right", "size_class": "small", "contrast": "hypoechoic"}],
+     "US thyroid: small isoechoic nodule R lobe.", "appearance", "isoechoic"),
+    ("xray", "chest", [{"label": "pleural effusion", "count": 1, "side": "left", "size_class": "small", "contrast": "more radiopaque"}],
+     "Frontal chest radiograph: both costophrenic angles are sharp and the lungs are well expanded.", "absent_finding", "costophrenic angles are sharp"),
+    ("pet", "whole body", [{"label": "lymphoma", "count": 2, "sides": ["left", "right"], "size_class": "small", "contrast": "more FDG-avid"}],
+     "FDG PET/CT whole body: no FDG-avid disease. Physiological uptake only.", "absent_finding", "no FDG-avid disease"),
+    ("xray", "wrist", [{"label": "fracture", "count": 1, "side": "left", "size_class": "small"}],
+     "Left wrist radiographs: a small undisplaced fracture line through the distal fibula.", "region", "fibula"),
+    ("endoscopy", "colon", [{"label": "colonic polyp", "count": 1, "size_class": "small"}],
+     "Endoscopy: small sessile polyp, gastric antrum, regular pit pattern.", "region", "antrum"),
+])
+def test_errors_written_in_other_ways_are_named(modality, region, labels, text, kind, words):
+    out = scored(row(modality, region, labels, text))
+    assert not out["accepted"] and any(c["type"] == kind and words in c["claim"] for c in out["contradictions"]), out["contradictions"]

@@ -45,7 +45,9 @@ IMAGE_SIDE_AFTER = re.compile(r"^[\s-]*(?:[\w-]+\s+){0,2}?(?:side|half|part|port
 IMAGE_SIDE_BEFORE = re.compile(r"(?:image|frame|picture|screen|field|slide|photograph|panel)(?:'s)?\s+(?:(?:upper|lower)\s+)?$", re.IGNORECASE)
 NUMBER_WORDS = {w: n for n, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
                                             "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"))}
-NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "hundred": 100})
+NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100})
+NUMBER_WORDS.update({f"{tens}{joint}{unit}": NUMBER_WORDS[tens] + NUMBER_WORDS[unit] for tens in ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+                     for unit in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine") for joint in ("-", " ")})  # "forty-two"
 INF = 10**9
 COUNT_WORDS = {  # (low, high) regions a word claims
     "a dozen": (10, 14), "dozen": (10, 14), "two dozen": (18, 30), "three dozen": (30, 42), "a couple of dozen": (18, 30), "a few dozen": (24, 80),
@@ -1234,7 +1236,8 @@ def _normal_statements(r: Reading) -> None:
             continue  # a list of structures said to be normal: the neighbours, not the finding's organ
         organs = {organ for a, b, owners in named for organ, _ in owners
                   if normal_form(r.text[a:b]) in (normal_form(organ), normal_form(organ) + "s") or re.match(r"\s+(?:mucosa|tissue|parenchyma)\b", r.text[b:b + 14])}
-        study = (bool(STUDY.search(sentence)) or bool(GLOBAL_DENIAL.fullmatch(n.group(0)))) and not named and not any(lo <= a < hi for a, _, _ in r.region_words)
+        study = (bool(STUDY.search(sentence)) or bool(GLOBAL_DENIAL.fullmatch(n.group(0)))) and not named \
+            and not any(lo <= a < hi and (r.region is None or name != r.region.name) for a, _, name in r.region_words)  # "whole body: no FDG-avid disease"
         for i in r.findings:
             f = r.facts.labels[i]
             if said_sides and _sides_of(f) and not said_sides & _sides_of(f):
