@@ -184,6 +184,8 @@ def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
     head = _head(f.label)
     if head and len(normal_form(f.label).split()) > 1 and not lex.organs_in(head):
         names.add(head)
+    if normal_form(f.label).endswith("itis") and not normal_form(f.label).startswith(("non ", "no ")):
+        names |= {"inflammation", "inflammatory change", "inflammatory changes"}  # oesophagitis, colitis: "no signs of inflammation"
     for name in list(names):
         short = initialism(name) if not normal_form(name).startswith(("non ", "no ")) else None
         if short and not lex.known(short):  # "WBC", "AFB"; not "US" of "urinary stone"
@@ -662,7 +664,7 @@ def _region(r: Reading, covered: dict) -> None:
         return
     covered["organ"] = covered.get("organ", False)
     allowed = r.allowed
-    neighbours = r.lex.around(r.region) if r.region is not None else frozenset()
+    neighbours = r.lex.around(r.region) if r.region is not None and r.facts.modality in PATIENT_SIDED else frozenset()  # a slide, a scope, a photo: no neighbours in view
     for (a, b, owners), mark in zip(r.places, r.place_marks):
         organs = {organ for organ, _ in owners}
         if mark.negated or mark.uncertain or r._not_claim(a) or _part_of_something(r, a, b):
