@@ -217,6 +217,8 @@ class Lexicon:
         key = normal_form(body_region)
         if key in self.regions:
             return self.regions[key]
+        if " and ".join(key.split()) in self.regions:
+            return self.regions[" and ".join(key.split())]  # "head/neck": head and neck
         words = set(key.split())
         inside = [r for name, r in self.regions.items() if set(name.split()) <= words]  # "fetal abdomen": the abdomen
         organs = self.organs_in(body_region)  # "left kidney", "liver": a region that is an organ

@@ -62,6 +62,7 @@ UNCERTAIN_FOLLOWING = [
     "is likely", "is suspected", "are suspected", "is questionable", "is favoured", "is favored", "is a consideration", "should be considered",
     "is considered", "are possible", "are likely", "less likely", "is uncertain", "cannot be entirely excluded", "not entirely excluded",
     "would be", "is in the differential", "are in the differential", "remains a possibility", "is a possibility",
+    "not assessable", "cannot be assessed", "can't be assessed", "not evaluable", "cannot be evaluated", "not assessed",
 ]
 TERMINATION_EXTRA = ["but", "however", "although", "though", "whereas", "while", "with", "and a", "and an", "along with", "as well as", "except", "apart from",
                      "aside from", "yet", "which is", "that is", "there is", "there are", "is seen", "is noted", "is present", "are seen", "are noted", "are present",

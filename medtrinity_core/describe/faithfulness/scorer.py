@@ -67,13 +67,13 @@ PERCENT = re.compile(r"(?P<pct>\d+(?:\.\d+)?)\s*% of (?:the )?(?:image|field|fra
 MODIFIER_GAP = 4  # words between a qualifier and the finding it precedes
 HEDGED_CAN = r"can(?!\s+(?:(?:also|clearly|just|now|still)\s+)?(?:be\s+)?(?:see|seen|identif\w*|not\w*|observ\w*|appreciat\w*|visuali\w*|spot\w*|make out))"
 GENERIC = re.compile(r"\b(?:" + HEDGED_CAN + r"|rarely|seldom|never|occasionally|may|might|could|often|typically|usually|commonly|frequently|tends? to|known to|expected|generally|in general|characteristically|classically|"
-                     r"such as|e\.g\.|would|should|if|unlike|whereas typical)\b", re.IGNORECASE)
+                     r"such as|e\.g\.|would|should|if|unlike|whereas typical|most cases|in many cases|most commonly|are caused by|is caused by)\b", re.IGNORECASE)
 NOT_CLAIMS = re.compile(r"\b(?:recommend\w*|advis\w*|correlat\w*|follow[- ]?up|further (?:evaluation|assessment|characteri[sz]ation|imaging|work-?up)|"
                         r"consider\w*|suggested|is suggested|characteri[sz]e|is needed|are needed|required|warrant\w*|to confirm|confirmation|referr\w*|"
                         r"if clinically|clinical correlation|differential|versus|vs\.?|no need|confirm\w*|rec|urgent|referral|refer|pending|awaited|sent for|"
                         r"next step|would help|could help|may help|might help|can help|will help|(?:would|could|may|might) be (?:helpful|useful|needed)|better|for histolog\w+|"
                         r"biops(?:y|ies) (?:taken|were taken|obtained|for)|biops(?:y|ies) (?:would|will|is|are|could|should))\b", re.IGNORECASE)  # advice: the whole sentence is no claim
-CONTEXT = re.compile(r"\b(?:(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|history of|known|year[- ]old|patient with|underwent|has had|had undergone|in the past|status post|s/p|unlike|"
+CONTEXT = re.compile(r"\b(?:(?<!no )(?<!without )compar\w*|(?<!no )prior|(?<!no )previous\w*|history of|known(?! as)|year[- ]old|patient with|underwent|has had|had undergone|in the past|status post|s/p|unlike|"
                      r"rather than|instead of|not an?|sentinel)\b", re.IGNORECASE)  # history and comparison: what follows them is no claim about this image
 INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic(?:al)? (?:for|of)|typical (?:for|of)|characteristic of|in keeping with|consistent with|c/w|"
                           r"compatible with|suggest(?:s|ing|ive of)|indicat(?:es|ing|ive of)|represent(?:s|ing)?|diagnostic of|points? toward|pointing to|favou?r(?:s|ing)?|"
@@ -182,13 +182,13 @@ def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
     if term is not None:
         names |= {term.term if not _cased(term.term) else term.term, *(s if _cased(s) else normal_form(s) for s in term.synonyms)}
     head = _head(f.label)
-    if head and len(normal_form(f.label).split()) > 1 and not lex.organs_in(head):
-        names.add(head)
+    if head and len(normal_form(f.label).split()) > 1 and (not lex.organs_in(head) or _cellular(head, lex)):
+        names.add(head)  # "exudates" of "hard exudates"; "nuclei" of "Ki-67 positive nuclei"
     if normal_form(f.label).endswith("itis") and not normal_form(f.label).startswith(("non ", "no ")):
         names |= {"inflammation", "inflammatory change", "inflammatory changes"}  # oesophagitis, colitis: "no signs of inflammation"
     for name in list(names):
         short = initialism(name) if not normal_form(name).startswith(("non ", "no ")) else None
-        if short and not lex.known(short):  # "WBC", "AFB"; not "US" of "urinary stone"
+        if short and len(short) >= 3 and not lex.known(short):  # "PE" is a pericardial effusion and a pulmonary embolism  # "WBC", "AFB"; not "US" of "urinary stone"
             names.add(short)
     return {n for n in names if len(n) > 2 or _cased(n)}
 
@@ -196,6 +196,11 @@ def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
 def _qualifier_inside(said: str, lex: Lexicon) -> bool:
     """A loose naming may not swallow a side, a size or a count ("opacity in the left lung")."""
     return bool(LEFT.search(said) or RIGHT.search(said) or BILATERAL.search(said) or re.search(r"\d", said) or lex.sizes.find(said) or COUNT.search(said))
+
+
+def _cellular(word: str, lex: Lexicon) -> bool:
+    terms = [lex.vocabulary.lookup(o) for o in lex.organs_in(word)]
+    return bool(terms) and all(t is not None and t.system == "cellular" for t in terms)
 
 
 def _cased(word: str) -> bool:
@@ -291,7 +296,7 @@ class Reading:
         for a, b, (kind, value) in longest(sorted(hits, key=lambda h: (h[0], {"label": 0, "finding": 1, "head": 2}[h[2][0]]))):
             if kind == "head" and re.match(r"\s*effect", text[b:b + 8], re.IGNORECASE):
                 continue  # "mass effect"
-            like = re.search(r"([\w]+)-like\s+$", text[max(0, a - 20):a])
+            like = re.search(r"([\w]+)[\s-]like\s+$", text[max(0, a - 20):a])
             feature = like and kind != "label" and (self.facts.modality == "dermoscopy" or lex.findings.find(like.group(1))) and normal_form(like.group(1)) not in lex.heads
             if re.search(r"\bnon[\s-]*$", text[max(0, a - 5):a], re.IGNORECASE) or feature:
                 continue  # "non mitosis", "non-tumour": another class; "milia-like cysts": a feature of the lesion
@@ -465,6 +470,8 @@ class Reading:
             words = re.findall(r"[\w'-]+", gap)
             if len(words) <= MODIFIER_GAP and not re.search(r"[.;:()]|\band\b|\bwith\b|\bor\b|\bthan\b", gap) and not (gap.count(",") and len(words) > 3):
                 nxt = after[0]
+                if nxt.label is None and len(after) > 1 and after[1].label is not None and not text[nxt.end:after[1].start].strip():
+                    nxt = after[1]  # "brown-stained tumour nuclei": the head modifies the label after it
         if re.match(r"^[\s,]*(?:than|compared)\b", text[b:b + 14], re.IGNORECASE):
             if before or nxt:
                 return before[-1] if before else nxt  # "lighter than the surrounding skin": of the subject
@@ -472,9 +479,15 @@ class Reading:
             return previous[-1] if previous else None
         if not pass_places and nxt is None:
             last = before[-1].end if before else lo
-            if any(last <= y and re.fullmatch(r"\s*,?\s*(?:which|that|where)\b[^.;:]*", text[y:a]) for _, y in self._place_spans()):
+            relative = [(x, y) for x, y in self._place_spans() if last <= y and re.fullmatch(r"\s*,?\s*(?:which|that|where)\b[^.;:]*", text[y:a])]
+            if relative and before and LINK_BEFORE_PLACE.search(text[before[-1].end:relative[0][0]]) and len(text[before[-1].end:relative[0][0]].split()) <= 6:
+                return before[-1]  # "an area in the right parietal lobe that lights up": the finding in that place
+            if relative:
                 return None  # "the macula, which appears darker": the place just named
             prep = re.search(r"\b(?:of|with|among|containing|surrounded by|between)\s+(?:\w+\s+){0,2}$", text[max(lo, a - 30):a], re.IGNORECASE)
+            made_of = re.search(r"\b(?:composed|consisting|made up|formed)\s+of\s+(?:[\w-]+\s+){0,2}$", text[max(lo, a - 40):a], re.IGNORECASE)
+            if made_of and before and self.lex.colours.value(text[a:b]) is not None:
+                return before[-1]  # "a lesion composed of blue-black lacunae": the lesion's colour
             if prep and not (before and not text[before[-1].end:max(lo, a - 30) + prep.start()].strip()):
                 return None  # "composed of small crowded glands": a thing the text names ("an area of increased lucency" is the finding's)
         place = next((p for p in self._place_spans() if b <= p[0] < hi and len(text[b:p[0]].split()) <= 1 and not re.search(r"[,.;:]", text[b:p[0]])
@@ -508,15 +521,23 @@ class Reading:
 
     def _label_at(self, a: int, b: int, pass_places: bool = False) -> int | None:
         lo, _ = self._sentence(a)
+        named = next((m for m in self.mentions if m.start >= b and m.kind == "label"), None)
+        if named is not None and re.fullmatch(r"[\s-]*(?:[\w-]+\s+)?", self.text[b:named.start]) and not (named.negated or named.uncertain):
+            return named.label  # "surrounding low-signal oedema" of a label "peritumoral edema"
         if re.search(r"\b(?:surrounding|adjacent|background|remaining|compared (?:with|to)|than|relative to|against|unlike)\s+(?:the\s+|its\s+)?(?:[\w-]+\s+){0,3}$", self.text[max(lo, a - 50):a], re.IGNORECASE):
             return None  # "against the surrounding pink mucosa": the surroundings' colour
         hi = self._sentence(a)[1]
-        if not pass_places and not any(lo <= m.start < hi for m in self.mentions) and any(lo <= x < a for x, _ in self._place_spans()):
+        normal = NORMAL.search(self.text[lo:hi])
+        if not pass_places and not any(lo <= m.start < hi for m in self.mentions) and any(lo <= x < a and (normal or not self._own_ground(x, y)) for x, y in self._place_spans()):
             return None  # "The left peripheral zone shows normal high T2 signal.": a sentence about a structure, not the finding
         m = self._owner(a, b, pass_places)
         if m is None or m.negated or m.uncertain:
             return None
         return m.label
+
+    def _own_ground(self, x: int, y: int) -> bool:
+        """A place that is the image's own region ("the lower right chest" of a chest film), not a structure in it."""
+        return self.region is not None and normal_form(self.text[x:y]) in {normal_form(w) for w in (self.region.name, *self.region.words)}
 
     def _generic_before(self, a: int) -> bool:
         lo, _ = self._sentence(a)
@@ -690,12 +711,16 @@ def _region(r: Reading, covered: dict) -> None:
     for a, b, name in r.region_words:
         if re.search(r"(?:\ben\s+|\b(?:left|right)-)$", r.text[max(0, a - 6):a], re.IGNORECASE):
             continue  # "viewed en face", "the right-hand side"
+        if r.facts.body_region and normal_form(r.text[b:b + 40]).startswith(normal_form(r.facts.body_region)) and r.facts.modality not in PATIENT_SIDED:
+            covered["organ"] = True
+            continue  # "an axillary lymph node" of a lymph-node slide: where the tissue came from
         if _part_of_something(r, a, b):
             continue  # "the head of the optic nerve", "radial head", "femoral neck"
         if r._not_claim(a) or any(m.start <= a and b <= m.end for m in r.mentions if m.kind in ("label", "finding")):
             continue
         region = r.lex.regions[name]
         if r.region is not None and (name == r.region.name or allowed is None or ALL in region.holds or r.region.surface or region.core & r.region.core
+                                     or (len(r.region.core) <= 2 and r.region.core and r.region.core <= region.holds)  # "MRI neck" of a tongue image
                                      or (region.core and region.core <= (allowed or set()) and len(region.core) <= 2)
                                      or normal_form(r.text[a:b]) in {normal_form(w) for w in r.region.words} or region.core & r._label_organs()
                                      or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially imaged|portions? of the)\s+(?:\w+\s+)?$", r.text[max(0, a - 30):a], re.IGNORECASE)):
@@ -793,7 +818,8 @@ def _findings(r: Reading, covered: dict) -> None:
             f = facts.labels[m.label]
             if m.negated:
                 affirmed = m.kind == "head" and any(o.label == m.label and o.kind in ("label", "head") and not o.negated and not o.uncertain and o is not m for o in r.mentions)
-                if not affirmed and not (m.kind == "head" and not f.count) and not normal_form(f.label).startswith(("non ", "no ")) and not _denies_elsewhere(r, m, f):
+                if not affirmed and not (m.kind == "head" and not f.count) and not normal_form(f.label).startswith(("non ", "no ")) and not _denies_elsewhere(r, m, f) \
+                        and not _denies_something_else(r, m, f):
                     r.claims += 1
                     r.contradict("absent_finding", *_negation_span(r, m), f"{f.label} is on the image")
                 continue
@@ -804,6 +830,7 @@ def _findings(r: Reading, covered: dict) -> None:
             named[m.label] = True
             _placement(r, m, f)
         elif m.kind == "finding" and not m.negated and not m.uncertain and not r._not_claim(m.start) and not r._generic_before(m.start) and not GENERIC_AFTER.match(text[m.end:hi]) \
+                and not re.search(r"\b(?:no|without|nor)\s+(?:other|additional|further|new|second|more)\b(?:\s+[\w-]+){0,3}\s*$", text[lo:m.start], re.IGNORECASE) \
                 and not re.search(INTERPRETIVE.pattern + r"\s+(?:an?\s+|the\s+|some\s+)?(?:[\w-]+\s+){0,3}$", text[lo:m.start], re.IGNORECASE) \
                 and not _names_region(r, m) and not re.search(r"\b(?:in|within|into|inside)\s+(?:the|a|an|one)\s+(?:[\w-]+\s+)?$|\b(?:among|amid|amongst|between|surrounded by|undergoing|in)\s+(?:the\s+)?(?:[\w-]+\s+)?$", text[max(lo, m.start - 30):m.start], re.IGNORECASE):
             r.claims += 1
@@ -901,6 +928,16 @@ def _denies_elsewhere(r: Reading, m: Mention, f: LabelFacts) -> bool:
     return False
 
 
+def _denies_something_else(r: Reading, m: Mention, f: LabelFacts) -> bool:
+    """"No disc haemorrhage", "no bleeding source": the finding names what is denied, not itself; "no
+    large mass" on an image of small lesions denies a size it does not have."""
+    if re.match(r"[\s-]*(?:source|site|point|origin|cause|haemorrhages?|hemorrhages?|bleeding|oedema|edema|invasion|involvement|extension|atrophy|notching|rupture|thrombus)\b", r.text[m.end:m.end + 16], re.IGNORECASE):
+        return True
+    lo, _ = r._sentence(m.start)
+    sized = [s for a, b, s in r.sizes if lo <= a and b <= m.start and m.start - b <= 12]
+    return bool(sized) and bool(f.size_class) and all(s != f.size_class for s in sized)
+
+
 def _negation_span(r: Reading, m: Mention) -> tuple[int, int]:
     """The negation with the finding it denies ("no focal consolidation"), within the sentence."""
     lo, _ = r._sentence(m.start)
@@ -932,9 +969,9 @@ def _find_sides(r: Reading) -> list[tuple[int, int, str, bool]]:
                 if re.match(r"^\s*-?\s*(?:to|and|&)\s*-?\s*(?:the\s+)?(?:left|right|l|r|lt|rt)\b", text[b:b + 16], re.IGNORECASE) or re.search(r"\b(?:left|right|l|r|lt|rt)\s*(?:to|and|&)\s*-?\s*$", text[max(0, a - 12):a], re.IGNORECASE):
                     continue  # "right-to-left", "left and right": both or a direction
                 if re.match(r"^\s*(?:angle|away|untreated|behind|over|alone|now|photomicrograph|micrograph|image|panel|picture|inset|figure|column|row|"
-                            r"in the (?:centre|center|middle)|at the (?:centre|center|middle)|next to|there|here)\b", text[b:b + 24], re.IGNORECASE):
+                            r"in the (?:centre|center|middle|midline)|at the (?:centre|center|middle|midline)|on the midline|next to|there|here)\b", text[b:b + 24], re.IGNORECASE):
                     continue  # "the left photomicrograph": a panel of the figure
-            if side in ("left", "right") and re.search(r"\b(?:extends?|extending|crossing|across|shifted|deviated|displaced|displacing|pushing)\s+(?:across\s+)?(?:to\s+)?(?:the\s+)?$", text[max(0, a - 30):a], re.IGNORECASE):
+            if side in ("left", "right") and re.search(r"\b(?:extends?|extending|crossing|across|shifted|shift|deviated|deviation|displaced|displacement|displacing|pushing|pushed)\s+(?:across\s+)?(?:to(?:wards?)?\s+)?(?:the\s+)?$", text[max(0, a - 30):a], re.IGNORECASE):
                 continue  # "extends across to the left", "shifted to the right": a direction
             lo, hi = r._sentence(a)
             image_side = bool(IMAGE_SIDE_AFTER.match(text[b:b + 60]) or IMAGE_SIDE_BEFORE.search(text[max(0, a - 20):a])
@@ -992,7 +1029,7 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
         bare = not any(b <= m.start < hi for m in r.mentions if m.kind != "weak")
         if normal and len(r.text[b:normal.start()].split()) <= 4 and (bare or not NORMAL_NOT_DENIAL.match(r.text[normal.end():normal.end() + 14])):
             continue  # "R ovary nl", "the right lobe is normal": the other side, said to be normal
-        if re.match(r"\s*(?:[\w-]+\s+){0,2}(?:clear|intact|preserved|patent|spared|free)\b", r.text[b:hi], re.IGNORECASE) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak"):
+        if re.match(r"\s*(?:[\w-]+\s+){0,3}(?:(?:is|are|looks?|appears?)\s+)?(?:clear|intact|preserved|patent|spared|free)\b", r.text[b:hi], re.IGNORECASE) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak"):
             continue  # "L IAC clear"
         if re.search(r"\b(?:nml|nl|normal|unremarkable)\s+$", r.text[max(lo, a - 14):a], re.IGNORECASE):
             continue  # "ovaries nml bilat"
@@ -1050,7 +1087,7 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
         f = r.facts.labels[i]
         if not f.size_class or not f.count:
             continue
-        if GRADED.match(text[b:b + 24]) or _part_after(r, b, r._label_at(a, b)) or _of_diagnosis(r, a, b, f):
+        if GRADED.match(text[b:b + 24]) or GRADED_BEFORE.search(text[max(0, a - 40):a]) or _part_after(r, b, r._label_at(a, b)) or _of_diagnosis(r, a, b, f):
             continue  # "moderate enhancement", "mild NPDR", "intermediate AMD": a grade, no size; "a very large cup": a part
         r.claims += 1
         stated[i].add(size)
@@ -1091,8 +1128,9 @@ def _of_diagnosis(r: Reading, a: int, b: int, f: LabelFacts) -> bool:
     return owner is not None and owner.term is not None and owner.term != _term_of(f, r.lex) and owner.term in r.lex.signs
 
 
+GRADED_BEFORE = re.compile(r"\b(?:index|grade|rate|activity|proliferation|differentiation|severity|degree|score|risk|uptake|enhancement)\s+(?:is|looks|appears|seems|was|of)\s+(?:[\w-]+\s+)?$", re.IGNORECASE)
 GRADED = re.compile(r"^[\s-]*(?:enhancement|uptake|signal|intensity|severity|degree|grade|inflammation|dysplasia|activity|avidity|echogenicity|vascularity|"
-                    r"staining|stain|proliferation|index|fibrosis|degeneration|retinopathy|npdr|pdr|amd|dr|steatosis|atrophy|cellularity|differentiation|risk|"
+                    r"staining|stain|proliferation|proliferative|mitotic|index|fibrosis|degeneration|retinopathy|npdr|pdr|amd|dr|steatosis|atrophy|cellularity|differentiation|risk|"
                     r"suspicion|probability|confidence|change|changes|thickening|narrowing|stenosis|dilatation|effect|number|amount of uptake)\b", re.IGNORECASE)
 
 
@@ -1104,6 +1142,10 @@ def _counts(r: Reading) -> None:
         a, b = c.start("n"), c.end("n")
         if c.group("n").lower() in ("one", "a second", "second") and re.match(r"^\s*of\b", text[b:b + 5], re.IGNORECASE):
             continue  # "one of the nodules"
+        if re.search(r"\b(?:no|without|nor|not any)\s+$", text[max(0, a - 9):a], re.IGNORECASE):
+            continue  # "no additional focal abnormality": a denial, no count
+        if re.match(r"\s*(?:different\s+|distinct\s+)?(?:types?|kinds?|sorts?|classes|forms|populations|patterns)\b", text[b:b + 24], re.IGNORECASE):
+            continue  # "two types of bacteria": kinds, not regions
         if (NOT_COUNT_BEFORE.search(text[max(0, a - 12):a]) or re.search(r"[/\-–]\s*$|\b[A-Z]\d+\s*$", text[max(0, a - 4):a])) and c.group("n")[0].isdigit() or UNITS.match(text[b:b + 12]):
             continue
         after = [m for m in r.mentions if m.start >= b]
@@ -1168,7 +1210,7 @@ def _looks(r: Reading) -> None:
         before = [m for m in r.mentions if m.end <= a and m.label == i and lo <= m.start]
         attached = (after and after[0].label == i and len(r.text[b:after[0].start].split()) <= 3) \
             or (before and re.fullmatch(r"\s*,?\s*(?:of|in|staining|stained|stain|coloured|colored|appearing|(?:that|which) (?:are|is|look|looks|appear|appears|stain|stains))?\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
-            or re.search(r"\b(?:looks?|appears?|is|are|seems?|appearing|as)\s+(?:[\w-]+\s+)?$", r.text[max(lo, a - 24):a], re.IGNORECASE) \
+            or re.search(r"(?:\b(?:looks?|appears?|is|are|seems?|appearing|as)|'s)\s+(?:[\w-]+\s+){0,2}$", r.text[max(lo, a - 30):a], re.IGNORECASE) \
             or re.match(r"^\s*(?:base|floor|surface)\b", r.text[b:b + 12], re.IGNORECASE)
         parts = after and after[0].kind == "weak" and not after[0].merged and re.search(r"s$", r.text[after[0].start:after[0].end]) and len(r.text[b:after[0].start].split()) <= 1
         if parts and i is not None and r.facts.labels[i].count == 1:
@@ -1179,9 +1221,14 @@ def _looks(r: Reading) -> None:
         f = r.facts.labels[i]
         measured = r.lex.colour_families(f.colour)
         r.claims += 1
+        shade = re.match(r"(dark|deep|light|pale)\b", (f.colour or "").lower())
+        opposite = {"dark": ("light", "pale"), "deep": ("light", "pale"), "light": ("dark", "deep"), "pale": ("dark", "deep")}.get(shade.group(1)) if shade else ()
         if measured and not any(families & measured for _, _, families in colours):
             a, b, _ = colours[0]
             r.contradict("appearance", a, b, f.colour)
+        elif opposite and all(re.match(r"(?:%s)\b" % "|".join(opposite), r.text[a:b], re.IGNORECASE) for a, b, _ in colours):
+            a, b, _ = colours[0]
+            r.contradict("appearance", a, b, f.colour)  # "light tan" of a dark brown lesion
 
 
 NONE_SEEN = re.compile(r"\bnone\s+(?:of\s+(?:them|these|those)\s+)?(?:(?:are|is|were|was|can be|could be)\s+)?(?:seen|identified|present|visible|noted|found|detected|evident)\b", re.IGNORECASE)
