@@ -560,6 +560,7 @@ class Reading:
 LESION_WORDS = ("metastas[ie]s", "deposits?", "tumou?rs?", "carcinomas?", "cancers?", "cysts?", "masse?s?", "lesions?", "nodules?", "polyps?", "neoplasms?", "malignan\w*", "growths?", "adenomas?")
 ADDED = re.compile(r"\b(?:also|additional(?:ly)?|another|separate|second|plus|as well as|in addition|besides|with|adjacent|nearby|and an?)\b", re.IGNORECASE)
 GENERIC_AFTER = re.compile(r"\s*(?:\([^)]*\)\s*)?(?:(?:is|are)\s+(?:an?\s+|the\s+)?(?:common|commonest|frequent|rare|typical|classic|known|usual|recogni[sz]ed|well-known|important)\b|"
+                           r"(?:is|are)\s+(?:an?\s+|the\s+)?(?:[\w-]+\s+)?(?:complication|risk|concern|consequence|sequela)s?\b|"
                            r"(?:can|may|might|could|often|usually|typically|commonly|tend to|tends to)\b)", re.IGNORECASE)  # "granulomas are a common cause of such findings"
 OPAQUE_HEADS = frozenset({"opacity", "opacities", "consolidation", "consolidations", "infiltrate", "infiltrates"})
 LUCENT_HEADS = frozenset({"lucency", "lucencies"})
@@ -702,7 +703,9 @@ def _region(r: Reading, covered: dict) -> None:
                                                  or (r.facts.modality != "endoscopy" and re.search(r",[^,]*,", r.text[lo:hi]))):
             r.claims += 1
             continue  # the neighbours, listed or said to be normal ("the liver dome is seen", "spleen, pancreas and kidneys unremarkable")
-        if allowed is None or organs & allowed:
+        broader = r.region is not None and len(r.region.core) <= 2 and any(
+            r.lex.regions.get(o) is not None and r.region.core <= r.lex.regions[o].holds for o in organs)  # "MRI neck" of a tongue image
+        if allowed is None or organs & allowed or broader:
             covered["organ"] = True
             r.claims += 1
         elif not _inside_finding(r, a, b):
@@ -831,6 +834,7 @@ def _findings(r: Reading, covered: dict) -> None:
             _placement(r, m, f)
         elif m.kind == "finding" and not m.negated and not m.uncertain and not r._not_claim(m.start) and not r._generic_before(m.start) and not GENERIC_AFTER.match(text[m.end:hi]) \
                 and not re.search(r"\b(?:no|without|nor)\s+(?:other|additional|further|new|second|more)\b(?:\s+[\w-]+){0,3}\s*$", text[lo:m.start], re.IGNORECASE) \
+                and not re.search(r"\b(?:metasta\w+|secondar\w+|spread|deposits?|involvement)\s+(?:\w+\s+)?(?:from|of)\s+(?:an?\s+|the\s+|known\s+|primary\s+)*$", text[lo:m.start], re.IGNORECASE) \
                 and not re.search(INTERPRETIVE.pattern + r"\s+(?:an?\s+|the\s+|some\s+)?(?:[\w-]+\s+){0,3}$", text[lo:m.start], re.IGNORECASE) \
                 and not _names_region(r, m) and not re.search(r"\b(?:in|within|into|inside)\s+(?:the|a|an|one)\s+(?:[\w-]+\s+)?$|\b(?:among|amid|amongst|between|surrounded by|undergoing|in)\s+(?:the\s+)?(?:[\w-]+\s+)?$", text[max(lo, m.start - 30):m.start], re.IGNORECASE):
             r.claims += 1
