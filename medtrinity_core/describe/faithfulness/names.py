@@ -86,11 +86,12 @@ def loose_find(text: str, names: dict[str, int]) -> list[tuple[int, int, int]]:
             k += 1
         clause.append(k)
     stems = {s for _, _, s in tokens}
+    starts = {s[:5] for s in stems}
     hits = []
     for name, label in names.items():
         want = content(name)
-        if not want or (len(want) == 1 and len(want[0]) < 5):
-            continue
+        if not want or (len(want) == 1 and len(want[0]) < 5) or not all(w[:5] in starts for w in want):
+            continue  # a word the text cannot have in any form (same_word needs the first five letters)
         alike = {w: {s for s in stems if same_word(s, w)} for w in want}  # each wanted word's forms in this text
         if not all(alike.values()):
             continue
