@@ -829,6 +829,10 @@ def _findings(r: Reading, covered: dict) -> None:
             if m.uncertain:
                 named[m.label] = True
                 continue
+            if _another_elsewhere(r, m):
+                r.claims += 1
+                r.contradict("phantom_finding", m.start, m.end, "not annotated on this image")
+                continue
             r.claims += 1
             named[m.label] = True
             _placement(r, m, f)
@@ -867,6 +871,25 @@ def _findings(r: Reading, covered: dict) -> None:
                 covered[f"side:{i}"] = said
         if f.count > 0 and f.size_class:
             covered[f"size:{i}"] = f.size_class in sizes[i] or _measured(r, i)  # "4.5 cm" states a size, though not its class
+
+
+def _another_elsewhere(r: Reading, m: Mention) -> bool:
+    """"Three avid nodes ... There is also an intensely avid lesion in the spleen": a generic head said to be
+    another one, in an organ none of the label's regions lies in, after the label was named."""
+    if m.kind != "head" or m.label is None:
+        return False
+    lo, _ = r._sentence(m.start)
+    if not re.search(r"\b(?:also|additional(?:ly)?|another|second|further|separate|in addition)\b", r.text[lo:m.start], re.IGNORECASE):
+        return False
+    earlier = [o for o in r.mentions if o.label == m.label and o.end <= lo and not o.negated]
+    own = r.organs.get(m.label) or {organ for o in earlier for _, _, owners in r._place_near(o) for organ, _ in owners}  # where the text put it
+    near = {organ for _, _, owners in r._place_near(m) for organ, _ in owners}
+    if not (near and earlier and own) or own & DISTRIBUTED or near & DISTRIBUTED:
+        return False  # lymph nodes, bones, skin lie everywhere
+    return not near & own and not _one_system(r, own, near)
+
+
+DISTRIBUTED = frozenset({"lymph node", "bone", "skin", "muscle", "blood vessel", "soft tissue", "nerve"})
 
 
 def _names_region(r: Reading, m: Mention) -> bool:
