@@ -343,6 +343,8 @@ class Reading:
                 own_term = _term_of(f, self.lex)
                 if own_term and own_term != value and not self.lex.kin(value, own_term) and _distinct(self.lex, value, own_term, f.label):
                     continue  # "no pericardial effusion" beside a pleural effusion; "hard exudates" beside soft ones
+                if own_term is None and found is not None and found.system == "cellular" and normal_form(found.term) != normal_form(f.label):
+                    continue  # "target cells" are not the sickle cells labelled: one cell type is not another
                 if self.lex.kin(value, own_term) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head)))):
                     return Mention(a, b, "label", label=i, term=value)
             generic = [i for i in self.findings if self._generic_label(i)]
@@ -1229,8 +1231,8 @@ def _looks(r: Reading) -> None:
             r.contradict("appearance", a, b, f.contrast)
     said: dict[int, list] = {}
     for a, b, families in r.colours:
-        if r._generic_before(a):
-            continue
+        if r._generic_before(a) or normal_form(r.text[a:b]) in ("dark", "darker", "bright"):
+            continue  # a shade, not a hue ("dark blot haemorrhages" of red ones): read against the contrast
         i = r._label_at(a, b)
         after = [m for m in r.mentions if m.start >= b and m.kind in ("label", "head", "weak")]
         lo, _ = r._sentence(a)
