@@ -266,3 +266,21 @@ def test_faithful_texts_written_in_other_ways_are_accepted(modality, region, lab
 def test_errors_written_in_other_ways_are_named(modality, region, labels, text, kind, words):
     out = scored(row(modality, region, labels, text))
     assert not out["accepted"] and any(c["type"] == kind and words in c["claim"] for c in out["contradictions"]), out["contradictions"]
+
+
+def test_a_users_vocabulary_may_say_how_a_finding_is_denied_and_which_technique_words_are_strict(tmp_path):
+    from medtrinity_core.describe.faithfulness.lexicon import lexicon
+
+    mine = tmp_path / "vocab.yaml"
+    mine.write_text("terms:\n  - term: glowing spot\n    category: finding\n    system: other\n    denied_by: [the liver glows evenly]\n"
+                    "reading:\n  modalities:\n    - modality: microscopy\n      strict: true\n      words: [cryo-section EM]\n")
+    lex = lexicon(str(mine))
+    spot = Facts("img-8", "ct", "abdomen", None, None, True, labels=(label("glowing spot", term="glowing spot"),))
+    denied = score(spot, "CT abdomen: the liver glows evenly.", lex=lex)
+    assert [c["type"] for c in denied.contradictions] == ["absent_finding"] and denied.contradictions[0]["claim"] == "the liver glows evenly"
+    slide = Facts("img-9", "histopathology", "liver", None, None, True, labels=(label("glowing spot", term="glowing spot", side=None, contrast=None),))
+    assert [c["claim"] for c in score(slide, "Cryo-section EM of the liver: a small glowing spot.", lex=lex).contradictions] == ["Cryo-section EM"]
+    assert score(slide, "Micrograph of the liver: a small glowing spot.", lex=lex).contradictions == []  # light microscopy words are a slide's
+    mine.write_text("terms: []\nreading:\n  modalities:\n    - modality: microscopy\n      strict: yes please\n      words: [EM]\n")
+    with pytest.raises(ValueError, match=r"reading.modalities\[0\].strict: must be true or false"):
+        lexicon(str(mine))
