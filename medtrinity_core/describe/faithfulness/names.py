@@ -48,7 +48,7 @@ def stem(word: str) -> str:
 
 SUFFIXES = frozenset({"", "s", "es", "e", "d", "ed", "ing", "al", "ar", "ic", "atic", "otic", "ment", "ments", "ion", "ions", "ation", "ations", "tion",
                       "cation", "fication", "fied", "ity", "ty", "ous", "is", "um", "us", "a", "i", "ae", "ia", "y", "ies", "ize", "ized", "izing", "ly",
-                      "ative", "ened", "ening", "en", "sis", "ses", "tic", "tically", "tous", "ose"})
+                      "ative", "ened", "ening", "en", "sis", "ses", "tic", "tically", "tous", "ose", "ism", "c"})
 
 
 def same_word(a: str, b: str) -> bool:

@@ -25,6 +25,7 @@ PSEUDO_NEGATIONS = [
     "without clinical", "without a", "not possible to", "no prior", "no comparison", "without comparison", "no previous", "no iv contrast",
     "without iv contrast", "without contrast", "no contrast", "no oral contrast", "non-contrast", "without intravenous contrast",
     "can't be ruled out", "cannot be ruled out", "can not be ruled out", "can't be excluded", "cannot be excluded", "not be ruled out", "not excluded",
+    "not specific for", "but not specific for", "not specific", "nonspecific", "non-specific", "not diagnostic of",
     "no visible uptake in", "no uptake in", "no significant uptake in", "no enhancement of", "no enhancement in", "no flow in", "no signal in",
 ]
 UNCERTAIN_PRECEDING = [

@@ -158,7 +158,7 @@ def _distinct(lex: Lexicon, a: str, b: str, label: str = "") -> bool:
     return any({x, y} <= (wa | wb) and not {x, y} <= wa and not {x, y} <= wb for x, y in OPPOSITES)
 
 
-OPPOSITES = (("hard", "soft"), ("red", "white"), ("benign", "malignant"), ("acute", "chronic"), ("primary", "secondary"), ("intra", "extra"))
+OPPOSITES = (("positive", "negative"), ("hard", "soft"), ("red", "white"), ("benign", "malignant"), ("acute", "chronic"), ("primary", "secondary"), ("intra", "extra"))
 
 
 _NAMES: dict[tuple[int, str, str | None], frozenset[str]] = {}
@@ -323,7 +323,9 @@ class Reading:
                       and not re.match(r"-(?!sized?\b|volume\b|calib)[a-z]", text[b:b + 8], re.IGNORECASE)  # "small-cell", "small-gland": a kind, no size
                       and not (normal_form(text[a:b]) == "little" and re.search(r"\ba\s*$", text[max(0, a - 3):a]))]  # "a little" is no size
         colours = [(a, b, v) for a, b, v in lex.colours.find(text)
-                   if not (normal_form(text[a:b]) in ("red", "white", "grey", "gray") and re.match(r"[\s-]*(?:blood\s+)?(?:cells?|matter|pulp|reflex)\b", text[b:b + 16], re.IGNORECASE))]
+                   if not (normal_form(text[a:b]) in ("red", "white", "grey", "gray") and re.match(r"[\s-]*(?:blood\s+)?(?:cells?|matter|pulp|reflex)\b", text[b:b + 16], re.IGNORECASE))
+                   and not re.match(r"[\s-]*(?:outline|outlined|arrows?|arrowheads?|cross|circle|box|marker|contour|overlay|asterisk|star|line|dashed|dotted|mask)\b", text[b:b + 14], re.IGNORECASE)]
+        # "(green outline)", "(white arrow)": the figure's marks, not a finding's colour
         self.colours = colours
         self.looks = [(a, b, d) for a, b, d in lex.appearance.find(text) if not any(x <= a and b <= y for x, y, _ in colours)]
 
@@ -345,7 +347,7 @@ class Reading:
                     continue  # "no pericardial effusion" beside a pleural effusion; "hard exudates" beside soft ones
                 if own_term is None and found is not None and found.system == "cellular" and normal_form(found.term) != normal_form(f.label):
                     continue  # "target cells" are not the sickle cells labelled: one cell type is not another
-                if self.lex.kin(value, own_term) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head)))):
+                if self.lex.kin(value, own_term) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head) and re.fullmatch(r"carcinomas?|sarcomas?|adenomas?|lymphomas?|gliomas?", head)))):
                     return Mention(a, b, "label", label=i, term=value)
             generic = [i for i in self.findings if self._generic_label(i)]
             lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, self.text[a:b]))
@@ -658,6 +660,8 @@ def _modality(r: Reading, covered: dict) -> None:
     claims = [(a, b, word) for a, b, word in r.modality_words if not r._not_claim(a)]
     named_own = any(word.modality == own and not r.lex.appearance.value(r.text[a:b]) for a, b, word in claims)
     for a, b, word in claims:
+        if word.modality != own and re.match(r"\s+(?:later\s+|subsequently\s+|then\s+)?(?:showed|revealed|confirmed|demonstrated|proved|proven)\b", r.text[b:b + 24], re.IGNORECASE):
+            continue  # "histology showed invasive ductal carcinoma": another, later study
         r.claims += 1
         if word.modality == own or (word.modality in compatible and not word.strict):
             covered["modality"] = True  # "micrograph" of a histology slide
@@ -1223,7 +1227,7 @@ def _looks(r: Reading) -> None:
             continue
         f = r.facts.labels[i]
         measured = r.lex.direction(f.contrast)
-        if measured is None or not f.count or ((a, b, direction) in shades and f.colour):
+        if measured is None or not f.count or ((a, b, direction) in shades and f.colour and normal_form(r.text[a:b]) not in ("dark", "darker", "bright")):
             continue  # a colour word is a shade only where no colour is measured
         r.claims += 1
         ranged = re.search(r"(?:-|\bto|/|\bor)\s*$", r.text[max(0, a - 6):a]) or re.match(r"^\s*(?:-|to\b|/|or\b)", r.text[b:b + 5])
