@@ -153,6 +153,7 @@ def test_the_corpus_has_its_promised_shape_and_every_planted_error_is_quoted_fro
     assert sum(1 for r in rows if r.get("quoted")) >= 50 and all(r.get("source") for r in rows if r.get("quoted"))
     assert all(r["error_span"] in r["text"] for r in rows if r["label"] != "faithful")
     assert not {r["id"] for r in _corpus("dev")} & {r["id"] for r in _corpus("test")}
+    assert not {r["text"] for r in _corpus("dev")} & {r["text"] for r in _corpus("test")}  # nothing tuned on is held out
     for r in rows:
         facts_of(r)  # every row is a valid `medtrinity score` line
 
