@@ -285,3 +285,23 @@ def test_a_users_vocabulary_may_say_how_a_finding_is_denied_and_which_technique_
     mine.write_text("terms: []\nreading:\n  modalities:\n    - modality: microscopy\n      strict: yes please\n      words: [EM]\n")
     with pytest.raises(ValueError, match=r"reading.modalities\[0\].strict: must be true or false"):
         lexicon(str(mine))
+
+
+@pytest.mark.parametrize("modality, region, labels, text", [
+    ("histopathology", "breast", [{"label": "tumor nuclei", "count": 30, "size_class": "small"}], "H&E: thirty small tumour nuclei, uniform, with no nuclear atypia."),
+    ("ct", "chest", [{"label": "lung cancer", "count": 1, "side": "left", "size_class": "medium"}], "CT chest: a moderate left lung cancer. No evidence of metastatic disease."),
+    ("ct", "chest", [{"label": "lung cancer", "count": 1, "side": "left", "size_class": "medium"}], "CT chest: a moderate left lung cancer. Ned reviewed the images."),
+    ("ct", "chest", [{"label": "lung nodule", "count": 3, "sides": ["right", "right", "right"], "size_class": "small"}],
+     "CT chest: three small nodules in the right lung. Pleural effusion: none seen."),
+    ("mri", "brain", [{"label": "tumor", "count": 1, "side": "right", "size_class": "medium", "contrast": "hyperintense"}],
+     "MRI brain: a moderate right hyperintense tumor. The adjacent cortex is darker than tumor."),
+    ("ct", "abdomen", [{"label": "tumor", "count": 1, "side": "right", "size_class": "medium"}], "CT abdomen: a right tumor, about 10% of the image."),
+])
+def test_what_an_adjective_a_qualified_denial_or_a_comparison_says_is_not_held_against_the_finding(modality, region, labels, text):
+    out = scored(row(modality, region, labels, text))
+    assert out["contradictions"] == [], out["contradictions"]
+
+
+def test_a_loose_naming_does_not_swallow_a_negation():
+    out = scored(row("xray", "chest", [{"label": "widened mediastinum", "count": 1, "side": "midline", "size_class": "medium"}], "Chest X-ray: the mediastinum is not widened."))
+    assert "name of widened mediastinum" in out["missing"] and not out["accepted"]

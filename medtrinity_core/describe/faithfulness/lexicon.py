@@ -6,7 +6,7 @@ directions and colour families. Nothing here is a word list of its own: every wo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from medtrinity_core.knowledge.vocabulary import Vocabulary, load_vocabulary, normal_form
 
@@ -163,6 +163,7 @@ class Lexicon:
     signs: dict[str, frozenset[str]]  # a diagnosis -> the findings that show it
     denials: Matcher  # phrases saying a finding is absent ("heart size is normal") -> the finding's term
     vocabulary: Vocabulary
+    memo: dict = field(default_factory=dict, compare=False, hash=False, repr=False)  # per-label results the scorer computes once per lexicon
 
     def direction(self, measured: str | None) -> str | None:
         """brighter | darker | similar for a measured contrast phrase ("hypodense", "more radiolucent")."""

@@ -51,7 +51,12 @@ SUFFIXES = frozenset({"", "s", "es", "e", "d", "ed", "ing", "al", "ar", "ic", "a
                       "ative", "ened", "ening", "en", "sis", "ses", "tic", "tically", "tous", "ose", "ism", "c"})
 
 
-def same_word(a: str, b: str) -> bool:
+NOUN_ENDINGS = frozenset({"", "s", "es", "e", "d", "ed", "ion", "ions", "ation", "ations", "tion", "is", "ses", "sis", "um", "us", "a", "i", "ae", "ia", "y", "ies"})
+GENERIC_AFTER = frozenset({"change", "changes", "disease", "process", "ca", "carcinoma", "deposit", "deposits", "lesion", "lesions", "focus", "foci", "involvement",
+                           "infiltrate", "infiltration", "pattern", "area", "areas", "region", "regions", "spread", "tissue", "component", "features"})
+
+
+def same_word(a: str, b: str, endings: frozenset = SUFFIXES) -> bool:
     """One word in two forms: a shared beginning of five letters or more, each word going on by at most
     a derivational ending ("mediastin-um", "mediastin-al"; not "adeno-ma", "adeno-carcinoma")."""
     if a == b:
@@ -63,7 +68,7 @@ def same_word(a: str, b: str) -> bool:
         if x != y:
             break
         n += 1
-    return n >= 5 and n >= min(len(a), len(b)) - 3 and a[n:] in SUFFIXES and b[n:] in SUFFIXES
+    return n >= 5 and n >= min(len(a), len(b)) - 3 and a[n:] in endings and b[n:] in endings
 
 
 def content(name: str) -> tuple[str, ...]:
@@ -75,7 +80,8 @@ def content(name: str) -> tuple[str, ...]:
 
 def loose_find(text: str, names: dict[str, int]) -> list[tuple[int, int, int]]:
     """(start, end, label) where every content word of a name appears, in any order and form, within
-    its own length plus SLACK words of one clause; names of one content word match its stem alone."""
+    its own length plus SLACK words of one clause; a name of one content word matches its noun forms only
+    ("exudation" for exudates, not "nuclear" for nuclei: "no nuclear atypia" denies no nuclei)."""
     tokens = [(m.start(), m.end(), stem(m.group(0))) for m in WORD.finditer(text)]
     if not tokens:
         return []
@@ -92,7 +98,11 @@ def loose_find(text: str, names: dict[str, int]) -> list[tuple[int, int, int]]:
         want = content(name)
         if not want or (len(want) == 1 and len(want[0]) < 5) or not all(w[:5] in starts for w in want):
             continue  # a word the text cannot have in any form (same_word needs the first five letters)
-        alike = {w: {s for s in stems if same_word(s, w)} for w in want}  # each wanted word's forms in this text
+        if len(want) > 1:
+            alike = {w: {s for s in stems if same_word(s, w)} for w in want}
+        else:  # one word: its noun forms, or an adjective before a generic noun ("metastatic ca", "emphysematous change"; not "nuclear atypia")
+            generic = {s for i, (_, _, s) in enumerate(tokens[:-1]) if tokens[i + 1][2] in GENERIC_AFTER or tokens[i + 1][2].rstrip("s") in GENERIC_AFTER}
+            alike = {w: {s for s in stems if same_word(s, w, NOUN_ENDINGS) or (s in generic and same_word(s, w))} for w in want}  # each wanted word's forms in this text
         if not all(alike.values()):
             continue
         width = len(want) + SLACK if len(want) > 1 else 1

@@ -39,7 +39,7 @@ UNCERTAIN_PRECEDING = [
     "tend to", "tends to", "is known to", "are known to", "is expected to", "are expected to", "expected",
     "risk of", "risk factor", "associated with", "indicative of", "characteristic of", "typical of", "in the setting of", "to evaluate for",
     "to assess for", "evaluate for", "assess for", "check for", "screen for", "screening for", "potential", "potentially", "uncertain",
-    "indeterminate", "equivocal", "precursor of", "precursor to", "precursor lesion of", "precursor lesions of", "progress to", "progression to",
+    "indeterminate", "equivocal", "not specific for", "not diagnostic of", "nonspecific for", "precursor of", "precursor to", "precursor lesion of", "precursor lesions of", "progress to", "progression to",
     "predisposes to", "predisposing to", "leads to", "lead to", "can lead to", "complication of", "complications such as",
     "history of", "known", "patient with", "individual with", "person with", "subject with", "patients with", "eye with", "woman with", "man with", "in a patient with", "status post", "s/p", "treated for", "presented with", "presenting with",
     "presents with", "diagnosed with", "year-old", "year old", "staging", "restaging", "?",
@@ -48,7 +48,7 @@ NEGATION_FOLLOWING = [
     "can be ruled out", "is ruled out", "has been ruled out", "ruled out", "negative", "absent", "not present", "resolved", "has resolved",
     "have resolved", "not seen", "not visualised", "not visualized", "not identified", "not present", "not demonstrated", "is absent", "are absent",
     "not evident", "not detected", "not appreciated", "not visible", "is not seen", "are not seen", "has resolved", "have resolved",
-    "is not a feature", "are not a feature", "are not features", "not a feature",
+    "is not a feature", "are not a feature", "are not features", "not a feature", "none seen", "none identified", "none detected", "none noted",
 ]
 NEGATION_EXTRA = [
     "can't find", "cannot find", "could not find", "couldn't find", "don't find", "do not find", "don't see", "do not see", "don't seem",

@@ -58,7 +58,7 @@ COUNT_WORDS = {  # (low, high) regions a word claims
     "dozens of": (12, INF), "scores of": (20, INF), "hundreds of": (100, INF), "another": (2, INF), "a second": (2, INF), "second": (2, INF),
     "additional": (2, INF), "an additional": (2, INF), "both": (2, 2), "a further": (2, INF), "satellite": (2, INF),
 }
-QUALIFIERS = r"(?P<q>approximately|approx\.?|about|around|roughly|some|nearly|almost|~|over|more than|greater than|at least|fewer than|less than|up to|>|<|≥|≤)?\s*"
+QUALIFIERS = r"(?:(?P<q>approximately|approx\.?|about|around|roughly|some|nearly|almost|~|over|more than|greater than|at least|fewer than|less than|up to|>|<|≥|≤)\s*)?"
 COUNT = re.compile(r"(?<![\w.-])" + QUALIFIERS + r"(?P<n>\d+|" + "|".join(sorted((re.escape(w) for w in [*NUMBER_WORDS, *COUNT_WORDS]), key=len, reverse=True)) + r")(?![\w-])", re.IGNORECASE)
 NOT_COUNT_BEFORE = re.compile(r"(?:grade|segment|segments|level|type|stage|class|score|category|bi-?rads|pi-?rads|tirads|ti-?rads|gleason|fig\.?|figure|slice|image|panel|series|zone|"
                               r"lobe|t|n|m|s|l|c|v|vi|vii|viii|cn|no\.|number|day|week|year|month|version|of|than)\s*$", re.IGNORECASE)
@@ -80,10 +80,13 @@ INTERPRETIVE = re.compile(r"\b(?:looks? like|appears? to be|seems? to be|classic
                           r"likely|probabl[ey]|presumabl[ey]|so there(?:'s| is)|which means|diagnosed as|diagnosis of|in favou?r of|impression)\b", re.IGNORECASE)
 ELSEWHERE = re.compile(r"\b(?:otherwise|remainder|rest of|remaining|elsewhere|background|distant|around it|around the lesion|between|neighbou?ring|other|contralateral|opposite|another|additional|further|new|"
                        r"nearby|apart from|besides|except)\b", re.IGNORECASE)
-NORMAL = re.compile(r"\b(?:NED|no evidence of (?:[\w-]+\s+){0,2}disease|no (?:[\w-]+\s+){0,2}(?:disease|malignancy)|nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
+NORMAL = re.compile(r"\b(?:(?-i:NED)|no evidence of (?:[\w-]+\s+){0,2}disease|no (?:[\w-]+\s+){0,2}(?:disease|malignancy)|nl|unremarkable|normal(?:-appearing| in appearance| appearing)?|within normal limits|no (?:acute |significant |focal |definite |obvious |visible |detectable )*"
                     r"(?:abnormalit(?:y|ies)|findings?|pathology|lesions?)|no (?:focal |abnormal |significant |suspicious |increased |pathological |pathologic )+(?:hypermetabolism|uptake|FDG uptake|tracer uptake|avidity|enhancement)|"
                     r"(?:is|are|appears?) clear|clear (?:lungs|lung fields)|healthy)\b", re.IGNORECASE)
-GLOBAL_DENIAL = re.compile(r"NED|no evidence of .*disease|no .*(?:disease|malignancy|abnormalit(?:y|ies)|findings?|pathology)", re.IGNORECASE)
+GLOBAL_DENIAL = re.compile(r"(?!.*\b(?:distant|residual|recurrent|active|other|extra-?\w+)\b)"
+                           r"(?:(?-i:NED)|no evidence of .*disease|no .*(?:disease|malignancy|abnormalit(?:y|ies)|findings?|pathology))", re.IGNORECASE)
+DENIAL_QUALIFIERS = {"metastatic": ("metasta", "secondar"), "nodal": ("node", "nodal", "lymph"), "osseous": ("bone", "osse", "skelet"), "bony": ("bone", "osse"),
+                     "skeletal": ("bone", "skelet"), "hepatic": ("liver", "hepat"), "pulmonary": ("lung", "pulmon")}  # "no nodal disease" denies nodal findings only
 NORMAL_NOT_DENIAL = re.compile(r"^\s*(?:-?\s*sized?|in size|size|caliber|calibre|thickness|position|contour|shape|echogenicity|morphology|dimensions?|volume|range|variant|anatomy|structure)\b", re.IGNORECASE)
 STUDY = re.compile(r"\b(?:study|examination|exam|scan|image|images|radiograph|film|slide|photograph|picture)\b", re.IGNORECASE)
 RELATIVE_PLACE = re.compile(r"\s*,?\s*(?:which|that)\s+(?:seems?|appears?|is|are)?\s*(?:to\s+)?(?:be\s+)?(?:sit|sits|lie|lies|located|situated|arise|arises|arising|centred|centered)\b", re.IGNORECASE)
@@ -114,21 +117,18 @@ class Mention:
     uncertain: bool = False
 
 
-_INNER: dict[tuple[int, str], str | None] = {}
-
-
 def _term_of(f: LabelFacts, lex: Lexicon) -> str | None:
     """The label's vocabulary term; for a label the vocabulary does not name, the finding its words name
     ("stroke lesion" is a stroke, "intraparenchymal hemorrhage" a haemorrhage): the longest, then the last."""
     if f.term:
         return f.term
-    key = (id(lex), f.label)
-    if key not in _INNER:
-        if len(_INNER) > 20000:
-            _INNER.clear()
+    memo = lex.memo.setdefault("term_of", {})
+    if f.label not in memo:
+        if len(memo) > 20000:
+            memo.clear()
         hits = lex.findings.find(f.label.replace("_", " "))
-        _INNER[key] = max(hits, key=lambda h: (h[1] - h[0], h[0]))[2] if hits else None
-    return _INNER[key]
+        memo[f.label] = max(hits, key=lambda h: (h[1] - h[0], h[0]))[2] if hits else None
+    return memo[f.label]
 
 
 def _ends_other_term(text: str, a: int, b: int, f: LabelFacts, lex: Lexicon) -> bool:
@@ -161,17 +161,15 @@ def _distinct(lex: Lexicon, a: str, b: str, label: str = "") -> bool:
 OPPOSITES = (("positive", "negative"), ("hard", "soft"), ("red", "white"), ("benign", "malignant"), ("acute", "chronic"), ("primary", "secondary"), ("intra", "extra"))
 
 
-_NAMES: dict[tuple[int, str, str | None], frozenset[str]] = {}
-
-
 def _label_names(f: LabelFacts, lex: Lexicon) -> frozenset[str]:
     """_names, computed once per label and lexicon."""
-    key = (id(lex), f.label, f.term)
-    if key not in _NAMES:
-        if len(_NAMES) > 20000:
-            _NAMES.clear()
-        _NAMES[key] = frozenset(_names(f, lex))
-    return _NAMES[key]
+    memo = lex.memo.setdefault("names", {})
+    key = (f.label, f.term)
+    if key not in memo:
+        if len(memo) > 20000:
+            memo.clear()
+        memo[key] = frozenset(_names(f, lex))
+    return memo[key]
 
 
 def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
@@ -195,7 +193,8 @@ def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
 
 def _qualifier_inside(said: str, lex: Lexicon) -> bool:
     """A loose naming may not swallow a side, a size or a count ("opacity in the left lung")."""
-    return bool(LEFT.search(said) or RIGHT.search(said) or BILATERAL.search(said) or re.search(r"\d", said) or lex.sizes.find(said) or COUNT.search(said))
+    return bool(LEFT.search(said) or RIGHT.search(said) or BILATERAL.search(said) or re.search(r"\d", said) or lex.sizes.find(said) or COUNT.search(said)
+                or re.search(r"\b(?:no|not|without|non|nor|absent|normal|never)\b|n't\b", said, re.IGNORECASE))  # "the mediastinum is not widened"
 
 
 def _cellular(word: str, lex: Lexicon) -> bool:
@@ -483,7 +482,7 @@ class Reading:
             return previous[-1] if previous else None
         if not pass_places and nxt is None:
             last = before[-1].end if before else lo
-            relative = [(x, y) for x, y in self._place_spans() if last <= y and re.fullmatch(r"\s*,?\s*(?:which|that|where)\b[^.;:]*", text[y:a])]
+            relative = [(x, y) for x, y in self._place_spans() if last <= y and a - y <= 160 and re.fullmatch(r"\s*,?\s*(?:which|that|where)\b[^.;:]*", text[y:a])]
             if relative and before and LINK_BEFORE_PLACE.search(text[before[-1].end:relative[0][0]]) and len(text[before[-1].end:relative[0][0]].split()) <= 6:
                 return before[-1]  # "an area in the right parietal lobe that lights up": the finding in that place
             if relative:
@@ -525,10 +524,10 @@ class Reading:
 
     def _label_at(self, a: int, b: int, pass_places: bool = False) -> int | None:
         lo, _ = self._sentence(a)
-        named = next((m for m in self.mentions if m.start >= b and m.kind == "label"), None)
-        if named is not None and re.fullmatch(r"[\s-]*(?:[\w-]+\s+)?", self.text[b:named.start]) and not (named.negated or named.uncertain):
-            return named.label  # "surrounding low-signal oedema" of a label "peritumoral edema"
         if re.search(r"\b(?:surrounding|adjacent|background|remaining|compared (?:with|to)|than|relative to|against|unlike)\s+(?:the\s+|its\s+)?(?:[\w-]+\s+){0,3}$", self.text[max(lo, a - 50):a], re.IGNORECASE):
+            named = next((m for m in self.mentions if m.start >= b and m.kind == "label"), None)
+            if named is not None and re.fullmatch(r"[\s-]*(?:(?!than\b|to\b|against\b|unlike\b|compared\b|versus\b)[\w-]+\s+)?", self.text[b:named.start]) and not (named.negated or named.uncertain):
+                return named.label  # "surrounding low-signal oedema" of a label "peritumoral edema"
             return None  # "against the surrounding pink mucosa": the surroundings' colour
         hi = self._sentence(a)[1]
         normal = NORMAL.search(self.text[lo:hi])
@@ -702,7 +701,7 @@ def _region(r: Reading, covered: dict) -> None:
             covered["organ"] = True  # the region's own organ ("from the jejunum" of a small-bowel frame), however the sentence goes on
             r.claims += 1
             continue
-        listed = any(lo <= x and (re.fullmatch(r"\s*(?:,|and|or|&)\s*(?:the\s+)?", r.text[y:a]) or re.fullmatch(r"\s*(?:,|and|or|&)\s*(?:the\s+)?", r.text[b:x]))
+        listed = any(lo <= x and (x <= b + 12 and y >= a - 12) and (re.fullmatch(r"\s*(?:,|and|or|&)\s*(?:the\s+)?", r.text[y:a]) or re.fullmatch(r"\s*(?:,|and|or|&)\s*(?:the\s+)?", r.text[b:x]))
                      for x, y, _ in r.places if (x, y) != (a, b) and (y <= a or x >= b))
         if organs & neighbours and (NORMAL.search(r.text[lo:hi]) or listed or re.search(r"\b(?:visuali[sz]ed|included|imaged|partially|adjacent|neighbouring|neighboring|nearby|seen|patent|preserved|"
                                                                           r"visible|outlined|intact)\b", r.text[lo:hi], re.IGNORECASE)
@@ -1026,7 +1025,7 @@ def _find_sides(r: Reading) -> list[tuple[int, int, str, bool]]:
 def _study_side_of(r: Reading, a: int, b: int) -> int | None:
     """The finding a study's side speaks of ("MRI L knee", "US of the left breast", "sonogram of the right
     kidney"): the one finding of the organ or region the side qualifies, on one side only."""
-    place = next(((x, y) for x, y in r._place_spans() if b <= x and len(r.text[b:x].split()) <= 1 and not re.search(r"[,.;:]", r.text[b:x])), None)
+    place = next(((x, y) for x, y in r._place_spans() if b <= x <= b + 30 and len(r.text[b:x].split()) <= 1 and not re.search(r"[,.;:]", r.text[b:x])), None)
     if place is None or NORMAL.search(r.text, place[1], r._sentence(a)[1]):
         return None
     organs = r.lex.organs_in(r.text[place[0]:place[1]]) | ({r.region.name} if r.region is not None and normal_form(r.text[place[0]:place[1]]).rstrip("s") in
@@ -1072,7 +1071,8 @@ def _sides(r: Reading, stated: dict[int, set]) -> None:
         if re.search(r"\b(?:without|no|not)\b", r.text[b:hi]) and not any(b <= m.start < hi for m in r.mentions if m.kind != "weak") and not header:
             continue  # "left breast and both axillae without suspicious enhancement"
         if re.fullmatch(r"[\s\-•*]*(?:[\w-]+\s+)?(?:side|half|hemithorax|lung|breast|kidney|lobe)?\s*:?\s*", r.text[lo:a] + r.text[b:hi], re.IGNORECASE):
-            after = r._sentence(hi)
+            n = bisect_right(r._starts, hi - 1)
+            after = r.sentences[n] if n < len(r.sentences) else (len(r.text), len(r.text))
             if hi >= len(r.text) or NORMAL.search(r.text[after[0]:after[1]]) or not any(after[0] <= m.start < after[1] for m in r.mentions if m.kind != "weak"):
                 continue  # "- Right side: the right lung appears clear"
         i = r._label_at(a, b, pass_places=True)
@@ -1150,7 +1150,8 @@ def _sizes(r: Reading, stated: dict[int, set]) -> None:
             size = "small" if pct < 1 else "medium" if pct < 10 else "large"  # the size classes' own bounds
             r.claims += 1
             stated[i].add(size)
-            if size != f.size_class and f.count == 1:
+            lo_pct, hi_pct = {"small": (0, 1.2), "medium": (0.8, 12), "large": (8, 101)}[f.size_class]  # within a fifth of a bound: no contradiction
+            if not lo_pct <= pct < hi_pct and f.count == 1:
                 r.contradict("size", m.start(), m.end(), f.size_class)
 
 
@@ -1242,7 +1243,7 @@ def _looks(r: Reading) -> None:
         lo, _ = r._sentence(a)
         before = [m for m in r.mentions if m.end <= a and m.label == i and lo <= m.start]
         attached = (after and after[0].label == i and len(r.text[b:after[0].start].split()) <= 3) \
-            or (before and re.fullmatch(r"\s*,?\s*(?:of|in|staining|stained|stain|coloured|colored|appearing|(?:that|which) (?:are|is|look|looks|appear|appears|stain|stains))?\s*(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
+            or (before and a - before[-1].end <= 40 and re.fullmatch(r"[\s,]*(?:(?:of|in|staining|stained|stain|coloured|colored|appearing|(?:that|which) (?:are|is|look|looks|appear|appears|stain|stains))\s+)?(?:[\w-]+\s+)?", r.text[before[-1].end:a])) \
             or re.search(r"(?:\b(?:looks?|appears?|is|are|seems?|appearing|as)|'s)\s+(?:[\w-]+\s+){0,2}$", r.text[max(lo, a - 30):a], re.IGNORECASE) \
             or re.match(r"^\s*(?:base|floor|surface)\b", r.text[b:b + 12], re.IGNORECASE)
         parts = after and after[0].kind == "weak" and not after[0].merged and re.search(r"s$", r.text[after[0].start:after[0].end]) and len(r.text[b:after[0].start].split()) <= 1
@@ -1289,10 +1290,14 @@ def _pronoun_denials(r: Reading) -> None:
     """"Blasts are not increased; none are seen in this field": "none" denies the finding just named."""
     for n in NONE_SEEN.finditer(r.text):
         lo, _ = r._sentence(n.start())
-        before = [m for m in r.mentions if m.end <= n.start() and m.kind in ("label", "head") and m.label is not None and m.start >= max(0, lo - 200)]
+        previous = bisect_right(r._starts, lo - 1) - 1
+        since = r.sentences[previous][0] if previous >= 0 else lo
+        before = [m for m in r.mentions if since <= m.start and m.end <= n.start() and m.kind != "weak"]
         if not before or r._not_claim(n.start()) or ELSEWHERE.search(r.text[lo:n.end()]):
             continue
-        m = before[-1]
+        m = before[-1]  # the thing just named ("Pleural effusion: none seen" denies the effusion, not an earlier nodule)
+        if m.label is None or m.kind not in ("label", "head"):
+            continue
         f = r.facts.labels[m.label]
         if f.count and m.label in r.findings:
             r.claims += 1
@@ -1320,10 +1325,14 @@ def _normal_statements(r: Reading) -> None:
                   if normal_form(r.text[a:b]) in (normal_form(organ), normal_form(organ) + "s") or re.match(r"\s+(?:mucosa|tissue|parenchyma)\b", r.text[b:b + 14])}
         study = (bool(STUDY.search(sentence)) or bool(GLOBAL_DENIAL.fullmatch(n.group(0)))) and not named \
             and not any(lo <= a < hi and (r.region is None or name != r.region.name) for a, _, name in r.region_words)  # "whole body: no FDG-avid disease"
+        qualified = [stems for word, stems in DENIAL_QUALIFIERS.items() if re.search(rf"\b{word}\b", n.group(0), re.IGNORECASE)]
         for i in r.findings:
             f = r.facts.labels[i]
             if said_sides and _sides_of(f) and not said_sides & _sides_of(f):
                 continue  # "the right thigh looks normal" for a left-sided mass
+            named_as = normal_form(f"{f.label} {_term_of(f, r.lex) or ''}")
+            if qualified and not any(stem in named_as for stems in qualified for stem in stems):
+                continue  # "no metastatic disease" beside the primary tumour
             if organs & {o for o in r.organs[i] if r.lex.regions.get(o) is not None and r.lex.regions[o].surface}:
                 continue  # "normal skin" around a skin lesion: the background
             if study or organs & (r.organs[i] or (r.region.core if r.region is not None and len(r.region.core) == 1 else set())):
