@@ -887,6 +887,10 @@ def _another_elsewhere(r: Reading, m: Mention) -> bool:
     if not re.search(r"\b(?:also|additional(?:ly)?|another|second|further|separate|in addition)\b", r.text[lo:m.start], re.IGNORECASE):
         return False
     earlier = [o for o in r.mentions if o.label == m.label and o.end <= lo and not o.negated]
+    said, own_head = normal_form(r.text[m.start:m.end]).rstrip("s"), (_head(r.facts.labels[m.label].label) or "").rstrip("s")
+    if earlier and re.search(r"\b(?:separate|additional|another|second|further|new)\s+(?:[\w-]+\s+){0,4}$", r.text[lo:m.start], re.IGNORECASE) \
+            and said != own_head and said not in ("lesion", "focu", "foci", "area", "abnormality", "finding"):
+        return True  # "microadenoma, midline. Separate 4 mm Rathke cleft cyst.": another kind of finding
     own = r.organs.get(m.label) or {organ for o in earlier for _, _, owners in r._place_near(o) for organ, _ in owners}  # where the text put it
     near = {organ for _, _, owners in r._place_near(m) for organ, _ in owners}
     if not (near and earlier and own) or own & DISTRIBUTED or near & DISTRIBUTED:
@@ -1192,8 +1196,8 @@ def _counts(r: Reading) -> None:
         lo, _ = r._sentence(a)
         if re.search(r"[:,]", text[lo:a]) and COUNT.search(text[lo:a]) and m.label in counted.get(lo, ()):
             continue  # "eight nodes: two in the left neck, two in the right neck": the parts of a count
-        if m.kind == "weak" and not m.merged:
-            continue
+        if m.kind == "weak" and not m.merged and not (m.label is not None and len(r.findings) == 1 and re.search(r"s$", text[m.start:m.end]) and r.facts.modality != "dermoscopy"):
+            continue  # "areas of" counts nothing; "several small bright spots" of the one finding counts it (a lesion's dots and areas on dermoscopy are its parts)
         if m.label is None or m.negated or m.uncertain:
             continue
         lo, _ = r._sentence(a)
