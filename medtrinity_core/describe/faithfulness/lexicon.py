@@ -303,7 +303,6 @@ def build_lexicon(vocabulary: Vocabulary) -> Lexicon:
         organ_of={t.term: t.organ for t in vocabulary.terms if t.organ}, broader={t.term: t.broader for t in vocabulary.terms if t.broader},
         signs={t.term: frozenset(t.signs) for t in vocabulary.terms if t.signs},
         denials=Matcher.of({phrase: t.term for t in vocabulary.terms for phrase in t.denied_by}),
-
         vocabulary=vocabulary,
     )
 

@@ -52,7 +52,7 @@ SUFFIXES = frozenset({"", "s", "es", "e", "d", "ed", "ing", "al", "ar", "ic", "a
 
 
 NOUN_ENDINGS = frozenset({"", "s", "es", "e", "d", "ed", "ion", "ions", "ation", "ations", "tion", "is", "ses", "sis", "um", "us", "a", "i", "ae", "ia", "y", "ies"})
-GENERIC_AFTER = frozenset({"change", "changes", "disease", "process", "ca", "carcinoma", "deposit", "deposits", "lesion", "lesions", "focus", "foci", "involvement",
+GENERIC_NOUNS = frozenset({"change", "changes", "disease", "process", "ca", "carcinoma", "deposit", "deposits", "lesion", "lesions", "focus", "foci", "involvement",
                            "infiltrate", "infiltration", "pattern", "area", "areas", "region", "regions", "spread", "tissue", "component", "features"})
 
 
@@ -101,7 +101,7 @@ def loose_find(text: str, names: dict[str, int]) -> list[tuple[int, int, int]]:
         if len(want) > 1:
             alike = {w: {s for s in stems if same_word(s, w)} for w in want}
         else:  # one word: its noun forms, or an adjective before a generic noun ("metastatic ca", "emphysematous change"; not "nuclear atypia")
-            generic = {s for i, (_, _, s) in enumerate(tokens[:-1]) if tokens[i + 1][2] in GENERIC_AFTER or tokens[i + 1][2].rstrip("s") in GENERIC_AFTER}
+            generic = {s for i, (_, _, s) in enumerate(tokens[:-1]) if tokens[i + 1][2] in GENERIC_NOUNS or tokens[i + 1][2].rstrip("s") in GENERIC_NOUNS}
             alike = {w: {s for s in stems if same_word(s, w, NOUN_ENDINGS) or (s in generic and same_word(s, w))} for w in want}  # each wanted word's forms in this text
         if not all(alike.values()):
             continue

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from medtrinity_core.describe.facts import Facts, LabelFacts
-from medtrinity_core.describe.faithfulness.lexicon import ALL, Lexicon, Matcher, lexicon, longest
+from medtrinity_core.describe.faithfulness.lexicon import ALL, Lexicon, Matcher, _cased, lexicon, longest
 from medtrinity_core.describe.faithfulness.names import initialism, loose_find
 from medtrinity_core.describe.faithfulness.reader import parse
 from medtrinity_core.knowledge.vocabulary import normal_form
@@ -122,13 +122,20 @@ def _term_of(f: LabelFacts, lex: Lexicon) -> str | None:
     ("stroke lesion" is a stroke, "intraparenchymal hemorrhage" a haemorrhage): the longest, then the last."""
     if f.term:
         return f.term
-    memo = lex.memo.setdefault("term_of", {})
-    if f.label not in memo:
+    def inner() -> str | None:
+        hits = lex.findings.find(f.label.replace("_", " "))
+        return max(hits, key=lambda h: (h[1] - h[0], h[0]))[2] if hits else None
+    return _memo(lex, "term_of", f.label, inner)
+
+
+def _memo(lex: Lexicon, kind: str, key, compute):
+    """A per-label result computed once per lexicon (kept on the lexicon, at most 20,000 a kind)."""
+    memo = lex.memo.setdefault(kind, {})
+    if key not in memo:
         if len(memo) > 20000:
             memo.clear()
-        hits = lex.findings.find(f.label.replace("_", " "))
-        memo[f.label] = max(hits, key=lambda h: (h[1] - h[0], h[0]))[2] if hits else None
-    return memo[f.label]
+        memo[key] = compute()
+    return memo[key]
 
 
 def _ends_other_term(text: str, a: int, b: int, f: LabelFacts, lex: Lexicon) -> bool:
@@ -163,13 +170,7 @@ OPPOSITES = (("positive", "negative"), ("hard", "soft"), ("red", "white"), ("ben
 
 def _label_names(f: LabelFacts, lex: Lexicon) -> frozenset[str]:
     """_names, computed once per label and lexicon."""
-    memo = lex.memo.setdefault("names", {})
-    key = (f.label, f.term)
-    if key not in memo:
-        if len(memo) > 20000:
-            memo.clear()
-        memo[key] = frozenset(_names(f, lex))
-    return memo[key]
+    return _memo(lex, "names", (f.label, f.term), lambda: frozenset(_names(f, lex)))
 
 
 def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
@@ -186,7 +187,7 @@ def _names(f: LabelFacts, lex: Lexicon) -> set[str]:
         names |= {"inflammation", "inflammatory change", "inflammatory changes"}  # oesophagitis, colitis: "no signs of inflammation"
     for name in list(names):
         short = initialism(name) if not normal_form(name).startswith(("non ", "no ")) else None
-        if short and len(short) >= 3 and not lex.known(short):  # "PE" is a pericardial effusion and a pulmonary embolism  # "WBC", "AFB"; not "US" of "urinary stone"
+        if short and len(short) >= 3 and not lex.known(short):  # "WBC", "AFB"; not "US" of "urinary stone"; not "PE" (pericardial effusion or pulmonary embolism)
             names.add(short)
     return {n for n in names if len(n) > 2 or _cased(n)}
 
@@ -202,15 +203,10 @@ def _cellular(word: str, lex: Lexicon) -> bool:
     return bool(terms) and all(t is not None and t.system == "cellular" for t in terms)
 
 
-def _cased(word: str) -> bool:
-    letters = re.sub(r"[^A-Za-z]", "", word)
-    return bool(letters) and letters.upper() == letters and len(word) <= 8
-
-
 def _organs_of(f: LabelFacts, lex: Lexicon) -> set[str]:
     """The organs a label names; a bare generic word ("polyp", "nodule", "mass") names none, though the
     vocabulary files it under one organ's finding (a polyp may be gastric)."""
-    if re.fullmatch(r"(?:" + "|".join(LESION_WORDS) + r")", normal_form(f.label.replace("_", " "))):
+    if BARE_LESION.fullmatch(normal_form(f.label.replace("_", " "))):
         return set()
     organs = lex.organs_in(f.label)
     if _term_of(f, lex):
@@ -349,13 +345,13 @@ class Reading:
                 if self.lex.kin(value, own_term) or (head and said and (_stem(head) in (_stem(said[-1]), _stem(_head(value) or "")) or (len(head) >= 6 and said[-1].endswith(head) and re.fullmatch(r"carcinomas?|sarcomas?|adenomas?|lymphomas?|gliomas?", head)))):
                     return Mention(a, b, "label", label=i, term=value)
             generic = [i for i in self.findings if self._generic_label(i)]
-            lesion_like = found is not None and any(re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(n)) for n in (found.term, self.text[a:b]))
+            lesion_like = found is not None and any(LESION_LIKE.search(normal_form(n)) for n in (found.term, self.text[a:b]))
             lo = max(self.text.rfind(c, 0, a) for c in ".;:!?\n") + 1
             added = ADDED.search(self.text[lo:a])
             if added and normal_form(added.group(0)) == "with" and not ADDED.search(self.text[lo:a], added.end()) and not self.lex.findings.find(self.text[lo:a]):
                 added = None  # "a core biopsy with adenocarcinoma": the finding itself
             if found is not None and found.category == "finding" and re.search(r"\bcells\b", normal_form(found.term)) and not added:
-                tumours = [i for i in self.findings if re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(self.facts.labels[i].label))]
+                tumours = [i for i in self.findings if LESION_LIKE.search(normal_form(self.facts.labels[i].label))]
                 if len(tumours) == 1:  # "the neoplastic cells" of a carcinoma
                     return Mention(a, b, "label", label=tumours[0], term=value)
             if len(generic) == 1 and lesion_like and not added:  # a "tumour" or "benign" label: a named kind of lesion is it
@@ -449,7 +445,7 @@ class Reading:
                 lesions = [i for i in candidates if not self._organ_label(i)]
                 candidates = lesions or candidates
             if len(candidates) > 1 and m.kind == "head":  # "mass" is the cancer, not the lymph node beside it
-                lesion_like = [i for i in candidates if re.search(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b", normal_form(self.facts.labels[i].label))]
+                lesion_like = [i for i in candidates if LESION_LIKE.search(normal_form(self.facts.labels[i].label))]
                 candidates = lesion_like if len(lesion_like) == 1 else candidates
             if len(candidates) == 1:
                 m.label = candidates[0]
@@ -561,6 +557,8 @@ class Reading:
 
 
 LESION_WORDS = ("metastas[ie]s", "deposits?", "tumou?rs?", "carcinomas?", "cancers?", "cysts?", "masse?s?", "lesions?", "nodules?", "polyps?", "neoplasms?", "malignan\w*", "growths?", "adenomas?")
+BARE_LESION = re.compile(r"(?:" + "|".join(LESION_WORDS) + r")")  # a label that is only a generic lesion word
+LESION_LIKE = re.compile(r"oma\b|\b(?:" + "|".join(LESION_WORDS) + r")\b")  # a name of some kind of lesion
 ADDED = re.compile(r"\b(?:also|additional(?:ly)?|another|separate|second|plus|as well as|in addition|besides|with|adjacent|nearby|and an?)\b", re.IGNORECASE)
 GENERIC_AFTER = re.compile(r"\s*(?:\([^)]*\)\s*)?(?:(?:is|are)\s+(?:an?\s+|the\s+)?(?:common|commonest|frequent|rare|typical|classic|known|usual|recogni[sz]ed|well-known|important)\b|"
                            r"(?:is|are)\s+(?:an?\s+|the\s+)?(?:[\w-]+\s+)?(?:complication|risk|concern|consequence|sequela)s?\b|"
@@ -788,8 +786,11 @@ def _placement(r: Reading, m: Mention, f: LabelFacts) -> None:
 
 def _one_system(r: Reading, own: set[str], places: set[str]) -> bool:
     """Organs of one skeleton or one cell: a bone finding in the spine, a nucleus in a cell."""
-    systems = {t.system for t in r.lex.vocabulary.terms if t.term in own} & {"musculoskeletal", "cellular"}
-    return any(t.system in systems for t in r.lex.vocabulary.terms if t.term in places)
+    def system(organ: str) -> str | None:
+        term = r.lex.vocabulary.lookup(organ)
+        return term.system if term is not None and term.term == organ else None
+    systems = {system(o) for o in own} & {"musculoskeletal", "cellular"}
+    return any(system(o) in systems for o in places)
 
 
 def _part_of_something(r: Reading, a: int, b: int) -> bool:
@@ -1232,7 +1233,7 @@ def _looks(r: Reading) -> None:
             continue
         f = r.facts.labels[i]
         measured = r.lex.direction(f.contrast)
-        if measured is None or not f.count or ((a, b, direction) in shades and f.colour and normal_form(r.text[a:b]) not in ("dark", "darker", "bright")):
+        if measured is None or not f.count or ((a, b, direction) in shades and f.colour and normal_form(r.text[a:b]) not in PURE_SHADES):
             continue  # a colour word is a shade only where no colour is measured
         r.claims += 1
         ranged = re.search(r"(?:-|\bto|/|\bor)\s*$", r.text[max(0, a - 6):a]) or re.match(r"^\s*(?:-|to\b|/|or\b)", r.text[b:b + 5])
@@ -1240,7 +1241,7 @@ def _looks(r: Reading) -> None:
             r.contradict("appearance", a, b, f.contrast)
     said: dict[int, list] = {}
     for a, b, families in r.colours:
-        if r._generic_before(a) or normal_form(r.text[a:b]) in ("dark", "darker", "bright"):
+        if r._generic_before(a) or normal_form(r.text[a:b]) in PURE_SHADES:
             continue  # a shade, not a hue ("dark blot haemorrhages" of red ones): read against the contrast
         i = r._label_at(a, b)
         after = [m for m in r.mentions if m.start >= b and m.kind in ("label", "head", "weak")]
@@ -1346,6 +1347,7 @@ def _normal_statements(r: Reading) -> None:
 
 
 SHADE = {"black": "darker", "white": "brighter"}  # a shade of grey said as a colour ("a dark spot", "a white opacity")
+PURE_SHADES = frozenset({"dark", "darker", "bright"})  # shades without a hue: read against the contrast, never as a colour
 BRIGHTER_WORDS = ("brighter", "hyper", "more radiopaque", "more fdg-avid", "redder", "opacity", "denser", "enhancing")
 DARKER_WORDS = ("darker", "hypo", "more radiolucent", "less fdg-avid", "anechoic", "air")
 
