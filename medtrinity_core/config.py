@@ -19,6 +19,7 @@ from medtrinity_core.sources.schema import (
     FAITHFULNESS_MOVED,
     ExpertSpec,
     GeneratorSpec,
+    PrecomputedExpert,
     SourceConfig,
     SourcesFile,
     parse_sources,
@@ -44,10 +45,12 @@ def _without_none(mapping: dict) -> dict:
     return {k: v for k, v in mapping.items() if v is not None}
 
 
-def _expert(spec: ExpertSpec | None) -> dict | None:
+def _expert(spec: ExpertSpec | PrecomputedExpert | None) -> dict | None:
     if spec is None:
         return None
     out = _without_none(spec.model_dump(mode="json", exclude={"network", "network_args", "labels"}))
+    if spec.precomputed:
+        return {**out, "labels": _pairs(spec.labels)} if spec.labels else out
     out["labels"] = _pairs(spec.labels)
     if spec.network is not None:
         out["network"] = {"name": spec.network, "args": json.loads(spec.network_args)}

@@ -136,12 +136,14 @@ class Stage:
 
     def config(self, source) -> dict:
         """The settings it reads, as plain values: `key`, or `section.key` for one key of a section
-        (descriptions hashes the faithfulness keys it acts on, not the whole section)."""
+        (descriptions hashes the faithfulness keys it acts on, not the whole section); a key the section
+        has not (`expert.pattern` of a model expert) or a section the source leaves unset is null."""
         out = {}
         for key in self.settings:
-            value = source
-            for part in key.split("."):
-                value = getattr(value, part)
+            first, *rest = key.split(".")
+            value = getattr(source, first)
+            for part in rest:
+                value = getattr(value, part, None)
             out[key] = _plain(value)
         return out
 

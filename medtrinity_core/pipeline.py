@@ -62,13 +62,17 @@ def _rois(ctx: StageContext, inputs: dict[str, pl.DataFrame]) -> StageResult:
     from medtrinity_core.roi.preview import markdown_image, write_previews
 
     src = ctx.source
-    expert, expert_error = load_expert(src.expert) if src.expert else (None, None)
+    expert, expert_error = load_expert(src.model_expert) if src.model_expert else (None, None)
     images = _unique(inputs["normalized"])
     df, q = extract_rois(src, images.iter_rows(named=True), ctx.workdir, expert, expert_error)
     meta: dict[str, Any] = {"images": images.height, "labels": dict(Counter(df["label"].to_list()).most_common(20)),
                             "methods": dict(sorted(Counter(df["method"].to_list()).items()))}
     if expert:
         meta["model"], meta["device"] = expert.model_id, str(expert.device)
+    if src.precomputed_expert:
+        meta["model"] = src.precomputed_expert.model
+    if src.expert:
+        meta["low_confidence"] = int(df["low_confidence"].fill_null(False).sum())
     for n, (path, png, title) in enumerate(write_previews(ctx.workdir, src.name, ctx.shard, images, df, PREVIEWS_PER_SHARD, PREVIEW_SIDE)):
         meta[f"preview_{n}"], meta[f"preview_{n}_path"] = Markdown(markdown_image(png, title)), FilePath(path)
     return StageResult(df, q, metadata=meta, produced=images["image_id"])
@@ -145,17 +149,19 @@ def _generator_metadata(src) -> dict:
 STAGES = (
     Stage("raw", (), records.RAW, "path", _raw, version="1", side_outputs=("private path map",),
           settings=("name", "root", "layout", "images", "masks", "labels", "label_map", "label", "labels_csv", "boxes", "paths_identify_patients",
-                    "shard_size", "max_voxels", "volume_index"),
+                    "shard_size", "max_voxels", "volume_index",
+                    "expert.format", "expert.pattern", "expert.file", "expert.id_column"),  # where a precomputed expert's outputs lie
           description=lambda src: f"Inventory of {src.name} items ({src.layout}) under {src.root}"),
     Stage("normalized", ("raw",), records.NORMALIZED, "item", _normalized, version="1", side_outputs=("content-addressed images and masks", "dedup index"),
           settings=("modality", "window", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "max_side",
-                    "negatives_per_volume", "near_distance", "benchmark_hashes", "quality"),  # quality: a mask defect quarantines or drops the mask
+                    "negatives_per_volume", "near_distance", "benchmark_hashes", "quality",  # quality: a mask defect quarantines or drops the mask
+                    "expert.labels", "expert.model_id", "expert.model_version"),  # a 3D expert output's names and model
           description="2D 8-bit PNGs and masks, content-addressed"),
     Stage("rois", ("normalized",), records.ROIS, "image", _rois, version="1", side_outputs=("ROI previews",),
           settings=("min_roi_pixels", "min_roi_fraction", "expert", "proposals", "orientation", "midline_band"),
-          pool=lambda src: "gpu" if src.expert else None, description="Regions of interest with measured facts"),
+          pool=lambda src: "gpu" if src.model_expert else None, description="Regions of interest with measured facts"),
     Stage("context", ("normalized", "rois"), records.CONTEXT, "image", _context, version="1", knowledge=True,
-          settings=("body_region", "top_k", "min_score", "mmr", "terms", "findings", "vocabulary", "include_proposals"),
+          settings=("body_region", "top_k", "min_score", "mmr", "terms", "findings", "vocabulary", "include_proposals", "include_low_confidence"),
           description="Knowledge passages per finding on each image"),
     Stage("descriptions", ("normalized", "rois", "context"), records.DESCRIPTIONS, "image", _descriptions, version=f"1+{SCORER_VERSION}",
           side_outputs=("generation cache",),  # the scorer's version: a new scorer rescores every row, the cache keeps the generations

@@ -43,7 +43,7 @@ _TABLE = (
     Reason("missing", _RAW_NORM, "A planned file that is gone or no longer matches the images pattern, or whose private path is no longer known.", False),
     Reason("empty_file", _RAW, "A file of zero bytes.", False),
     Reason("unreadable", _RAW_NORM, "A file, or a folder under which images could select a file, that cannot be read or listed (a permission or I/O error, a dangling symlink), or a header that cannot be parsed.", True),
-    Reason("missing_annotation", _RAW, "A box, label or annotation file the item needs cannot be read.", False),
+    Reason("missing_annotation", ("raw", "rois"), "A box, label or annotation file the item needs cannot be read, or a precomputed expert's output for it is missing (no file matches its pattern, no CheXmask row names it).", False),
     Reason("taken_down", STAGES, "A takedown request covers the item (its id, its path, or its patient once a header names it): withdrawn on request by whichever stage meets it, not a defect.", False, withdrawn=True),
     # -- normalized: decoding ---------------------------------------------------------------------------
     Reason("not_an_image", _NORM, "A raster file no image decoder recognises.", False),
@@ -66,13 +66,15 @@ _TABLE = (
     Reason("missing_geometry", _NORM, "A DICOM series slice without ImagePositionPatient or ImageOrientationPatient.", False),
     Reason("unsupported_series", _NORM, "A DICOM series member that is not a single-frame greyscale slice.", False),
     # -- normalized: annotations ------------------------------------------------------------------------
-    Reason("ambiguous_annotation", _NORM, "Several label volumes or YOLO box files match one item; the pattern must pick one.", False),
+    Reason("ambiguous_annotation", _NORM, "Several label volumes, YOLO box files or expert outputs match one item; the pattern must pick one.", False),
     Reason("no_foreground", _NORM, "A volume with no label on any slice while negatives_per_volume is 0.", False),
     Reason("mask_shape_mismatch", _NORM, "A mask of another size than its image.", False),
     Reason("mask_geometry_mismatch", _NORM, "A label volume, SEG or RTSTRUCT that does not overlap its image in patient space.", False),
     Reason("empty_mask", _NORM, "A mask with no foreground pixel after thresholding (severity warn drops the mask instead).", False),
     Reason("duplicate_mask", _NORM, "Two identical masks of one image (severity warn drops the repeat instead).", False),
-    Reason("bad_annotation", _RAW_NORM, "An annotation that cannot be used: an empty label, an unreadable box file or SEG, an unknown YOLO class, a SEG none of whose frames matches its series, an annotation on a series of 2D images.", False),
+    Reason("bad_annotation", ("raw", "normalized", "rois"),
+           "An annotation that cannot be used: an empty label, an unreadable box file or SEG, an unknown YOLO class, a SEG none of whose frames matches its series, "
+           "an annotation on a series of 2D images; or an expert output not as its tool writes it (wrong keys, values or size) or not on its image's grid.", False),
     Reason("box_outside_image", _NORM, "A bounding box that lies outside its image.", False),
     # -- later stages -----------------------------------------------------------------------------------
     Reason("roi_error", "rois", "The expert model could not be loaded or failed on the image, or its masks could not be turned into ROIs.", False),

@@ -8,7 +8,8 @@ ANNOTATION = pl.Struct({"relpath": pl.String, "label": pl.String, "kind": pl.Str
 # how a DICOM-SEG, RTSTRUCT or label volume was put on an image: by its referenced source frames, by
 # geometry (plane positions in patient space), or through a frame of reference shared with another series
 ANNOTATION_MATCH = pl.Struct({"annotation_sha256": pl.String, "kind": pl.String, "match": pl.String})
-MASK = pl.Struct({"label": pl.String, "uri": pl.String, "sha256": pl.String, "annotation": pl.String})
+# `model`: the expert model whose output the mask is (id and version); null for ground truth
+MASK = pl.Struct({"label": pl.String, "uri": pl.String, "sha256": pl.String, "annotation": pl.String, "model": pl.String})
 BOX = pl.Struct({"label": pl.String, "x0": pl.Float64, "y0": pl.Float64, "x1": pl.Float64, "y1": pl.Float64})
 # the patient's body on the image, in its (resized) pixels: box and centre, measured before windowing
 BODY = pl.Struct({"x0": pl.Float64, "y0": pl.Float64, "x1": pl.Float64, "y1": pl.Float64, "cx": pl.Float64, "cy": pl.Float64})
@@ -81,6 +82,7 @@ NORMALIZED = {
     "label_volumes": pl.List(LABEL_VOLUME),
     "annotation_matches": pl.List(ANNOTATION_MATCH),
     "labels": pl.List(pl.String),
+    "expert_output": pl.String,  # a 2D image's precomputed expert output (public path), read by the rois stage
 }
 
 RELATION = pl.Struct({"other_roi_id": pl.String, "other_label": pl.String, "relation": pl.String, "distance_pct": pl.Float64, "distance_mm": pl.Float64})
@@ -91,7 +93,8 @@ ROIS = {
     "source": pl.String,
     "label": pl.String,
     "method": pl.String,
-    "confidence": pl.Float64,
+    "confidence": pl.Float64,  # an expert's or proposal's; null for ground truth and for tools that write none
+    "low_confidence": pl.Boolean,  # an expert ROI under the expert's min_confidence: kept out of the dataset unless include_low_confidence
     "model_id": pl.String,
     "mask_sha256": pl.String,
     "component": pl.Int64,

@@ -258,8 +258,8 @@ def test_every_stage_is_defined_once_and_the_cli_offers_exactly_the_registry():
 
 
 def _pool_probe():
-    """A source-like object with an expert and a transformers generator (what the pools read)."""
-    return type("Probe", (), {"expert": object(), "generator": type("G", (), {"backend": "transformers"})()})()
+    """A source-like object with an expert model and a transformers generator (what the pools read)."""
+    return type("Probe", (), {"model_expert": object(), "generator": type("G", (), {"backend": "transformers"})()})()
 
 
 def test_takedown_detail_and_reason_are_those_the_raw_stage_wrote_before(tmp_path):

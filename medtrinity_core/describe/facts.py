@@ -77,6 +77,7 @@ class Facts:
     relations: tuple[Relation, ...] = ()
     passages: tuple[Passage, ...] = ()
     coarse_caption: str = ""
+    found_by: str | None = None  # the expert model (id and version) that found the regions, when one looked for them
 
     @property
     def findings(self) -> tuple[LabelFacts, ...]:
@@ -92,6 +93,8 @@ class Facts:
         told = asdict(self)
         for label in told["labels"]:
             label.pop("sides", None)
+        if told["found_by"] is None:
+            told.pop("found_by")  # images without an expert keep the key they always had
         return hashlib.sha256(json.dumps(told, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -160,7 +163,15 @@ def image_facts(source: SourceConfig, image: dict, rois: list[dict], context: di
             cited.append(Passage(ref["passage_id"], ref["finding"], passage.get("focus", ""), passage["text"]))
     return Facts(
         image_id=image["image_id"], modality=source.modality, body_region=source.body_region, slice_axis=image.get("slice_axis"),
-        slice_index=image.get("slice_index"), annotated=bool(image["masks"] or image.get("boxes")), labels=tuple(labels),
-        relations=relations_of(rois), passages=tuple(cited), coarse_caption=(context or {}).get("coarse_caption") or "",
+        slice_index=image.get("slice_index"), annotated=any(not m.get("model") for m in image["masks"] or []) or bool(image.get("boxes")), labels=tuple(labels),
+        relations=relations_of(rois), passages=tuple(cited), coarse_caption=(context or {}).get("coarse_caption") or "", found_by=_found_by(source, image, rois),
     )
+
+
+def _found_by(source: SourceConfig, image: dict, rois: list[dict]) -> str | None:
+    """The expert model (id and version) that found the image's regions, when one looked for them."""
+    models = sorted({m["model"] for m in image["masks"] or [] if m.get("model")} | {r["model_id"] for r in rois if r.get("method") == "expert_model" and r.get("model_id")})
+    if not models and image.get("expert_output") and source.precomputed_expert is not None:
+        models = [source.precomputed_expert.model]
+    return ", ".join(models) or None
 

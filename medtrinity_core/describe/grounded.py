@@ -83,7 +83,8 @@ def _size(f: LabelFacts) -> str:
 
 def _origin(f: LabelFacts) -> str:
     if f.method == "expert_model":
-        return f" It was segmented by model {f.model_id} (confidence {f.confidence:.2f})."
+        confidence = f" (confidence {f.confidence:.2f})" if f.confidence is not None else ""
+        return f" It was found by the expert model {f.model_id}{confidence}, not annotated by hand."
     if f.method == "proposal":
         return f" It is an unverified proposal (confidence {f.confidence:.2f})."
     if f.method == "ground_truth_box":
@@ -128,6 +129,8 @@ def location_facet(facts: Facts) -> str:
             return pick(facts, "whole", [f"No region is annotated; the source labels the whole image {', '.join(whole)}.",
                                          f"The source labels the image as a whole ({', '.join(whole)}) and marks no region.",
                                          f"The label {', '.join(whole)} applies to the whole image; no region is outlined."])
+        if facts.found_by:
+            return f"The expert model {facts.found_by} found no region of the minimum size on this image."
         if facts.annotated:
             return "No annotated region reaches the minimum size on this image."
         return pick(facts, "none", ["No region of interest is annotated.", "The image has no annotated region.", "No region is outlined on this image."])
@@ -168,7 +171,10 @@ def appearance_facet(facts: Facts) -> str:
 def relations_facet(facts: Facts) -> str:
     if not facts.relations:
         regions = sum(f.count for f in facts.labels)
-        return "Only one region is annotated, so no relationship is measured." if regions == 1 else "No relationship between regions is measured."
+        if regions == 1:
+            marked = "found by the expert model" if facts.found_by and not facts.annotated else "annotated"
+            return f"Only one region is {marked}, so no relationship is measured."
+        return "No relationship between regions is measured."
     statements = []
     for rel in facts.relations:
         same = rel.subject == rel.other

@@ -59,11 +59,25 @@ def _under(row: dict, source) -> bool:
     return row["faithfulness"] < source.min_faithfulness or (row.get("completeness") or 0.0) < source.min_completeness
 
 
+def _origin(r: dict) -> str:
+    """How an ROI was found: its method, and for a model its id, version and confidence."""
+    if r["method"] not in ("expert_model", "proposal"):
+        return r["method"]
+    confidence = f", confidence {r['confidence']:.2f}" if r.get("confidence") is not None else ", no confidence given by the tool"
+    model = f" {r['model_id']}" if r.get("model_id") else ""
+    low = " (low confidence: kept out of the dataset)" if r.get("low_confidence") else ""
+    return f"{r['method']}{model}{confidence}{low}"
+
+
 def _card(row: dict, image: str, rois: list[dict], source) -> str:
     e = html.escape
     flags = _flags(row)
-    facts = "".join(f"<dt>{e(r['label'])}</dt><dd>{e(r['location'] or '')}; {e(r['size_class'] or '')}, {100 * (r['area_ratio'] or 0):.1f}% of the image; "
-                    f"{e(r['contrast'] or '')}; {e(r['method'])}</dd>" for r in rois)
+    lows = sorted({r["label"] for r in rois if r.get("low_confidence")})
+    if lows:
+        flags.append(f"low-confidence expert regions (under min_confidence {source.min_confidence}): {', '.join(lows)}")
+    low_class = ' class="low-confidence"'
+    facts = "".join(f"<dt>{e(r['label'])}</dt><dd{low_class if r.get('low_confidence') else ''}>{e(r['location'] or '')}; "
+                    f"{e(r['size_class'] or '')}, {100 * (r['area_ratio'] or 0):.1f}% of the image; {e(r['contrast'] or '')}; {e(_origin(r))}</dd>" for r in rois)
     low = _under(row, source)
     return (f'<div class="card{" flagged" if flags or low else ""}" data-image-id="{e(row["image_id"])}">'
             f'<img src="{e(image)}" alt="{e(row["image_id"])}">'

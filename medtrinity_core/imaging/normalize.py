@@ -22,6 +22,7 @@ from medtrinity_core.imaging.body import body_box, body_record
 from medtrinity_core.imaging.dedup import deduplicate, perceptual_hash, pixel_hash
 from medtrinity_core.imaging.dicom import dicom_to_uint8, to_suv
 from medtrinity_core.imaging.dicom_labels import rtstruct_labels, seg_labels
+from medtrinity_core.imaging.expert_volumes import ExpertLayer, expert_layer
 from medtrinity_core.imaging.intensity import (
     DEFAULT_CT_WINDOW,
     percentile_range,
@@ -57,6 +58,7 @@ from medtrinity_core.reasons import (
 )
 from medtrinity_core.records import NORMALIZED, QUARANTINE, frame, quarantine_row
 from medtrinity_core.sources.boxes import read_boxes
+from medtrinity_core.sources.expert_outputs import KIND as EXPERT_OUTPUT
 from medtrinity_core.sources.identity import SourcePaths
 from medtrinity_core.sources.paths import inside
 from medtrinity_core.sources.schema import SourceConfig
@@ -70,7 +72,7 @@ def _mask_key(mask: np.ndarray) -> tuple:
     return mask.shape, hashlib.sha256(np.packbits(mask)).digest()
 
 
-def screen_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndarray, str, str]]) -> tuple[list[tuple[str, np.ndarray, str]], list[dict]]:
+def screen_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndarray, str, str]]) -> tuple[list[tuple[str, np.ndarray, str, None]], list[dict]]:
     """A 2D image's masks (label, mask, public path, path read) checked for annotation defects before
     anything is written, so one bad annotation costs its own item and never its shard's neighbours: a
     mask with no foreground after thresholding is `empty_mask`, one identical to an earlier mask of the
@@ -87,7 +89,7 @@ def screen_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndar
             _defect(source, DUPLICATE_MASK, f"masks {seen[key]} and {path} of {raw['relpath']} are identical", label, public, dropped)
             continue
         seen[key] = path
-        kept.append((label, mask, public))
+        kept.append((label, mask, public, None))  # ground truth: no model
     return kept, dropped
 
 
@@ -99,12 +101,12 @@ def _defect(source: SourceConfig, reason: str, detail: str, label: str, annotati
     dropped.append({"label": label, "annotation": annotation, "reason": reason})
 
 
-def _resized_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndarray, str]], size: tuple[int, int]) -> tuple[list, list[dict]]:
+def _resized_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.ndarray, str, str | None]], size: tuple[int, int]) -> tuple[list, list[dict]]:
     """Masks at the image's new size. One too small to survive the resize (a sliver on a slice, a dot on a
     large raster) is no defect of the annotation: it is dropped and recorded (`lost_in_resize`). Two that
     become identical are a duplicate as the normalized suite sees it, screened like `screen_masks`."""
     kept, dropped, seen = [], [], {}
-    for label, mask, annotation in masks:
+    for label, mask, annotation, model in masks:
         small = resize_mask(mask, size)
         if not small.any():
             dropped.append({"label": label, "annotation": annotation, "reason": "lost_in_resize"})
@@ -115,14 +117,16 @@ def _resized_masks(source: SourceConfig, raw: dict, masks: list[tuple[str, np.nd
                     label, annotation, dropped)
             continue
         seen[key] = f"{annotation} ({label})"
-        kept.append((label, small, annotation))
+        kept.append((label, small, annotation, model))
     return kept, dropped
 
 
-def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster, masks: list[tuple[str, np.ndarray, str]],
+def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster, masks: list[tuple[str, np.ndarray, str, str | None]],
                axis: str | None = None, index: int | None = None, labels: list[str] | None = None,
                boxes: list[dict] = (), label_volumes: list[dict] = (), volume_index: int | None = None,
-               matches: list[dict] = (), dropped: list[dict] = ()) -> dict:
+               matches: list[dict] = (), dropped: list[dict] = (), expert_output: str | None = None) -> dict:
+    """One normalized image: `masks` are (label, mask, annotation file, model: None for ground truth);
+    `expert_output` the public path of a 2D expert output file, read by the rois stage."""
     h, w = raster.pixels.shape[:2]
     size = target_size(w, h, source.max_side, raster.spacing)
     masks, lost = _resized_masks(source, raw, masks, size)
@@ -131,9 +135,9 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
     decoded_hash = pixel_hash(raster.pixels)
     uri, digest = workdir.put_png(pixels)
     mask_rows = []
-    for label, mask, annotation in masks:
+    for label, mask, annotation, model in masks:
         m_uri, m_digest = workdir.put_png(mask.astype(np.uint8) * 255)
-        mask_rows.append({"label": label, "uri": m_uri, "sha256": m_digest, "annotation": annotation})
+        mask_rows.append({"label": label, "uri": m_uri, "sha256": m_digest, "annotation": annotation, "model": model})
     sx, sy = size[0] / w, size[1] / h
     scaled_boxes = [{**b, "x0": round(b["x0"] * sx, 3), "y0": round(b["y0"] * sy, 3), "x1": round(b["x1"] * sx, 3), "y1": round(b["y1"] * sy, 3)} for b in boxes]
     spacing = (raster.spacing[0] * w / size[0], raster.spacing[1] * h / size[1]) if raster.spacing else (None, None)
@@ -172,6 +176,7 @@ def _image_row(source: SourceConfig, raw: dict, workdir: Workdir, raster: Raster
         "label_volumes": list(label_volumes),
         "annotation_matches": list(matches),
         "labels": (list(raw["labels"] or []) if labels is None else labels) or sorted({b["label"] for b in boxes}),
+        "expert_output": expert_output,
     }
 
 
@@ -189,7 +194,12 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     box_files = [a["relpath"] for a in raw["annotations"] if a["kind"] == "boxes"]
     if len(box_files) > 1:
         raise ItemError(AMBIGUOUS_ANNOTATION, f"{len(box_files)} box files match {raw['relpath']} ({', '.join(box_files)}); the boxes pattern must pick one")
+    outputs = [a["public"] for a in raw["annotations"] if a["kind"] == EXPERT_OUTPUT]
+    if len(outputs) > 1:
+        raise ItemError(AMBIGUOUS_ANNOTATION, f"{len(outputs)} expert outputs match {raw['relpath']} ({', '.join(outputs[:4])}); the expert's pattern must pick one")
     for ann in raw["annotations"]:
+        if ann["kind"] == EXPERT_OUTPUT:
+            continue  # read by the rois stage, at the image's original size
         if ann["kind"] == "boxes":
             boxes += read_boxes(source.boxes, source.root, ann["relpath"], raw["relpath"], w, h)
             continue
@@ -203,7 +213,7 @@ def _normalize_raster(source: SourceConfig, raw: dict, workdir: Workdir) -> list
             continue  # a label PNG's value absent from this image: that label is not on it (no defect)
         masks.append((ann["label"], mask, ann["public"], ann["relpath"]))
     masks, dropped = screen_masks(source, raw, masks)
-    return [_image_row(source, raw, workdir, raster, masks, boxes=boxes, dropped=dropped)]
+    return [_image_row(source, raw, workdir, raster, masks, boxes=boxes, dropped=dropped, expert_output=outputs[0] if outputs else None)]
 
 
 def _volume_intensity(source: SourceConfig, values: np.ndarray, ds=None) -> tuple[np.ndarray, Callable[[np.ndarray, set], tuple[np.ndarray, dict]]]:
@@ -267,32 +277,44 @@ def patient_keys(ds, workdir: Workdir) -> tuple[str | None, str | None]:
     return tuple(salted_hash(str(ds.get(tag)), salt) if ds.get(tag) else None for tag in ("PatientID", "StudyInstanceUID"))
 
 
+def _lps(labels: np.ndarray, image: sitk.Image) -> np.ndarray:
+    label_image = sitk.GetImageFromArray(labels.astype(np.int32))
+    label_image.CopyInformation(image)
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(label_image, "LPS")).astype(np.int64)
+
+
 def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk.Image, labels: np.ndarray | None,
                   names: dict[int, str], label_file: str, ds=None, volume_index: int | None = None, matches: list[dict] = (),
-                  flags: dict | None = None) -> list[dict]:
-    """Orient to LPS, pick the slices, window and write them with their per-label masks."""
+                  flags: dict | None = None, expert: ExpertLayer | None = None) -> list[dict]:
+    """Orient to LPS, pick the slices, window and write them with their per-label masks. An expert's label
+    volume (`expert`, on the image's grid) gives masks marked with its model; the slices are chosen by the
+    ground-truth labels when the volume has any, else by the expert's."""
     if labels is not None:
-        label_image = sitk.GetImageFromArray(labels.astype(np.int32))
-        label_image.CopyInformation(image)
-        labels = sitk.GetArrayFromImage(sitk.DICOMOrient(label_image, "LPS")).astype(np.int64)
+        labels = _lps(labels, image)
+    layer = _lps(expert.labels, image) if expert is not None else None
     image = sitk.DICOMOrient(image, "LPS")
     values = sitk.GetArrayViewFromImage(image).astype(np.float32)
     if not np.isfinite(values).all():  # DICOM float pixel data (volume files are checked as they are read)
         raise ItemError(NON_FINITE_VOXELS, f"{raw['relpath']}: {non_finite_detail(values)}")
+    chooses = labels if labels is not None or layer is None else layer
     if labels is None:
         labels = np.zeros(values.shape, dtype=np.int64)
+    if chooses is None:
+        chooses = labels
     values, intensity = _volume_intensity(source, values, ds)
     sx, sy, sz = image.GetSpacing()
-    present, counts = np.unique(labels[labels != 0], return_counts=True)
-    volumes = [{"label": names.get(int(v), f"label {int(v)}"), "volume_ml": round(float(c) * sx * sy * sz / 1000.0, 4)} for v, c in zip(present, counts)]
+    volumes = _label_volumes(labels, names, (sx, sy, sz)) + (_label_volumes(layer, expert.names, (sx, sy, sz)) if layer is not None else [])
     patient, study = patient_keys(ds, workdir)
     spacing = {"axial": (sx, sy), "coronal": (sx, sz), "sagittal": (sy, sz)}
     rows = []
     for axis in source.slice_axes:
         dim, cut, (left, top) = PLANES[axis]
-        for k in pick_slices(foreground_slices(labels, dim, source.min_slice_fraction), source.negatives_per_volume, source.slice_every):
+        for k in pick_slices(foreground_slices(chooses, dim, source.min_slice_fraction), source.negatives_per_volume, source.slice_every):
             plane_labels = cut(labels, k)
-            masks = [(names.get(int(v), f"label {int(v)}"), plane_labels == v, label_file) for v in np.unique(plane_labels) if v != 0]
+            masks = [(names.get(int(v), f"label {int(v)}"), plane_labels == v, label_file, None) for v in np.unique(plane_labels) if v != 0]
+            if layer is not None:
+                plane_expert = cut(layer, k)
+                masks += [(expert.names[int(v)], plane_expert == v, expert.annotation, expert.model) for v in np.unique(plane_expert) if v != 0]
             plane = np.ascontiguousarray(cut(values, k))
             pixels, params = intensity(plane, {m[0] for m in masks})
             raster = Raster(pixels, {**params, "orientation": "LPS", **(flags or {})}, spacing=spacing[axis], image_left=left, image_top=top, patient_key=patient,
@@ -305,15 +327,24 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
     return rows
 
 
+def _label_volumes(labels: np.ndarray, names: dict[int, str], spacing: tuple[float, float, float]) -> list[dict]:
+    """Each label's volume in ml."""
+    present, counts = np.unique(labels[labels != 0], return_counts=True)
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    return [{"label": names.get(int(v), f"label {int(v)}"), "volume_ml": round(float(c) * voxel_ml, 4)} for v, c in zip(present, counts)]
+
+
 def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list[dict]:
     """A volume file (a 4D one gives the volumes `volume_index` picks) with its label volume, matched
-    in patient space (resampled onto the image's grid when they differ). A 4D label file pairs with
-    the image's volumes by index; a 3D one labels each of them."""
-    if len(raw["annotations"]) > 1:
-        names = ", ".join(a["relpath"] for a in raw["annotations"])
-        raise ItemError(AMBIGUOUS_ANNOTATION, f"{len(raw['annotations'])} label volumes match {raw['relpath']} ({names}); the labels pattern must pick one")
+    in patient space (resampled onto the image's grid when they differ), and its expert output, which
+    must lie on the image's grid. A 4D label file pairs with the image's volumes by index; a 3D one (and
+    an expert's output) labels each of them."""
+    truth = [a for a in raw["annotations"] if a["kind"] != EXPERT_OUTPUT]
+    if len(truth) > 1:
+        names = ", ".join(a["relpath"] for a in truth)
+        raise ItemError(AMBIGUOUS_ANNOTATION, f"{len(truth)} label volumes match {raw['relpath']} ({names}); the labels pattern must pick one")
     volumes = read_volumes(inside(source.root, raw["relpath"]), source.volume_index, source.max_voxels)
-    ann = raw["annotations"][0] if raw["annotations"] else None
+    ann = truth[0] if truth else None
     by_index = dict(read_volumes(inside(source.root, ann["relpath"]), "all", source.max_voxels)) if ann else {}
     matches = [{"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": "geometry"}] if ann else []
     rows = []
@@ -324,7 +355,9 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
             if found is None:
                 raise ItemError(MASK_GEOMETRY_MISMATCH, f"{ann['relpath']} has no volume {t} to pair with {raw['relpath']}")
             labels = align_labels(found, image, ann["relpath"])
-        rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), ann["public"] if ann else "", volume_index=t, matches=matches)
+        layer = expert_layer(source.precomputed_expert, raw, image, source.root, source.max_voxels) if source.precomputed_expert else None
+        rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), ann["public"] if ann else "", volume_index=t, matches=matches,
+                              expert=layer)
     return rows
 
 

@@ -37,16 +37,31 @@ def image_labels(image_row: dict) -> list[str]:
     return sorted(label for label in labels if label)
 
 
-def coarse_caption(source: SourceConfig, image_row: dict) -> str:
+def coarse_caption(source: SourceConfig, image_row: dict, rois: list[dict] = ()) -> str:
+    """The image in one line: modality, plane, region, and what marks its regions: annotations, or an
+    expert model (named with its version: its regions were found by it, never annotated)."""
     what = f"{display_name(source.modality)} image"
     if image_row.get("slice_axis"):
         what = f"{image_row['slice_axis']} {display_name(source.modality)} slice"
     region = f" of the {source.body_region}" if source.body_region else ""
-    labels = image_labels(image_row)
-    if image_row["masks"]:
-        tail = f" with annotated {', '.join(labels)}" if labels else " with no annotated region on this slice"
+    masks = image_row["masks"] or []
+    annotated = sorted({m["label"] for m in masks if not m.get("model") and m["label"]})
+    models = sorted({m["model"] for m in masks if m.get("model")} | {r["model_id"] for r in rois if r.get("method") == "expert_model" and r.get("model_id")})
+    found = sorted({m["label"] for m in masks if m.get("model") and m["label"]} | {r["label"] for r in rois if r.get("method") == "expert_model"})
+    parts = []
+    if annotated:
+        parts.append(f"annotated {', '.join(annotated)}")
+    if found:
+        parts.append(f"{', '.join(found)} found by the expert model {', '.join(models)}")
+    if parts:
+        tail = " with " + " and ".join(parts)
+    elif masks:
+        tail = " with no annotated region on this slice"
     else:
+        labels = image_labels(image_row)
         tail = f", labelled {', '.join(labels)} by the source" if labels else ""
+    if not found and image_row.get("expert_output") and source.precomputed_expert is not None:
+        tail += f"; the expert model {source.precomputed_expert.model} found no region on it"
     return f"{what}{region}{tail}."
 
 
@@ -143,7 +158,7 @@ def retrieve_context(source: SourceConfig, images: Iterable[dict], rois: pl.Data
         {
             "image_id": img["image_id"],
             "source": source.name,
-            "coarse_caption": coarse_caption(source, img),
+            "coarse_caption": coarse_caption(source, img, by_image.get(img["image_id"], [])),
             "queries": [{"finding": f, "query": q} for f, q in queries[img["image_id"]]],
             "passages": _merge([(f, found.get(q, [])) for f, q in queries[img["image_id"]]]),
             "kb_version": version,

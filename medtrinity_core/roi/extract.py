@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import ndimage
 
+from medtrinity_core.errors import ItemError
 from medtrinity_core.ids import stable_id
 from medtrinity_core.imaging.readers import OPPOSITE
 from medtrinity_core.reasons import ROI_ERROR
@@ -59,21 +61,71 @@ def patient_terms(kind: str, image_left: str | None, image_top: str | None) -> s
     return f"to the patient's {PATIENT_SIDE[letter]} of" if letter in ("R", "L") else f"{PATIENT_SIDE[letter]} to"
 
 
-def _candidates(source: SourceConfig, row: dict, image: np.ndarray, workdir: Workdir, prediction, model_id) -> list[Candidate]:
+def resize_labels(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A label image at another size, nearest neighbour (ids are never blended)."""
+    h, w = labels.shape
+    if (w, h) == (width, height):
+        return labels
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return labels[np.ix_(rows, cols)]
+
+
+def _instances(labels: np.ndarray, min_pixels: int, min_fraction: float) -> list[tuple[int, Component]]:
+    """(id, component) for every instance of an instance label image (a cell, a nucleus: one ROI each,
+    whole even where the resize parts it), at least `min_pixels` and `min_fraction` of the image."""
+    floor = max(min_pixels, min_fraction * labels.size)
+    out = []
+    for i, slc in enumerate(ndimage.find_objects(labels), start=1):
+        if slc is None:
+            continue
+        crop = labels[slc] == i
+        area = int(crop.sum())
+        if area >= floor:
+            out.append((i, Component(0, slc[1].start, slc[0].start, slc[1].stop, slc[0].stop, area, crop)))
+    return out
+
+
+def _output_candidates(source: SourceConfig, outputs: list, workdir: Workdir, width: int, height: int) -> list[Candidate]:
+    """ROIs from a precomputed expert's 2D output (`roi.precomputed.Output`s at the image's original size)."""
+    expert, out = source.precomputed_expert, []
+    for o_index, output in enumerate(outputs):
+        labels = resize_labels(output.labels, width, height)
+        if output.instances:
+            for n, (i, comp) in enumerate(_instances(labels, source.min_roi_pixels, source.min_roi_fraction)):
+                if i in output.regions:
+                    name, confidence = output.regions[i]
+                    out.append(Candidate(("output", o_index, i, 0), name, Component(n, comp.x0, comp.y0, comp.x1, comp.y1, comp.area, comp.crop),
+                                         METHOD_EXPERT, confidence, expert.model))
+            continue
+        for value, (name, confidence) in sorted(output.regions.items()):
+            mask = labels == value
+            if not mask.any():
+                continue
+            _, sha = workdir.put_png(mask.astype(np.uint8) * 255)
+            for comp in components(mask, source.min_roi_pixels, source.min_roi_fraction):
+                out.append(Candidate(("output", o_index, value, comp.index), name, comp, METHOD_EXPERT, confidence, expert.model, sha))
+    return out
+
+
+def _candidates(source: SourceConfig, row: dict, image: np.ndarray, workdir: Workdir, prediction, model_id, outputs=()) -> list[Candidate]:
     out: list[Candidate] = []
     for m_index, mask_row in enumerate(row["masks"] or []):
         mask = workdir.read_png(mask_row["uri"]) > 127
+        model = mask_row.get("model")  # a precomputed expert's 3D output, sliced by the normalized stage
         for comp in components(mask, source.min_roi_pixels, source.min_roi_fraction):
-            out.append(Candidate(("mask", m_index, comp.index), mask_row["label"], comp, METHOD_MASK, mask_sha256=mask_row["sha256"]))
+            out.append(Candidate(("mask", m_index, comp.index), mask_row["label"], comp, METHOD_EXPERT if model else METHOD_MASK, model_id=model,
+                                 mask_sha256=mask_row["sha256"]))
     for b_index, box in enumerate(row["boxes"] or []):
         x0, y0 = math.floor(box["x0"]), math.floor(box["y0"])
         x1, y1 = min(math.ceil(box["x1"]), row["width"]), min(math.ceil(box["y1"]), row["height"])
         out.append(Candidate(("box", b_index, 0), box["label"], from_box(0, x0, y0, x1, y1), METHOD_BOX))
+    out += _output_candidates(source, outputs, workdir, row["width"], row["height"])
     if out or row["masks"]:
         return out
     if prediction is not None:
         labels, confidence = prediction
-        for value, name in source.expert.labels:
+        for value, name in source.model_expert.labels:
             mask = labels == value
             if not mask.any():
                 continue
@@ -102,13 +154,18 @@ def _container(c: Candidate, others: list[Candidate]) -> Candidate | None:
     return best
 
 
-def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=None, model_id: str | None = None) -> list[dict]:
-    if not (row["masks"] or row["boxes"] or prediction is not None or source.proposals):
+def low_confidence(c: Candidate, source: SourceConfig) -> bool:
+    """An expert's ROI whose confidence is under the expert's floor (null, where the tool writes none, is not floored)."""
+    return c.method == METHOD_EXPERT and c.confidence is not None and source.min_confidence is not None and c.confidence < source.min_confidence
+
+
+def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=None, model_id: str | None = None, outputs=()) -> list[dict]:
+    if not (row["masks"] or row["boxes"] or prediction is not None or source.proposals or outputs):
         return []
     image = workdir.read_png(row["image_uri"])
     width, height = row["width"], row["height"]
     left, top = row["image_left"], row["image_top"]
-    found = _candidates(source, row, image, workdir, prediction, model_id)
+    found = _candidates(source, row, image, workdir, prediction, model_id, outputs)
     ids = {c.key: stable_id("roi", row["image_id"], *c.key) for c in found}
     counts = Counter(c.label for c in found)
     volumes = {v["label"]: v["volume_ml"] for v in row.get("label_volumes") or []}
@@ -140,6 +197,7 @@ def image_rois(source: SourceConfig, row: dict, workdir: Workdir, prediction=Non
                 "label": c.label,
                 "method": c.method,
                 "confidence": c.confidence,
+                "low_confidence": low_confidence(c, source),
                 "model_id": c.model_id,
                 "mask_sha256": c.mask_sha256,
                 "component": comp.index,
@@ -187,9 +245,24 @@ def _predict(expert, rows: list[dict], workdir: Workdir) -> tuple[dict[str, tupl
     return predictions, failed
 
 
+def _read_outputs(source: SourceConfig, row: dict, paths) -> list:
+    """The image's precomputed 2D expert output, read at its original size (`ItemError` when it cannot be used)."""
+    from medtrinity_core.roi.precomputed import read_output
+    from medtrinity_core.sources.paths import inside
+
+    public = row["expert_output"]
+    path = inside(source.root, paths.private(public))
+    return read_output(source.precomputed_expert, path, public, source.root, paths.private(row["relpath"]), (row["orig_height"], row["orig_width"]))
+
+
 def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir: Workdir, expert=None, expert_error: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`expert` (an `ExpertModel`) segments the images that have no ground-truth annotation, in batches.
-    `expert_error` (the model could not be loaded) quarantines those images as `roi_error` instead."""
+    `expert_error` (the model could not be loaded) quarantines those images as `roi_error` instead. A
+    precomputed expert's 2D outputs are read for the images that have one (`expert_output`); one that
+    cannot be used quarantines its item with the reason the reader gives."""
+    from medtrinity_core.sources.identity import SourcePaths
+
+    paths = SourcePaths.of(workdir, source) if source.precomputed_expert else None
     rows, quarantined = [], []
     pending = list(normalized_rows)
     batch = expert.spec.batch_size if expert else len(pending) or 1
@@ -206,12 +279,20 @@ def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir:
                 quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, ROI_ERROR, failed[image_row["image_id"]]))
                 continue
             try:
-                rows.extend(image_rois(source, image_row, workdir, predictions.get(image_row["image_id"]), expert.model_id if expert else None))
+                outputs = _read_outputs(source, image_row, paths) if paths is not None and image_row.get("expert_output") else []
+                rows.extend(image_rois(source, image_row, workdir, predictions.get(image_row["image_id"]), expert.model_id if expert else None, outputs))
+            except ItemError as exc:
+                private = [paths.private(image_row["relpath"]), paths.private(image_row["expert_output"])] if paths is not None else []
+                quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, exc.reason, paths.scrub(exc.detail, private) if paths else exc.detail))
             except Exception as exc:  # noqa: BLE001 - a broken mask must not stop the shard
                 quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, ROI_ERROR, f"{type(exc).__name__}: {exc}"[:300]))
     return frame(rows, ROIS), frame(quarantined, QUARANTINE)
 
 
 def dataset_rois(rois: pl.DataFrame, source: SourceConfig) -> pl.DataFrame:
-    """The ROIs that may enter the dataset: proposals only when the source opts in."""
-    return rois if source.include_proposals else rois.filter(pl.col("method") != METHOD_PROPOSAL)
+    """The ROIs that may enter the dataset: proposals and low-confidence expert ROIs only when the source opts in."""
+    if not source.include_proposals:
+        rois = rois.filter(pl.col("method") != METHOD_PROPOSAL)
+    if not source.include_low_confidence:
+        rois = rois.filter(~pl.col("low_confidence").fill_null(False))
+    return rois

@@ -34,7 +34,7 @@ from medtrinity_core.sources.paths import (
     undecodable,
 )
 from medtrinity_core.sources.patterns import Pattern, compile_pattern, images_pattern
-from medtrinity_core.sources.schema import MaskSpec, SourceConfig
+from medtrinity_core.sources.schema import MaskSpec, PrecomputedExpert, SourceConfig
 
 RASTER_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
 VOLUME_EXT = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage", ".mhd": "metaimage"}
@@ -418,6 +418,25 @@ def _dicom_items(source: SourceConfig, matched: list[str]) -> tuple[list[Item], 
     return sorted(items, key=lambda i: i.relpath), rejected
 
 
+class _OutputFiles:
+    """A precomputed expert's output files for each item (see `sources.expert_outputs`)."""
+
+    def __init__(self, source: SourceConfig, expert: PrecomputedExpert, paired: list[str]):
+        from medtrinity_core.sources import expert_outputs
+
+        self.source, self.expert, self.pairing = source, expert, expert_outputs
+        where = f"source {source.name}: expert.pattern"
+        self.files = TemplateFiles(expert.pattern, paired, where) if expert.pattern else None
+        folder = expert_outputs.case_folder_template(expert)
+        self.in_folder = TemplateFiles(folder, paired, where) if folder else None
+
+    def of(self, rel: str, fields: dict) -> list[Annotation]:
+        files = [f for f, _ in self.files.matches(fields)] if self.files else []
+        in_folder = [f for f, _ in self.in_folder.matches(fields) if f not in files] if self.in_folder else []
+        found = self.pairing.output_annotations(self.source.root, self.expert, rel, files, in_folder)
+        return [Annotation(f, name, self.pairing.KIND) for f, name in found]
+
+
 def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
     """The source's items and rejections: every file the `images` pattern selects is one or the other
     (hidden files and names that are not UTF-8 are rejected unread; see `source_files`)."""
@@ -435,6 +454,8 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
     label_files = TemplateFiles(source.labels, paired, f"source {source.name}: labels") if source.layout == "volume_labels" else None
     box_files = (TemplateFiles(source.boxes.pattern, paired, f"source {source.name}: boxes.pattern")
                  if source.layout == "image_boxes" and source.boxes.format == "yolo" else None)
+    precomputed = source.precomputed_expert
+    outputs = _OutputFiles(source, precomputed, paired) if precomputed else None
     items = []
     for rel in files:
         m = image_re.fullmatch(rel)
@@ -470,6 +491,12 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
         elif source.layout == "labeled_images":
             label, problem = _image_label(source, rel, fields, csv_labels)
             labels = [label] if label else []
+        if outputs is not None:
+            try:
+                annotations += outputs.of(rel, fields)
+            except ItemError as exc:
+                rejected.append(Rejected(rel, exc.reason, exc.detail, (precomputed.file,) if precomputed.file else ()))
+                continue
         bad = sorted(a.relpath for a in annotations if undecodable(a.relpath))
         if bad:  # never dropped from the item silently, never written: the item waits for the file's renaming
             rejected.append(Rejected(rel, UNDECODABLE_NAME, f"{rel}: its annotation file {undecodable_detail(bad[0], listing.shown(bad[0]))}",

@@ -27,8 +27,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -50,7 +52,10 @@ from medtrinity_core.sources.yaml_lines import (
 
 LAYOUTS = ("image_masks", "volume_labels", "dicom", "labeled_images", "image_boxes")
 BOX_FORMATS = ("coco", "yolo", "csv")
-EXPERT_KINDS = ("torchscript", "state_dict", "bundle")
+EXPERT_KINDS = ("torchscript", "state_dict", "bundle", "precomputed")  # precomputed: the tool's output files (PrecomputedExpert)
+# The tools whose output files a precomputed expert reads, and the model each is recorded as unless the
+# source names its own (`model_id`); a label map is any tool's, so it must be named.
+PRECOMPUTED_FORMATS = {"totalsegmentator": "TotalSegmentator", "cellpose": "Cellpose", "hovernet": "HoVer-Net", "chexmask": "CheXmask", "label_map": None}
 # Networks a state dict may be loaded into: plain constructors of monai.networks.nets with plain arguments.
 ALLOWED_NETWORKS = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "UNETR", "SwinUNETR")
 CODE_KINDS = ("torchscript", "bundle")  # TorchScript is code; a bundle's config evaluates expressions
@@ -451,6 +456,11 @@ class ExpertSpec(Section):
     in_channels: Int(1, 64) = 1
     device: Text = "auto"  # auto: CUDA when present
     trust_code: Flag = False  # torchscript and bundle run code from the model files: the source must opt in
+    min_confidence: Fraction = 0.5  # an ROI whose mean foreground probability is under this is flagged low_confidence
+
+    @property
+    def precomputed(self) -> bool:
+        return False
 
     @classmethod
     def _from_yaml(cls, data: dict, info: ValidationInfo) -> dict:
@@ -481,6 +491,87 @@ class ExpertSpec(Section):
             _fail(f"{self.kind} runs code from the model files on load ({what}); set `trust_code: true` to accept that, or use kind state_dict (weights only)",
                   at=("kind",))
         return self
+
+
+def _type_info(value, info: ValidationInfo):
+    value = _text(value, info)
+    if _from_file(info) and value is not None and not value.endswith(".json"):
+        _fail("must name a JSON file (HoVer-Net's type_info.json)")
+    return value
+
+
+class PrecomputedExpert(Section):
+    """An expert model's output files, as the tool wrote them when it was run offline: TotalSegmentator's
+    per-structure NIfTI folder or `--ml` multilabel file, Cellpose's masks, HoVer-Net's JSON, the CheXmask
+    CSV of a dataset, or any integer label image or volume (`label_map`)."""
+
+    kind: Annotated[str, _one_of(("precomputed",)), TEXT]
+    format: Annotated[str, _one_of(tuple(PRECOMPUTED_FORMATS)), TEXT]
+    pattern: Text = None  # a template like the masks': where the output for an image or volume lies (all formats but chexmask)
+    file: Text = None  # chexmask: the dataset's one CSV (.csv or .csv.gz), under the source root
+    id_column: Text = "Image ID"  # chexmask: the column naming the image (its name differs per CheXmask dataset)
+    type_info: Annotated[str | None, BeforeValidator(_type_info), TEXT] = None  # hovernet: type id -> [name, colour], under the source root
+    labels: LabelMap = ()  # label_map (required) and hovernet: value or type id -> label name
+    label: Text = None  # cellpose: the one name of every instance (default: cell)
+    model_id: Text = None  # recorded with every ROI; default: the tool's name
+    model_version: Text = None
+    min_confidence: Fraction = 0.5  # an ROI whose tool-given confidence is under this is flagged low_confidence
+    trust_code: Flag = False  # cellpose's _seg.npy: unpickled without the allow-list of arrays, dicts, lists, numbers and strings
+
+    @property
+    def precomputed(self) -> bool:
+        return True
+
+    @property
+    def model(self) -> str:
+        """The model as every ROI records it: id and version."""
+        name = self.model_id or PRECOMPUTED_FORMATS[self.format] or "label map"
+        return f"{name} {self.model_version}" if self.model_version else name
+
+    @property
+    def instance_label(self) -> str:
+        return self.label or "cell"
+
+    @model_validator(mode="after")
+    def _per_format(self, info: ValidationInfo):
+        if not _from_file(info):
+            return self
+        if self.format == "chexmask":
+            if self.file is None:
+                _fail("chexmask reads the dataset's one CSV: `file` is required", at=("file",))
+            if self.pattern is not None:
+                _fail("chexmask reads `file`, not a per-image `pattern`", at=("pattern",))
+        elif self.pattern is None:
+            _fail(f"{self.format} outputs need a `pattern` (where the output of each image or volume lies)", at=("pattern",))
+        else:
+            try:
+                _regex_problem(self.pattern)
+            except PydanticCustomError as exc:
+                _fail(exc.context["message"], at=("pattern",))
+        if self.format == "label_map":
+            if not self.labels:
+                _fail("a label_map output needs `labels` (value -> name)", at=("labels",))
+            if self.model_id is None:
+                _fail("a label_map output needs `model_id`: the model that wrote it", at=("model_id",))
+        for key, formats in (("file", ("chexmask",)), ("type_info", ("hovernet",)), ("label", ("cellpose",)), ("labels", ("label_map", "hovernet"))):
+            if key in self.model_fields_set and self.format not in formats:
+                _fail(f"is read for {' and '.join(formats)} outputs only, not {self.format}", at=(key,))
+        if "id_column" in self.model_fields_set and self.format != "chexmask":
+            _fail(f"is read for chexmask outputs only, not {self.format}", at=("id_column",))
+        if self.trust_code and self.format != "cellpose":
+            _fail(f"is read for cellpose outputs only (its _seg.npy), not {self.format}", at=("trust_code",))
+        return self
+
+
+def _expert_kind(value) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "expert:precomputed" if kind == "precomputed" else "expert:model"
+
+
+# `expert:` is a model run by the pipeline or a tool's output files, told apart by `kind` (the tags are
+# dropped from error locations: they are no key of the file)
+Expert = Annotated[Annotated[ExpertSpec, Tag("expert:model")] | Annotated[PrecomputedExpert, Tag("expert:precomputed")], Discriminator(_expert_kind)]
+UNION_TAGS = ("expert:model", "expert:precomputed")
 
 
 class GeneratorSpec(Section):
@@ -618,6 +709,19 @@ def _label_windows(value, info: ValidationInfo):
     return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
+VOLUME_FORMATS = ("totalsegmentator", "label_map")  # outputs a volume has; every format but totalsegmentator labels 2D images
+
+
+def _check_precomputed(source, expert: PrecomputedExpert) -> None:
+    if source.layout == "dicom":
+        _fail("precomputed expert outputs are read for image and volume files, not yet for DICOM series (convert the series to NIfTI as the tool did)",
+              at=("expert", "kind"))
+    if source.layout == "volume_labels" and expert.format not in VOLUME_FORMATS:
+        _fail(f"{expert.format} writes 2D outputs; a volume_labels source reads totalsegmentator or label_map outputs", at=("expert", "format"))
+    if source.layout != "volume_labels" and expert.format == "totalsegmentator":
+        _fail(f"totalsegmentator writes NIfTI volumes; a {source.layout} source holds 2D images (use layout volume_labels)", at=("expert", "format"))
+
+
 class SourceConfig(Section):
     """One source of the sources file: where its files are, how they are read, and each stage's settings."""
 
@@ -645,10 +749,11 @@ class SourceConfig(Section):
     min_slice_fraction: Fraction = 0.0  # drop a label's slice under this share of the label's largest slice
     label_windows: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_label_windows)] = ()  # CT: label name -> window preset for slices showing it
     boxes: BoxSpec | None = None
-    expert: ExpertSpec | None = None
+    expert: Expert | None = None  # a model the rois stage runs, or a tool's output files (kind: precomputed)
     expert_labels: ExpertSpec | None = None  # a 3D expert labelling whole volumes (no stage runs it yet)
     proposals: Flag = False  # classical proposals for images with no annotation and no expert
     include_proposals: Flag = False  # proposals are kept out of the dataset unless this is set
+    include_low_confidence: Flag = False  # expert ROIs under the expert's min_confidence are kept out of the dataset unless this is set
     orientation: Annotated[str | None, _one_of(ORIENTATIONS), TEXT] = None  # 2D sources oriented by convention
     volume_index: Annotated[str | int | None, BeforeValidator(_volume_index)] = None  # 4D volumes: first, middle, N (0-based) or all; unset rejects them
     midline_band: Annotated[float, BeforeValidator(_midline_band), _number(float, 0, None)] = 0.10  # share of the body's width around its centre called midline
@@ -697,26 +802,47 @@ class SourceConfig(Section):
             return self
         if self.layout == "image_masks" and not self.masks:
             _fail("must be a non-empty list for layout image_masks", at=("masks",))
-        if self.layout == "volume_labels":
+        precomputed = self.precomputed_expert
+        if precomputed is not None:
+            _check_precomputed(self, precomputed)
+        if self.layout == "volume_labels" and (self.labels is not None or precomputed is None):
             if self.labels is None:
-                _fail("is required", at=("labels",))
+                _fail("is required (or an `expert` of kind precomputed labels the volumes)", at=("labels",))
             try:
                 _regex_problem(self.labels)
             except PydanticCustomError as exc:
                 _fail(exc.context["message"], at=("labels",))
         if self.layout == "image_boxes" and self.boxes is None:
             _fail("layout image_boxes needs a `boxes` mapping", at=("boxes",), line_at=("layout",))
-        if self.layout == "labeled_images" and not (self.label is not None or self.labels_csv or "(?P<label>" in self.images):
+        if self.layout == "labeled_images" and not (self.label is not None or self.labels_csv or "(?P<label>" in self.images or precomputed):
             _fail("labeled_images needs a `label` group, a `label` key or `labels_csv`", at=("images",))
         self._check_fields()
         _check_inside(self.labels_csv.file if self.labels_csv else None, self.root, ("labels_csv", "file"))
         _check_inside(self.boxes.file if self.boxes else None, self.root, ("boxes", "file"))
+        for key in ("file", "type_info"):
+            _check_inside(getattr(precomputed, key, None), self.root, ("expert", key))
         return self
+
+    @property
+    def model_expert(self) -> ExpertSpec | None:
+        """The model the rois stage runs, if the source's expert is one."""
+        return self.expert if self.expert is not None and not self.expert.precomputed else None
+
+    @property
+    def precomputed_expert(self) -> PrecomputedExpert | None:
+        """The tool output files the source's expert reads, if it is of kind precomputed."""
+        return self.expert if self.expert is not None and self.expert.precomputed else None
+
+    @property
+    def min_confidence(self) -> float | None:
+        return self.expert.min_confidence if self.expert is not None else None
 
     def _check_fields(self) -> None:
         """Every `{field}` a mask, labels or boxes pattern uses must be a named group of `images`."""
         groups = set(re.compile(self.images).groupindex)
         templates = [(self.labels, ("labels",))] + [(m.pattern, ("masks", i, "pattern")) for i, m in enumerate(self.masks)]
+        if self.precomputed_expert is not None:
+            templates.append((self.precomputed_expert.pattern, ("expert", "pattern")))
         if self.boxes is not None:
             templates.append((self.boxes.pattern, ("boxes", "pattern")))
         for value, at in templates:
@@ -1014,7 +1140,7 @@ class _Parser:
             raise self.error(exc.errors(include_url=False)[0], loc) from None
 
     def error(self, error: dict, loc: tuple) -> SourcesFileError:
-        where = loc + tuple(error["loc"])
+        where = loc + tuple(step for step in error["loc"] if step not in UNION_TAGS)
         ctx = error.get("ctx") or {}
         if error["type"] == "sources":
             line_at = (where + tuple(ctx["line_at"]),) if ctx.get("line_at") is not None else ()
