@@ -50,6 +50,8 @@ def _expert(spec: ExpertSpec | PrecomputedExpert | None) -> dict | None:
         return None
     out = _without_none(spec.model_dump(mode="json", exclude={"network", "network_args", "labels"}))
     if spec.precomputed:
+        if spec.format != "chexmask":
+            out.pop("id_column", None)  # read for chexmask only, and refused elsewhere
         return {**out, "labels": _pairs(spec.labels)} if spec.labels else out
     out["labels"] = _pairs(spec.labels)
     if spec.network is not None:

@@ -152,12 +152,12 @@ STAGES = (
                     "shard_size", "max_voxels", "volume_index",
                     "expert.format", "expert.pattern", "expert.file", "expert.id_column"),  # where a precomputed expert's outputs lie
           description=lambda src: f"Inventory of {src.name} items ({src.layout}) under {src.root}"),
-    Stage("normalized", ("raw",), records.NORMALIZED, "item", _normalized, version="1", side_outputs=("content-addressed images and masks", "dedup index"),
+    Stage("normalized", ("raw",), records.NORMALIZED, "item", _normalized, version="2", side_outputs=("content-addressed images and masks", "dedup index"),  # 2: masks name their model; expert_output
           settings=("modality", "window", "allow_burned_in", "slice_axes", "slice_every", "min_slice_fraction", "label_windows", "max_side",
                     "negatives_per_volume", "near_distance", "benchmark_hashes", "quality",  # quality: a mask defect quarantines or drops the mask
                     "expert.labels", "expert.model_id", "expert.model_version"),  # a 3D expert output's names and model
           description="2D 8-bit PNGs and masks, content-addressed"),
-    Stage("rois", ("normalized",), records.ROIS, "image", _rois, version="1", side_outputs=("ROI previews",),
+    Stage("rois", ("normalized",), records.ROIS, "image", _rois, version="2", side_outputs=("ROI previews",),  # 2: low_confidence; precomputed expert outputs
           settings=("min_roi_pixels", "min_roi_fraction", "expert", "proposals", "orientation", "midline_band"),
           pool=lambda src: "gpu" if src.model_expert else None, description="Regions of interest with measured facts"),
     Stage("context", ("normalized", "rois"), records.CONTEXT, "image", _context, version="1", knowledge=True,

@@ -73,7 +73,7 @@ def test_volume_shape_and_model_are_stated_when_measured():
              "method": "expert_model", "model_id": "torchscript:unet.ts@abc", "confidence": 0.934}
     location = generate(IMAGE, [tumor])["facets"]["roi_location"]
     assert "within the liver, in its anterior part (anterior, patient's right)" in location and "12.3 ml in the whole volume" in location
-    assert "well-circumscribed" in location and "segmented by model torchscript:unet.ts@abc (confidence 0.93)" in location
+    assert "well-circumscribed" in location and "found by the expert model torchscript:unet.ts@abc (confidence 0.93), not annotated by hand" in location
 
 
 def test_nothing_is_invented_without_regions_or_knowledge():

@@ -17,7 +17,7 @@ from medtrinity_core.config import load_sources
 from medtrinity_core.errors import MedtrinityError
 from medtrinity_core.roi import rle
 from medtrinity_core.roi.expert import ExpertModel, load_network
-from medtrinity_core.roi.extract import extract_rois
+from medtrinity_core.roi.extract import dataset_rois, extract_rois
 from medtrinity_core.sources.schema import ExpertSpec, SourceConfig
 from medtrinity_core.storage import Workdir
 
@@ -93,7 +93,14 @@ def test_expert_path_segments_fresh_images(trained, tmp_path, kind):
             predicted |= rle.decode(counts, SIZE, SIZE)
         scores.append(dice(predicted, truth[i]))
     assert np.mean(scores) >= 0.8, scores
-    assert rois["confidence"].min() > 0.5
+    assert rois["confidence"].min() > 0.5 and not rois["low_confidence"].any()
+    if kind == "state_dict":  # the floor: ROIs under the expert's min_confidence are flagged and kept out of the dataset
+        floor = float(rois["confidence"].median())
+        strict = src.model_copy(update={"expert": spec.model_copy(update={"min_confidence": floor})})
+        flagged, _ = extract_rois(strict, rows, wd, model)
+        assert flagged["low_confidence"].to_list() == [c < floor for c in flagged["confidence"].to_list()] and flagged["low_confidence"].any()
+        assert dataset_rois(flagged, strict).height == flagged.height - int(flagged["low_confidence"].sum())
+        assert dataset_rois(flagged, strict.model_copy(update={"include_low_confidence": True})).height == flagged.height
 
 
 def test_weights_are_loaded_without_running_code(tmp_path):

@@ -115,7 +115,8 @@ def read_seg_npy(path: Path, public: str, trust_code: bool) -> dict:
     with open(path, "rb") as fh:
         try:
             version = npy.read_magic(fh)
-            shape, _, dtype = npy._read_array_header(fh, version)  # noqa: SLF001 - the public readers load the pickle unchecked
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
         except ValueError as exc:
             raise _bad(public, f"is not a .npy file ({exc})") from None
         if dtype.hasobject:

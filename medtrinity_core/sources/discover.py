@@ -451,7 +451,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
     paired = sorted([*files, *linked])
     masks = [(spec, TemplateFiles(spec.pattern, paired, f"source {source.name}: masks[{i}].pattern"))
              for i, spec in enumerate(source.masks)] if source.layout == "image_masks" else []
-    label_files = TemplateFiles(source.labels, paired, f"source {source.name}: labels") if source.layout == "volume_labels" else None
+    label_files = TemplateFiles(source.labels, paired, f"source {source.name}: labels") if source.layout == "volume_labels" and source.labels else None
     box_files = (TemplateFiles(source.boxes.pattern, paired, f"source {source.name}: boxes.pattern")
                  if source.layout == "image_boxes" and source.boxes.format == "yolo" else None)
     precomputed = source.precomputed_expert
@@ -481,7 +481,7 @@ def discover(source: SourceConfig) -> tuple[list[Item], list[Rejected]]:
                 rejected.append(Rejected(rel, NO_MASK, f"{rel}: no file matches the source's mask patterns ({', '.join(m.pattern for m in source.masks)}){note}", folders))
                 continue
         elif source.layout == "volume_labels":
-            annotations = [Annotation(f, None, "label_volume") for f, _ in label_files.matches(fields) if f != rel]
+            annotations = [Annotation(f, None, "label_volume") for f, _ in label_files.matches(fields) if f != rel] if label_files else []  # else an expert labels them
             labels = [name for _, name in source.label_map]
         elif source.layout == "image_boxes":
             if source.boxes.format == "yolo":
