@@ -327,7 +327,15 @@ def test_a_scan_whose_matches_are_each_slow_but_under_the_bound_stops_on_its_bud
 
     monkeypatch.setattr(patterns, "SCAN_BUDGET_S", 0.3)
     pattern = compile_pattern("[0-9]+(a|aa)+b", "source slow: images")
-    names = ["001" + "a" * 23] * 200  # each a few tens of milliseconds: under MATCH_TIMEOUT_S, far over a path's microseconds
+    length = 18
+    while True:  # a name slow enough on this machine: over SLOW_MATCH_S (a path's match takes microseconds), under MATCH_TIMEOUT_S
+        start = time.perf_counter()
+        pattern.fullmatch("001" + "a" * length)
+        if time.perf_counter() - start > 2 * patterns.SLOW_MATCH_S:
+            break
+        length += 1
+    pattern = compile_pattern("[0-9]+(a|aa)+b", "source slow: images")  # its budget starts afresh
+    names = ["001" + "a" * length] * 200
     start = time.perf_counter()
     with pytest.raises(PatternTimeout, match=r"^source slow: images: pattern .* took [0-9.]+ s over \d+ names"):
         for name in names:
