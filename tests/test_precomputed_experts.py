@@ -257,6 +257,11 @@ def test_hovernet_json_without_nuc_or_with_an_unnamed_type_is_a_specific_refusal
 
 # --- CheXmask ---------------------------------------------------------------------------------------------
 
+def _cxr_source(tmp_path, expert: dict, **extra):
+    return _source(tmp_path, {"name": "cxr", "modality": "xray", "license": "CC0-1.0", "root": "data", "layout": "labeled_images",
+                              "images": r"img/(?P<id>[^/]+)\.png", "expert": expert, **extra})
+
+
 def test_chexmask_rle_rows_give_both_lungs_on_the_patients_sides_with_the_rca_dice_as_confidence(tmp_path):
     image, masks = fx.chest()
     (tmp_path / "data/img").mkdir(parents=True)
@@ -265,21 +270,8 @@ def test_chexmask_rle_rows_give_both_lungs_on_the_patients_sides_with_the_rca_di
     Image.fromarray(image).save(tmp_path / "data/img/p2_frontal.png")
     fx.chexmask_csv(tmp_path / "data/chexmask.csv.gz", [{"id": "p1_frontal.png", **masks, "dice_mean": 0.87},
                                                           {"id": "p2_frontal", **masks, "dice_mean": 0.41}], id_column="Image Index")
-    src = _source(tmp_path, """\
-        - name: cxr
-          modality: xray
-          license: CC0-1.0
-          root: data
-          layout: labeled_images
-          images: 'img/(?P<id>[^/]+)\.png'
-          orientation: chest_pa
-          near_distance: 0
-          expert:
-            kind: precomputed
-            format: chexmask
-            file: chexmask.csv.gz
-            id_column: Image Index
-        """)
+    src = _cxr_source(tmp_path, {"kind": "precomputed", "format": "chexmask", "file": "chexmask.csv.gz", "id_column": "Image Index"},
+                      orientation="chest_pa", near_distance=0)
     out, quarantined, _ = _run(tmp_path, src)
     assert quarantined.is_empty(), quarantined.to_dicts()
     rois = out["rois"].rows
@@ -298,15 +290,7 @@ def test_a_chexmask_csv_without_the_id_column_names_the_columns_it_has(tmp_path)
     (tmp_path / "data/img").mkdir(parents=True)
     Image.fromarray(image).save(tmp_path / "data/img/p1.png")
     fx.chexmask_csv(tmp_path / "data/chexmask.csv.gz", [{"id": "p1.png", **masks, "dice_mean": 0.9}], id_column="dicom_id")
-    src = _source(tmp_path, """\
-        - name: cxr
-          modality: xray
-          license: CC0-1.0
-          root: data
-          layout: labeled_images
-          images: 'img/(?P<id>[^/]+)\.png'
-          expert: {kind: precomputed, format: chexmask, file: chexmask.csv.gz}
-        """)
+    src = _cxr_source(tmp_path, {"kind": "precomputed", "format": "chexmask", "file": "chexmask.csv.gz"})
     _, quarantined, _ = _run(tmp_path, src, end="raw")
     row = quarantined.row(0, named=True)
     assert row["reason"] == "bad_annotation" and "'Image ID'" in row["detail"] and "dicom_id" in row["detail"] and "id_column" in row["detail"]
@@ -347,7 +331,7 @@ def test_precomputed_expert_settings_are_checked_per_format_with_file_and_line(t
                   license: CC0-1.0
                   root: data
                   layout: labeled_images
-                  images: 'img/(?P<id>[^/]+)\.png'
+                  images: 'img/(?P<id>[^/]+)\\.png'
                   expert: {expert}
                 """)
         assert f"expert.{key}" in str(err.value) and ":9:" in str(err.value), (expert, str(err.value))
