@@ -14,7 +14,7 @@ export MEDTRINITY_WORKDIR := $(abspath $(WORKDIR))
 export MEDTRINITY_SOURCES ?= $(abspath examples/sources.yaml)
 export MEDTRINITY_LANDING ?= $(abspath $(WORKDIR))/landing
 
-.PHONY: venv demo test lint chromium postgres ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan bench-faithfulness clean
+.PHONY: venv demo test lint chromium postgres ui ui-check bench-normalize bench-rois bench-retrieval bench-generate bench-sensor bench-plan bench-faithfulness bench-experts clean
 
 venv: $(STAMP)
 
@@ -82,3 +82,6 @@ bench-plan: $(STAMP)
 
 bench-faithfulness: $(STAMP)
 	$(PY) bench/bench_faithfulness.py
+
+bench-experts: $(STAMP)
+	$(PY) bench/bench_experts.py
