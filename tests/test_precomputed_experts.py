@@ -378,3 +378,34 @@ def test_normalized_manifests_record_the_2d_output_that_rois_read(tmp_path):
     out, _, wd = _run(tmp_path, src, end="normalized")
     manifest = read_parquet(wd.manifest_path(src.name, "normalized", min(update_plan(wd, src))))
     assert manifest["expert_output"].to_list() == ["out/a_cp_masks.png"] and manifest["masks"].to_list() == [[]]
+
+
+def test_tool_files_that_are_subtly_wrong_get_a_reason_and_never_stop_the_shard(tmp_path):
+    """A --ml value its table does not name, a ragged CheXmask CSV, HoVer-Net ids far apart, a fractional type."""
+    ct, structures = fx.ct_case()
+    affine = fx.ras_affine()
+    fx.write_nifti(tmp_path / "data/img/case1.nii.gz", ct, affine)
+    fx.write_nifti(tmp_path / "data/seg/case1.nii.gz", (structures["liver"] * 5).astype(np.uint8), affine, fx.caret_xml({1: "liver"}))
+    src = _ct_source(tmp_path, {"kind": "precomputed", "format": "totalsegmentator", "pattern": r"seg/{id}\.nii\.gz"})
+    _, quarantined, _ = _run(tmp_path, src)
+    row = quarantined.row(0, named=True)
+    assert row["reason"] == "bad_annotation" and "label values 5" in row["detail"]
+
+    other = tmp_path / "cxr"
+    image, masks = fx.chest()
+    (other / "data/img").mkdir(parents=True)
+    Image.fromarray(image).save(other / "data/img/p1.png")
+    (other / "data/chexmask.csv").write_text('Image ID,Height\np1.png,"80\nx,1,2,3\n')
+    src = _cxr_source(other, {"kind": "precomputed", "format": "chexmask", "file": "chexmask.csv"})
+    _, quarantined, _ = _run(other, src, end="raw")
+    assert quarantined["reason"].to_list() == ["bad_annotation"] and "cannot be read as a CheXmask CSV" in quarantined["detail"][0]
+
+    hv = tmp_path / "hv"
+    _image(hv / "data/img/a.png", (40, 60))
+    _image(hv / "data/img/b.png", (40, 60))
+    fx.hovernet_json(hv / "data/json/a.json", {3: fx.nucleus(15, 15, 5, 1, 0.9), 2_000_000_000: fx.nucleus(40, 20, 5, 1, 0.8)})
+    fx.hovernet_json(hv / "data/json/b.json", {1: fx.nucleus(15, 15, 5, 1.5, 0.9)})
+    src = _micro_source(hv, {"kind": "precomputed", "format": "hovernet", "pattern": r"json/{id}\.json", "labels": {1: "neopla"}}, modality="histopathology")
+    out, quarantined, _ = _run(hv, src)
+    assert out["rois"].rows.height == 2  # two nuclei, whatever their ids
+    assert quarantined["relpath"].to_list() == ["img/b.png"] and "whole number" in quarantined["detail"][0]

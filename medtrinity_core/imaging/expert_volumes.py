@@ -118,7 +118,11 @@ def _totalsegmentator(expert: PrecomputedExpert, raw: dict, image: sitk.Image, r
         if not names:
             raise ItemError(BAD_ANNOTATION, f"{ann['public']} has no CaretExtension label table in its NIfTI header: a TotalSegmentator --ml file names its "
                                             "labels there (a plain label volume is format label_map, with `labels`)")
-        return _integers(sitk.GetArrayFromImage(output), ann["public"]), names, ann["public"]
+        values = _integers(sitk.GetArrayFromImage(output), ann["public"])
+        unnamed = sorted(set(np.unique(values[values != 0]).tolist()) - set(names))
+        if unnamed:
+            raise ItemError(BAD_ANNOTATION, f"{ann['public']} holds label values {', '.join(map(str, unnamed[:5]))} that its CaretExtension label table does not name")
+        return values, names, ann["public"]
     labels = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.int64)
     names: dict[int, str] = {}
     for ann in sorted(anns, key=lambda a: a["label"]):

@@ -282,7 +282,7 @@ def extract_rois(source: SourceConfig, normalized_rows: Iterable[dict], workdir:
                 outputs = _read_outputs(source, image_row, paths) if paths is not None and image_row.get("expert_output") else []
                 rows.extend(image_rois(source, image_row, workdir, predictions.get(image_row["image_id"]), expert.model_id if expert else None, outputs))
             except ItemError as exc:
-                private = [paths.private(image_row["relpath"]), paths.private(image_row["expert_output"])] if paths is not None else []
+                private = [paths.private(rel) for rel in (image_row["relpath"], image_row.get("expert_output")) if rel] if paths is not None else []
                 quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, exc.reason, paths.scrub(exc.detail, private) if paths else exc.detail))
             except Exception as exc:  # noqa: BLE001 - a broken mask must not stop the shard
                 quarantined.append(quarantine_row(image_row["item_id"], source.name, image_row["relpath"], STAGE, ROI_ERROR, f"{type(exc).__name__}: {exc}"[:300]))

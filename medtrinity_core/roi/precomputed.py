@@ -151,8 +151,16 @@ def cellpose(path: Path, public: str, expert: PrecomputedExpert) -> list[Output]
 
 # --- HoVer-Net -----------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=8)
 def _type_info(path: str) -> dict[int, str]:
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise ItemError(MISSING_ANNOTATION, f"type_info {Path(path).name} cannot be read ({exc.strerror or exc})") from None
+    return _type_info_of(path, stat.st_size, stat.st_mtime)
+
+
+@lru_cache(maxsize=8)
+def _type_info_of(path: str, size: int, mtime: float) -> dict[int, str]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -195,13 +203,19 @@ def hovernet(path: Path, public: str, expert: PrecomputedExpert, root: Path, sha
     height, width = shape
     labels = np.zeros(shape, np.int64)
     regions: dict[int, tuple[str, float | None]] = {}
-    for key, nucleus in data["nuc"].items():
+    seen: set[int] = set()
+    for number, (key, nucleus) in enumerate(data["nuc"].items(), start=1):  # drawn as 1..N: ids may have gaps of any size
         if not isinstance(nucleus, dict) or not all(k in nucleus for k in ("contour", "type")):
             missing = [k for k in HOVERNET_KEYS if not isinstance(nucleus, dict) or k not in nucleus]
             raise _bad(public, f"nucleus {key} lacks {', '.join(missing)}")
         if not str(key).isdigit() or int(key) < 1:
             raise _bad(public, f"nucleus id {key!r} is not a whole number from 1")
+        if int(key) in seen:
+            raise _bad(public, f"nucleus id {key!r} repeats another nucleus' id")
+        seen.add(int(key))
         kind = _number(nucleus["type"], "type", public, key, optional=True)
+        if kind is not None and kind != int(kind):
+            raise _bad(public, f"nucleus {key}: `type` must be a whole number, not {kind!r}")
         if kind == 0:
             continue  # PanNuke's `nolabe`: no nucleus type, no ROI
         name = "nucleus" if kind is None else names.get(int(kind))
@@ -215,10 +229,10 @@ def hovernet(path: Path, public: str, expert: PrecomputedExpert, root: Path, sha
             raise _bad(public, f"nucleus {key}: its contour reaches ({xs.max():.0f}, {ys.max():.0f}) (x, y), outside the {width}x{height} image")
         rr, cc = polygon(ys, xs, shape)
         rr_edge, cc_edge = np.clip(np.round(ys).astype(int), 0, height - 1), np.clip(np.round(xs).astype(int), 0, width - 1)
-        labels[rr, cc] = int(key)
-        labels[rr_edge, cc_edge] = int(key)  # the contour itself is the nucleus' edge
+        labels[rr, cc] = number
+        labels[rr_edge, cc_edge] = number  # the contour itself is the nucleus' edge
         confidence = _number(nucleus.get("type_prob"), "type_prob", public, key, optional=True)
-        regions[int(key)] = (name, None if confidence is None else float(confidence))
+        regions[number] = (name, None if confidence is None else float(confidence))
     present = set(np.unique(labels[labels != 0]).tolist())
     return [Output(labels, {k: v for k, v in regions.items() if k in present}, instances=True)]
 
@@ -230,7 +244,11 @@ def _chexmask_table(path: str, size: int, mtime: float, column: str):
     import polars as pl
 
     table = pl.read_csv(path, schema_overrides={column: pl.String}, infer_schema_length=0)
-    return {row[column]: row for row in table.iter_rows(named=True) if row[column] is not None}
+    rows: dict = {}
+    for row in table.iter_rows(named=True):
+        if row[column] is not None:
+            rows[row[column]] = None if row[column] in rows else row  # a repeated id names no one row
+    return rows
 
 
 def decode_rle(rle: str, height: int, width: int, public: str, what: str) -> np.ndarray:
@@ -250,31 +268,38 @@ def decode_rle(rle: str, height: int, width: int, public: str, what: str) -> np.
     return flat.reshape(height, width)
 
 
-def chexmask(path: Path, public: str, expert: PrecomputedExpert, image_relpath: str) -> list[Output]:
+def chexmask(path: Path, public: str, expert: PrecomputedExpert, image_relpath: str, shape: tuple[int, int]) -> list[Output]:
     stat = path.stat()
-    rows = _chexmask_table(str(path), stat.st_size, stat.st_mtime, expert.id_column)
+    try:
+        rows = _chexmask_table(str(path), stat.st_size, stat.st_mtime, expert.id_column)
+    except Exception as exc:  # noqa: BLE001 - polars raises its own errors on a ragged or unquoted CSV
+        raise _bad(public, f"cannot be read as a CheXmask CSV ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     key = chexmask_key(image_relpath, frozenset(rows))
     if key is None:
         raise ItemError(MISSING_ANNOTATION, f"{image_relpath}: no row of {public} has {expert.id_column} matching it")
     row = rows[key]
+    if row is None:
+        raise _bad(public, f"several of its rows have the {expert.id_column} that {image_relpath} matches: one row per image")
     missing = [c for c in ("Height", "Width", CHEXMASK_CONFIDENCE, *(c for c, _ in CHEXMASK_STRUCTURES)) if c not in row]
     if missing:
         raise _bad(public, f"has no column {', '.join(repr(c) for c in missing)} (CheXmask writes Image ID, Dice RCA (Max), Dice RCA (Mean), Landmarks, "
                            "Left Lung, Right Lung, Heart, Height, Width)")
     try:
         height, width = int(float(row["Height"])), int(float(row["Width"]))
-    except (TypeError, ValueError):
-        raise _bad(public, f"row {key}: Height and Width must be whole numbers, not {row['Height']!r} x {row['Width']!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise _bad(public, f"the image's row: Height and Width must be whole numbers, not {row['Height']!r} x {row['Width']!r}") from None
+    if (height, width) != tuple(shape):
+        raise _bad(public, f"the row of {image_relpath} is {width}x{height}, the image is {shape[1]}x{shape[0]}: an expert's output must have its image's size")
     confidence = row[CHEXMASK_CONFIDENCE]
     try:
         confidence = None if confidence in (None, "") else float(confidence)
     except ValueError:
-        raise _bad(public, f"row {key}: {CHEXMASK_CONFIDENCE} must be a number, not {confidence!r}") from None
+        raise _bad(public, f"the image's row: {CHEXMASK_CONFIDENCE} must be a number, not {confidence!r}") from None
     out = []
     for column, name in CHEXMASK_STRUCTURES:
         if row[column] in (None, ""):
             continue
-        mask = decode_rle(row[column], height, width, public, f"row {key}, {column}")
+        mask = decode_rle(row[column], height, width, public, f"the image's row, {column}")
         out.append(Output(mask.astype(np.int64), {1: (name, confidence)}))
     return out
 
@@ -291,7 +316,7 @@ def read_output(expert: PrecomputedExpert, path: Path, public: str, root: Path, 
     """The expert's output for one 2D image of `shape` (height, width) at its original size; an output of
     another size is refused, naming both."""
     if expert.format == "chexmask":
-        outputs = chexmask(path, public, expert, image_relpath)
+        outputs = chexmask(path, public, expert, image_relpath, shape)
     elif expert.format == "hovernet":
         outputs = hovernet(path, public, expert, root, shape)
     elif expert.format == "cellpose":

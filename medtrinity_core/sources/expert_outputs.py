@@ -51,7 +51,10 @@ def _chexmask_ids(path: str, size: int, mtime: float, column: str) -> frozenset[
     if column not in header.columns:
         shown = ", ".join(header.columns[:12])
         raise ItemError(BAD_ANNOTATION, f"{Path(path).name} has no column {column!r} (its columns: {shown}); set expert.id_column to the one naming the images")
-    ids = pl.read_csv(path, columns=[column], schema_overrides={column: pl.String})[column]
+    try:
+        ids = pl.read_csv(path, columns=[column], schema_overrides={column: pl.String})[column]
+    except Exception as exc:  # noqa: BLE001 - a ragged row or an unterminated quote
+        raise ItemError(BAD_ANNOTATION, f"{Path(path).name} cannot be read as a CheXmask CSV: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]) from None
     return frozenset(ids.drop_nulls().to_list())
 
 
@@ -83,7 +86,7 @@ def output_annotations(root: Path, expert: PrecomputedExpert, relpath: str, file
     if expert.format == "chexmask":
         if chexmask_key(relpath, chexmask_ids(root, expert)) is None:
             raise ItemError(MISSING_ANNOTATION, f"{relpath}: no row of {expert.file} has {expert.id_column} equal to its path, a trailing part of it, "
-                                                f"its file name or its stem ({', '.join(id_candidates(relpath)[-2:])})")
+                                                "its file name or its stem")
         return [(expert.file, None)]
     found = [(m, None) for m in files if m != relpath] + [(m, structure_name(m)) for m in in_folder if m != relpath]
     if not found:
