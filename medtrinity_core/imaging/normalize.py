@@ -296,10 +296,10 @@ def _slice_volume(source: SourceConfig, raw: dict, workdir: Workdir, image: sitk
     values = sitk.GetArrayViewFromImage(image).astype(np.float32)
     if not np.isfinite(values).all():  # DICOM float pixel data (volume files are checked as they are read)
         raise ItemError(NON_FINITE_VOXELS, f"{raw['relpath']}: {non_finite_detail(values)}")
-    chooses = labels if labels is not None or layer is None else layer
     if labels is None:
         labels = np.zeros(values.shape, dtype=np.int64)
-    if chooses is None:
+        chooses = layer if layer is not None else labels  # slices chosen by the ground truth, else by the expert
+    else:
         chooses = labels
     values, intensity = _volume_intensity(source, values, ds)
     sx, sy, sz = image.GetSpacing()
@@ -348,6 +348,8 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
     by_index = dict(read_volumes(inside(source.root, ann["relpath"]), "all", source.max_voxels)) if ann else {}
     matches = [{"annotation_sha256": ann["sha256"], "kind": ann["kind"], "match": "geometry"}] if ann else []
     rows = []
+    expert = source.precomputed_expert
+    layer = expert_layer(expert, raw, volumes[0][1], source.root, source.max_voxels) if expert and volumes else None  # the volumes of a 4D file share one grid
     for t, image in volumes:
         labels = None
         if ann:
@@ -355,7 +357,6 @@ def _normalize_volume(source: SourceConfig, raw: dict, workdir: Workdir) -> list
             if found is None:
                 raise ItemError(MASK_GEOMETRY_MISMATCH, f"{ann['relpath']} has no volume {t} to pair with {raw['relpath']}")
             labels = align_labels(found, image, ann["relpath"])
-        layer = expert_layer(source.precomputed_expert, raw, image, source.root, source.max_voxels) if source.precomputed_expert else None
         rows += _slice_volume(source, raw, workdir, image, labels, dict(source.label_map), ann["public"] if ann else "", volume_index=t, matches=matches,
                               expert=layer)
     return rows
